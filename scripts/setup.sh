@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what vipernet and its tests need on a fresh Debian machine (as root):
+# the Debian packages of the real peers, then vipernet itself with its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+DEBIAN_PACKAGES=(
+    iproute2 nftables iputils-ping procps      # namespaces, TAP, impairment, kernel ping
+    dnsmasq-base                               # DNS (and DHCP) peer
+    openssh-server openssh-client ssh-audit    # SSH peer, sftp CLI reference, audit
+    openssl gnutls-bin                         # TLS peers
+    nginx-light                                # HTTP peer
+    tshark                                     # capture checks
+    passt                                      # user-mode peer speaking the QEMU stream protocol
+    tmux                                       # driving interactive sessions
+)
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: need root to install Debian packages: ${missing[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q -o DPkg::Lock::Timeout=600
+    apt-get install -y -q -o DPkg::Lock::Timeout=600 "${missing[@]}"
+fi
+
+"$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test,bench]'

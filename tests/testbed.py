@@ -1,0 +1,167 @@
+"""The test bed: a network namespace with a TAP whose kernel side is 10.0.2.2 and 10.0.2.3.
+
+The stack (netd, or kernel mode) opens the TAP from inside the namespace and sits at
+10.0.2.15/24, the spec's QEMU SLiRP layout.  Real peers (the kernel's own TCP/IP, dnsmasq,
+sshd, openssl s_server, nginx) run inside the namespace.  Everything made here is removed
+by :meth:`TestBed.close`: processes first, then the namespace (which takes the TAP with it).
+
+Under ``CI=true`` a missing root, namespace support or peer binary fails the test; elsewhere
+it skips, so a developer without root can still run the unit tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+GATEWAY = "10.0.2.2"
+DNS_SERVER = "10.0.2.3"
+STACK_IP = "10.0.2.15"
+_counter = itertools.count()
+
+
+def unavailable(reason: str) -> None:
+    """Fail under CI, skip elsewhere: a CI run must never pass by skipping the real peers."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"test bed unavailable in CI: {reason}")
+    pytest.skip(reason)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        unavailable("needs root (CAP_NET_ADMIN) for namespaces and TAP devices")
+    if not os.path.exists("/dev/net/tun"):
+        unavailable("/dev/net/tun is missing")
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    if path is None:
+        unavailable(f"{name} is not installed (make test installs it)")
+        raise AssertionError("unreachable")
+    return path
+
+
+def _run(cmd: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), check=check, capture_output=True, text=True)
+
+
+class TestBed:
+    """One namespace + TAP; peers started with :meth:`start` are stopped by :meth:`close`."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, tag: str = "t") -> None:
+        require_root()
+        require_binary("ip")
+        n = next(_counter)
+        self.name = f"vn-{tag}-{os.getpid()}-{n}"
+        self.tap = f"vt{os.getpid() % 100000}{tag[:3]}{n}"[:15]
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"vipernet-{tag}-"))
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._created = False
+        try:
+            self._create()
+        except Exception:
+            self.close()
+            raise
+
+    def _create(self) -> None:
+        _run(["ip", "netns", "add", self.name])
+        self._created = True
+        self.ns(["ip", "link", "set", "lo", "up"])
+        self.ns(["ip", "tuntap", "add", "dev", self.tap, "mode", "tap"])
+        self.ns(["sysctl", "-qw", f"net.ipv6.conf.{self.tap}.disable_ipv6=1"], check=False)
+        self.ns(["ip", "addr", "add", f"{GATEWAY}/24", "dev", self.tap])
+        self.ns(["ip", "addr", "add", f"{DNS_SERVER}/24", "dev", self.tap])
+        self.ns(["ip", "link", "set", self.tap, "up"])
+
+    def ns_argv(self, argv: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def ns(self, argv: Sequence[str], check: bool = True,
+           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the namespace and wait for it."""
+        return subprocess.run(self.ns_argv(argv), check=check, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def start(self, argv: Sequence[str], *, inside: bool = True, **kwargs: object) -> subprocess.Popen[bytes]:
+        """Start a long-running process (inside the namespace by default); stopped by close()."""
+        full = self.ns_argv(argv) if inside else list(argv)
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        proc = subprocess.Popen(full, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+        self.processes.append(proc)
+        return proc
+
+    def start_dnsmasq(self, *extra: str) -> subprocess.Popen[bytes]:
+        dnsmasq = require_binary("dnsmasq")
+        proc = self.start([
+            dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+            f"--listen-address={DNS_SERVER}", "--bind-interfaces", "--user=root",
+            f"--pid-file={self.workdir / 'dnsmasq.pid'}",
+            "--address=/example.test/10.0.2.2", "--local=/example.test/", "--local=/#/", *extra,
+        ])
+        wait_for(lambda: self._udp_port_open(DNS_SERVER, 53), what="dnsmasq on 10.0.2.3:53")
+        return proc
+
+    def _udp_port_open(self, ip: str, port: int) -> bool:
+        out = self.ns(["ss", "-Hlun", f"src {ip}:{port}"], check=False).stdout
+        return bool(out.strip())
+
+    def tcp_port_open(self, ip: str, port: int) -> bool:
+        out = self.ns(["ss", "-Hltn", f"src {ip}:{port}"], check=False).stdout
+        return bool(out.strip())
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            stop_process(proc)
+        self.processes.clear()
+        if self._created:
+            _run(["ip", "netns", "del", self.name], check=False)
+            self._created = False
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> TestBed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM the process group, then SIGKILL it if it lingers."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=timeout)
+
+
+def wait_for(predicate: object, *, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``predicate()`` until true; fail the test with ``what`` on timeout."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
