@@ -11,6 +11,7 @@ it skips, so a developer without root can still run the unit tests.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -44,7 +45,9 @@ def require_root() -> None:
 
 
 def require_binary(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    path = shutil.which(name)
+    if path is None and os.path.exists(f"/usr/sbin/{name}"):
+        path = f"/usr/sbin/{name}"
     if path is None:
         unavailable(f"{name} is not installed (make test installs it)")
         raise AssertionError("unreachable")
@@ -94,7 +97,9 @@ class TestBed:
         return subprocess.run(self.ns_argv(argv), check=check, capture_output=True, text=True,
                               timeout=timeout)
 
-    def start(self, argv: Sequence[str], *, inside: bool = True, **kwargs: object) -> subprocess.Popen[bytes]:
+    def start(
+        self, argv: Sequence[str], *, inside: bool = True, **kwargs: object
+    ) -> subprocess.Popen[bytes]:
         """Start a long-running process (inside the namespace by default); stopped by close()."""
         full = self.ns_argv(argv) if inside else list(argv)
         kwargs.setdefault("stdout", subprocess.DEVNULL)
@@ -149,10 +154,8 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=timeout)
 
 

@@ -134,7 +134,7 @@ class Writer:
 
     def push_vector(self, length_size: int, data: bytes | bytearray | memoryview) -> None:
         if len(data) >= 1 << (8 * length_size):
-            raise ValueError(f"vector of {len(data)} bytes does not fit a {length_size}-byte length")
+            raise ValueError(f"vector of {len(data)} bytes exceeds a {length_size}-byte length")
         self._out += len(data).to_bytes(length_size, "big")
         self._out += data
 
