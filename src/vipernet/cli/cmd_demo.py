@@ -1,0 +1,141 @@
+"""``vipernet demo``: netd on its default network, then a narrated end-to-end session.
+
+It builds the spec's QEMU SLiRP layout on a TAP in a throw-away namespace (gateway and web
+servers at 10.0.2.2, dnsmasq at 10.0.2.3), starts ``vipernet netd`` on it, and drives the
+real CLI against real servers: ping the gateway, resolve a name, fetch a page over HTTP and
+HTTPS (a local test CA), show the socket table and the interface.  It ends with a summary of
+what worked and how long it took, and removes everything it made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vipernet.cli.demo_certs import make_demo_pki
+from vipernet.cli.demo_network import GATEWAY, DemoNetwork, DemoSetupError, find_binary
+
+PAGE = b"<html><body><h1>Hello from 10.0.2.2, through vipernet</h1></body></html>\n"
+
+
+@dataclass
+class StepResult:
+    title: str
+    ok: bool
+    seconds: float
+    detail: str
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("demo", help="run the stack end to end on its default network",
+                            description=__doc__)
+    parser.add_argument("--keep-going", action="store_true",
+                        help="run every step even after one fails")
+    parser.set_defaults(func=run)
+
+
+def _vipernet(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vipernet.cli.main", *args]
+
+
+def _step(title: str, argv: list[str], env: dict[str, str], expect: bytes | None = None,
+          timeout: float = 60.0) -> StepResult:
+    print(f"\n\033[1m==> {title}\033[0m\n$ vipernet {' '.join(argv[3:])}", flush=True)
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(argv, env=env, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return StepResult(title, False, time.monotonic() - start, f"timed out after {timeout}s")
+    elapsed = time.monotonic() - start
+    out = proc.stdout + proc.stderr
+    sys.stdout.write(out.decode(errors="replace"))
+    ok = proc.returncode == 0 and (expect is None or expect in out)
+    detail = "ok" if ok else f"exit status {proc.returncode}"
+    if proc.returncode == 0 and not ok:
+        detail = f"output lacked {expect!r}"
+    return StepResult(title, ok, elapsed, detail)
+
+
+def _start_servers(net: DemoNetwork) -> Path:
+    webroot = net.workdir / "www"
+    webroot.mkdir()
+    (webroot / "index.html").write_bytes(PAGE)
+    net.start([find_binary("dnsmasq"), "--keep-in-foreground", "--conf-file=/dev/null",
+               "--no-resolv", "--no-hosts", "--listen-address=10.0.2.3", "--bind-interfaces",
+               "--user=root", f"--pid-file={net.workdir / 'dnsmasq.pid'}",
+               "--address=/example.test/10.0.2.2", "--local=/example.test/", "--local=/#/"],
+              log="dnsmasq.log")
+    net.start([sys.executable, "-m", "http.server", "--bind", GATEWAY, "--directory",
+               str(webroot), "80"], log="http.log")
+    ca, cert, key = make_demo_pki(net.workdir, "example.test", GATEWAY)
+    net.start([find_binary("openssl"), "s_server", "-accept", f"{GATEWAY}:443", "-cert",
+               str(cert), "-key", str(key), "-tls1_3", "-WWW", "-quiet"], log="openssl.log",
+              cwd=webroot)  # -WWW serves files relative to its working directory
+    net.wait_listening("udp", "10.0.2.3", 53, "dnsmasq")
+    net.wait_listening("tcp", GATEWAY, 80, "the HTTP server")
+    net.wait_listening("tcp", GATEWAY, 443, "openssl s_server")
+    return ca
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        net = DemoNetwork()
+    except DemoSetupError as exc:
+        print(f"vipernet demo: {exc}", file=sys.stderr)
+        return 1
+    results: list[StepResult] = []
+    try:
+        print(f"Building the demo network: namespace {net.name}, TAP {net.tap}, "
+              "gateway 10.0.2.2, DNS 10.0.2.3, stack 10.0.2.15/24")
+        try:
+            ca = _start_servers(net)
+        except DemoSetupError as exc:
+            print(f"vipernet demo: {exc}", file=sys.stderr)
+            return 1
+        sock = net.workdir / "netd.sock"
+        pcap = net.workdir / "netd.pcap"
+        env = dict(os.environ, VIPERNET_SOCKET=str(sock))
+        netd = net.start(_vipernet("netd", "--link", f"tap:{net.tap}", "--socket", str(sock),
+                                   "--pcap", str(pcap)), log="netd.log")
+        deadline = time.monotonic() + 10
+        while not sock.exists() and netd.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not sock.exists():
+            print("vipernet demo: netd did not start:\n"
+                  + (net.workdir / "netd.log").read_text(errors="replace"), file=sys.stderr)
+            return 1
+        print(f"netd is up (pid {netd.pid}) on tap:{net.tap}, IPC at {sock}")
+        steps: list[tuple[str, list[str], bytes | None]] = [
+            ("Ping the gateway", _vipernet("ping", GATEWAY, "-c", "3", "-i", "0.2"),
+             b"3 received"),
+            ("Resolve a name through dnsmasq", _vipernet("dig", "example.test"), b"10.0.2.2"),
+            ("Fetch a page over HTTP", _vipernet("fetch", "http://example.test/index.html"),
+             b"Hello from 10.0.2.2"),
+            ("Fetch over HTTPS (local test CA)",
+             _vipernet("fetch", "--cacert", str(ca), "https://example.test/index.html"),
+             b"Hello from 10.0.2.2"),
+            ("The socket table", _vipernet("stat"), None),
+            ("The interface", _vipernet("info"), b"10.0.2.15"),
+        ]
+        for title, argv, expect in steps:
+            result = _step(title, argv, env, expect)
+            results.append(result)
+            if not result.ok and not args.keep_going and title.startswith("Ping"):
+                break
+    finally:
+        net.close()
+    print("\n\033[1mSummary\033[0m")
+    for r in results:
+        mark = "PASS" if r.ok else "FAIL"
+        print(f"  [{mark}] {r.title:<36} {r.seconds * 1000:8.1f} ms  {r.detail}")
+    passed = sum(r.ok for r in results)
+    print(f"{passed} passed, {len(results) - passed} failed "
+          f"(total {time.monotonic() - started:.1f} s; everything it made is removed)")
+    return 0 if results and passed == len(results) else 1
