@@ -1,0 +1,282 @@
+"""One HTTP/1.1 connection: a stream socket plus an ``h11`` state machine.
+
+h11 does all message framing (request serialisation, status line and header parsing,
+Content-Length / chunked / close-delimited bodies, trailers); this class only moves bytes
+between it and the socket, enforces the deadlines and caps, and turns h11's complaints into
+our typed errors.  The socket is anything with ``sendall``, ``recv`` and ``settimeout``
+(a stdlib socket, a vipernet socket, or a ``vipernet.tls`` connection).
+
+Why it is shaped like this (speed): the body is read with large ``recv`` calls (256 KiB by
+default) so h11 sees few, large events; the request head and a small body go out in a
+single ``sendall`` (no Nagle stall between them); timeouts are re-armed only when they
+change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import h11
+
+from vipernet.errors import VipernetError
+from vipernet.http.errors import (
+    ConnectionClosed,
+    HeadersTooLarge,
+    HTTPError,
+    IncompleteBody,
+    InvalidRequest,
+    ProtocolError,
+    Timeout,
+    TLSError,
+)
+
+RECV_SIZE = 256 * 1024
+# A request head and body up to this size are joined into one write.
+COALESCE_LIMIT = 64 * 1024
+# A server may send any number of 1xx responses before the final one; we accept this many.
+MAX_INFORMATIONAL = 16
+_UNSET = object()
+
+
+class StreamSocket(Protocol):
+    """The part of the socket interface the HTTP client uses."""
+
+    def sendall(self, data: bytes, /) -> Any: ...
+    def recv(self, bufsize: int, /) -> bytes: ...
+    def settimeout(self, value: float | None, /) -> None: ...
+    def close(self) -> None: ...
+
+
+class HTTPConnection:
+    """A connection that carries one request/response exchange at a time."""
+
+    def __init__(self, sock: StreamSocket, *, origin: tuple[str, str, int],
+                 max_header_bytes: int = 64 * 1024, recv_size: int = RECV_SIZE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sock = sock
+        self.origin = origin
+        self.max_header_bytes = max_header_bytes
+        self.requests_served = 0
+        self.closed = False
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_bytes)
+        self._recv_size = recv_size
+        self._clock = clock
+        self._armed: object = _UNSET  # the timeout currently set on the socket
+        self._read_timeout: float | None = None
+        self._deadline: float | None = None
+        self._total: float | None = None
+        self._eof = False
+        self._bytes_in = 0  # bytes received for the current exchange
+        self.body_received = 0
+        self.expected_length: int | None = None
+
+    # -- one exchange -----------------------------------------------------------------------
+
+    def begin(self, *, read_timeout: float | None, deadline: float | None,
+              total: float | None) -> None:
+        """Set the limits for the next exchange (``deadline`` is a ``clock()`` value)."""
+        self._read_timeout = read_timeout
+        self._deadline = deadline
+        self._total = total
+        self._bytes_in = 0
+        self.body_received = 0
+        self.expected_length = None
+
+    @property
+    def response_started(self) -> bool:
+        """Whether any byte of a response arrived (a failed resend must not be retried)."""
+        return self._bytes_in > 0
+
+    def send_request(self, method: str, target: str, headers: list[tuple[str, str]],
+                     body: bytes | Iterable[bytes] | None) -> None:
+        """Send the request head and its body (bytes, or an iterable of chunks)."""
+        try:
+            head = self._h11.send(h11.Request(method=method, target=target, headers=headers))
+        except h11.LocalProtocolError as exc:
+            raise InvalidRequest(f"cannot send this request: {exc}") from None
+        assert head is not None
+        if body is None:
+            self._sendall(head + self._end())
+        elif isinstance(body, bytes | bytearray | memoryview):
+            body = bytes(body) if not isinstance(body, bytes) else body
+            if len(body) <= COALESCE_LIMIT:
+                self._sendall(head + self._data(body) + self._end())
+            else:
+                self._sendall(head)
+                self._sendall(self._data(body))
+                self._sendall(self._end())
+        else:
+            self._sendall(head)
+            for chunk in body:
+                if chunk:
+                    for piece in self._data_pieces(bytes(chunk) if not isinstance(chunk, bytes)
+                                                   else chunk):
+                        self._sendall(piece)
+            self._sendall(self._end())
+
+    def _data(self, data: bytes) -> bytes:
+        return b"".join(self._data_pieces(data))
+
+    def _data_pieces(self, data: bytes) -> list[bytes]:
+        try:
+            pieces = self._h11.send_with_data_passthrough(h11.Data(data=data))
+        except h11.LocalProtocolError as exc:
+            # e.g. more bytes than the Content-Length the caller promised
+            raise InvalidRequest(f"request body does not match its framing: {exc}") from None
+        return [bytes(p) for p in pieces] if pieces else []
+
+    def _end(self) -> bytes:
+        try:
+            out = self._h11.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            raise InvalidRequest(f"request body shorter than its Content-Length: {exc}") from None
+        return out or b""
+
+    def receive_head(self) -> h11.Response:
+        """Wait for the final response head, skipping 1xx interim responses."""
+        informational = 0
+        while True:
+            event = self._next_event(in_body=False)
+            if event is h11.NEED_DATA:
+                self._recv()
+                continue
+            if isinstance(event, h11.InformationalResponse):
+                informational += 1
+                if informational > MAX_INFORMATIONAL:
+                    raise ProtocolError(f"more than {MAX_INFORMATIONAL} 1xx responses")
+                self._check_head_size(event)
+                continue
+            if isinstance(event, h11.Response):
+                self._check_head_size(event)
+                self._check_framing(event)
+                return event
+            raise ProtocolError(f"unexpected {type(event).__name__} before the response head")
+
+    def read_body(self) -> bytes | None:
+        """The next piece of body (may be a ``bytearray``), or None once the body is complete."""
+        while True:
+            event = self._next_event(in_body=True)
+            if type(event) is h11.Data:
+                data: bytes = event.data
+                self.body_received += len(data)
+                return data
+            if event is h11.NEED_DATA:
+                self._recv()
+                continue
+            if type(event) is h11.EndOfMessage:
+                # Trailer fields (event.headers) are deliberately ignored: nothing we do
+                # depends on them and they must not override the head.
+                self._finish_exchange()
+                return None
+            raise ProtocolError(f"unexpected {type(event).__name__} in the response body")
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and self._h11.our_state is h11.IDLE and \
+            self._h11.their_state is h11.IDLE
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            # closing a broken socket must not mask the real error
+            with contextlib.suppress(Exception):
+                self.sock.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _finish_exchange(self) -> None:
+        self.requests_served += 1
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+
+    def _next_event(self, *, in_body: bool) -> Any:
+        try:
+            return self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            self.close()
+            text = str(exc)
+            if text == "Receive buffer too long":
+                raise HeadersTooLarge(self.max_header_bytes) from None
+            if self._eof:
+                if in_body:
+                    raise IncompleteBody(self.body_received, self.expected_length) from None
+                what = "without a response" if self._bytes_in == 0 else "mid-way through the head"
+                raise ConnectionClosed(f"server closed the connection {what}") from None
+            raise ProtocolError(f"malformed response: {text}") from None
+
+    def _check_head_size(self, event: h11.Response | h11.InformationalResponse) -> None:
+        # h11 bounds a head that arrives in pieces; one that arrives in a single read is
+        # measured here instead, so the cap holds either way.
+        size = 16 + len(event.reason) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+        if size > self.max_header_bytes:
+            self.close()
+            raise HeadersTooLarge(self.max_header_bytes)
+
+    def _check_framing(self, event: h11.Response) -> None:
+        lengths = [v for k, v in event.headers if k == b"content-length"]
+        if lengths and any(k == b"transfer-encoding" for k, _ in event.headers):
+            # RFC 9112 section 6.3: such a message "ought to be handled as an error"; it is
+            # the classic response-splitting shape, fatal on a reused connection.
+            self.close()
+            raise ProtocolError("response has both Transfer-Encoding and Content-Length")
+        if lengths:
+            self.expected_length = int(lengths[0].split(b",")[0])
+
+    def _recv(self) -> None:
+        timeout = self._read_timeout
+        phase = "read"
+        if self._deadline is not None:
+            remaining = self._deadline - self._clock()
+            if remaining <= 0:
+                self.close()
+                raise Timeout("total", self._total or 0.0)
+            if timeout is None or remaining < timeout:
+                timeout, phase = remaining, "total"
+        if timeout != self._armed:
+            self.sock.settimeout(timeout)
+            self._armed = timeout
+        try:
+            data = self.sock.recv(self._recv_size)
+        except TimeoutError:
+            self.close()
+            raise Timeout(phase, (self._total if phase == "total" else timeout) or 0.0) from None
+        except OSError as exc:
+            self.close()
+            raise ConnectionClosed(f"receive failed: {exc}") from None
+        except HTTPError:
+            raise
+        except VipernetError as exc:  # a TLS record error from vipernet.tls
+            self.close()
+            raise TLSError(f"TLS failure while receiving: {exc}") from None
+        if not data:
+            self._eof = True
+        self._bytes_in += len(data)
+        self._h11.receive_data(data)
+
+    def _sendall(self, data: bytes) -> None:
+        timeout = self._read_timeout
+        if self._deadline is not None:
+            remaining = self._deadline - self._clock()
+            if remaining <= 0:
+                self.close()
+                raise Timeout("total", self._total or 0.0)
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        if timeout != self._armed:
+            self.sock.settimeout(timeout)
+            self._armed = timeout
+        try:
+            self.sock.sendall(data)
+        except TimeoutError:
+            self.close()
+            raise Timeout("write", timeout or 0.0) from None
+        except OSError as exc:
+            self.close()
+            raise ConnectionClosed(f"send failed: {exc}") from None
+        except HTTPError:
+            raise
+        except VipernetError as exc:
+            self.close()
+            raise TLSError(f"TLS failure while sending: {exc}") from None

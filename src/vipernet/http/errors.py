@@ -1,0 +1,100 @@
+"""The errors :mod:`vipernet.http` raises, all rooted in :class:`HTTPError`.
+
+Each class says who is to blame: the peer broke HTTP (:class:`ProtocolError` and its
+children), the network failed (:class:`TransportError`), a limit we set was hit
+(:class:`Timeout`, :class:`ResponseTooLarge`, :class:`TooManyRedirects`), or the caller asked
+for something impossible (:class:`InvalidURL`, :class:`RequestBodyNotReplayable`).  The CLI
+maps each class to one curl-compatible exit code (see ``docs/http.md``).
+"""
+
+from __future__ import annotations
+
+from vipernet import errors as _root
+
+
+class HTTPError(_root.VipernetError):
+    """Base class for every error the HTTP client raises on purpose."""
+
+
+class InvalidURL(HTTPError, _root.UsageError):
+    """The URL cannot be fetched: unparsable, an unsupported scheme or no host."""
+
+
+class InvalidRequest(HTTPError, _root.UsageError):
+    """The request cannot be sent as given (a bad header name or value, a bad method)."""
+
+
+class RequestBodyNotReplayable(HTTPError, _root.UsageError):
+    """A redirect or retry needs the request body again, but it was a one-shot stream."""
+
+
+class TransportError(HTTPError):
+    """The connection failed underneath HTTP (resolve, connect, TLS, reset, EOF)."""
+
+
+class ResolveError(TransportError):
+    """The host name could not be resolved to an address."""
+
+
+class ConnectError(TransportError):
+    """The TCP connection could not be established."""
+
+
+class TLSError(TransportError):
+    """The TLS handshake or a TLS record failed (certificate, alert, ...)."""
+
+
+class ConnectionClosed(TransportError):
+    """The peer closed or reset the connection before the response head was complete."""
+
+
+class Timeout(HTTPError):
+    """A deadline passed.  ``phase`` is ``"connect"``, ``"read"``, ``"write"`` or ``"total"``."""
+
+    def __init__(self, phase: str, seconds: float) -> None:
+        super().__init__(f"{phase} timeout after {seconds:g} s")
+        self.phase = phase
+        self.seconds = seconds
+
+
+class ProtocolError(HTTPError, _root.ProtocolError):
+    """The server's response breaks HTTP/1.1 (malformed head, conflicting lengths, ...)."""
+
+
+class HeadersTooLarge(ProtocolError):
+    """The response head (status line plus header fields) is over the configured cap."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"response head larger than {limit} bytes")
+        self.limit = limit
+
+
+class ResponseTooLarge(HTTPError):
+    """The response body is over the caller's ``max_body_size``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"response body larger than {limit} bytes")
+        self.limit = limit
+
+
+class IncompleteBody(ProtocolError):
+    """The connection ended before the whole body arrived.
+
+    ``received`` bytes of body were delivered; ``expected`` is the announced length, or None
+    for a chunked body whose terminating chunk never came.
+    """
+
+    def __init__(self, received: int, expected: int | None) -> None:
+        want = f"of {expected}" if expected is not None else "of a chunked body"
+        super().__init__(f"connection closed after {received} bytes {want}")
+        self.received = received
+        self.expected = expected
+
+
+class TooManyRedirects(HTTPError):
+    """More than ``max_redirects`` redirects were followed (a loop, most likely)."""
+
+    def __init__(self, limit: int, url: str) -> None:
+        super().__init__(f"more than {limit} redirects (last location {url})")
+        self.limit = limit
+        self.url = url

@@ -1,0 +1,151 @@
+"""A response whose body is read on demand, so a download never has to fit in memory.
+
+``Client.request`` returns a :class:`Response` with the body already read; ``Client.stream``
+returns one whose body is still on the wire: iterate :meth:`Response.iter_bytes`, or copy it
+to a file with :meth:`Response.write_to`.  Reading the body to its end hands the connection
+back to the pool for reuse; closing a response early closes its connection instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import BinaryIO
+
+from vipernet.http.connection import HTTPConnection
+from vipernet.http.errors import HTTPError, ResponseTooLarge
+from vipernet.http.models import URL, Headers
+
+
+class StatusError(HTTPError):
+    """Raised by :meth:`Response.raise_for_status` for a 4xx or 5xx status."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"{response.status} {response.reason} for {response.url}")
+        self.response = response
+
+
+class Response:
+    """Status, headers and a body stream; a context manager that releases the connection."""
+
+    __slots__ = ("_conn", "_content", "_done", "_max_body", "_release", "bytes_read", "headers",
+                 "history", "http_version", "method", "reason", "status", "url")
+
+    def __init__(self, *, status: int, reason: str, http_version: str, headers: Headers,
+                 url: URL, method: str, conn: HTTPConnection | None,
+                 release: Callable[[HTTPConnection], None], max_body: int | None) -> None:
+        self.status = status
+        self.reason = reason
+        self.http_version = http_version
+        self.headers = headers
+        self.url = url
+        self.method = method
+        self.history: list[Response] = []  # the redirect responses that led here, oldest first
+        self.bytes_read = 0
+        self._conn = conn
+        self._release = release
+        self._max_body = max_body
+        self._content: bytes | None = None
+        self._done = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+    @property
+    def expected_length(self) -> int | None:
+        """The announced Content-Length (None when chunked or close-delimited)."""
+        return self._conn.expected_length if self._conn is not None else (
+            len(self._content) if self._content is not None else None)
+
+    @property
+    def complete(self) -> bool:
+        """The whole body has been received."""
+        return self._done
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """Yield the body in the pieces it arrives in (up to 256 KiB each; bytes-like)."""
+        if self._content is not None:
+            if self._content:
+                yield self._content
+            return
+        conn = self._conn
+        if conn is None:
+            raise HTTPError("the response body was already consumed or the response closed")
+        limit = self._max_body
+        try:
+            while True:
+                chunk = conn.read_body()
+                if chunk is None:
+                    break
+                self.bytes_read += len(chunk)
+                if limit is not None and self.bytes_read > limit:
+                    raise ResponseTooLarge(limit)
+                yield chunk
+        except BaseException:
+            self._conn = None
+            conn.close()
+            self._release(conn)
+            raise
+        self._conn = None
+        self._done = True
+        self._content = b""  # consumed: later iterations yield nothing
+        self._release(conn)
+
+    def read(self) -> bytes:
+        """The whole body (kept, so calling again returns it again)."""
+        if self._content is None:
+            if self._conn is None:
+                raise HTTPError("the response was closed before its body was read")
+            body = b"".join(self.iter_bytes())
+            self._content = body
+            return body
+        if self._content == b"" and self.bytes_read:
+            raise HTTPError("the response body was streamed already; it was not kept")
+        return self._content
+
+    @property
+    def content(self) -> bytes:
+        return self.read()
+
+    def text(self, encoding: str | None = None) -> str:
+        if encoding is None:
+            ctype = self.headers.get("content-type", "") or ""
+            encoding = "utf-8"
+            for part in ctype.split(";")[1:]:
+                key, _, value = part.strip().partition("=")
+                if key.lower() == "charset" and value:
+                    encoding = value.strip('"')
+        return self.read().decode(encoding, errors="replace")
+
+    def write_to(self, out: BinaryIO, progress: Callable[[int], None] | None = None) -> int:
+        """Copy the body into ``out`` as it arrives; returns the number of bytes written."""
+        total = 0
+        for chunk in self.iter_bytes():
+            out.write(chunk)
+            total += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        return total
+
+    def raise_for_status(self) -> Response:
+        if self.status >= 400:
+            raise StatusError(self)
+        return self
+
+    def close(self) -> None:
+        """Release the connection: if the body was not fully read, the connection is closed."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            self._release(conn)
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason} {self.url}>"
