@@ -1,0 +1,557 @@
+"""The heart of netd: per-client socket tables, request dispatch and parked operations.
+
+This module does no I/O of its own.  A transport (the AF_UNIX server in :mod:`.server`, or
+the in-process channel of kernel mode) opens a :class:`Session` per IPC channel, hands it
+each decoded request together with the current time, and receives replies through the
+``send`` callback it gave.  Operations that would block (RECV, ACCEPT, CONNECT, SEND on a
+full socket, POLL, DNS, PING) are *parked*: a :class:`Waiter` is kept against the stack
+sockets it depends on and retried when ``Stack.take_changed()`` reports one of them, or
+answered when its deadline passes.  Nothing here ever blocks, so one client's parked
+RECV never holds up another client.
+
+Sockets are driven only through the :class:`~vipernet.stack.socket_api.StackSocket`
+interface, so TCP needs no code here beyond what UDP uses.  A session that goes away
+(channel closed, process killed) has every socket it owned closed and its waiters dropped.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vipernet.netd import protocol as p
+from vipernet.netd.protocol import Code, Message
+from vipernet.stack.socket_api import SocketKind, StackSocket
+
+log = logging.getLogger("vipernet.netd")
+
+SendFn = Callable[[Message], None]
+
+
+class StackLike(Protocol):
+    """What the service needs of :class:`vipernet.stack.Stack`."""
+
+    def udp_socket(self) -> Any: ...
+    def ping_socket(self) -> Any: ...
+    def tcp_socket(self) -> Any: ...
+    def take_changed(self) -> set[Any]: ...
+
+
+class Waiter:
+    """A parked request: retried when one of ``sockets`` changes or ``deadline`` passes.
+
+    ``step(now, expired)`` returns the reply once the operation is finished (including the
+    timeout reply when ``expired``), or None to stay parked.
+    """
+
+    __slots__ = ("deadline", "request", "session", "sockets", "step")
+
+    def __init__(self, session: Session, request: Message, sockets: Iterable[object],
+                 deadline: float | None,
+                 step: Callable[[float, bool], Message | None]) -> None:
+        self.session = session
+        self.request = request
+        self.sockets = tuple(sockets)
+        self.deadline = deadline
+        self.step = step
+
+
+@dataclass(slots=True)
+class SocketEntry:
+    sock_id: int
+    session: Session
+    sock: StackSocket
+    kind: SocketKind
+    created: float
+
+
+@dataclass(slots=True)
+class Session:
+    """One IPC channel (one client) and everything it owns."""
+
+    client_id: int
+    send: SendFn
+    peer: str = ""
+    pid: int | None = None
+    sockets: dict[int, SocketEntry] = field(default_factory=dict)
+    waiters: list[Waiter] = field(default_factory=list)
+    requests: int = 0
+    open: bool = True
+
+
+class Extension(Protocol):
+    """Handlers the server adds for requests that need more than sockets (DNS, info)."""
+
+    def __call__(self, service: NetService, session: Session, request: Message,
+                 now: float) -> Message | None: ...
+
+
+def _deadline(now: float, timeout_ms: int) -> float | None:
+    timeout = p.timeout_from_ms(timeout_ms)
+    return None if timeout is None else now + timeout
+
+
+def _revents(sock: StackSocket, events: int) -> int:
+    out = 0
+    if events & p.PollEvents.IN and sock.readable:
+        out |= p.PollEvents.IN
+    if events & p.PollEvents.OUT and sock.writable:
+        out |= p.PollEvents.OUT
+    if getattr(sock, "pending_error", None):
+        out |= p.PollEvents.ERR
+    if sock.closed:
+        out |= p.PollEvents.HUP
+    return out
+
+
+class NetService:
+    """Sessions, the global socket table and every parked operation."""
+
+    def __init__(self, stack: StackLike, *, started: float | None = None) -> None:
+        self.stack = stack
+        self.started_wall = time.time() if started is None else started
+        self.sessions: dict[int, Session] = {}
+        self.sockets: dict[int, SocketEntry] = {}
+        self.waiting: dict[object, list[Waiter]] = {}  # stack socket -> waiters, FIFO
+        self.parked: set[Waiter] = set()
+        self.counters: dict[str, int] = {}
+        self.extensions: dict[int, Extension] = {}
+        self._next_client = 1
+        self._next_sock = 1
+        self._handlers: dict[int, Callable[[Session, Message, float], Message | None]] = {
+            Code.SOCKET_CREATE: self._create,
+            Code.SOCKET_CONNECT: self._connect,
+            Code.SOCKET_BIND: self._bind,
+            Code.SOCKET_LISTEN: self._listen,
+            Code.SOCKET_ACCEPT: self._accept,
+            Code.SOCKET_SEND: self._send,
+            Code.SOCKET_RECV: self._recv,
+            Code.SOCKET_CLOSE: self._close,
+            Code.SOCKET_POLL: self._poll,
+            Code.SOCKET_GETSOCKNAME: self._getsockname,
+            Code.SOCKET_GETPEERNAME: self._getpeername,
+            Code.SOCKET_SHUTDOWN: self._shutdown,
+            Code.SOCKET_SETSOCKOPT: self._setsockopt,
+            Code.SOCKET_SENDTO: self._sendto,
+            Code.SOCKET_RECVFROM: self._recvfrom,
+            Code.SOCKET_GET_ERROR: self._get_error,
+            Code.STAT: self._stat,
+        }
+
+    # ------------------------------------------------------------------ counters, sessions
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def open_session(self, send: SendFn, *, peer: str = "", pid: int | None = None) -> Session:
+        session = Session(client_id=self._next_client, send=send, peer=peer, pid=pid)
+        self._next_client += 1
+        self.sessions[session.client_id] = session
+        self.count("sessions.opened")
+        return session
+
+    def close_session(self, session: Session, now: float) -> None:
+        """The channel went away: drop its waiters and close every socket it owned."""
+        if not session.open:
+            return
+        session.open = False
+        for waiter in list(session.waiters):
+            self._unpark(waiter)
+        for entry in list(session.sockets.values()):
+            self._release(entry, now)
+        self.sessions.pop(session.client_id, None)
+        self.count("sessions.closed")
+
+    # ------------------------------------------------------------------ entry points
+
+    def handle(self, session: Session, request: Message, now: float) -> None:
+        """Answer ``request`` now, or park it; the reply goes through ``session.send``."""
+        session.requests += 1
+        self.count("requests")
+        handler = self._handlers.get(request.code)
+        ext = self.extensions.get(request.code)
+        try:
+            if handler is not None:
+                reply = handler(session, request, now)
+            elif ext is not None:
+                reply = ext(self, session, request, now)
+            else:
+                self.count("requests.unknown_code")
+                reply = p.error_reply(request, errno.ENOSYS,
+                                      f"unknown request code 0x{request.code:02x}")
+        except p.MalformedMessage as exc:
+            self.count("requests.malformed")
+            reply = p.error_reply(request, errno.EINVAL, str(exc))
+        except OSError as exc:
+            reply = self._os_error(request, exc)
+        except Exception as exc:  # a bug below us must not take the daemon down
+            self.count("requests.internal_error")
+            log.exception("internal error handling code 0x%02x", request.code)
+            reply = p.error_reply(request, errno.EIO, f"internal error: {exc!r}")
+        if reply is not None:
+            session.send(reply)
+
+    def on_changed(self, now: float) -> None:
+        """Retry the waiters of every socket the stack reports as changed."""
+        changed = self.stack.take_changed()
+        for sock in changed:
+            waiters = self.waiting.get(sock)
+            if not waiters:
+                continue
+            for waiter in list(waiters):
+                self._retry(waiter, now, expired=False)
+
+    def expire(self, now: float) -> None:
+        """Answer (or retry, for multi-step jobs) every waiter whose deadline has passed."""
+        for waiter in [w for w in self.parked if w.deadline is not None and w.deadline <= now]:
+            self._retry(waiter, now, expired=True)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [w.deadline for w in self.parked if w.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def retry_all(self, now: float) -> None:
+        """Retry every waiter (cheap safety net when readiness may change unreported)."""
+        for waiters in list(self.waiting.values()):
+            for waiter in list(waiters):
+                self._retry(waiter, now, expired=False)
+
+    # ------------------------------------------------------------------ parking
+
+    def park(self, waiter: Waiter) -> None:
+        waiter.session.waiters.append(waiter)
+        for sock in waiter.sockets:
+            self.waiting.setdefault(sock, []).append(waiter)
+        self.parked.add(waiter)
+        self.count("parked")
+
+    def _unpark(self, waiter: Waiter) -> None:
+        self.parked.discard(waiter)
+        if waiter in waiter.session.waiters:
+            waiter.session.waiters.remove(waiter)
+        for sock in waiter.sockets:
+            waiters = self.waiting.get(sock)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self.waiting[sock]
+
+    def _retry(self, waiter: Waiter, now: float, *, expired: bool) -> None:
+        if waiter not in self.parked:
+            return  # already answered during this pass
+        try:
+            reply = waiter.step(now, expired)
+        except OSError as exc:
+            reply = self._os_error(waiter.request, exc)
+        except p.MalformedMessage as exc:
+            reply = p.error_reply(waiter.request, errno.EINVAL, str(exc))
+        except Exception as exc:
+            self.count("requests.internal_error")
+            log.exception("internal error retrying code 0x%02x", waiter.request.code)
+            reply = p.error_reply(waiter.request, errno.EIO, f"internal error: {exc!r}")
+        if reply is None and expired and waiter.deadline is not None \
+                and waiter.deadline <= now:
+            reply = p.error_reply(waiter.request, errno.ETIMEDOUT, "timed out")
+        if reply is not None:
+            self._unpark(waiter)
+            if waiter.session.open:
+                waiter.session.send(reply)
+
+    def _park_or_reply(self, session: Session, request: Message, sock: StackSocket,
+                       timeout_ms: int, now: float,
+                       attempt: Callable[[float], Message | None],
+                       would_block_errno: int = errno.EAGAIN) -> Message | None:
+        """Run ``attempt``; if it would block, park it (or fail at once when non-blocking)."""
+        reply = attempt(now)
+        if reply is not None:
+            return reply
+        if timeout_ms == 0:
+            return p.error_reply(request, would_block_errno, os.strerror(would_block_errno))
+
+        def step(t: float, expired: bool) -> Message | None:
+            result = attempt(t)
+            if result is None and expired:
+                return p.error_reply(request, errno.ETIMEDOUT, "timed out")
+            return result
+
+        self.park(Waiter(session, request, (sock,), _deadline(now, timeout_ms), step))
+        return None
+
+    def _os_error(self, request: Message, exc: OSError) -> Message:
+        code = exc.errno or errno.EIO
+        text = exc.strerror or str(exc) or os.strerror(code)
+        return p.error_reply(request, code, text)
+
+    # ------------------------------------------------------------------ socket table
+
+    def entry(self, session: Session, sock_id: int) -> SocketEntry:
+        entry = session.sockets.get(sock_id)
+        if entry is None:
+            raise OSError(errno.EBADF, f"no socket {sock_id} on this channel")
+        return entry
+
+    def add_socket(self, session: Session, sock: StackSocket, kind: SocketKind,
+                   now: float) -> SocketEntry:
+        entry = SocketEntry(sock_id=self._next_sock, session=session, sock=sock, kind=kind,
+                            created=now)
+        self._next_sock += 1
+        self.sockets[entry.sock_id] = entry
+        session.sockets[entry.sock_id] = entry
+        self.count("sockets.created")
+        return entry
+
+    def _release(self, entry: SocketEntry, now: float) -> None:
+        self.sockets.pop(entry.sock_id, None)
+        entry.session.sockets.pop(entry.sock_id, None)
+        for waiter in list(self.waiting.get(entry.sock, ())):
+            self._unpark(waiter)
+            if waiter.session.open:
+                waiter.session.send(p.error_reply(waiter.request, errno.EBADF,
+                                                  "socket closed while waiting"))
+        try:
+            entry.sock.close(now)
+        except OSError as exc:
+            log.debug("close of socket %d: %s", entry.sock_id, exc)
+        self.count("sockets.closed")
+
+    # ------------------------------------------------------------------ handlers
+
+    def _create(self, session: Session, request: Message, now: float) -> Message:
+        body = p.CreateRequest.decode(request.body)
+        if body.kind == SocketKind.UDP:
+            sock = self.stack.udp_socket()
+        elif body.kind == SocketKind.ICMP:
+            sock = self.stack.ping_socket()
+        else:
+            try:
+                sock = self.stack.tcp_socket()
+            except (ImportError, NotImplementedError) as exc:
+                raise OSError(errno.EPROTONOSUPPORT, f"TCP is not available: {exc}") from exc
+        entry = self.add_socket(session, sock, body.kind, now)
+        return p.reply_to(request, p.SocketRef(sock=entry.sock_id).encode())
+
+    def _bind(self, session: Session, request: Message, now: float) -> Message:
+        body = p.BindRequest.decode(request.body)
+        entry = self.entry(session, body.sock)
+        entry.sock.bind(body.address)
+        return p.reply_to(request, p.AddressBody(address=entry.sock.getsockname()).encode())
+
+    def _connect(self, session: Session, request: Message, now: float) -> Message | None:
+        body = p.ConnectRequest.decode(request.body)
+        sock = self.entry(session, body.sock).sock
+        try:
+            sock.connect(body.address, now)
+            return p.reply_to(request)
+        except BlockingIOError:
+            pass  # EINPROGRESS: a stream connect under way
+
+        def attempt(_now: float) -> Message | None:
+            err = sock.take_error()
+            if err:
+                return p.error_reply(request, err, os.strerror(err))
+            if sock.writable:
+                return p.reply_to(request)
+            return None
+
+        return self._park_or_reply(session, request, sock, body.timeout_ms, now, attempt,
+                                   errno.EINPROGRESS)
+
+    def _listen(self, session: Session, request: Message, now: float) -> Message:
+        body = p.ListenRequest.decode(request.body)
+        self.entry(session, body.sock).sock.listen(body.backlog)
+        return p.reply_to(request)
+
+    def _accept(self, session: Session, request: Message, now: float) -> Message | None:
+        body = p.WaitRequest.decode(request.body)
+        listener = self.entry(session, body.sock)
+
+        def attempt(t: float) -> Message | None:
+            try:
+                child = listener.sock.accept()
+            except BlockingIOError:
+                return None
+            entry = self.add_socket(session, child, listener.kind, t)
+            reply = p.AcceptReply(sock=entry.sock_id, address=child.getpeername())
+            return p.reply_to(request, reply.encode())
+
+        return self._park_or_reply(session, request, listener.sock, body.timeout_ms, now,
+                                   attempt)
+
+    def _sending(self, session: Session, request: Message, sock: StackSocket, timeout_ms: int,
+                 send_all: bool, data: bytes, now: float,
+                 send: Callable[[memoryview, float], int]) -> Message | None:
+        view = memoryview(data)
+        done = 0
+
+        def attempt(t: float) -> Message | None:
+            nonlocal done
+            while True:
+                try:
+                    n = send(view[done:], t)
+                except BlockingIOError:
+                    n = 0
+                done += n
+                if done >= len(view) or (done > 0 and not send_all):
+                    return p.reply_to(request, p.CountBody(count=done).encode())
+                if n == 0:
+                    return None
+
+        return self._park_or_reply(session, request, sock, timeout_ms, now, attempt)
+
+    def _send(self, session: Session, request: Message, now: float) -> Message | None:
+        body = p.SendRequest.decode(request.body)
+        sock = self.entry(session, body.sock).sock
+        if not body.data:
+            sock.send(b"", now)
+            return p.reply_to(request, p.CountBody(count=0).encode())
+        return self._sending(session, request, sock, body.timeout_ms,
+                             bool(body.flags & p.SendFlags.ALL), body.data, now, sock.send)
+
+    def _sendto(self, session: Session, request: Message, now: float) -> Message | None:
+        body = p.SendToRequest.decode(request.body)
+        sock = self.entry(session, body.sock).sock
+        address = body.address
+        if not body.data:
+            sock.sendto(b"", address, now)
+            return p.reply_to(request, p.CountBody(count=0).encode())
+        return self._sending(session, request, sock, body.timeout_ms,
+                             bool(body.flags & p.SendFlags.ALL), body.data, now,
+                             lambda view, t: sock.sendto(view, address, t))
+
+    def _recv(self, session: Session, request: Message, now: float) -> Message | None:
+        body = p.RecvRequest.decode(request.body)
+        sock = self.entry(session, body.sock).sock
+
+        def attempt(_now: float) -> Message | None:
+            try:
+                return p.reply_to(request, sock.recv(body.max_bytes))
+            except BlockingIOError:
+                return None
+
+        return self._park_or_reply(session, request, sock, body.timeout_ms, now, attempt)
+
+    def _recvfrom(self, session: Session, request: Message, now: float) -> Message | None:
+        body = p.RecvRequest.decode(request.body)
+        sock = self.entry(session, body.sock).sock
+
+        def attempt(_now: float) -> Message | None:
+            try:
+                data, address = sock.recvfrom(body.max_bytes)
+            except BlockingIOError:
+                return None
+            return p.reply_to(request, p.RecvFromReply(address=address, data=data).encode())
+
+        return self._park_or_reply(session, request, sock, body.timeout_ms, now, attempt)
+
+    def _close(self, session: Session, request: Message, now: float) -> Message:
+        body = p.SocketRef.decode(request.body)
+        self._release(self.entry(session, body.sock), now)
+        return p.reply_to(request)
+
+    def _poll(self, session: Session, request: Message, now: float) -> Message | None:
+        body = p.PollBody.decode(request.body)
+        targets = [(sock_id, events, self.entry(session, sock_id).sock)
+                   for sock_id, events in body.entries]
+
+        def attempt(_now: float) -> Message | None:
+            result = tuple((sid, _revents(sock, ev)) for sid, ev, sock in targets)
+            if any(rev for _, rev in result):
+                return p.reply_to(request, p.PollBody(timeout_ms=0, entries=result).encode())
+            return None
+
+        reply = attempt(now)
+        if reply is not None:
+            return reply
+        empty = p.PollBody(timeout_ms=0, entries=tuple((sid, 0) for sid, _, _ in targets))
+        if body.timeout_ms == 0:
+            return p.reply_to(request, empty.encode())
+
+        def step(t: float, expired: bool) -> Message | None:
+            result = attempt(t)
+            if result is None and expired:
+                return p.reply_to(request, empty.encode())
+            return result
+
+        self.park(Waiter(session, request, [t[2] for t in targets],
+                         _deadline(now, body.timeout_ms), step))
+        return None
+
+    def _getsockname(self, session: Session, request: Message, now: float) -> Message:
+        sock = self.entry(session, p.SocketRef.decode(request.body).sock).sock
+        return p.reply_to(request, p.AddressBody(address=sock.getsockname()).encode())
+
+    def _getpeername(self, session: Session, request: Message, now: float) -> Message:
+        sock = self.entry(session, p.SocketRef.decode(request.body).sock).sock
+        return p.reply_to(request, p.AddressBody(address=sock.getpeername()).encode())
+
+    def _shutdown(self, session: Session, request: Message, now: float) -> Message:
+        body = p.ShutdownRequest.decode(request.body)
+        self.entry(session, body.sock).sock.shutdown(body.how, now)
+        return p.reply_to(request)
+
+    def _setsockopt(self, session: Session, request: Message, now: float) -> Message:
+        body = p.SetSockOptRequest.decode(request.body)
+        try:
+            option = p.SockOpt(body.option)
+        except ValueError:
+            raise OSError(errno.ENOPROTOOPT, f"unknown option {body.option}") from None
+        self.entry(session, body.sock).sock.setsockopt(option.name, body.value)
+        return p.reply_to(request)
+
+    def _get_error(self, session: Session, request: Message, now: float) -> Message:
+        sock = self.entry(session, p.SocketRef.decode(request.body).sock).sock
+        return p.reply_to(request, p.ErrnoBody(errno=sock.take_error() or 0).encode())
+
+    def _stat(self, session: Session, request: Message, now: float) -> Message:
+        p.Empty.decode(request.body)
+        return p.reply_to(request, p.JsonBody(value=self.stat_report(now)).encode())
+
+    # ------------------------------------------------------------------ reports
+
+    def socket_rows(self, now: float) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        for entry in sorted(self.sockets.values(), key=lambda e: e.sock_id):
+            sock = entry.sock
+            rows.append({
+                "id": entry.sock_id,
+                "client": entry.session.client_id,
+                "pid": entry.session.pid,
+                "kind": entry.kind.name.lower(),
+                "local": _address_or_none(sock.getsockname),
+                "remote": _address_or_none(sock.getpeername),
+                "state": str(getattr(sock, "state", "")) or _state_guess(sock),
+                "recv_queue": int(getattr(sock, "recv_queued", 0) or 0),
+                "send_queue": int(getattr(sock, "send_queued", 0) or 0),
+                "waiting": len(self.waiting.get(sock, ())),
+                "age": round(now - entry.created, 3),
+            })
+        return rows
+
+    def stat_report(self, now: float) -> dict[str, object]:
+        return {
+            "sockets": self.socket_rows(now),
+            "clients": [{"client": s.client_id, "pid": s.pid, "peer": s.peer,
+                         "sockets": len(s.sockets), "parked": len(s.waiters),
+                         "requests": s.requests}
+                        for s in sorted(self.sessions.values(), key=lambda s: s.client_id)],
+            "netd": dict(sorted(self.counters.items())),
+        }
+
+
+def _address_or_none(getter: Callable[[], tuple[str, int]]) -> str | None:
+    try:
+        host, port = getter()
+    except OSError:
+        return None
+    return f"{host}:{port}"
+
+
+def _state_guess(sock: StackSocket) -> str:
+    if sock.closed:
+        return "closed"
+    return "open"
