@@ -127,7 +127,9 @@ class _PreparedBody:
         if self._data is not None:
             return self._data
         if self._file is not None:
-            if first:
+            if not self.replayable:
+                pass  # a pipe or socket: read it once, from where it is
+            elif first:
                 self._file_start = self._file.tell()
             else:
                 self._file.seek(self._file_start)
