@@ -1,0 +1,177 @@
+"""IPv4 (RFC 791, RFC 1122): validation, local delivery, routing, fragmentation.
+
+Receive: the header is checked by :func:`vipernet.wire.parse_ipv4` (the header checksum
+always: it is cheap and no device offloads it to us); only packets for our address or a
+broadcast address are accepted; fragments go through :class:`Reassembler`; the payload is
+dispatched by protocol number to the registered handler, and an unknown protocol earns an
+ICMP protocol unreachable.  Every branch is counted under ``ipv4.rx.*``.
+
+Send (:meth:`Ipv4Layer.send`): on-link destinations go straight to ARP, others to the
+gateway (no gateway: ENETUNREACH); TTL 64; datagrams larger than the MTU are fragmented,
+except when the L4 layer asked for an offload (a TCP segment is sized by MSS or handed to
+the device's TSO whole, never fragmented).  The offload's offsets arrive relative to the
+L4 header and are shifted here by the Ethernet and IP header lengths.  Packets to our own
+address loop back through the receive path on the next ``transmit()``/``poll()``.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from dataclasses import replace
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Protocol
+
+from vipernet.link.frame import GsoType, Offload
+from vipernet.stack.reassembly import Reassembler
+from vipernet.stack.sockets_common import LIMITED_BROADCAST, os_error
+from vipernet.wire.errors import WireError
+from vipernet.wire.ethernet import BROADCAST_MAC
+from vipernet.wire.icmp import UnreachableCode
+from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4, parse_ipv4
+
+if TYPE_CHECKING:
+    from vipernet.stack.stack import Stack
+
+ETH_HEADER = 14
+_LOCAL_OFFLOAD = Offload(data_valid=True)
+
+
+class ProtocolHandler(Protocol):
+    """What the IP layer hands transport payloads to (ICMP, UDP, TCP)."""
+
+    def receive(self, ip_header: IPv4Header, payload: memoryview, offload: Offload | None,
+                now: float) -> None: ...
+
+
+class Ipv4Layer:
+    __slots__ = ("_ident", "_loopback", "_stack", "handlers", "reassembler")
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self.handlers: dict[int, ProtocolHandler] = {}
+        self.reassembler = Reassembler(stack.config, stack.counters)
+        self._ident = stack.rng.randrange(0x10000)
+        self._loopback: deque[bytes] = deque()
+
+    # -- receive ----------------------------------------------------------------------------
+
+    def receive(self, data: memoryview, offload: Offload | None, now: float) -> None:
+        stack = self._stack
+        count = stack.counters.inc
+        try:
+            header, payload = parse_ipv4(data)
+        except WireError as exc:
+            count(f"ipv4.rx.bad_{exc.field}")
+            return
+        our = stack.config.ip
+        dst = header.dst
+        if dst != our.ip and dst != LIMITED_BROADCAST and dst != our.network.broadcast_address:
+            count("ipv4.rx.not_for_us")
+            return
+        src = header.src
+        if src.is_multicast or src == LIMITED_BROADCAST:
+            count("ipv4.rx.martian_source")
+            return
+        self._deliver(header, payload, offload, now)
+
+    def _deliver(self, header: IPv4Header, payload: memoryview, offload: Offload | None,
+                 now: float) -> None:
+        stack = self._stack
+        if header.more_fragments or header.fragment_offset:
+            whole = self.reassembler.add(header, payload, now)
+            if whole is None:
+                return
+            header, data = whole
+            payload = memoryview(data)
+            offload = None  # the device's verdict covered one fragment, not the datagram
+        handler = self.handlers.get(header.proto)
+        if handler is None:
+            stack.counters.inc("ipv4.rx.unknown_protocol")
+            stack.icmp.send_unreachable(header, payload, UnreachableCode.PROTOCOL, now)
+            return
+        stack.counters.inc("ipv4.rx.delivered")
+        handler.receive(header, payload, offload, now)
+
+    # -- send -------------------------------------------------------------------------------
+
+    def route(self, dst: IPv4Address) -> IPv4Address:
+        """The next hop for ``dst``; ENETUNREACH when it is off-link and there is no gateway."""
+        config = self._stack.config
+        if dst in config.ip.network or dst == LIMITED_BROADCAST:
+            return dst
+        if config.gateway is None:
+            raise os_error(errno.ENETUNREACH, f"no route to {dst} (no gateway)")
+        return config.gateway
+
+    def next_ident(self) -> int:
+        self._ident = (self._ident + 1) & 0xFFFF
+        return self._ident
+
+    def send(self, dst: IPv4Address, proto: IpProto | int, payload: bytes,
+             offload_l4: Offload | None, now: float, *, ttl: int | None = None,
+             tos: int = 0) -> None:
+        stack = self._stack
+        config = stack.config
+        our_ip = config.ip.ip
+        header = IPv4Header(src=our_ip, dst=dst, proto=proto, ttl=ttl or config.ttl,
+                            ident=self.next_ident(), tos=tos,
+                            dont_fragment=proto == IpProto.TCP)
+        if dst == our_ip:
+            self._loopback.append(build_ipv4(header, payload))
+            stack.counters.inc("ipv4.tx.loopback")
+            return
+        next_hop = self.route(dst)
+        hlen = header.header_length
+        size = hlen + len(payload)
+        if offload_l4 is not None:
+            limit = (stack.capabilities.max_frame - ETH_HEADER
+                     if offload_l4.gso_type != GsoType.NONE else config.mtu)
+            if size > limit:
+                stack.counters.inc("ipv4.tx.too_big")
+                raise os_error(errno.EMSGSIZE, f"{size}-byte packet > {limit} with offload")
+            shift = ETH_HEADER + hlen
+            offload: Offload | None = replace(offload_l4, csum_start=offload_l4.csum_start + shift,
+                                              hdr_len=offload_l4.hdr_len + shift)
+            self._output(next_hop, build_ipv4(header, payload), offload, now)
+        elif size <= config.mtu:
+            self._output(next_hop, build_ipv4(header, payload), None, now)
+        else:
+            self._fragment(next_hop, header, payload, now)
+        stack.counters.inc("ipv4.tx.packets")
+
+    def _fragment(self, next_hop: IPv4Address, header: IPv4Header, payload: bytes,
+                  now: float) -> None:
+        stack = self._stack
+        chunk = (stack.config.mtu - header.header_length) // 8 * 8
+        view = memoryview(payload)
+        total = len(payload)
+        for offset in range(0, total, chunk):
+            part = view[offset:offset + chunk]
+            piece = replace(header, fragment_offset=offset,
+                            more_fragments=offset + chunk < total)
+            self._output(next_hop, build_ipv4(piece, part), None, now)
+            stack.counters.inc("ipv4.tx.fragments")
+
+    def _output(self, next_hop: IPv4Address, packet: bytes, offload: Offload | None,
+                now: float) -> None:
+        stack = self._stack
+        if next_hop == LIMITED_BROADCAST or next_hop == stack.config.ip.network.broadcast_address:
+            stack._emit_ipv4(BROADCAST_MAC, packet, offload)
+            return
+        mac = stack.arp.resolve(next_hop, (packet, offload), now)
+        if mac is not None:
+            stack._emit_ipv4(mac, packet, offload)
+
+    # -- loopback ------------------------------------------------------------------------------
+
+    @property
+    def has_loopback(self) -> bool:
+        return bool(self._loopback)
+
+    def run_loopback(self, now: float) -> None:
+        """Deliver the packets we sent ourselves (only those queued so far: no livelock)."""
+        for _ in range(len(self._loopback)):
+            packet = self._loopback.popleft()
+            header, payload = parse_ipv4(packet)
+            self._deliver(header, payload, _LOCAL_OFFLOAD, now)

@@ -1,0 +1,235 @@
+"""The Stack: one sans-IO TCP/IP engine for one Ethernet interface.
+
+Frames and the current time go in (:meth:`Stack.receive`, :meth:`Stack.poll`); frames
+(:meth:`Stack.transmit`), socket readiness changes (:meth:`Stack.take_changed`) and the
+next deadline (:meth:`Stack.next_deadline`) come out.  The stack never reads a clock,
+sleeps or touches a file descriptor; randomness (ephemeral ports, IP identification, TCP
+ISNs) comes from the injected ``random.Random``.  Malformed input is a counted drop:
+nothing a frame contains can make :meth:`receive` raise.
+
+The layers hang off the stack, each in its own module:
+``arp_layer`` (+ ``arp_cache``), ``ipv4_layer`` (+ ``reassembly``), ``icmp_layer``,
+``udp``, ``ping``, and ``tcp/`` (loaded lazily: the stack runs without it).
+
+Hooks for a transport layer (what ``stack/tcp`` uses):
+``register_protocol(proto, handler)`` where ``handler.receive(ip_header, payload,
+offload, now)``; ``send_ip(dst, proto, payload, *, offload_l4=None, now)``; ``config``,
+``capabilities``, ``rng``, ``counters``, ``mark_changed(sock)``, ``route(dst)`` and
+``icmp_error_listeners`` (callables ``(IcmpErrorEvent, now)``, given every ICMP error
+about a packet we sent — and a local EHOSTUNREACH when ARP gave up — whatever the quoted
+protocol; check ``event.quoted.proto``).
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Any
+
+from vipernet.link.frame import DeviceCapabilities, Frame, Offload
+from vipernet.stack.arp_cache import QueuedPacket
+from vipernet.stack.arp_layer import ArpLayer
+from vipernet.stack.config import StackConfig
+from vipernet.stack.counters import Counters
+from vipernet.stack.icmp_layer import IcmpErrorEvent, IcmpLayer
+from vipernet.stack.ipv4_layer import Ipv4Layer, ProtocolHandler
+from vipernet.stack.ping import PingLayer, PingSocket
+from vipernet.stack.sockets_common import os_error
+from vipernet.stack.udp import UdpLayer, UdpSocket
+from vipernet.wire.ethernet import BROADCAST_MAC
+from vipernet.wire.ipv4 import IpProto
+
+log = logging.getLogger(__name__)
+
+_ETHERTYPE_IPV4 = 0x0800
+_ETHERTYPE_ARP = 0x0806
+_IPV4_TYPE_BYTES = b"\x08\x00"
+
+IcmpErrorListener = Callable[[IcmpErrorEvent, float], None]
+
+
+class Stack:
+    """See the module docstring; the API is the one in docs/architecture.md."""
+
+    def __init__(self, config: StackConfig, *, capabilities: DeviceCapabilities | None = None,
+                 now: float, rng: random.Random) -> None:
+        self.config = config
+        self.capabilities = capabilities or DeviceCapabilities(mtu=config.mtu)
+        self.rng = rng
+        self.counters = Counters()
+        self.icmp_error_listeners: list[IcmpErrorListener] = []
+        self._tx: list[Frame] = []
+        self._changed: set[Any] = set()
+        self._src_and_type = config.mac + _IPV4_TYPE_BYTES
+        self.arp = ArpLayer(self)
+        self.ipv4 = Ipv4Layer(self)
+        self.icmp = IcmpLayer(self, now)
+        self.udp = UdpLayer(self)
+        self.pings = PingLayer(self)
+        self.register_protocol(IpProto.ICMP, self.icmp)
+        self.register_protocol(IpProto.UDP, self.udp)
+        self._tcp: Any = None
+        self._tcp_loaded = False
+        self._load_tcp()
+        self.arp.gratuitous()
+
+    # -- frames in and out ------------------------------------------------------------------
+
+    def receive(self, frame: Frame, now: float) -> None:
+        """Process one frame off the wire.  Never raises: bad input is a counted drop."""
+        count = self.counters.inc
+        self._last_now = now
+        try:
+            data = frame.data
+            if len(data) < 14:
+                count("eth.rx.bad_length")
+                return
+            view = memoryview(data)
+            dst = bytes(view[0:6])
+            if dst != self.config.mac and dst != BROADCAST_MAC:
+                count("eth.rx.not_for_us")
+                return
+            ethertype = (view[12] << 8) | view[13]
+            if ethertype == _ETHERTYPE_IPV4:
+                count("eth.rx.ipv4")
+                self.ipv4.receive(view[14:], frame.offload, now)
+            elif ethertype == _ETHERTYPE_ARP:
+                count("eth.rx.arp")
+                self.arp.receive(view[14:], now)
+            else:
+                count("eth.rx.unknown_ethertype")
+        except Exception:  # a bug must not take the daemon down; count it and say where
+            count("stack.rx.internal_error")
+            log.exception("internal error while processing a received frame")
+
+    def transmit(self) -> list[Frame]:
+        """Every frame ready to go out (and packets to ourselves delivered first)."""
+        if self.ipv4.has_loopback:
+            self._run_loopback()
+        frames, self._tx = self._tx, []
+        return frames
+
+    def _emit(self, frame: Frame) -> None:
+        self._tx.append(frame)
+
+    def _emit_ipv4(self, dst_mac: bytes, packet: bytes, offload: Offload | None) -> None:
+        self._tx.append(Frame(b"".join((dst_mac, self._src_and_type, packet)), offload))
+        self.counters.inc("eth.tx.ipv4")
+
+    def _send_queued(self, mac: bytes, packets: list[QueuedPacket]) -> None:
+        for packet, offload in packets:
+            self._emit_ipv4(mac, packet, offload)
+
+    # -- timers -------------------------------------------------------------------------------
+
+    def poll(self, now: float) -> None:
+        """Fire every timer due at ``now`` (ARP retries, reassembly timeouts, TCP)."""
+        self._last_now = now
+        try:
+            for _ip, packets in self.arp.poll(now):
+                for packet, _offload in packets:
+                    self.icmp.host_unreachable(packet, now)
+            for expired in self.ipv4.reassembler.poll(now):
+                if expired.header is not None:
+                    self.icmp.send_reassembly_timeout(expired.header, expired.head, now)
+            if self._tcp is not None:
+                self._tcp.poll(now)
+            if self.ipv4.has_loopback:
+                self._run_loopback(now)
+        except Exception:
+            self.counters.inc("stack.poll.internal_error")
+            log.exception("internal error while firing timers")
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` must next run (None: only when a frame arrives)."""
+        if self.ipv4.has_loopback:
+            return 0.0
+        deadlines = [d for d in (self.arp.cache.next_deadline(),
+                                 self.ipv4.reassembler.next_deadline()) if d is not None]
+        if self._tcp is not None:
+            tcp = self._tcp.next_deadline()
+            if tcp is not None:
+                deadlines.append(tcp)
+        return min(deadlines) if deadlines else None
+
+    def _run_loopback(self, now: float | None = None) -> None:
+        # Loopback delivery has no clock of its own; the last known time is close enough
+        # (no timer depends on a looped-back packet's arrival time).
+        self.ipv4.run_loopback(self._last_now if now is None else now)
+
+    # -- socket readiness ------------------------------------------------------------------------
+
+    def mark_changed(self, sock: object) -> None:
+        self._changed.add(sock)
+
+    def take_changed(self) -> set[Any]:
+        """Sockets whose readable/writable/error state may have changed since the last call."""
+        changed, self._changed = self._changed, set()
+        return changed
+
+    # -- sockets ----------------------------------------------------------------------------
+
+    def udp_socket(self) -> UdpSocket:
+        return self.udp.open_socket()
+
+    def ping_socket(self) -> PingSocket:
+        return self.pings.open_socket()
+
+    def tcp_socket(self) -> Any:
+        if self._tcp is None:
+            raise os_error(errno.EPROTONOSUPPORT, "TCP is not available in this build")
+        return self._tcp.open_socket()
+
+    @property
+    def tcp(self) -> Any:
+        """The TCP layer (None until vipernet.stack.tcp exists)."""
+        return self._tcp
+
+    def _load_tcp(self) -> None:
+        # Imported by name, lazily: the stack runs (UDP, ICMP) before and without TCP.
+        try:
+            module = importlib.import_module("vipernet.stack.tcp.layer")
+        except ImportError:
+            log.debug("vipernet.stack.tcp.layer not available: TCP disabled")
+            return
+        self._tcp = module.TcpLayer(self)
+        if IpProto.TCP not in self.ipv4.handlers:
+            self.register_protocol(IpProto.TCP, self._tcp)
+
+    # -- hooks for transport layers -------------------------------------------------------------
+
+    def register_protocol(self, proto: IpProto | int, handler: ProtocolHandler) -> None:
+        self.ipv4.handlers[int(proto)] = handler
+
+    def send_ip(self, dst: IPv4Address, proto: IpProto | int, payload: bytes, *,
+                offload_l4: Offload | None = None, now: float, ttl: int | None = None,
+                tos: int = 0) -> None:
+        """Send one transport payload to ``dst`` (routing, ARP, fragmentation inside).
+
+        Raises OSError ENETUNREACH (off-link without a gateway) or EMSGSIZE (an offloaded
+        segment larger than the device takes).  A packet waiting for ARP is queued; if ARP
+        gives up, its sender hears EHOSTUNREACH through the ICMP error path.
+        """
+        self._last_now = now
+        self.ipv4.send(dst, proto, payload, offload_l4, now, ttl=ttl, tos=tos)
+
+    def route(self, dst: IPv4Address) -> IPv4Address:
+        return self.ipv4.route(dst)
+
+    # -- configuration --------------------------------------------------------------------------
+
+    def set_address(self, ip: IPv4Interface, now: float, *,
+                    gateway: IPv4Address | None = None) -> None:
+        """Change our address (and gateway); announces it with a gratuitous ARP."""
+        self.config = replace(self.config, ip=ip, gateway=gateway)
+        self.arp.gratuitous()
+
+    def arp_entries(self, now: float) -> dict[IPv4Address, bytes]:
+        return self.arp.cache.entries(now)
+
+    _last_now = 0.0
