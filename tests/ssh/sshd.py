@@ -1,0 +1,104 @@
+"""A throw-away OpenSSH sshd on host loopback for the interop tests.
+
+Each test module starts its own: host keys (ed25519 + RSA) and client keys made by
+``ssh-keygen`` in a temp dir, its own config (``StrictModes no``, ``UsePAM no``, a PidFile
+and AuthorizedKeysFile in the temp dir), a free high port.  ``stop()`` kills it and removes
+the directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.testbed import require_binary, stop_process, unavailable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Sshd:
+    def __init__(self, *, extra: str = "", host_keys: tuple[str, ...] = ("ed25519", "rsa"),
+                 user_keys: tuple[str, ...] = ("ed25519", "rsa")) -> None:
+        if os.geteuid() != 0:
+            unavailable("sshd interop tests need root")
+        self.binary = require_binary("sshd")
+        self.keygen = require_binary("ssh-keygen")
+        self.dir = Path(tempfile.mkdtemp(prefix="vipernet-ssh-"))
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.host_keys: dict[str, Path] = {}
+        self.user_keys: dict[str, Path] = {}
+        try:
+            self._setup(extra, host_keys, user_keys)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _keygen(self, kind: str, path: Path, passphrase: str = "") -> None:
+        bits = ["-b", "2048"] if kind == "rsa" else []
+        subprocess.run([self.keygen, "-q", "-t", kind, *bits, "-N", passphrase, "-C", "t",
+                        "-f", str(path)], check=True, capture_output=True)
+
+    def _setup(self, extra: str, host_keys: tuple[str, ...], user_keys: tuple[str, ...]) -> None:
+        os.makedirs("/run/sshd", exist_ok=True)
+        for kind in host_keys:
+            path = self.dir / f"host_{kind}"
+            self._keygen(kind, path)
+            self.host_keys[kind] = path
+        auth = []
+        for kind in user_keys:
+            path = self.dir / f"id_{kind}"
+            self._keygen(kind, path)
+            self.user_keys[kind] = path
+            auth.append((self.dir / f"id_{kind}.pub").read_text())
+        (self.dir / "authorized_keys").write_text("".join(auth))
+        self.config = self.dir / "sshd_config"
+        lines = [f"Port {self.port}", "ListenAddress 127.0.0.1",
+                 *[f"HostKey {p}" for p in self.host_keys.values()],
+                 f"AuthorizedKeysFile {self.dir / 'authorized_keys'}", "StrictModes no",
+                 f"PidFile {self.dir / 'sshd.pid'}", "UsePAM no", "PermitRootLogin yes",
+                 "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50",
+                 extra]
+        self.config.write_text("\n".join(lines) + "\n")
+        self.log = open(self.dir / "sshd.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([self.binary, "-D", "-e", "-f", str(self.config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited: {(self.dir / 'sshd.log').read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("sshd did not start listening")
+
+    def client_key(self, kind: str, passphrase: str) -> Path:
+        path = self.dir / f"extra_{kind}"
+        self._keygen(kind, path, passphrase)
+        with open(self.dir / "authorized_keys", "a") as f:
+            f.write((self.dir / f"extra_{kind}.pub").read_text())
+        return path
+
+    def host_public(self, kind: str) -> str:
+        return (self.dir / f"host_{kind}.pub").read_text().split()[1]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)  # type: ignore[arg-type]
+            self.proc = None
+        if hasattr(self, "log"):
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
