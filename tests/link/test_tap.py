@@ -1,0 +1,196 @@
+"""TapDevice on a real TAP inside a TestBed namespace, against the kernel's ARP and ICMP."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.link.packets import (
+    GATEWAY_IP,
+    STACK_IP,
+    STACK_MAC,
+    arp_request,
+    ether,
+    gso_tcp,
+    icmp_echo,
+    partial_tcp,
+)
+from tests.testbed import TestBed
+from vipernet.link.errors import LinkError, NoSuchInterface
+from vipernet.link.frame import Frame
+from vipernet.link.netns import in_netns
+from vipernet.link.tap import TapDevice
+from vipernet.wire.arp import ArpOp, ArpPacket, build_arp, parse_arp
+from vipernet.wire.ethernet import EtherType, parse_ethernet
+from vipernet.wire.icmp import IcmpEcho, IcmpType, parse_icmp
+from vipernet.wire.ipv4 import IpProto, parse_ipv4
+from vipernet.wire.tcp import TcpFlags, parse_tcp
+
+pytestmark = pytest.mark.testbed
+
+
+@pytest.fixture
+def bed() -> Iterator[TestBed]:
+    with TestBed("lnk") as b:
+        yield b
+
+
+def wait_frame(tap: TapDevice, match: Callable[[Frame], bool], timeout: float = 5.0) -> Frame:
+    """Read frames until one matches, answering the kernel's ARP requests for STACK_IP."""
+    deadline = time.monotonic() + timeout
+    fd = tap.fileno()
+    assert fd is not None
+    while time.monotonic() < deadline:
+        select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        for frame in tap.receive(time.monotonic()):
+            if match(frame):
+                return frame
+            answer_arp(tap, frame)
+    pytest.fail("no matching frame from the kernel")
+
+
+def answer_arp(tap: TapDevice, frame: Frame) -> None:
+    """Play the stack's ARP part: the kernel may ask who 10.0.2.15 is before it replies."""
+    eth, payload = parse_ethernet(frame.data)
+    if eth.ethertype != EtherType.ARP:
+        return
+    arp = parse_arp(payload)
+    if arp.op == ArpOp.REQUEST and arp.target_ip == STACK_IP:
+        reply = ArpPacket(op=ArpOp.REPLY, sender_mac=STACK_MAC, sender_ip=STACK_IP,
+                          target_mac=arp.sender_mac, target_ip=arp.sender_ip)
+        tap.send(Frame(ether(build_arp(reply), EtherType.ARP, dst=arp.sender_mac)),
+                 time.monotonic())
+
+
+def is_arp_reply(frame: Frame) -> bool:
+    eth, payload = parse_ethernet(frame.data)
+    return eth.ethertype == EtherType.ARP and parse_arp(payload).op == ArpOp.REPLY
+
+
+def gateway_mac(tap: TapDevice) -> bytes:
+    tap.send(Frame(arp_request(GATEWAY_IP)), time.monotonic())
+    reply = parse_arp(parse_ethernet(wait_frame(tap, is_arp_reply).data)[1])
+    assert reply.sender_ip == GATEWAY_IP and reply.target_mac == STACK_MAC
+    return reply.sender_mac
+
+
+def test_kernel_answers_our_arp_request_for_the_gateway(bed: TestBed) -> None:
+    with TapDevice.open(bed.tap, netns=bed.name) as tap:
+        assert tap.capabilities.tso and tap.capabilities.max_frame == 65535 + 14
+        mac = gateway_mac(tap)
+        link = bed.ns(["ip", "-o", "link", "show", bed.tap]).stdout
+        assert mac.hex(":") in link
+        assert tap.counters.tx_frames == 1 and tap.counters.rx_frames >= 1
+
+
+def test_kernel_answers_our_icmp_echo_request(bed: TestBed) -> None:
+    with TapDevice.open(bed.tap, netns=bed.name) as tap:
+        mac = gateway_mac(tap)
+        payload = os.urandom(56)
+        tap.send(Frame(icmp_echo(7, payload, dst_mac=mac)), time.monotonic())
+
+        def is_reply(frame: Frame) -> bool:
+            eth, ip_bytes = parse_ethernet(frame.data)
+            if eth.ethertype != EtherType.IPV4:
+                return False
+            ip, _body = parse_ipv4(ip_bytes)
+            return ip.proto == IpProto.ICMP and ip.src == GATEWAY_IP
+
+        frame = wait_frame(tap, is_reply)
+        _ip, body = parse_ipv4(parse_ethernet(frame.data)[1])
+        echo = parse_icmp(body)
+        assert isinstance(echo, IcmpEcho) and echo.type == IcmpType.ECHO_REPLY
+        assert (echo.seq, echo.payload) == (7, payload)
+
+
+def test_opening_outside_the_namespace_refuses_instead_of_creating_a_tap(bed: TestBed) -> None:
+    with pytest.raises(NoSuchInterface, match=bed.tap):
+        TapDevice.open(bed.tap)  # it lives in bed.name, not here
+    assert not os.path.exists(f"/sys/class/net/{bed.tap}")
+    with pytest.raises(NoSuchInterface, match="namespace"):
+        TapDevice.open(bed.tap, netns=bed.name + "-missing")
+    with pytest.raises(NoSuchInterface):
+        TapDevice.open("nosuchtap0", netns=bed.name)
+
+
+def test_a_non_tap_interface_is_refused_with_a_link_error(bed: TestBed) -> None:
+    with pytest.raises(LinkError, match="not a TAP"):
+        TapDevice.open("lo", netns=bed.name)
+
+
+def test_opening_switches_back_to_the_original_namespace(bed: TestBed) -> None:
+    before = os.stat("/proc/thread-self/ns/net").st_ino
+    with in_netns(bed.name):
+        assert os.stat("/proc/thread-self/ns/net").st_ino != before
+    with TapDevice.open(bed.tap, netns=bed.name):
+        pass
+    assert os.stat("/proc/thread-self/ns/net").st_ino == before
+
+
+def test_kernel_accepts_our_partial_checksums_and_a_64k_tso_frame(bed: TestBed) -> None:
+    """A kernel TCP listener receives, intact, bytes we sent as one 60 KB GSO frame.
+
+    We play a minimal TCP client by hand: SYN, the kernel's SYN-ACK, then one ACK+PSH GSO
+    frame with a partial checksum that the kernel must segment and checksum itself.
+    """
+    with in_netns(bed.name):
+        listener = socket.create_server((str(GATEWAY_IP), 0))
+    with listener, TapDevice.open(bed.tap, netns=bed.name) as tap:
+        port = listener.getsockname()[1]
+        mac = gateway_mac(tap)
+        iss = 1_000_000
+        tap.send(partial_tcp(b"", dst_mac=mac, seq=iss, ack=0, flags=TcpFlags.SYN,
+                             dport=port), time.monotonic())
+
+        def is_syn_ack(frame: Frame) -> bool:
+            eth, ip_bytes = parse_ethernet(frame.data)
+            if eth.ethertype != EtherType.IPV4:
+                return False
+            ip, body = parse_ipv4(ip_bytes)
+            if ip.proto != IpProto.TCP:
+                return False
+            tcp, _ = parse_tcp(body, src=ip.src, dst=ip.dst, verify_checksum=False)
+            return tcp.flags & (TcpFlags.SYN | TcpFlags.ACK) == TcpFlags.SYN | TcpFlags.ACK
+
+        syn_ack = wait_frame(tap, is_syn_ack)
+        ip, body = parse_ipv4(parse_ethernet(syn_ack.data)[1])
+        tcp, _ = parse_tcp(body, src=ip.src, dst=ip.dst, verify_checksum=False)
+        payload = os.urandom(60000)
+        tap.send(gso_tcp(payload, 1448, dst_mac=mac, seq=iss + 1, ack=tcp.seq + 1,
+                         dport=port), time.monotonic())
+        listener.settimeout(5)
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(5)
+            got = b""
+            while len(got) < len(payload):
+                chunk = conn.recv(65536)
+                assert chunk, "connection closed early"
+                got += chunk
+        assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+        assert _nstat(bed).get("TcpInCsumErrors", 0) == 0
+
+
+def test_without_vnet_header_offloads_are_reset_and_frames_are_plain(bed: TestBed) -> None:
+    with TapDevice.open(bed.tap, netns=bed.name, vnet_hdr=False) as tap:
+        assert not tap.capabilities.tso and tap.capabilities.max_frame == 1514
+        mac = gateway_mac(tap)
+        # A partial-checksum frame is completed in software before it goes out.
+        tap.send(partial_tcp(b"c" * 10, dst_mac=mac), time.monotonic())
+        assert tap.counters.tx_frames == 2
+
+
+def _nstat(bed: TestBed) -> dict[str, int]:
+    out = bed.ns(["nstat", "-asz"]).stdout
+    counters: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            counters[parts[0]] = int(parts[1])
+    return counters
