@@ -75,3 +75,18 @@ def test_sum_agrees_with_the_word_by_word_reference(data: bytes, initial: int) -
 def test_sum_of_all_ones_and_all_zeros_folds_like_the_reference(size: int) -> None:
     for data in (b"\xff" * size, bytes(size)):
         assert ones_complement_sum(data) == reference_sum(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=4000, max_size=20000), st.integers(min_value=0, max_value=0xFFFF))
+def test_sum_of_large_buffers_in_pieces_agrees_with_the_reference(
+    data: bytes, initial: int
+) -> None:
+    assert ones_complement_sum(data, initial) == reference_sum(data, initial)
+    assert ones_complement_sum(memoryview(data)[1:]) == reference_sum(data[1:])
+
+
+@pytest.mark.parametrize("size", [4095, 4096, 4097, 8191, 8192, 8193, 12289])
+def test_sum_around_piece_boundaries_agrees_with_the_reference(size: int) -> None:
+    data = bytes((i * 131 + 17) & 0xFF for i in range(size))
+    assert ones_complement_sum(data) == reference_sum(data)

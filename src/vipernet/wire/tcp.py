@@ -87,6 +87,8 @@ class TcpOptions:
 
 
 NO_OPTIONS = TcpOptions()
+_FLAGS: tuple[TcpFlags, ...] = tuple(TcpFlags(i) for i in range(256))
+_TS_ONLY_PREFIX = b"\x01\x01\x08\x0a"  # what Linux puts on every established segment
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +107,8 @@ def parse_tcp_options(raw: Bytes) -> TcpOptions:
     """Decode the option bytes between the fixed header and the data offset."""
     data = bytes(raw)
     end = len(data)
+    if end == 12 and data[:4] == _TS_ONLY_PREFIX:  # the hot path: skip the general loop
+        return TcpOptions(timestamps=_PAIR.unpack_from(data, 4))
     pos = 0
     mss: int | None = None
     wscale: int | None = None
@@ -182,7 +186,7 @@ def parse_tcp(
         dst_port=dport,
         seq=seq,
         ack=ack,
-        flags=TcpFlags(flags),
+        flags=_FLAGS[flags],
         window=window,
         urgent=urgent,
         options=options,
