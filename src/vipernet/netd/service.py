@@ -91,7 +91,7 @@ class Extension(Protocol):
                  now: float) -> Message | None: ...
 
 
-def _deadline(now: float, timeout_ms: int) -> float | None:
+def deadline_after(now: float, timeout_ms: int) -> float | None:
     timeout = p.timeout_from_ms(timeout_ms)
     return None if timeout is None else now + timeout
 
@@ -279,7 +279,7 @@ class NetService:
                 return p.error_reply(request, errno.ETIMEDOUT, "timed out")
             return result
 
-        self.park(Waiter(session, request, (sock,), _deadline(now, timeout_ms), step))
+        self.park(Waiter(session, request, (sock,), deadline_after(now, timeout_ms), step))
         return None
 
     def _os_error(self, request: Message, exc: OSError) -> Message:
@@ -478,7 +478,7 @@ class NetService:
             return result
 
         self.park(Waiter(session, request, [t[2] for t in targets],
-                         _deadline(now, body.timeout_ms), step))
+                         deadline_after(now, body.timeout_ms), step))
         return None
 
     def _getsockname(self, session: Session, request: Message, now: float) -> Message:

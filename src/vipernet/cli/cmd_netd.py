@@ -1,0 +1,85 @@
+"""``vipernet netd``: run the network daemon on a device.
+
+    vipernet netd --link tap:NAME [--netns NS] [--ip 10.0.2.15/24] [--gateway 10.0.2.2]
+                  [--dns 10.0.2.3] [--mac 52:54:00:12:34:56] [--socket PATH] [--pcap FILE]
+
+Defaults are the QEMU SLiRP layout of the spec.  Errors that stop netd from starting (no
+such interface, not permitted, socket in use) are one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Any
+
+from vipernet.errors import VipernetError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("netd", help="run the network daemon on a device",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--link", required=True,
+                        help="device: tap:NAME[@NETNS] (later: user, passt, qemu-stream:PATH)")
+    parser.add_argument("--netns", help="open the device inside this network namespace")
+    parser.add_argument("--ip", default="10.0.2.15/24", help="address/prefix (10.0.2.15/24)")
+    parser.add_argument("--gateway", default="10.0.2.2",
+                        help="default gateway, or 'none' (10.0.2.2)")
+    parser.add_argument("--dns", default="10.0.2.3",
+                        help="DNS servers, comma-separated (10.0.2.3)")
+    parser.add_argument("--mac", default="52:54:00:12:34:56", help="our MAC address")
+    parser.add_argument("--mtu", type=int, default=1500, help="link MTU (1500)")
+    parser.add_argument("--socket", dest="socket_path",
+                        default=os.environ.get("VIPERNET_SOCKET") or "/run/vipernet/netd.sock",
+                        help="IPC socket path ($VIPERNET_SOCKET or /run/vipernet/netd.sock)")
+    parser.add_argument("--pcap", help="write every frame in and out to this pcap file")
+    parser.add_argument("--seed", type=int, help="seed the stack's random source (tests)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.set_defaults(func=run)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from vipernet.netd.daemon import NetdConfig
+    from vipernet.netd.links import parse_link
+
+    try:
+        mac = bytes.fromhex(args.mac.replace(":", "").replace("-", ""))
+        if len(mac) != 6:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"bad --mac {args.mac!r}") from None
+    gateway = None if args.gateway.lower() == "none" else IPv4Address(args.gateway)
+    dns = tuple(IPv4Address(d.strip()) for d in args.dns.split(",") if d.strip())
+    return NetdConfig(link=parse_link(args.link, netns=args.netns),
+                      socket_path=args.socket_path, ip=IPv4Interface(args.ip),
+                      gateway=gateway, dns=dns, mac=mac, mtu=args.mtu, pcap=args.pcap,
+                      seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="netd: %(levelname)s %(message)s")
+    from vipernet.netd.daemon import Netd
+
+    try:
+        config = _config(args)
+        netd = Netd(config)
+    except (ValueError, VipernetError, OSError) as exc:
+        print(f"vipernet netd: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    netd.install_signal_handlers()
+    print(f"netd: {config.ip} on {config.link}, serving {config.socket_path}",
+          file=sys.stderr, flush=True)
+    netd.run()
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, PermissionError):
+        return f"not permitted: {exc.strerror or exc} (netd needs root / CAP_NET_ADMIN)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror if not exc.filename else f"{exc.strerror}: {exc.filename}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,174 @@
+"""libnetclient: typed calls for every netd request, over any :class:`Channel`.
+
+:func:`default_client` picks the backend once per process: an in-process stack when
+``VIPER_KERNEL_ENABLE_NET=1`` (kernel mode), else the netd named by ``VIPERNET_SOCKET``
+(default ``/run/vipernet/netd.sock``).  A forked child gets its own channel.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from typing import Any
+
+from vipernet.netclient.channel import Channel, UnixChannel
+from vipernet.netd import protocol as p
+from vipernet.netd.protocol import Code
+from vipernet.stack.socket_api import Address, SocketKind
+
+
+class NetClient:
+    """One channel to a stack, and a method per request code."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def _call(self, code: int, body: p.Body | None = None, wait: float | None = 0.0) -> bytes:
+        raw = body.encode() if body is not None else b""
+        return self.channel.call(code, raw, wait).body
+
+    # ---- sockets
+
+    def create(self, kind: SocketKind) -> int:
+        return p.SocketRef.decode(self._call(Code.SOCKET_CREATE, p.CreateRequest(kind=kind))).sock
+
+    def bind(self, sock: int, address: Address) -> Address:
+        body = self._call(Code.SOCKET_BIND, p.BindRequest(sock=sock, address=address))
+        return p.AddressBody.decode(body).address
+
+    def connect(self, sock: int, address: Address, timeout: float | None) -> None:
+        self._call(Code.SOCKET_CONNECT, p.ConnectRequest(
+            sock=sock, timeout_ms=p.timeout_to_ms(timeout), address=address), timeout)
+
+    def listen(self, sock: int, backlog: int) -> None:
+        self._call(Code.SOCKET_LISTEN, p.ListenRequest(sock=sock, backlog=min(backlog, 0xFFFF)))
+
+    def accept(self, sock: int, timeout: float | None) -> tuple[int, Address]:
+        body = self._call(Code.SOCKET_ACCEPT, p.WaitRequest(
+            sock=sock, timeout_ms=p.timeout_to_ms(timeout)), timeout)
+        reply = p.AcceptReply.decode(body)
+        return reply.sock, reply.address
+
+    def send(self, sock: int, data: bytes | memoryview, timeout: float | None,
+             send_all: bool = False) -> int:
+        flags = p.SendFlags.ALL if send_all else p.SendFlags(0)
+        body = self._call(Code.SOCKET_SEND, p.SendRequest(
+            sock=sock, timeout_ms=p.timeout_to_ms(timeout), flags=flags, data=bytes(data)),
+            timeout)
+        return p.CountBody.decode(body).count
+
+    def sendto(self, sock: int, data: bytes | memoryview, address: Address,
+               timeout: float | None) -> int:
+        body = self._call(Code.SOCKET_SENDTO, p.SendToRequest(
+            sock=sock, timeout_ms=p.timeout_to_ms(timeout), flags=p.SendFlags(0),
+            address=address, data=bytes(data)), timeout)
+        return p.CountBody.decode(body).count
+
+    def recv(self, sock: int, max_bytes: int, timeout: float | None) -> bytes:
+        return self._call(Code.SOCKET_RECV, p.RecvRequest(
+            sock=sock, timeout_ms=p.timeout_to_ms(timeout),
+            max_bytes=min(max_bytes, p.MAX_DATA)), timeout)
+
+    def recvfrom(self, sock: int, max_bytes: int, timeout: float | None) -> tuple[bytes, Address]:
+        body = self._call(Code.SOCKET_RECVFROM, p.RecvRequest(
+            sock=sock, timeout_ms=p.timeout_to_ms(timeout),
+            max_bytes=min(max_bytes, p.MAX_DATA)), timeout)
+        reply = p.RecvFromReply.decode(body)
+        return reply.data, reply.address
+
+    def close(self, sock: int) -> None:
+        self._call(Code.SOCKET_CLOSE, p.SocketRef(sock=sock))
+
+    def poll(self, entries: list[tuple[int, int]], timeout: float | None) -> list[tuple[int, int]]:
+        body = self._call(Code.SOCKET_POLL, p.PollBody(
+            timeout_ms=p.timeout_to_ms(timeout), entries=tuple(entries)), timeout)
+        return list(p.PollBody.decode(body).entries)
+
+    def getsockname(self, sock: int) -> Address:
+        return p.AddressBody.decode(
+            self._call(Code.SOCKET_GETSOCKNAME, p.SocketRef(sock=sock))).address
+
+    def getpeername(self, sock: int) -> Address:
+        return p.AddressBody.decode(
+            self._call(Code.SOCKET_GETPEERNAME, p.SocketRef(sock=sock))).address
+
+    def shutdown(self, sock: int, how: int) -> None:
+        self._call(Code.SOCKET_SHUTDOWN, p.ShutdownRequest(sock=sock, how=how))
+
+    def setsockopt(self, sock: int, option: p.SockOpt, value: int) -> None:
+        self._call(Code.SOCKET_SETSOCKOPT, p.SetSockOptRequest(sock=sock, option=option,
+                                                               value=value))
+
+    def get_error(self, sock: int) -> int:
+        return p.ErrnoBody.decode(self._call(Code.SOCKET_GET_ERROR, p.SocketRef(sock=sock))).errno
+
+    # ---- services
+
+    def resolve(self, name: str, timeout: float | None = 5.0) -> list[str]:
+        body = self._call(Code.DNS_RESOLVE, p.ResolveRequest(
+            timeout_ms=p.timeout_to_ms(timeout), hostname=name), timeout)
+        return list(p.ResolveReply.decode(body).addresses)
+
+    def ping(self, destination: str, seq: int, payload: bytes,
+             timeout: float | None) -> p.PingReply:
+        body = self._call(Code.PING, p.PingRequest(
+            destination=destination, seq=seq & 0xFFFF, timeout_ms=p.timeout_to_ms(timeout),
+            payload=payload), timeout)
+        return p.PingReply.decode(body)
+
+    def info(self) -> dict[str, Any]:
+        return p.JsonBody.decode(self._call(Code.GET_INFO)).value
+
+    def stat(self) -> dict[str, Any]:
+        return p.JsonBody.decode(self._call(Code.STAT)).value
+
+    def close_channel(self) -> None:
+        self.channel.close()
+
+
+_lock = threading.Lock()
+_default: tuple[int, NetClient] | None = None
+
+
+def kernel_mode() -> bool:
+    return os.environ.get("VIPER_KERNEL_ENABLE_NET", "0") == "1"
+
+
+def socket_path() -> str:
+    return os.environ.get("VIPERNET_SOCKET") or "/run/vipernet/netd.sock"
+
+
+def connect(path: str | None = None) -> NetClient:
+    """A new client on its own channel to the netd at ``path`` (default: as configured)."""
+    return NetClient(UnixChannel(path or socket_path()))
+
+
+def default_client() -> NetClient:
+    """The process-wide client (created on first use; a new one after fork)."""
+    global _default
+    with _lock:
+        pid = os.getpid()
+        if _default is not None and _default[0] == pid and not _broken(_default[1]):
+            return _default[1]
+        if kernel_mode():
+            inprocess = importlib.import_module("vipernet.netclient.inprocess")
+            client = inprocess.in_process_client()
+            assert isinstance(client, NetClient)
+        else:
+            client = connect()
+        _default = (pid, client)
+        return client
+
+
+def _broken(client: NetClient) -> bool:
+    return bool(getattr(client.channel, "broken", False))
+
+
+def reset_default_client() -> None:
+    """Forget the process-wide client (tests; after changing VIPERNET_SOCKET)."""
+    global _default
+    with _lock:
+        if _default is not None and _default[0] == os.getpid():
+            _default[1].close_channel()
+        _default = None

@@ -1,0 +1,434 @@
+"""A socket class shaped like the stdlib's, backed by netd (or the in-process stack).
+
+Code written for ``socket.socket`` reads the same: ``bind/connect/listen/accept/send/
+sendall/sendto/recv/recvfrom/recv_into/shutdown/close``, timeouts (``settimeout``,
+``setblocking``; a timeout raises ``TimeoutError``), ``makefile`` for streams, context
+manager.  There is no file descriptor: ``fileno()`` returns -1, so these sockets cannot be
+put in ``select()``; use :func:`poll` (NET_SOCKET_POLL) instead.  Every failure is the
+``OSError`` subclass the stdlib would raise, with the errno the stack gave.
+
+Blocking calls park inside netd (which enforces the timeout), so a thread blocked in
+``recv`` costs netd nothing and does not hold up other threads or other sockets.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import ipaddress
+import socket as _std
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from vipernet.netclient.client import NetClient, default_client
+from vipernet.netd import protocol as p
+from vipernet.stack.socket_api import Address, SocketKind
+
+AF_INET = _std.AF_INET
+SOCK_STREAM = _std.SOCK_STREAM
+SOCK_DGRAM = _std.SOCK_DGRAM
+IPPROTO_TCP = _std.IPPROTO_TCP
+IPPROTO_UDP = _std.IPPROTO_UDP
+IPPROTO_ICMP = _std.IPPROTO_ICMP
+SOL_SOCKET = _std.SOL_SOCKET
+SO_REUSEADDR = _std.SO_REUSEADDR
+SO_KEEPALIVE = _std.SO_KEEPALIVE
+SO_RCVBUF = _std.SO_RCVBUF
+SO_SNDBUF = _std.SO_SNDBUF
+SO_BROADCAST = _std.SO_BROADCAST
+SO_ERROR = _std.SO_ERROR
+TCP_NODELAY = _std.TCP_NODELAY
+SHUT_RD = _std.SHUT_RD
+SHUT_WR = _std.SHUT_WR
+SHUT_RDWR = _std.SHUT_RDWR
+AI_PASSIVE = _std.AI_PASSIVE
+timeout = TimeoutError
+error = OSError
+gaierror = _std.gaierror
+
+_OPTIONS: dict[tuple[int, int], p.SockOpt] = {
+    (IPPROTO_TCP, TCP_NODELAY): p.SockOpt.TCP_NODELAY,
+    (SOL_SOCKET, SO_REUSEADDR): p.SockOpt.SO_REUSEADDR,
+    (SOL_SOCKET, SO_KEEPALIVE): p.SockOpt.SO_KEEPALIVE,
+    (SOL_SOCKET, SO_RCVBUF): p.SockOpt.SO_RCVBUF,
+    (SOL_SOCKET, SO_SNDBUF): p.SockOpt.SO_SNDBUF,
+    (SOL_SOCKET, SO_BROADCAST): p.SockOpt.SO_BROADCAST,
+}
+
+_default_timeout: float | None = None
+
+
+def getdefaulttimeout() -> float | None:
+    return _default_timeout
+
+
+def setdefaulttimeout(value: float | None) -> None:
+    global _default_timeout
+    _default_timeout = None if value is None else float(value)
+
+
+class socket:
+    """An AF_INET stream, datagram or ping socket living in the vipernet stack."""
+
+    def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
+                 *, client: NetClient | None = None, _sock_id: int | None = None) -> None:
+        if family != AF_INET:
+            raise OSError(errno.EAFNOSUPPORT, "vipernet speaks IPv4 (AF_INET) only")
+        base_type = type & 0xF  # ignore SOCK_NONBLOCK / SOCK_CLOEXEC bits
+        if base_type == SOCK_STREAM:
+            kind = SocketKind.TCP
+        elif base_type == SOCK_DGRAM:
+            kind = SocketKind.ICMP if proto == IPPROTO_ICMP else SocketKind.UDP
+        else:
+            raise OSError(errno.ESOCKTNOSUPPORT, f"socket type {type} is not supported")
+        self.family = family
+        self.type = base_type
+        self.proto = proto
+        self._kind = kind
+        self._client = client or default_client()
+        self._id = self._client.create(kind) if _sock_id is None else _sock_id
+        self._timeout: float | None = _default_timeout
+        self._closed = False
+        self._io_refs = 0
+        self._lock = threading.Lock()
+
+    # ---- housekeeping
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"id={self._id}"
+        return f"<vipernet.socket kind={self._kind.name} {state} timeout={self._timeout}>"
+
+    def __enter__(self) -> socket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check(self) -> int:
+        if self._closed:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return self._id
+
+    def fileno(self) -> int:
+        """-1: the socket lives in netd, there is no descriptor to select() on."""
+        return -1
+
+    @property
+    def sock_id(self) -> int:
+        """netd's id for this socket (shown by ``vipernet stat``)."""
+        return self._id
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._io_refs > 0:
+            return  # makefile() objects still use it; the last one closes it for real
+        self._real_close()
+
+    def _real_close(self) -> None:
+        try:
+            self._client.close(self._id)
+        except OSError as exc:
+            if exc.errno not in (errno.EBADF, errno.ECONNRESET, errno.EPIPE):
+                raise
+
+    def _decref_socketios(self) -> None:
+        self._io_refs -= 1
+        if self._closed and self._io_refs <= 0:
+            self._real_close()
+
+    def detach(self) -> int:
+        raise OSError(errno.EOPNOTSUPP, "vipernet sockets have no descriptor to detach")
+
+    # ---- timeouts
+
+    def settimeout(self, value: float | None) -> None:
+        if value is not None:
+            value = float(value)
+            if value < 0:
+                raise ValueError("Timeout value out of range")
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    # ---- addresses and connections
+
+    def _address(self, address: Any) -> Address:
+        if not isinstance(address, tuple) or len(address) != 2:
+            raise TypeError(f"AF_INET address must be a tuple (host, port), got {address!r}")
+        host, port = address
+        if not isinstance(port, int):
+            raise TypeError("'port' must be an int")
+        if not 0 <= port <= 0xFFFF:
+            raise OverflowError("port must be 0-65535.")
+        return (_resolve_host(str(host), self._client), port)
+
+    def bind(self, address: Any) -> None:
+        self._client.bind(self._check(), self._address(address))
+
+    def connect(self, address: Any) -> None:
+        self._client.connect(self._check(), self._address(address), self._timeout)
+
+    def connect_ex(self, address: Any) -> int:
+        try:
+            self.connect(address)
+        except OSError as exc:
+            return exc.errno or errno.EIO
+        return 0
+
+    def listen(self, backlog: int = 128) -> None:
+        self._client.listen(self._check(), max(0, backlog))
+
+    def accept(self) -> tuple[socket, Address]:
+        sock_id, address = self._client.accept(self._check(), self._timeout)
+        child = socket(self.family, self.type, self.proto, client=self._client, _sock_id=sock_id)
+        child._timeout = None if _default_timeout is None else _default_timeout
+        return child, address
+
+    def getsockname(self) -> Address:
+        return self._client.getsockname(self._check())
+
+    def getpeername(self) -> Address:
+        return self._client.getpeername(self._check())
+
+    def shutdown(self, how: int) -> None:
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise ValueError(f"invalid shutdown mode {how}")
+        self._client.shutdown(self._check(), how)
+
+    # ---- options
+
+    def setsockopt(self, level: int, optname: int, value: int | bytes | bool) -> None:
+        option = _OPTIONS.get((level, optname))
+        if option is None:
+            raise OSError(errno.ENOPROTOOPT, f"option ({level}, {optname}) is not supported")
+        number = int.from_bytes(value, "little") if isinstance(value, bytes) else int(value)
+        self._client.setsockopt(self._check(), option, number)
+
+    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int:
+        if (level, optname) == (SOL_SOCKET, SO_ERROR):
+            return self._client.get_error(self._check())
+        if (level, optname) == (SOL_SOCKET, _std.SO_TYPE):
+            return self.type
+        raise OSError(errno.ENOPROTOOPT, f"option ({level}, {optname}) cannot be read")
+
+    # ---- data
+
+    def send(self, data: bytes | bytearray | memoryview, flags: int = 0) -> int:
+        view = memoryview(data).cast("B")[:p.MAX_DATA]
+        return self._client.send(self._check(), view, self._timeout)
+
+    def sendall(self, data: bytes | bytearray | memoryview, flags: int = 0) -> None:
+        view = memoryview(data).cast("B")
+        sock_id = self._check()
+        if not view:
+            self._client.send(sock_id, b"", self._timeout)
+            return
+        offset = 0
+        while offset < len(view):
+            chunk = view[offset:offset + p.MAX_DATA]
+            offset += self._client.send(sock_id, chunk, self._timeout, send_all=True)
+
+    def sendto(self, data: bytes | bytearray | memoryview, flags_or_address: Any,
+               address: Any = None) -> int:
+        target = flags_or_address if address is None else address
+        return self._client.sendto(self._check(), memoryview(data).cast("B"),
+                                   self._address(target), self._timeout)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        return self._client.recv(self._check(), bufsize, self._timeout)
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Address]:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        return self._client.recvfrom(self._check(), bufsize, self._timeout)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        size = nbytes or len(view)
+        data = self.recv(size, flags)
+        view[:len(data)] = data
+        return len(data)
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0,
+                      flags: int = 0) -> tuple[int, Address]:
+        view = memoryview(buffer).cast("B")
+        data, address = self.recvfrom(nbytes or len(view), flags)
+        view[:len(data)] = data
+        return len(data), address
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, *,
+                 encoding: str | None = None, errors: str | None = None,
+                 newline: str | None = None) -> Any:
+        """A file object over a stream socket, as ``socket.socket.makefile``."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        reading = "r" in mode
+        writing = "w" in mode
+        if not (reading or writing):
+            reading = True
+        raw = _SocketIO(self, reading, writing)
+        self._io_refs += 1
+        if buffering is None:
+            buffering = -1
+        if buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if "b" not in mode:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        buffered: Any
+        if reading and writing:
+            buffered = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buffered = io.BufferedReader(raw, buffering)
+        else:
+            buffered = io.BufferedWriter(raw, buffering)
+        if "b" in mode:
+            return buffered
+        text = io.TextIOWrapper(buffered, encoding, errors, newline)
+        text.mode = mode  # type: ignore[misc]
+        return text
+
+
+class _SocketIO(io.RawIOBase):
+    """Raw I/O over a vipernet socket, for makefile()."""
+
+    def __init__(self, sock: socket, reading: bool, writing: bool) -> None:
+        super().__init__()
+        self._sock = sock
+        self._reading = reading
+        self._writing = writing
+
+    def readable(self) -> bool:
+        return self._reading
+
+    def writable(self) -> bool:
+        return self._writing
+
+    def readinto(self, buffer: Any) -> int:
+        return self._sock.recv_into(buffer)
+
+    def write(self, data: Any) -> int:
+        return self._sock.send(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        self._sock._decref_socketios()
+
+
+def _resolve_host(host: str, client: NetClient) -> str:
+    if host in ("", "0.0.0.0"):
+        return "0.0.0.0"
+    if host == "<broadcast>":
+        return "255.255.255.255"
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        pass
+    return gethostbyname(host, client=client)
+
+
+def gethostbyname(name: str, *, client: NetClient | None = None) -> str:
+    """The first IPv4 address of ``name``, asked of the stack's resolver (NET_DNS_RESOLVE)."""
+    return gethostbyname_ex(name, client=client)[2][0]
+
+
+def gethostbyname_ex(name: str, *,
+                     client: NetClient | None = None) -> tuple[str, list[str], list[str]]:
+    try:
+        return name, [], [str(ipaddress.IPv4Address(name))]
+    except ValueError:
+        pass
+    client = client or default_client()
+    try:
+        addresses = client.resolve(name, _default_timeout if _default_timeout else 10.0)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENODATA):
+            raise gaierror(_std.EAI_NONAME, "Name or service not known") from None
+        if exc.errno == errno.ETIMEDOUT:
+            raise gaierror(_std.EAI_AGAIN, "Temporary failure in name resolution") from None
+        raise gaierror(_std.EAI_FAIL, f"Non-recoverable failure in name resolution: "
+                                      f"{exc.strerror}") from None
+    if not addresses:
+        raise gaierror(_std.EAI_NONAME, "Name or service not known")
+    return name, [], addresses
+
+
+def getaddrinfo(host: str | None, port: int | str | None, family: int = 0, type: int = 0,
+                proto: int = 0, flags: int = 0
+                ) -> list[tuple[int, int, int, str, Address]]:
+    """Like ``socket.getaddrinfo`` for AF_INET, resolving through the stack."""
+    if family not in (0, AF_INET):
+        raise gaierror(_std.EAI_FAMILY, "ai_family not supported")
+    if port is None:
+        number = 0
+    elif isinstance(port, int):
+        number = port
+    elif port.isdigit():
+        number = int(port)
+    else:
+        try:
+            number = _std.getservbyname(port)
+        except OSError:
+            raise gaierror(_std.EAI_SERVICE, "Servname not supported for ai_socktype") from None
+    if host is None:
+        addresses = ["0.0.0.0" if flags & AI_PASSIVE else "127.0.0.1"]
+    else:
+        addresses = gethostbyname_ex(host)[2]
+    types: Iterable[tuple[int, int]]
+    if type:
+        types = [(type, proto or (IPPROTO_TCP if type == SOCK_STREAM else IPPROTO_UDP))]
+    else:
+        types = [(SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP)]
+    return [(AF_INET, t, pr, "", (ip, number)) for ip in addresses for t, pr in types]
+
+
+_GLOBAL_DEFAULT: Any = object()
+
+
+def create_connection(address: tuple[str, int], timeout: Any = _GLOBAL_DEFAULT,
+                      source_address: tuple[str, int] | None = None) -> socket:
+    """Connect a stream socket to ``(host, port)``, trying each address in turn."""
+    host, port = address
+    last: OSError | None = None
+    for _family, type_, proto, _canon, target in getaddrinfo(host, port, AF_INET, SOCK_STREAM):
+        sock = socket(AF_INET, type_, proto)
+        try:
+            if timeout is not _GLOBAL_DEFAULT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(target)
+            return sock
+        except OSError as exc:
+            last = exc
+            sock.close()
+    if last is not None:
+        raise last
+    raise OSError(errno.EHOSTUNREACH, "getaddrinfo returned an empty list")
+
+
+def poll(entries: list[tuple[socket, int]], timeout: float | None = None,
+         *, client: NetClient | None = None) -> list[tuple[socket, int]]:
+    """Wait until one of ``(sock, events)`` is ready (POLLIN 1, POLLOUT 4); ready pairs."""
+    if not entries:
+        return []
+    client = client or entries[0][0]._client
+    by_id = {s.sock_id: s for s, _ in entries}
+    result = client.poll([(s.sock_id, ev) for s, ev in entries], timeout)
+    return [(by_id[sid], rev) for sid, rev in result if rev]

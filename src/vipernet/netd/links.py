@@ -1,0 +1,78 @@
+"""``--link`` specifications: which device netd drives, as ``KIND:ARGUMENT``.
+
+Kinds register an opener in :data:`OPENERS`, so new ones (``user``, ``passt``,
+``qemu-stream:PATH``) plug in without touching the daemon:
+
+* ``tap:NAME`` / ``tap:NAME@NETNS`` - an existing Linux TAP (virtio-net header on), opened
+  inside namespace NETNS if given (``--netns`` says the same).
+* ``qemu-stream:PATH`` - a QEMU ``-netdev stream`` / passt UNIX socket (when the link
+  package provides it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vipernet.errors import UsageError
+
+
+class LinkSpecError(UsageError):
+    """A ``--link`` value netd cannot understand."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkSpec:
+    kind: str
+    argument: str
+    netns: str | None = None
+
+    def __str__(self) -> str:
+        where = f"@{self.netns}" if self.netns else ""
+        return f"{self.kind}:{self.argument}{where}"
+
+
+def parse_link(text: str, *, netns: str | None = None) -> LinkSpec:
+    """``"tap:vt0@ns1"`` -> LinkSpec(kind="tap", argument="vt0", netns="ns1")."""
+    kind, sep, argument = text.partition(":")
+    kind = kind.strip().lower()
+    if not sep or not kind:
+        raise LinkSpecError(f"--link must look like KIND:ARGUMENT (e.g. tap:tap0), got {text!r}")
+    if kind not in OPENERS:
+        known = ", ".join(sorted(OPENERS))
+        raise LinkSpecError(f"unknown link kind {kind!r} (known: {known})")
+    if kind == "tap" and "@" in argument:
+        argument, _, ns = argument.partition("@")
+        if netns and ns != netns:
+            raise LinkSpecError(f"namespace given twice: {ns!r} and --netns {netns!r}")
+        netns = ns or None
+    if not argument:
+        raise LinkSpecError(f"--link {kind}: needs an argument")
+    return LinkSpec(kind=kind, argument=argument, netns=netns)
+
+
+def _open_tap(spec: LinkSpec, mtu: int) -> Any:
+    from vipernet.link.tap import TapDevice
+
+    return TapDevice.open(spec.argument, netns=spec.netns, mtu=mtu)
+
+
+def _open_qemu_stream(spec: LinkSpec, mtu: int) -> Any:
+    try:
+        qemu = importlib.import_module("vipernet.link.qemu")
+    except ModuleNotFoundError:
+        raise LinkSpecError("qemu-stream links are not available in this build") from None
+    return qemu.StreamDevice.connect(spec.argument, mtu=mtu)
+
+
+OPENERS: dict[str, Callable[[LinkSpec, int], Any]] = {
+    "tap": _open_tap,
+    "qemu-stream": _open_qemu_stream,
+}
+
+
+def open_link(spec: LinkSpec, *, mtu: int = 1500) -> Any:
+    """Open the device a spec names (raises the link layer's typed errors)."""
+    return OPENERS[spec.kind](spec, mtu)

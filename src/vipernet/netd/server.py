@@ -1,0 +1,215 @@
+"""netd's IPC side: the AF_UNIX listening socket and one non-blocking channel per client.
+
+:class:`IpcServer` registers its sockets on a :mod:`selectors` selector that the daemon's
+loop owns (the same loop that moves frames between the device and the stack), so nothing
+here blocks: reads are fed to a :class:`~.protocol.FrameDecoder`, each request goes to
+:class:`~.service.NetService`, and replies are written as far as the socket takes them, the
+rest kept until the channel is writable again.
+
+A client is disconnected (and counted) when it breaks the framing, when it lets more than
+:data:`MAX_OUTBUF` of replies pile up unread, or when its socket fails; its session is then
+closed, which releases every stack socket it owned.  Other clients never notice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import selectors
+import socket
+import stat
+import struct
+from collections.abc import Callable
+
+from vipernet.netd import protocol as p
+from vipernet.netd.service import NetService, Session
+
+log = logging.getLogger("vipernet.netd")
+
+MAX_OUTBUF = 8 * 1024 * 1024  # unread replies a client may leave before it is dropped
+READ_CHUNK = 256 * 1024
+READS_PER_WAKEUP = 8  # fairness: a busy client yields to the others after this many reads
+Clock = Callable[[], float]
+Handler = Callable[[int], None]  # called with the selector event mask
+
+
+def default_socket_path() -> str:
+    return os.environ.get("VIPERNET_SOCKET") or "/run/vipernet/netd.sock"
+
+
+class Channel:
+    """One connected client."""
+
+    __slots__ = ("closed", "decoder", "events", "outbuf", "server", "session", "sock")
+
+    def __init__(self, server: IpcServer, sock: socket.socket, session: Session) -> None:
+        self.server = server
+        self.sock = sock
+        self.session = session
+        self.decoder = p.FrameDecoder()
+        self.outbuf = bytearray()
+        self.events = selectors.EVENT_READ
+        self.closed = False
+
+    def send(self, message: p.Message) -> None:
+        if self.closed:
+            return
+        self.outbuf += message.encode()
+        self.flush()
+
+    def flush(self) -> None:
+        while self.outbuf and not self.closed:
+            try:
+                n = self.sock.send(self.outbuf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self.server.drop(self, f"write failed: {exc}", "ipc.write_error")
+                return
+            del self.outbuf[:n]
+        if self.closed:
+            return
+        if len(self.outbuf) > MAX_OUTBUF:
+            self.server.drop(self, "replies left unread", "ipc.outbuf_overflow")
+            return
+        wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.outbuf else 0)
+        if wanted != self.events:
+            self.events = wanted
+            self.server.selector.modify(self.sock, wanted, self.on_event)
+
+    def on_event(self, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self.flush()
+        if mask & selectors.EVENT_READ and not self.closed:
+            self.read()
+
+    def read(self) -> None:
+        server = self.server
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                data = self.sock.recv(READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                server.drop(self, f"read failed: {exc}", "ipc.read_error")
+                return
+            if not data:
+                server.drop(self, "closed by client", "ipc.disconnects")
+                return
+            try:
+                messages = self.decoder.feed(data)
+            except p.FramingError as exc:
+                server.drop(self, f"bad framing: {exc}", "ipc.bad_framing")
+                return
+            now = server.clock()
+            for message in messages:
+                if message.is_reply:
+                    server.drop(self, "client sent a reply", "ipc.bad_framing")
+                    return
+                server.service.handle(self.session, message, now)
+                if self.closed:
+                    return
+            if len(data) < READ_CHUNK:
+                return
+
+
+class IpcServer:
+    """The listening socket and the channels, on a selector owned by the caller's loop."""
+
+    def __init__(self, service: NetService, path: str, selector: selectors.BaseSelector,
+                 clock: Clock) -> None:
+        self.service = service
+        self.path = path
+        self.selector = selector
+        self.clock = clock
+        self.channels: set[Channel] = set()
+        self.listener = self._listen(path)
+        selector.register(self.listener, selectors.EVENT_READ, self._on_accept)
+
+    @staticmethod
+    def _listen(path: str) -> socket.socket:
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISSOCK(mode):
+                raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # stale socket of a netd that died
+            else:
+                raise OSError(errno.EADDRINUSE, f"another netd is serving {path}")
+            finally:
+                probe.close()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            os.chmod(path, 0o666)  # like a kernel's socket API: every local user may use it
+            listener.listen(128)
+            listener.setblocking(False)
+        except BaseException:
+            listener.close()
+            raise
+        return listener
+
+    def _on_accept(self, mask: int) -> None:
+        for _ in range(64):
+            try:
+                conn, _addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("accept failed: %s", exc)
+                self.service.count("ipc.accept_error")
+                return
+            conn.setblocking(False)
+            pid = _peer_pid(conn)
+            session = self.service.open_session(_discard, peer=f"pid {pid}" if pid else "",
+                                                pid=pid)
+            channel = Channel(self, conn, session)
+            session.send = channel.send
+            self.channels.add(channel)
+            self.selector.register(conn, selectors.EVENT_READ, channel.on_event)
+            self.service.count("ipc.connections")
+
+    def drop(self, channel: Channel, why: str, counter: str) -> None:
+        if channel.closed:
+            return
+        channel.closed = True
+        self.service.count(counter)
+        log.debug("client %d dropped: %s", channel.session.client_id, why)
+        self.channels.discard(channel)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(channel.sock)
+        channel.sock.close()
+        self.service.close_session(channel.session, self.clock())
+
+    def close(self) -> None:
+        for channel in list(self.channels):
+            self.drop(channel, "netd shutting down", "ipc.shutdown_drops")
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.listener)
+        self.listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def _discard(message: p.Message) -> None:
+    """Placeholder reply sink until the channel that owns a new session exists."""
+
+
+_UCRED = struct.Struct("3i")
+
+
+def _peer_pid(conn: socket.socket) -> int | None:
+    try:
+        raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except OSError:
+        return None
+    pid, _uid, _gid = _UCRED.unpack(raw)
+    return pid or None
