@@ -24,7 +24,7 @@ RESPONSES = [
 def exchange(pieces: list[bytes]) -> tuple[int, bytes, HTTPConnection]:
     conn = HTTPConnection(MemorySocket(pieces), origin=("http", "h", 80))
     conn.begin(read_timeout=1.0, deadline=None, total=None)
-    conn.send_request("GET", "/", [("Host", "h")], None)
+    conn.send_request("GET", "/", (("Host", "h"),), None)
     head = conn.receive_head()
     body = bytearray()
     while (chunk := conn.read_body()) is not None:

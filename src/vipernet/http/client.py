@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
 import os
 import time
@@ -145,6 +146,18 @@ class _PreparedBody:
             yield chunk
 
 
+_NO_BODY = _PreparedBody(None)  # shared: an absent body has no state to consume
+
+
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+_NO_HEADERS = Headers()
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_url(text: str) -> URL:
+    return URL.parse(text)
+
+
 class Client:
     """An HTTP/1.1 client with a keep-alive pool; close it (or use ``with``) when done."""
 
@@ -162,6 +175,7 @@ class Client:
         self.max_body_size = max_body_size
         self.stats = PoolStats()
         self._clock = clock
+        self._fields_cache: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
         self._user_agent = user_agent
         self._headers = Headers.of(headers if not isinstance(headers, Mapping) else
                                    dict(headers))
@@ -178,24 +192,28 @@ class Client:
                 body: Body = None, stream: bool = False, follow_redirects: bool | None = None,
                 timeouts: Timeouts | None = None, max_body_size: int | None = None) -> Response:
         """Send a request; the body is read unless ``stream`` (then close the response)."""
-        method = method.upper()
-        if not method.isascii() or not method.isalpha():
-            raise InvalidRequest(f"bad method {method!r}")
-        target = url if isinstance(url, URL) else URL.parse(url)
-        user = Headers.of(dict(headers) if isinstance(headers, Mapping) else headers)
+        if method not in _KNOWN_METHODS:
+            method = method.upper()
+            if not method.isascii() or not method.isalpha():
+                raise InvalidRequest(f"bad method {method!r}")
+        target = url if isinstance(url, URL) else _parse_url(url)
+        user = _NO_HEADERS if headers is None else Headers.of(
+            dict(headers) if isinstance(headers, Mapping) else headers)
         limits = timeouts or self.timeouts
         deadline = None if limits.total is None else self._clock() + limits.total
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
         cap = self.max_body_size if max_body_size is None else max_body_size
-        prepared = _PreparedBody(body)
+        prepared = _NO_BODY if body is None else _PreparedBody(body)
         history: list[Response] = []
         original_host = target.host
         credentials = True
         while True:
             response = self._exchange(method, target, user, prepared, limits, deadline, cap,
                                       credentials)
+            if not (follow and response.status in REDIRECT_STATUSES):
+                break
             location = response.headers.get("location")
-            if not (follow and response.status in REDIRECT_STATUSES and location):
+            if not location:
                 break
             if len(history) >= self.max_redirects:
                 response.close()
@@ -210,7 +228,7 @@ class Client:
             if (response.status == 303 and method != "HEAD") or \
                     (response.status in (301, 302) and method == "POST"):
                 method = "GET"
-                prepared = _PreparedBody(None)
+                prepared = _NO_BODY
                 user = user.without(*BODY_HEADERS)
             elif prepared.present and not prepared.replayable:
                 raise RequestBodyNotReplayable(
@@ -261,7 +279,21 @@ class Client:
     # -- internals --------------------------------------------------------------------------
 
     def _head_fields(self, method: str, url: URL, user: Headers, body: _PreparedBody,
-                     credentials: bool) -> list[tuple[str, str]]:
+                     credentials: bool) -> tuple[tuple[str, str], ...]:
+        # Memoised: a client usually repeats the same few request heads, and building and
+        # validating them is a noticeable part of a small request's cost.
+        key = (method, url.host_header, url.userinfo, user, body.length, body.present,
+               credentials)
+        fields = self._fields_cache.get(key)
+        if fields is None:
+            if len(self._fields_cache) >= 256:
+                self._fields_cache.clear()
+            fields = self._fields_cache[key] = self._build_head_fields(
+                method, url, user, body, credentials)
+        return fields
+
+    def _build_head_fields(self, method: str, url: URL, user: Headers, body: _PreparedBody,
+                           credentials: bool) -> tuple[tuple[str, str], ...]:
         fields: list[tuple[str, str]] = []
         names: set[str] = set()
         for key, value in (*self._headers.fields, *user.fields):
@@ -283,7 +315,7 @@ class Client:
                 fields.append(("Transfer-Encoding", "chunked"))
             elif method in ("POST", "PUT", "PATCH"):
                 fields.append(("Content-Length", "0"))
-        return fields
+        return tuple(fields)
 
     def _exchange(self, method: str, url: URL, user: Headers, body: _PreparedBody,
                   limits: Timeouts, deadline: float | None, cap: int | None,
@@ -306,9 +338,8 @@ class Client:
                 conn.close()
                 raise
             return Response(
-                status=head.status_code, reason=head.reason.decode("latin-1"),
-                http_version=head.http_version.decode("ascii", "replace"),
-                headers=Headers.from_raw(head.headers), url=url, method=method, conn=conn,
+                status=head.status_code, reason=head.reason, http_version=head.http_version,
+                raw_headers=conn.head_items, url=url, method=method, conn=conn,
                 release=self._pool.release, max_body=cap)
 
     def _connect_timeout(self, limits: Timeouts, deadline: float | None) -> float | None:

@@ -8,7 +8,7 @@ back to the pool for reuse; closing a response early closes its connection inste
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import BinaryIO
 
@@ -28,16 +28,20 @@ class StatusError(HTTPError):
 class Response:
     """Status, headers and a body stream; a context manager that releases the connection."""
 
-    __slots__ = ("_conn", "_content", "_done", "_max_body", "_release", "bytes_read", "headers",
-                 "history", "http_version", "method", "reason", "status", "url")
+    __slots__ = ("_conn", "_content", "_done", "_headers", "_max_body", "_raw_headers",
+                 "_raw_reason", "_raw_version", "_release", "bytes_read", "history", "method",
+                 "status", "url")
 
-    def __init__(self, *, status: int, reason: str, http_version: str, headers: Headers,
-                 url: URL, method: str, conn: HTTPConnection | None,
-                 release: Callable[[HTTPConnection], None], max_body: int | None) -> None:
+    def __init__(self, *, status: int, reason: bytes, http_version: bytes,
+                 raw_headers: Iterable[tuple[bytes, bytes]], url: URL, method: str,
+                 conn: HTTPConnection | None, release: Callable[[HTTPConnection], None],
+                 max_body: int | None) -> None:
         self.status = status
-        self.reason = reason
-        self.http_version = http_version
-        self.headers = headers
+        # Decoded on first use: most small responses are never asked for their headers.
+        self._raw_reason = reason
+        self._raw_version = http_version
+        self._raw_headers = raw_headers
+        self._headers: Headers | None = None
         self.url = url
         self.method = method
         self.history: list[Response] = []  # the redirect responses that led here, oldest first
@@ -47,6 +51,20 @@ class Response:
         self._max_body = max_body
         self._content: bytes | None = None
         self._done = False
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers.from_raw(self._raw_headers)
+        return self._headers
+
+    @property
+    def reason(self) -> str:
+        return self._raw_reason.decode("latin-1")
+
+    @property
+    def http_version(self) -> str:
+        return self._raw_version.decode("ascii", "replace")
 
     @property
     def ok(self) -> bool:
@@ -95,9 +113,22 @@ class Response:
     def read(self) -> bytes:
         """The whole body (kept, so calling again returns it again)."""
         if self._content is None:
-            if self._conn is None:
+            conn = self._conn
+            if conn is None:
                 raise HTTPError("the response was closed before its body was read")
-            body = b"".join(self.iter_bytes())
+            # Fast path for the common small body: no generator, at most one join.
+            first = conn.read_body() if self._max_body is None else None
+            if first is not None:
+                self.bytes_read += len(first)
+                rest = b"".join(self.iter_bytes())
+                body = bytes(first) + rest if rest else bytes(first)
+            elif self._max_body is None:  # empty body: read_body already finished it
+                body = b""
+                self._conn = None
+                self._done = True
+                self._release(conn)
+            else:
+                body = b"".join(self.iter_bytes())
             self._content = body
             return body
         if self._content == b"" and self.bytes_read:

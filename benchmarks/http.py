@@ -1,0 +1,182 @@
+"""HTTP client benchmark: vipernet.http vs stdlib http.client vs httpx, in one run.
+
+Against nginx on 127.0.0.1 (OS sockets; falls back to Python's http.server if nginx is not
+installed, which then bounds every client): small keep-alive GETs per second, and MB/s for
+one large body (200 MB by default) streamed and discarded.
+
+    python benchmarks/http.py [--size-mb 200] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named http.py: drop its own directory from the path so that
+# ``import http.client`` finds the standard library, not this script.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+from tests.http.peers import Nginx, StdlibServer  # noqa: E402
+
+from vipernet.http import Client  # noqa: E402
+
+CHUNK = 256 * 1024
+
+
+def os_connect(host: str, port: int, timeout: float | None) -> Any:
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+def rate(fn: Callable[[], None], seconds: float) -> float:
+    """Calls of ``fn`` per second over about ``seconds`` (after a short warm-up)."""
+    for _ in range(50):
+        fn()
+    count = 0
+    start = time.perf_counter()
+    while True:
+        for _ in range(100):
+            fn()
+        count += 100
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return count / elapsed
+
+
+def best_mbps(fn: Callable[[], int], rounds: int = 3) -> float:
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        n = fn()
+        best = max(best, n / (time.perf_counter() - start) / 1e6)
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--size-mb", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args()
+    size = args.size_mb * 1_000_000
+
+    import httpx
+
+    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+    if Path(nginx_bin).exists():
+        server: Any = Nginx(nginx_bin)
+        www = server.www
+        kind = "nginx"
+    else:
+        server = StdlibServer()
+        www = server.dir
+        kind = "http.server (nginx not installed: figures bounded by the server)"
+    try:
+        (www / "small").write_bytes(b"hello, world\n")
+        (www / "small").chmod(0o644)
+        with (www / "big").open("wb") as f:
+            block = bytes(range(256)) * 4096
+            for _ in range(size // len(block)):
+                f.write(block)
+            f.write(block[: size % len(block)])
+        (www / "big").chmod(0o644)
+        host, port = "127.0.0.1", server.port
+        print(f"server: {kind} on {host}:{port}; body {size / 1e6:.0f} MB")
+
+        # -- small keep-alive GETs ------------------------------------------------------------
+        hc = http.client.HTTPConnection(host, port)
+
+        def stdlib_small() -> None:
+            hc.request("GET", "/small")
+            hc.getresponse().read()
+
+        hx = httpx.Client()
+        small_url = f"http://{host}:{port}/small"
+
+        def httpx_small() -> None:
+            hx.get(small_url).read()
+
+        vc = Client(connect=os_connect)
+
+        def viper_small() -> None:
+            vc.get(small_url)
+
+        results = {}
+        for name, fn in (("http.client", stdlib_small), ("httpx", httpx_small),
+                         ("vipernet.http", viper_small)):
+            results[name] = rate(fn, args.seconds)
+        print("\nsmall keep-alive GETs (requests/s, higher is better)")
+        for name, value in results.items():
+            print(f"  {name:16s} {value:9,.0f}")
+        ratio_small = results["vipernet.http"] / results["http.client"]
+        print(f"  vipernet / http.client = {ratio_small:.0%} (target >= 80%)")
+        print(f"  vipernet connections opened {vc.stats.connections_opened}, "
+              f"reused {vc.stats.connections_reused}")
+
+        # -- one large body ---------------------------------------------------------------------
+        big = f"http://{host}:{port}/big"
+        buf = bytearray(CHUNK)
+
+        def stdlib_big_readinto() -> int:
+            hc.request("GET", "/big")
+            r = hc.getresponse()
+            total = 0
+            view = memoryview(buf)
+            while n := r.readinto(view):
+                total += n
+            return total
+
+        def stdlib_big_read() -> int:
+            hc.request("GET", "/big")
+            return len(hc.getresponse().read())
+
+        def httpx_big() -> int:
+            total = 0
+            with hx.stream("GET", big) as r:
+                for chunk in r.iter_raw(CHUNK):
+                    total += len(chunk)
+            return total
+
+        def viper_big() -> int:
+            total = 0
+            with vc.stream("GET", big) as r:
+                for chunk in r.iter_bytes():
+                    total += len(chunk)
+            return total
+
+        def viper_big_read() -> int:
+            return len(vc.get(big).content)
+
+        mb = {}
+        for name, fn in (("http.client readinto", stdlib_big_readinto),
+                         ("http.client read()", stdlib_big_read),
+                         ("httpx iter_raw", httpx_big),
+                         ("vipernet iter_bytes", viper_big),
+                         ("vipernet read()", viper_big_read)):
+            mb[name] = best_mbps(fn)
+        print(f"\n{size / 1e6:.0f} MB body (MB/s, best of 3, higher is better)")
+        for name, value in mb.items():
+            print(f"  {name:22s} {value:9,.0f}")
+        ref = max(mb["http.client readinto"], mb["http.client read()"])
+        ours = max(mb["vipernet iter_bytes"], mb["vipernet read()"])
+        print(f"  vipernet / best http.client = {ours / ref:.0%} (target >= 50%)")
+        hc.close()
+        hx.close()
+        vc.close()
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
