@@ -30,11 +30,13 @@ class AuthState(enum.Enum):
 class AuthClient:
     def __init__(self, username: str, *, keys: Sequence[UserKey] = (),
                  password: str | None = None,
+                 password_prompt: Callable[[], str | None] | None = None,
                  prompt: Callable[[str, str, list[tuple[str, bool]]], list[str]] | None = None
                  ) -> None:
         self.username = username
         self._keys = list(keys)
         self._password = password
+        self._password_prompt = password_prompt  # asked lazily, only if password is tried
         self._prompt = prompt  # keyboard-interactive prompts the password cannot answer
         self.state = AuthState.SERVICE_REQUESTED
         self.method = ""
@@ -90,7 +92,7 @@ class AuthClient:
         for key in self._keys:
             for alg in key.algorithms(server_sig_algs)[:1]:
                 self._queue.append(("publickey", key, alg))
-        if self._password is not None:
+        if self._password is not None or self._password_prompt is not None:
             self._queue.append(("password", None, ""))
             self._queue.append(("keyboard-interactive", None, ""))
         elif self._prompt is not None:
@@ -106,6 +108,12 @@ class AuthClient:
             self.tried.append(method if key is None else f"{method} ({key.key_type})")
             if method == "publickey" and key is not None:
                 return self._publickey(key, alg, session_id)
+            if method in ("password", "keyboard-interactive") and self._password is None \
+                    and self._password_prompt is not None:
+                self._password = self._password_prompt()
+                self._password_prompt = None
+                if self._password is None:
+                    continue
             if method == "password":
                 w = SSHWriter()
                 w.push_bool(False)

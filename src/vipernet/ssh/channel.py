@@ -48,7 +48,8 @@ class Channel:
         self.stderr = bytearray()
         self._consumed = 0
         self.on_data: Callable[[memoryview], None] | None = None
-        self._outgoing = bytearray()
+        self._outgoing: deque[bytes | memoryview] = deque()
+        self._queued = 0
         self.eof_received = False
         self.eof_sent = False
         self._eof_pending = False
@@ -122,12 +123,14 @@ class Channel:
         self._require_open()
         if self.eof_sent or self._eof_pending:
             raise SSHUsageError("write after EOF")
-        self._outgoing += data
-        self._flush()
+        if data:
+            self._outgoing.append(data if isinstance(data, bytes) else bytes(data))
+            self._queued += len(data)
+            self._flush()
 
     @property
     def pending_output(self) -> int:
-        return len(self._outgoing)
+        return self._queued
 
     def send_eof(self) -> None:
         if self.eof_sent or self.closed or self.close_sent:
@@ -170,12 +173,21 @@ class Channel:
 
     def _flush(self) -> None:
         out = self._outgoing
+        send = self._send
+        pack = _DATA_HEADER.pack
         while out and self.remote_window > 0 and not self.close_sent:
-            n = min(len(out), self.remote_window, self.remote_max_packet)
-            chunk = bytes(out[:n])
-            del out[:n]
+            head = out[0]
+            n = min(len(head), self.remote_window, self.remote_max_packet)
+            if n == len(head):
+                out.popleft()
+            else:
+                # Slicing a memoryview copies nothing; the tail stays queued.
+                view = head if isinstance(head, memoryview) else memoryview(head)
+                out[0] = view[n:]
+                head = view[:n]
+            self._queued -= n
             self.remote_window -= n
-            self._send(_DATA_HEADER.pack(Msg.CHANNEL_DATA, self.remote_id, n) + chunk)
+            send(pack(Msg.CHANNEL_DATA, self.remote_id, n) + head)
         if self._eof_pending and not out and not self.close_sent:
             self._eof_pending = False
             self.eof_sent = True

@@ -72,6 +72,7 @@ class SSHClient:
                 | None = None,
                 keys: Sequence[UserKey] = (), passphrase: str | None = None,
                 password: str | None = None,
+                password_prompt: Callable[[], str | None] | None = None,
                 known_hosts: str | os.PathLike[str] | KnownHosts | None = None,
                 policy: Policy | str = Policy.ACCEPT_NEW,
                 ask: Callable[[str], bool] | None = None,
@@ -102,7 +103,8 @@ class SSHClient:
             sock = (connect or _default_connect)(host, port, timeout)
         conn = SSHConnection(username, rng=rng or random.SystemRandom(),
                              verify_host_key=verify_host_key, keys=all_keys, password=password,
-                             prompt=prompt, prefs=prefs, rekey_bytes=rekey_bytes,
+                             password_prompt=password_prompt, prompt=prompt, prefs=prefs,
+                             rekey_bytes=rekey_bytes,
                              rekey_seconds=rekey_seconds, handshake_timeout=timeout,
                              keepalive_interval=keepalive_interval)
         client = cls(sock, conn)
@@ -135,44 +137,55 @@ class SSHClient:
     def pump(self, until: Callable[[], bool], *, timeout: float | None = None,
              what: str = "the server") -> None:
         """Run the connection until ``until()`` holds; raise on error, close or timeout."""
-        conn = self.conn
         clock = self._clock
         deadline = None if timeout is None else clock() + timeout
         while True:
             self.flush()
             if until():
                 return
-            if conn.closed:
-                raise conn.error or conn.transport.disconnect_error or ConnectionLost(
-                    "connection closed")
-            now = clock()
-            wake = conn.next_deadline()
-            if deadline is not None:
-                wake = deadline if wake is None else min(wake, deadline)
-            self._set_timeout(None if wake is None else max(wake - now, 0.001))
+            wait = None if deadline is None else deadline - clock()
+            if wait is not None and wait <= 0:
+                raise SSHTimeout(f"timed out after {timeout:g} s waiting for {what}")
+            self.step(wait)
+
+    def step(self, timeout: float | None) -> bool:
+        """Flush, then receive once (waiting at most ``timeout``) and run timers.
+
+        Returns True if data arrived.  Raises the connection's error if it is closed.
+        """
+        conn = self.conn
+        clock = self._clock
+        self.flush()
+        if conn.closed:
+            raise conn.error or conn.transport.disconnect_error or ConnectionLost(
+                "connection closed")
+        now = clock()
+        wake = conn.next_deadline()
+        wait = None if wake is None else max(wake - now, 0.0)
+        if timeout is not None:
+            wait = timeout if wait is None else min(wait, timeout)
+        self._set_timeout(None if wait is None else max(wait, 0.0005))
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (TimeoutError, BlockingIOError):
             try:
-                data = self.sock.recv(RECV_SIZE)
-            except (TimeoutError, BlockingIOError):
-                now = clock()
-                try:
-                    conn.handle_timer(now)
-                except SSHError:
-                    self._send_final()
-                    raise
-                if deadline is not None and now >= deadline:
-                    raise SSHTimeout(f"timed out after {timeout:g} s waiting for {what}") from None
-                continue
-            except OSError as exc:
-                conn.connection_lost()
-                raise ConnectionLost(f"receive failed: {exc}") from exc
-            if not data:
-                conn.connection_lost()
-                raise conn.error or ConnectionLost("server closed the connection")
-            try:
-                conn.receive_data(data, clock())
+                conn.handle_timer(clock())
             except SSHError:
                 self._send_final()
                 raise
+            return False
+        except OSError as exc:
+            conn.connection_lost()
+            raise ConnectionLost(f"receive failed: {exc}") from exc
+        if not data:
+            conn.connection_lost()
+            raise conn.error or ConnectionLost("server closed the connection")
+        try:
+            conn.receive_data(data, clock())
+        except SSHError:
+            self._send_final()
+            raise
+        return True
 
     def _send_final(self) -> None:
         """Best-effort: push out the DISCONNECT the engine queued."""

@@ -47,6 +47,7 @@ class SSHConnection:
     def __init__(self, username: str, *, rng: random.Random,
                  verify_host_key: Callable[[HostKey], None], keys: Sequence[UserKey] = (),
                  password: str | None = None,
+                 password_prompt: Callable[[], str | None] | None = None,
                  prompt: Callable[[str, str, list[tuple[str, bool]]], list[str]] | None = None,
                  prefs: Preferences | None = None, rekey_bytes: int = 1 << 30,
                  rekey_seconds: float = 3600.0, handshake_timeout: float = 30.0,
@@ -55,7 +56,8 @@ class SSHConnection:
                                    handled=SERVICE_MESSAGES, prefs=prefs,
                                    rekey_bytes=rekey_bytes, rekey_seconds=rekey_seconds,
                                    handshake_timeout=handshake_timeout)
-        self.auth = AuthClient(username, keys=keys, password=password, prompt=prompt)
+        self.auth = AuthClient(username, keys=keys, password=password,
+                               password_prompt=password_prompt, prompt=prompt)
         self.channels: dict[int, Channel] = {}
         self._next_id = 0
         self._global_replies: deque[Callable[[bool, bytes], None]] = deque()
@@ -109,10 +111,7 @@ class SSHConnection:
                 self._handle(payload)
         except SSHError as exc:
             self.error = exc
-            if isinstance(exc, SSHProtocolError | BufferUnderflow):
-                self.transport.disconnect(exc.reason, str(exc)[:200])
-            else:
-                self.transport.disconnect(exc.reason, str(exc)[:200])
+            self.transport.disconnect(exc.reason, str(exc)[:200])
             raise
         except BufferUnderflow as exc:
             err = SSHProtocolError(f"malformed message: {exc}")
