@@ -1,0 +1,282 @@
+"""The client against the scripted in-memory server: happy paths and every misbehaviour."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from tests.tls.fake_server import FakeServer, Script, client_for, pump
+from tests.tls.pki import DAY, NOW, Issued, make_ca, make_leaf
+from vipernet.tls.constants import CipherSuite, HandshakeType, NamedGroup
+from vipernet.tls.errors import (
+    BadCertificateVerify,
+    BadFinished,
+    BadRecordMac,
+    IllegalParameter,
+    PeerAlert,
+    ProtocolVersionError,
+    RecordOverflow,
+    TLSUsageError,
+    UnexpectedMessage,
+)
+from vipernet.tls.events import (
+    ApplicationDataReceived,
+    CloseNotifyReceived,
+    HandshakeCompleted,
+    KeyUpdateReceived,
+    SessionTicketReceived,
+)
+from vipernet.tls.messages import EncryptedExtensions, Finished, serialize_handshake
+from vipernet.tls.states import State
+
+
+@pytest.fixture(scope="module")
+def pki() -> tuple[Issued, Issued]:
+    root = make_ca("vipernet test root")
+    return root, make_leaf(root)
+
+
+def connected(pki: tuple[Issued, Issued], script: Script | None = None,
+              **config: object) -> tuple[object, FakeServer]:
+    root, leaf = pki
+    client = client_for(trust_pem=root.pem(), **config)
+    server = FakeServer(leaf, script=script)
+    client.start_handshake()
+    pump(client, server)
+    return client, server
+
+
+def events(client: object) -> list[object]:
+    out = []
+    while (event := client.next_event()) is not None:  # type: ignore[attr-defined]
+        out.append(event)
+    return out
+
+
+@pytest.mark.parametrize("suite", list(CipherSuite))
+def test_handshake_completes_with_each_suite_and_data_flows_both_ways(
+        pki: tuple[Issued, Issued], suite: CipherSuite) -> None:
+    client, server = connected(pki, Script(suite=suite))
+    got = events(client)
+    assert isinstance(got[0], HandshakeCompleted) and got[0].cipher_suite == suite
+    assert client.state is State.CONNECTED  # type: ignore[attr-defined]
+    client.send_application_data(b"ping" * 5000)  # type: ignore[attr-defined]
+    server.receive(client.data_to_send())  # type: ignore[attr-defined]
+    assert server.app_received == b"ping" * 5000
+    server.send_app(b"x" * 40000)
+    client.receive_data(server.output())  # type: ignore[attr-defined]
+    data = b"".join(e.data for e in events(client) if isinstance(e, ApplicationDataReceived))
+    assert data == b"x" * 40000
+
+
+def test_server_bytes_are_accepted_one_byte_at_a_time(pki: tuple[Issued, Issued]) -> None:
+    root, leaf = pki
+    client = client_for(trust_pem=root.pem())
+    server = FakeServer(leaf)
+    client.start_handshake()
+    server.receive(client.data_to_send())
+    flight = server.output()
+    for i in range(len(flight)):
+        client.receive_data(flight[i:i + 1])
+    assert client.handshake_complete
+
+
+def test_hello_retry_request_with_cookie_is_answered_on_secp256r1(
+        pki: tuple[Issued, Issued]) -> None:
+    client, server = connected(pki, Script(hello_retry=True))
+    assert server.retried
+    assert client.handshake_complete  # type: ignore[attr-defined]
+    assert client.group == NamedGroup.SECP256R1  # type: ignore[attr-defined]
+    assert client.counters["ccs_ignored"] == 0  # type: ignore[attr-defined]
+
+
+def test_alpn_choice_is_reported(pki: tuple[Issued, Issued]) -> None:
+    client, _ = connected(pki, Script(alpn="h2"), alpn_protocols=("h2", "http/1.1"))
+    assert client.alpn_protocol == "h2"  # type: ignore[attr-defined]
+
+
+def test_alpn_we_did_not_offer_is_refused(pki: tuple[Issued, Issued]) -> None:
+    with pytest.raises(Exception) as info:
+        connected(pki, Script(alpn="spdy/1"), alpn_protocols=("h2",))
+    assert info.value.alert.name == "NO_APPLICATION_PROTOCOL"  # type: ignore[attr-defined]
+
+
+def test_tickets_are_stored_and_resume_with_psk_dhe(pki: tuple[Issued, Issued]) -> None:
+    root, leaf = pki
+    client, server = connected(pki, Script(tickets=3))
+    tickets = [e for e in events(client) if isinstance(e, SessionTicketReceived)]
+    assert len(tickets) == 3
+    assert len({t.ticket.psk for t in tickets}) == 3
+    ticket = client.latest_ticket  # type: ignore[attr-defined]
+    again = client_for(trust_pem=root.pem(), session=ticket, now=NOW.timestamp() + 5)
+    # The same server object knows the tickets it issued.
+    server2 = FakeServer(leaf, script=Script())
+    server2.tickets = server.tickets
+    again.start_handshake()
+    pump(again, server2)
+    assert server2.resumed and again.session_resumed
+    assert again.peer_certificates == []
+
+
+def test_server_key_update_request_is_answered(pki: tuple[Issued, Issued]) -> None:
+    client, server = connected(pki)
+    events(client)
+    server.send_key_update(request=True)
+    server.send_app(b"after update")
+    client.receive_data(server.output())  # type: ignore[attr-defined]
+    got = events(client)
+    assert isinstance(got[0], KeyUpdateReceived) and got[0].update_requested
+    assert got[1] == ApplicationDataReceived(data=b"after update")
+    server.receive(client.data_to_send())  # type: ignore[attr-defined]
+    assert server.key_updates_received == 1
+    client.send_application_data(b"with new key")  # type: ignore[attr-defined]
+    server.receive(client.data_to_send())  # type: ignore[attr-defined]
+    assert server.app_received == b"with new key"
+
+
+def test_close_notify_both_ways_closes(pki: tuple[Issued, Issued]) -> None:
+    client, server = connected(pki)
+    events(client)
+    server.send_alert(0)
+    client.receive_data(server.output())  # type: ignore[attr-defined]
+    assert isinstance(events(client)[-1], CloseNotifyReceived)
+    client.close()  # type: ignore[attr-defined]
+    server.receive(client.data_to_send())  # type: ignore[attr-defined]
+    assert server.alerts_received == [0]
+    assert client.state is State.CLOSED  # type: ignore[attr-defined]
+    with pytest.raises(TLSUsageError):
+        client.send_application_data(b"late")  # type: ignore[attr-defined]
+
+
+# -- negative matrix: each refused with a specific error, no application data ---------------
+
+
+def refused(pki: tuple[Issued, Issued], script: Script, error: type[Exception]) -> object:
+    root, leaf = pki
+    client = client_for(trust_pem=root.pem())
+    server = FakeServer(leaf, script=script)
+    client.start_handshake()
+    with pytest.raises(error) as info:
+        pump(client, server)
+    assert not client.handshake_complete
+    assert client.state is State.FAILED
+    with pytest.raises(TLSUsageError):
+        client.send_application_data(b"secret")
+    # The alert that names the failure went to the server.
+    server.receive(client.data_to_send())
+    assert server.alerts_received == [info.value.alert]  # type: ignore[attr-defined]
+    return info.value
+
+
+def test_bad_certificate_verify_signature_is_refused(pki: tuple[Issued, Issued]) -> None:
+    refused(pki, Script(corrupt_signature=True), BadCertificateVerify)
+
+
+def test_bad_finished_is_refused(pki: tuple[Issued, Issued]) -> None:
+    refused(pki, Script(corrupt_finished=True), BadFinished)
+
+
+def test_server_without_supported_versions_is_refused_as_tls12(
+        pki: tuple[Issued, Issued]) -> None:
+    refused(pki, Script(replace_server_hello_version=True), ProtocolVersionError)
+
+
+def test_downgrade_sentinel_in_server_random_is_refused(pki: tuple[Issued, Issued]) -> None:
+    refused(pki, Script(server_random=bytes(24) + b"DOWNGRD\x01"), IllegalParameter)
+
+
+ENCRYPTED_EXTENSIONS = serialize_handshake(EncryptedExtensions(extensions=()))
+FINISHED = serialize_handshake(Finished(verify_data=bytes(32)))
+
+
+@pytest.mark.parametrize(("step", "raw"), [
+    ("encrypted_extensions", FINISHED),           # state wait_encrypted_extensions
+    ("certificate", FINISHED),                    # wait_certificate_or_request
+    ("certificate_verify", ENCRYPTED_EXTENSIONS),  # wait_certificate_verify
+    ("finished", ENCRYPTED_EXTENSIONS),           # wait_finished
+    ("certificate", bytes((HandshakeType.KEY_UPDATE, 0, 0, 1, 0))),
+    ("encrypted_extensions", bytes((HandshakeType.NEW_SESSION_TICKET, 0, 0, 0))),
+])
+def test_unexpected_message_in_each_handshake_state_is_refused(
+        pki: tuple[Issued, Issued], step: str, raw: bytes) -> None:
+    refused(pki, Script(inject_before={step: raw}), UnexpectedMessage)
+
+
+def test_unexpected_message_before_server_hello_is_refused(pki: tuple[Issued, Issued]) -> None:
+    refused(pki, Script(inject_before={"server_hello": ENCRYPTED_EXTENSIONS}), UnexpectedMessage)
+
+
+def test_unexpected_handshake_message_after_handshake_is_refused(
+        pki: tuple[Issued, Issued]) -> None:
+    client, server = connected(pki)
+    server.send_handshake(ENCRYPTED_EXTENSIONS)
+    with pytest.raises(UnexpectedMessage):
+        client.receive_data(server.output())  # type: ignore[attr-defined]
+
+
+def test_tampered_record_is_bad_record_mac_and_no_data_is_delivered(
+        pki: tuple[Issued, Issued]) -> None:
+    client, server = connected(pki)
+    events(client)
+    server.send_app(b"secret payload")
+    record = bytearray(server.output())
+    record[10] ^= 0x40
+    with pytest.raises(BadRecordMac):
+        client.receive_data(bytes(record))  # type: ignore[attr-defined]
+    assert events(client) == []
+
+
+def test_oversized_record_is_record_overflow(pki: tuple[Issued, Issued]) -> None:
+    client, _ = connected(pki)
+    header = bytes((23, 3, 3)) + (2 ** 14 + 257).to_bytes(2, "big")
+    with pytest.raises(RecordOverflow):
+        client.receive_data(header + bytes(100))  # type: ignore[attr-defined]
+
+
+def test_fatal_alert_from_server_is_reported_as_peer_alert(pki: tuple[Issued, Issued]) -> None:
+    client, server = connected(pki)
+    server.send_alert(40)
+    with pytest.raises(PeerAlert) as info:
+        client.receive_data(server.output())  # type: ignore[attr-defined]
+    assert info.value.code == 40
+    assert client.state is State.FAILED  # type: ignore[attr-defined]
+
+
+def test_expired_leaf_is_refused_before_any_data(pki: tuple[Issued, Issued]) -> None:
+    from vipernet.tls.errors import CertificateExpired
+
+    root, _ = pki
+    leaf = make_leaf(root, not_before=NOW - 30 * DAY, not_after=NOW - DAY)
+    client = client_for(trust_pem=root.pem())
+    server = FakeServer(leaf)
+    client.start_handshake()
+    with pytest.raises(CertificateExpired):
+        pump(client, server)
+
+
+def test_injected_clock_decides_validity(pki: tuple[Issued, Issued]) -> None:
+    from vipernet.tls.errors import CertificateNotYetValid
+
+    root, leaf = pki
+    past = (NOW - datetime.timedelta(days=30)).timestamp()
+    client = client_for(trust_pem=root.pem(), now=past)
+    server = FakeServer(leaf)
+    client.start_handshake()
+    with pytest.raises(CertificateNotYetValid):
+        pump(client, server)
+
+
+def test_insecure_mode_warns_loudly_and_skips_chain_checks() -> None:
+    leaf = make_leaf(None)  # self-signed
+    with pytest.warns(UserWarning, match="DISABLED"):
+        client = client_for(insecure=True)
+    server = FakeServer(leaf)
+    client.start_handshake()
+    pump(client, server)
+    assert client.handshake_complete and client.insecure
+
+
+def test_server_name_is_required_unless_insecure() -> None:
+    with pytest.raises(TLSUsageError):
+        client_for(server_name=None)  # type: ignore[arg-type]
