@@ -17,10 +17,12 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import warnings
 from dataclasses import dataclass
 
 import certifi
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
@@ -48,7 +50,10 @@ class TrustStore:
     @classmethod
     def from_pem(cls, pem: bytes, source: str = "PEM data") -> TrustStore:
         try:
-            certs = tuple(x509.load_pem_x509_certificates(pem))
+            with warnings.catch_warnings():
+                # certifi holds a few old roots with non-positive serials; they still work.
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                certs = tuple(x509.load_pem_x509_certificates(pem))
         except ValueError as exc:
             raise CertificateParseError(f"trust store {source}: {exc}") from None
         return cls(certificates=certs, store=Store(list(certs)), source=source)
