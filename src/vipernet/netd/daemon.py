@@ -100,7 +100,7 @@ class Netd:
         except ImportError:  # the resolver is not in this build
             return
         self.service.extensions[Code.DNS_RESOLVE] = dns_op.DnsHandler(
-            [str(d) for d in self.config.dns])
+            [str(d) for d in self.config.dns], rng=self.stack.rng)
 
     # ------------------------------------------------------------------ the loop
 

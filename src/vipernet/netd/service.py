@@ -49,16 +49,18 @@ class Waiter:
     timeout reply when ``expired``), or None to stay parked.
     """
 
-    __slots__ = ("deadline", "request", "session", "sockets", "step")
+    __slots__ = ("cleanup", "deadline", "request", "session", "sockets", "step")
 
     def __init__(self, session: Session, request: Message, sockets: Iterable[object],
                  deadline: float | None,
-                 step: Callable[[float, bool], Message | None]) -> None:
+                 step: Callable[[float, bool], Message | None],
+                 cleanup: Callable[[float], None] | None = None) -> None:
         self.session = session
         self.request = request
         self.sockets = tuple(sockets)
         self.deadline = deadline
         self.step = step
+        self.cleanup = cleanup  # releases what the operation holds, however it ends
 
 
 @dataclass(slots=True)
@@ -161,7 +163,7 @@ class NetService:
             return
         session.open = False
         for waiter in list(session.waiters):
-            self._unpark(waiter)
+            self._unpark(waiter, now)
         for entry in list(session.sockets.values()):
             self._release(entry, now)
         self.sessions.pop(session.client_id, None)
@@ -230,7 +232,20 @@ class NetService:
         self.parked.add(waiter)
         self.count("parked")
 
-    def _unpark(self, waiter: Waiter) -> None:
+    def watch(self, waiter: Waiter, sockets: Iterable[object]) -> None:
+        """Change the sockets a parked waiter is retried for (multi-socket jobs like DNS)."""
+        for sock in waiter.sockets:
+            waiters = self.waiting.get(sock)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self.waiting[sock]
+        waiter.sockets = tuple(sockets)
+        if waiter in self.parked:
+            for sock in waiter.sockets:
+                self.waiting.setdefault(sock, []).append(waiter)
+
+    def _unpark(self, waiter: Waiter, now: float) -> None:
         self.parked.discard(waiter)
         if waiter in waiter.session.waiters:
             waiter.session.waiters.remove(waiter)
@@ -240,6 +255,12 @@ class NetService:
                 waiters.remove(waiter)
                 if not waiters:
                     del self.waiting[sock]
+        if waiter.cleanup is not None:
+            cleanup, waiter.cleanup = waiter.cleanup, None
+            try:
+                cleanup(now)
+            except Exception:
+                log.exception("cleanup of a parked 0x%02x failed", waiter.request.code)
 
     def _retry(self, waiter: Waiter, now: float, *, expired: bool) -> None:
         if waiter not in self.parked:
@@ -258,7 +279,7 @@ class NetService:
                 and waiter.deadline <= now:
             reply = p.error_reply(waiter.request, errno.ETIMEDOUT, "timed out")
         if reply is not None:
-            self._unpark(waiter)
+            self._unpark(waiter, now)
             if waiter.session.open:
                 waiter.session.send(reply)
 
@@ -309,7 +330,7 @@ class NetService:
         self.sockets.pop(entry.sock_id, None)
         entry.session.sockets.pop(entry.sock_id, None)
         for waiter in list(self.waiting.get(entry.sock, ())):
-            self._unpark(waiter)
+            self._unpark(waiter, now)
             if waiter.session.open:
                 waiter.session.send(p.error_reply(waiter.request, errno.EBADF,
                                                   "socket closed while waiting"))

@@ -1,0 +1,69 @@
+"""``vipernet dig NAME``: resolve a name with netd's stub resolver (NET_DNS_RESOLVE).
+
+    vipernet dig NAME [+short] [--timeout SECONDS]
+
+Prints the A records found, dig style; ``+short`` prints only the addresses.  Exit status
+0 when the name resolved, 1 when it does not exist or the lookup failed, 2 when netd
+could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import time
+from typing import Any
+
+from vipernet.cli.netd_common import add_socket_option, fail, open_client
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("dig", help="resolve a host name through netd",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("words", nargs="+", metavar="NAME [+short]",
+                        help="the name to resolve; +short prints the addresses only")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds (5)")
+    add_socket_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = [w for w in args.words if w.startswith("+")]
+    names = [w for w in args.words if not w.startswith("+")]
+    short = "+short" in options
+    unknown = [o for o in options if o != "+short"]
+    if unknown or len(names) != 1:
+        what = f"unknown option {unknown[0]}" if unknown else "give exactly one NAME"
+        print(f"vipernet dig: {what}", file=sys.stderr)
+        return 2
+    args.name = names[0]
+    try:
+        client = open_client(args)
+    except OSError as exc:
+        return fail("vipernet dig", exc)
+    started = time.monotonic()
+    try:
+        addresses = client.resolve(args.name, args.timeout)
+    except OSError as exc:
+        if "netd" in (exc.strerror or "") and exc.errno in (errno.ENOENT, errno.ECONNREFUSED,
+                                                            errno.ECONNRESET):
+            return fail("vipernet dig", exc)
+        reason = {errno.ENOENT: "NXDOMAIN (name not found)",
+                  errno.ETIMEDOUT: "timed out, no server answered"}.get(
+            exc.errno or 0, exc.strerror or str(exc))
+        print(f"vipernet dig: {args.name}: {reason}", file=sys.stderr)
+        return 1
+    elapsed = (time.monotonic() - started) * 1000
+    if short:
+        for ip in addresses:
+            print(ip)
+        return 0
+    fqdn = args.name if args.name.endswith(".") else args.name + "."
+    print(f";; QUESTION SECTION:\n;{fqdn}\t\tIN\tA\n")
+    print(";; ANSWER SECTION:")
+    for ip in addresses:
+        print(f"{fqdn}\t\tIN\tA\t{ip}")
+    print(f"\n;; Query time: {elapsed:.0f} msec")
+    print(";; SERVER: netd's resolver")
+    return 0

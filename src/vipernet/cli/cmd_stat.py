@@ -1,0 +1,53 @@
+"""``vipernet stat``: netd's socket table, like ``ss`` (NET STAT extension).
+
+    vipernet stat [--json]
+
+One row per socket: netd id, owning client (and its pid), kind, local and remote address,
+state, receive/send queue bytes and parked requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from vipernet.cli.netd_common import add_socket_option, fail, open_client
+
+COLUMNS = (("ID", "id", 4), ("CLIENT", "client", 6), ("PID", "pid", 7), ("KIND", "kind", 5),
+           ("LOCAL", "local", 21), ("REMOTE", "remote", 21), ("STATE", "state", 12),
+           ("RECV-Q", "recv_queue", 7), ("SEND-Q", "send_queue", 7), ("PARKED", "waiting", 6))
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("stat", help="list netd's sockets, like ss",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print the raw report as JSON")
+    add_socket_option(parser)
+    parser.set_defaults(func=run)
+
+
+def render(report: dict[str, Any]) -> str:
+    header = " ".join(f"{title:<{width}}" for title, _, width in COLUMNS).rstrip()
+    lines = [header]
+    for row in report.get("sockets", []):
+        cells = []
+        for _, key, width in COLUMNS:
+            value = row.get(key)
+            cells.append(f"{'*' if value is None else value!s:<{width}}")
+        lines.append(" ".join(cells).rstrip())
+    clients = report.get("clients", [])
+    lines.append(f"{len(report.get('sockets', []))} sockets, {len(clients)} clients")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = open_client(args).stat()
+    except OSError as exc:
+        return fail("vipernet stat", exc)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(render(report))
+    return 0

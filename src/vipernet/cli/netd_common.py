@@ -1,0 +1,46 @@
+"""Helpers shared by the commands that talk to netd (ping, dig, info, stat).
+
+Every one of them takes ``--socket PATH`` (default ``$VIPERNET_SOCKET`` or
+``/run/vipernet/netd.sock``) and turns the usual failures into one line on stderr:
+netd not running, permission denied, netd went away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+from typing import Any
+
+EXIT_ERROR = 2  # iputils' status for "could not even try"
+
+
+def add_socket_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", dest="socket_path", default=None,
+                        help="netd's IPC socket ($VIPERNET_SOCKET or /run/vipernet/netd.sock)")
+
+
+def open_client(args: argparse.Namespace) -> Any:
+    """A NetClient for the configured netd (or the in-process stack in kernel mode)."""
+    from vipernet.netclient import client
+
+    if args.socket_path is None and client.kernel_mode():
+        return client.default_client()
+    return client.connect(args.socket_path)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error a netd command hit."""
+    if isinstance(exc, PermissionError):
+        return f"not permitted: {exc.strerror or exc}"
+    if isinstance(exc, OSError):
+        text = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOENT, errno.ECONNREFUSED) and "netd" not in text:
+            text = f"netd is not running ({text})"
+        return text
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def fail(prog: str, exc: BaseException) -> int:
+    print(f"{prog}: {describe(exc)}", file=sys.stderr)
+    return EXIT_ERROR
