@@ -1,0 +1,399 @@
+"""The TCP layer of a stack: demultiplexing, listeners, ports, timers, RST for strays.
+
+The stack registers :meth:`TcpLayer.receive` for IP protocol 6 and calls :meth:`poll` /
+:meth:`next_deadline`; sockets come from :meth:`open_socket`.  Connections live in one dict
+keyed by ``(remote ip, remote port, local port)`` (the local address is the stack's single
+IPv4 address).  Timers are a heap of ``(deadline, tiebreak, connection)`` with lazy
+invalidation: a connection registers a deadline only when it is earlier than the one it
+already has, and stale entries are skipped when popped, so 10,000 idle connections cost
+nothing per poll.
+
+Ports: listeners, bound and connected sockets hold a reference on their local port;
+connections in TIME_WAIT are counted apart.  ``bind`` refuses a port in use
+(``EADDRINUSE``) unless SO_REUSEADDR is set and the only users are connections (not a
+listener); a port with only TIME_WAIT users needs SO_REUSEADDR, as on Linux.  Ephemeral
+ports come from 32768-60999 starting at a random point; when every port is busy a TIME_WAIT
+entry for a different peer is reused (the 4-tuple still differs), then one for the same peer
+(timestamps and the RFC 6528 clock keep the new incarnation's sequence numbers ahead).
+
+A SYN that hits a TIME_WAIT connection for a listening port starts a new incarnation when its
+sequence number (or timestamp) is beyond the old one (RFC 9293 3.6.1, RFC 6191).
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import logging
+from collections import Counter
+from ipaddress import IPv4Address
+from typing import Any, Protocol
+
+from vipernet.link.frame import GsoType, Offload
+from vipernet.stack.tcp.connection import Connection, ConnectionParams
+from vipernet.stack.tcp.isn import IsnGenerator
+from vipernet.stack.tcp.listener import Listener
+from vipernet.stack.tcp.segment import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    Segment,
+    build_segment,
+    checksum_ok,
+    finish_checksum,
+    parse_segment,
+    partial_checksum,
+)
+from vipernet.stack.tcp.seq import HALF, MASK
+from vipernet.stack.tcp.socket import TcpSocket
+from vipernet.stack.tcp.state import SegmentError, TcpState
+
+log = logging.getLogger("vipernet.tcp")
+
+EPHEMERAL_LOW = 32768
+EPHEMERAL_HIGH = 60999
+PROTO_TCP = 6
+CHALLENGE_ACK_LIMIT = 1000  # per second, per layer (RFC 5961 7; Linux's default)
+
+_TIME_WAIT = TcpState.TIME_WAIT
+_CLOSED = TcpState.CLOSED
+_ESTABLISHED = TcpState.ESTABLISHED
+
+Key = tuple[int, int, int]  # remote ip, remote port, local port
+
+
+class StackHooks(Protocol):
+    """The parts of ``vipernet.stack.Stack`` the TCP layer uses."""
+
+    config: Any
+    capabilities: Any
+    rng: Any
+
+    def send_ip(self, dst: Any, proto: Any, payload: Any, *, offload_l4: Any = None,
+                now: float) -> Any: ...
+    def mark_changed(self, sock: object) -> None: ...
+
+
+class TcpLayer:
+    """Everything TCP in one stack."""
+
+    def __init__(self, stack: StackHooks) -> None:
+        self.stack = stack
+        self.rng = stack.rng
+        self.isn = IsnGenerator(stack.rng)
+        self.local_ip = int(stack.config.ip.ip)
+        self.local_addr = str(stack.config.ip.ip)
+        caps = stack.capabilities
+        self.tx_csum = bool(caps.tx_csum_offload)
+        mtu_mss = max(88, caps.mtu - 40)
+        if caps.tso and caps.tx_csum_offload:
+            max_payload = max(mtu_mss, min(caps.max_frame - 34, 65515) - 60)
+        else:
+            max_payload = mtu_mss
+        self.defaults = ConnectionParams(mtu_mss=mtu_mss, max_payload=max_payload)
+        self.conns: dict[Key, Connection] = {}
+        self.listeners: dict[int, Listener] = {}
+        self.port_refs: Counter[int] = Counter()
+        self.tw_ports: Counter[int] = Counter()
+        self.counters: Counter[str] = Counter()
+        self.msl = 30.0  # TIME_WAIT lasts 2*MSL = 60 s, as on Linux
+        self.fin_timeout = 60.0
+        self.syn_retries = 6
+        self.max_retries = 15
+        self.now = 0.0
+        self._heap: list[tuple[float, int, Connection]] = []
+        self._tie = itertools.count()
+        self._addr_cache: dict[int, IPv4Address] = {}
+        self._chal_second = -1
+        self._chal_count = 0
+        self._next_port: int = self.rng.randint(EPHEMERAL_LOW, EPHEMERAL_HIGH)
+
+    # -- sockets ----------------------------------------------------------------------------
+
+    def open_socket(self) -> TcpSocket:
+        return TcpSocket(self)
+
+    def bind_port(self, port: int, reuse: bool) -> int:
+        if port == 0:
+            return self.ephemeral_port(None, 0)
+        if not 0 < port < 65536:
+            raise OSError(errno.EINVAL, "port out of range")
+        if port in self.listeners or (self.port_refs[port] and not reuse) or (
+                self.tw_ports[port] and not reuse):
+            raise OSError(errno.EADDRINUSE, f"port {port} is in use")
+        self.port_refs[port] += 1
+        return port
+
+    def release_port(self, port: int) -> None:
+        self.port_refs[port] -= 1
+        if self.port_refs[port] <= 0:
+            del self.port_refs[port]
+
+    def ephemeral_port(self, remote_ip: int | None, remote_port: int) -> int:
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        start = self._next_port
+        for pass_ in range(3):
+            for i in range(span):
+                port = EPHEMERAL_LOW + (start - EPHEMERAL_LOW + i) % span
+                if self.port_refs[port] or port in self.listeners:
+                    continue
+                if self.tw_ports[port]:
+                    if pass_ == 0:
+                        continue
+                    if remote_ip is not None:
+                        old = self.conns.get((remote_ip, remote_port, port))
+                        if old is not None:
+                            if pass_ == 1:
+                                continue
+                            self.counters["tcp_time_wait_reused"] += 1
+                            old._set_state(_CLOSED, self.now)
+                self._next_port = port + 1 if port < EPHEMERAL_HIGH else EPHEMERAL_LOW
+                self.port_refs[port] += 1
+                return port
+        raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral port")
+
+    def connect(self, sock: Any, params: ConnectionParams, remote_ip: int, remote_port: int,
+                local_port: int | None, now: float) -> Connection:
+        """Create and open an active connection; the socket's port reference moves to it."""
+        self.now = now
+        if local_port is None:
+            local_port = self.ephemeral_port(remote_ip, remote_port)
+        key = (remote_ip, remote_port, local_port)
+        old = self.conns.get(key)
+        if old is not None:
+            if old.state != _TIME_WAIT:
+                self.release_port(local_port)
+                raise OSError(errno.EADDRINUSE, "4-tuple in use")
+            old._set_state(_CLOSED, now)
+        conn = self._new_conn(params, local_port, remote_ip, remote_port, now)
+        conn.port_ref = True
+        conn.socket = sock
+        self.conns[key] = conn
+        self.counters["tcp_active_open"] += 1
+        conn.open_active(now)
+        return conn
+
+    def listen(self, sock: Any, port: int, backlog: int, params: ConnectionParams) -> Listener:
+        lst = self.listeners.get(port)
+        if lst is not None:
+            if lst.socket is sock:
+                lst.backlog = max(1, backlog)
+                return lst
+            raise OSError(errno.EADDRINUSE, f"port {port} already listening")
+        lst = Listener(port, backlog, params, sock)
+        self.listeners[port] = lst
+        return lst
+
+    def close_listener(self, lst: Listener, now: float) -> None:
+        if self.listeners.get(lst.port) is lst:
+            del self.listeners[lst.port]
+        for conn in list(lst.syn_queue) + list(lst.accept_queue):
+            conn.listener = None
+            conn.orphan = True
+            conn.abort(now)
+        lst.syn_queue.clear()
+        lst.accept_queue.clear()
+
+    def _new_conn(self, params: ConnectionParams, local_port: int, remote_ip: int,
+                  remote_port: int, now: float) -> Connection:
+        iss = self.isn.isn(self.local_ip, local_port, remote_ip, remote_port, now)
+        ts_off = self.isn.token(remote_ip.to_bytes(4, "big") + remote_port.to_bytes(2, "big")
+                                + local_port.to_bytes(2, "big"))
+        return Connection(self, params, local_ip=self.local_ip, local_port=local_port,
+                          remote_ip=remote_ip, remote_port=remote_port, iss=iss,
+                          ts_offset=ts_off)
+
+    # -- ConnectionHost ---------------------------------------------------------------------
+
+    def transmit(self, conn: Connection, segment: bytearray, payload_len: int,
+                 now: float) -> None:
+        self._send(conn.remote_ip, segment, payload_len, conn.smss, now)
+
+    def arm(self, conn: Connection, deadline: float) -> None:
+        heapq.heappush(self._heap, (deadline, next(self._tie), conn))
+
+    def notify(self, conn: Connection) -> None:
+        sock = conn.socket
+        if sock is None and conn.listener is not None and conn.state == _ESTABLISHED:
+            sock = conn.listener.socket  # type: ignore[attr-defined]
+        if sock is not None:
+            self.stack.mark_changed(sock)
+
+    def state_changed(self, conn: Connection, old: TcpState, new: TcpState,
+                      now: float) -> None:
+        key = (conn.remote_ip, conn.remote_port, conn.local_port)
+        if new == _TIME_WAIT:
+            self.tw_ports[conn.local_port] += 1
+            self._drop_port_ref(conn)
+            self.counters["tcp_time_wait"] += 1
+        elif new == _CLOSED:
+            if self.conns.get(key) is conn:
+                del self.conns[key]
+            if old == _TIME_WAIT:
+                self.tw_ports[conn.local_port] -= 1
+                if self.tw_ports[conn.local_port] <= 0:
+                    del self.tw_ports[conn.local_port]
+            self._drop_port_ref(conn)
+            lst = conn.listener
+            if isinstance(lst, Listener):
+                lst.forget(conn)
+        elif new == _ESTABLISHED:
+            lst = conn.listener
+            if isinstance(lst, Listener):
+                lst.established(conn)
+                self.counters["tcp_passive_established"] += 1
+                self.stack.mark_changed(lst.socket)
+
+    def _drop_port_ref(self, conn: Connection) -> None:
+        if conn.port_ref:
+            conn.port_ref = False
+            self.release_port(conn.local_port)
+
+    def challenge_ack_allowed(self, now: float) -> bool:
+        second = int(now)
+        if second != self._chal_second:
+            self._chal_second = second
+            self._chal_count = 0
+        self._chal_count += 1
+        return self._chal_count <= CHALLENGE_ACK_LIMIT
+
+    def count(self, name: str) -> None:
+        self.counters[name] += 1
+
+    # -- the wire ---------------------------------------------------------------------------
+
+    def _addr(self, ip: int) -> IPv4Address:
+        a = self._addr_cache.get(ip)
+        if a is None:
+            if len(self._addr_cache) > 4096:
+                self._addr_cache.clear()
+            a = self._addr_cache[ip] = IPv4Address(ip)
+        return a
+
+    def _send(self, dst: int, segment: bytearray, payload_len: int, gso_size: int,
+              now: float) -> None:
+        if self.tx_csum:
+            partial_checksum(self.local_ip, dst, segment)
+            hlen = (segment[12] >> 4) * 4
+            if payload_len > gso_size:
+                off = Offload(needs_csum=True, csum_start=0, csum_offset=16, hdr_len=hlen,
+                              gso_type=GsoType.TCPV4, gso_size=gso_size)
+            else:
+                off = Offload(needs_csum=True, csum_start=0, csum_offset=16, hdr_len=hlen)
+            self.stack.send_ip(self._addr(dst), PROTO_TCP, segment, offload_l4=off, now=now)
+        else:
+            finish_checksum(self.local_ip, dst, segment)
+            self.stack.send_ip(self._addr(dst), PROTO_TCP, segment, offload_l4=None, now=now)
+        self.counters["tcp_segments_sent"] += 1
+
+    def receive(self, ip_header: Any, payload: memoryview | bytes, offload: Offload | None,
+                now: float) -> None:
+        """One TCP segment from the IP layer."""
+        self.now = now
+        src = int(ip_header.src)
+        dst = int(ip_header.dst)
+        if dst != self.local_ip:
+            self.counters["tcp_drop_not_for_us"] += 1
+            return
+        trusted = offload is not None and (offload.needs_csum or offload.data_valid)
+        if not trusted and not checksum_ok(src, dst, payload):
+            self.counters["tcp_drop_bad_checksum"] += 1
+            return
+        try:
+            seg = parse_segment(payload)
+        except SegmentError as exc:
+            self.counters["tcp_drop_malformed"] += 1
+            log.debug("tcp: dropped malformed segment from %s: %s", ip_header.src, exc)
+            return
+        self.counters["tcp_segments_received"] += 1
+        conn = self.conns.get((src, seg.src_port, seg.dst_port))
+        if conn is not None:
+            if conn.state == _TIME_WAIT and seg.flags & (SYN | ACK | RST) == SYN:
+                if self._time_wait_accepts_syn(conn, seg):
+                    self.counters["tcp_time_wait_recycled"] += 1
+                    conn._set_state(_CLOSED, now)
+                else:
+                    conn.on_segment(seg, now)
+                    return
+            else:
+                conn.on_segment(seg, now)
+                return
+        lst = self.listeners.get(seg.dst_port)
+        if lst is not None:
+            self._listen_segment(lst, src, seg, now)
+            return
+        self.counters["tcp_no_socket"] += 1
+        self._reset_stray(src, seg, now)
+
+    def _time_wait_accepts_syn(self, conn: Connection, seg: Segment) -> bool:
+        if seg.dst_port not in self.listeners:
+            return False
+        if conn.ts_enabled and seg.tsval is not None:
+            return (seg.tsval - conn.ts_recent) & MASK < HALF and seg.tsval != conn.ts_recent
+        rcv_nxt_wire = (conn.irs + conn.rcv_nxt) & MASK
+        return 0 < (seg.seq - rcv_nxt_wire) & MASK < HALF
+
+    def _listen_segment(self, lst: Listener, src: int, seg: Segment, now: float) -> None:
+        f = seg.flags
+        if f & RST:
+            return
+        if f & ACK:
+            self.counters["tcp_listen_stray_ack"] += 1
+            self._reset_stray(src, seg, now)
+            return
+        if not f & SYN:
+            return
+        if not lst.can_take_syn():
+            self.counters["tcp_listen_overflow"] += 1
+            return
+        conn = self._new_conn(lst.params.copy(), lst.port, src, seg.src_port, now)
+        self.conns[(src, seg.src_port, lst.port)] = conn
+        lst.add_half_open(conn)
+        self.counters["tcp_passive_open"] += 1
+        conn.open_passive(seg, now)
+
+    def _reset_stray(self, src: int, seg: Segment, now: float) -> None:
+        """RFC 9293 3.10.7.1: answer a segment for no connection with a RST (never a RST)."""
+        f = seg.flags
+        if f & RST:
+            return
+        if f & ACK:
+            out = build_segment(src_port=seg.dst_port, dst_port=seg.src_port, seq=seg.ack, ack=0,
+                                flags=RST, window=0)
+        else:
+            n = len(seg.payload) + (1 if f & SYN else 0) + (1 if f & FIN else 0)
+            out = build_segment(src_port=seg.dst_port, dst_port=seg.src_port, seq=0,
+                                ack=(seg.seq + n) & MASK, flags=RST | ACK, window=0)
+        self.counters["tcp_rst_sent"] += 1
+        self._send(src, out, 0, 1 << 16, now)
+
+    def icmp_unreachable(self, remote_ip: int, local_port: int, remote_port: int, code: int,
+                         now: float) -> None:
+        """ICMP destination unreachable quoting one of our segments (RFC 1122 4.2.3.9):
+        a hard error aborts a connection still in SYN_SENT; otherwise it is only counted."""
+        conn = self.conns.get((remote_ip, remote_port, local_port))
+        if conn is None:
+            return
+        self.counters["tcp_icmp_unreachable"] += 1
+        if conn.state == TcpState.SYN_SENT and code in (2, 3):  # protocol / port unreachable
+            conn._fail(errno.ECONNREFUSED, now)
+        elif conn.state == TcpState.SYN_SENT and code in (0, 1):
+            conn._fail(errno.EHOSTUNREACH, now)
+
+    # -- time -------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap and heap[0][2].scheduled != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def poll(self, now: float) -> None:
+        self.now = now
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, conn = heapq.heappop(heap)
+            if conn.scheduled == deadline and conn.state != _CLOSED:
+                conn.on_timer(now)

@@ -1,0 +1,307 @@
+"""TcpSocket: the :class:`~vipernet.stack.socket_api.StackSocket` face of a TCP endpoint.
+
+Non-blocking throughout, with Linux's errnos: ``connect`` sends the SYN and raises
+``BlockingIOError(EINPROGRESS)``; the caller waits for ``writable`` and reads the outcome with
+``take_error()`` (ECONNREFUSED, ETIMEDOUT...).  ``recv`` returns ``b""`` at end of stream and
+raises ``BlockingIOError`` when nothing is there yet; ``send`` returns how many bytes it
+queued.  ``close()`` is a lingering close: queued bytes are still delivered and our FIN
+follows them; the connection finishes in the background (unless unread data remains, in
+which case Linux and we send a RST).
+
+Socket options (``setsockopt(name, value)``): ``TCP_NODELAY``, ``SO_KEEPALIVE``,
+``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT``, ``SO_REUSEADDR``, ``SO_RCVBUF``,
+``SO_SNDBUF``.
+"""
+
+from __future__ import annotations
+
+import errno
+from ipaddress import AddressValueError, IPv4Address
+from typing import TYPE_CHECKING
+
+from vipernet.stack.socket_api import Address, SocketKind
+from vipernet.stack.tcp.connection import Connection
+from vipernet.stack.tcp.listener import Listener
+from vipernet.stack.tcp.state import TcpState
+
+if TYPE_CHECKING:
+    from vipernet.stack.tcp.layer import TcpLayer
+
+SHUT_RD = 0
+SHUT_WR = 1
+SHUT_RDWR = 2
+
+_CONNECTED = (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT_1,
+              TcpState.FIN_WAIT_2, TcpState.CLOSING, TcpState.LAST_ACK, TcpState.TIME_WAIT)
+_CAN_SEND = (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT)
+_MIN_BUF = 4096
+_MAX_BUF = 64 << 20
+
+
+def _ioerror(code: int, what: str) -> OSError:
+    """An OSError of the stdlib subclass that matches ``code`` (OSError maps it)."""
+    return OSError(code, f"{what}: {errno.errorcode.get(code, code)}")
+
+
+class TcpSocket:
+    kind = SocketKind.TCP
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_conn",
+        "_layer",
+        "_listener",
+        "_params",
+        "_port",
+        "_reuse",
+        "_shut_rd",
+        "_shut_wr",
+    )
+
+    def __init__(self, layer: TcpLayer, conn: Connection | None = None) -> None:
+        self._layer = layer
+        self._conn = conn
+        self._listener: Listener | None = None
+        self._params = conn.p if conn is not None else layer.defaults.copy()
+        self._port = conn.local_port if conn is not None else 0
+        self._reuse = False
+        self._shut_rd = False
+        self._shut_wr = False
+        self._closed = False
+        if conn is not None:
+            conn.socket = self
+
+    def __repr__(self) -> str:
+        what = self._conn or self._listener or f"port {self._port}"
+        return f"<TcpSocket {what}>"
+
+    @property
+    def connection(self) -> Connection | None:
+        return self._conn
+
+    @property
+    def state(self) -> TcpState:
+        if self._listener is not None:
+            return TcpState.LISTEN
+        return self._conn.state if self._conn is not None else TcpState.CLOSED
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise _ioerror(errno.EBADF, "socket is closed")
+
+    # -- addresses --------------------------------------------------------------------------
+
+    def bind(self, address: Address) -> None:
+        self._check_open()
+        host, port = address
+        if self._port or self._conn is not None:
+            raise _ioerror(errno.EINVAL, "already bound")
+        if host not in ("", "0.0.0.0", self._layer.local_addr):
+            raise _ioerror(errno.EADDRNOTAVAIL, f"{host} is not a local address")
+        self._port = self._layer.bind_port(int(port), self._reuse)
+
+    def getsockname(self) -> Address:
+        if self._conn is not None or self._listener is not None:
+            host = self._layer.local_addr if self._conn is not None else "0.0.0.0"
+            return (host, self._port)
+        return ("0.0.0.0", self._port)
+
+    def getpeername(self) -> Address:
+        conn = self._conn
+        if conn is None or conn.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED) or (
+                conn.state == TcpState.CLOSED and conn.error is not None
+                and not conn.syn_options_seen):
+            raise _ioerror(errno.ENOTCONN, "not connected")
+        return (str(IPv4Address(conn.remote_ip)), conn.remote_port)
+
+    # -- connection setup -------------------------------------------------------------------
+
+    def connect(self, address: Address, now: float) -> None:
+        self._check_open()
+        if self._listener is not None:
+            raise _ioerror(errno.EINVAL, "listening socket")
+        conn = self._conn
+        if conn is not None:
+            if conn.state == TcpState.SYN_SENT:
+                raise BlockingIOError(errno.EALREADY, "connect in progress")
+            if conn.error is not None and conn.state == TcpState.CLOSED:
+                err = conn.error
+                conn.error = None
+                raise _ioerror(err, "connect")
+            raise _ioerror(errno.EISCONN, "already connected")
+        host, port = address
+        try:
+            ip = IPv4Address(host)
+        except (AddressValueError, ValueError):
+            raise _ioerror(errno.EINVAL, f"bad IPv4 address {host!r}") from None
+        port = int(port)
+        if not 0 < port < 65536 or ip.is_multicast or int(ip) in (0, 0xFFFFFFFF):
+            raise _ioerror(errno.EINVAL, f"cannot connect to {address}")
+        local = self._port or None
+        self._conn = self._layer.connect(self, self._params, int(ip), port, local, now)
+        self._port = self._conn.local_port
+        raise BlockingIOError(errno.EINPROGRESS, "connect in progress")
+
+    def listen(self, backlog: int) -> None:
+        self._check_open()
+        if self._conn is not None:
+            raise _ioerror(errno.EINVAL, "connected socket")
+        if not self._port:
+            self._port = self._layer.bind_port(0, False)
+        self._listener = self._layer.listen(self, self._port, backlog, self._params)
+
+    def accept(self) -> TcpSocket:
+        self._check_open()
+        if self._listener is None:
+            raise _ioerror(errno.EINVAL, "not listening")
+        conn = self._listener.pop()
+        if conn is None:
+            raise BlockingIOError(errno.EAGAIN, "no connection to accept")
+        conn.port_ref = True
+        self._layer.port_refs[conn.local_port] += 1
+        return TcpSocket(self._layer, conn)
+
+    # -- data -------------------------------------------------------------------------------
+
+    def send(self, data: bytes | memoryview, now: float) -> int:
+        self._check_open()
+        conn = self._conn
+        if conn is None:
+            raise _ioerror(errno.ENOTCONN, "not connected")
+        if conn.error is not None:
+            err = conn.error
+            conn.error = None
+            raise _ioerror(err, "send")
+        st = conn.state
+        if self._shut_wr or (st not in _CAN_SEND and st not in (TcpState.SYN_SENT,
+                                                                 TcpState.SYN_RECEIVED)):
+            raise _ioerror(errno.EPIPE, "send after shutdown or close")
+        if st not in _CAN_SEND:
+            raise BlockingIOError(errno.EAGAIN, "not yet connected")
+        if not data:
+            return 0
+        n = conn.app_send(data, now)
+        if n == 0:
+            raise BlockingIOError(errno.EAGAIN, "send buffer full")
+        return n
+
+    def sendto(self, data: bytes | memoryview, address: Address, now: float) -> int:
+        return self.send(data, now)
+
+    def recv(self, max_bytes: int) -> bytes:
+        self._check_open()
+        conn = self._conn
+        if conn is None:
+            raise _ioerror(errno.ENOTCONN, "not connected")
+        if max_bytes < 0:
+            raise _ioerror(errno.EINVAL, "negative length")
+        data = conn.app_recv(max_bytes, self._layer.now)
+        if data:
+            return data
+        if conn.error is not None:
+            err = conn.error
+            conn.error = None
+            raise _ioerror(err, "recv")
+        if (conn.fin_received or self._shut_rd or conn.state == TcpState.CLOSED
+                or max_bytes == 0):
+            return b""
+        raise BlockingIOError(errno.EAGAIN, "no data")
+
+    def recvfrom(self, max_bytes: int) -> tuple[bytes, Address]:
+        data = self.recv(max_bytes)
+        return data, self.getpeername()
+
+    def shutdown(self, how: int, now: float) -> None:
+        self._check_open()
+        conn = self._conn
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise _ioerror(errno.EINVAL, "bad shutdown mode")
+        if conn is None or conn.state in (TcpState.SYN_SENT, TcpState.CLOSED):
+            raise _ioerror(errno.ENOTCONN, "not connected")
+        if how in (SHUT_RD, SHUT_RDWR):
+            self._shut_rd = True
+            conn.app_shutdown_read()
+        if how in (SHUT_WR, SHUT_RDWR) and not self._shut_wr:
+            self._shut_wr = True
+            conn.app_shutdown_write(now)
+        self._layer.stack.mark_changed(self)
+
+    def close(self, now: float) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._listener is not None:
+            self._layer.close_listener(self._listener, now)
+            self._layer.release_port(self._port)
+            self._listener = None
+        elif self._conn is not None:
+            self._conn.app_close(now)
+        elif self._port:
+            self._layer.release_port(self._port)
+
+    def setsockopt(self, option: str, value: int) -> None:
+        p = self._params
+        name = option.upper()
+        if name == "TCP_NODELAY":
+            p.nodelay = bool(value)
+            if self._conn is not None and value:
+                self._conn._output(self._layer.now)
+                self._conn._rearm()
+        elif name == "SO_KEEPALIVE":
+            p.keepalive = bool(value)
+            if self._conn is not None:
+                if value:
+                    self._conn._restart_keepalive(self._layer.now)
+                    self._conn._rearm()
+                else:
+                    self._conn.t_keep = None
+        elif name == "TCP_KEEPIDLE":
+            p.keep_idle = float(max(1, value))
+        elif name == "TCP_KEEPINTVL":
+            p.keep_intvl = float(max(1, value))
+        elif name == "TCP_KEEPCNT":
+            p.keep_cnt = max(1, int(value))
+        elif name == "SO_REUSEADDR":
+            self._reuse = bool(value)
+        elif name == "SO_RCVBUF":
+            if self._conn is None:  # fixed once the window scale is negotiated
+                p.rcv_buf = min(max(int(value), _MIN_BUF), _MAX_BUF)
+        elif name == "SO_SNDBUF":
+            p.snd_buf = min(max(int(value), _MIN_BUF), _MAX_BUF)
+        else:
+            raise _ioerror(errno.ENOPROTOOPT, f"unknown option {option}")
+
+    # -- readiness --------------------------------------------------------------------------
+
+    @property
+    def readable(self) -> bool:
+        if self._listener is not None:
+            return bool(self._listener.accept_queue)
+        conn = self._conn
+        if conn is None:
+            return False
+        return bool(conn.rb.size or conn.fin_received or conn.error is not None
+                    or conn.state == TcpState.CLOSED or self._shut_rd)
+
+    @property
+    def writable(self) -> bool:
+        conn = self._conn
+        if conn is None:
+            return False
+        st = conn.state
+        if st in _CAN_SEND:
+            return self._shut_wr or conn.send_space > 0
+        return st not in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
+
+    def take_error(self) -> int | None:
+        conn = self._conn
+        if conn is None or conn.error is None:
+            return None
+        err = conn.error
+        conn.error = None
+        return err
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
