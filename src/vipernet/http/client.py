@@ -67,6 +67,7 @@ BODY_HEADERS = ("content-length", "content-type", "transfer-encoding", "content-
 DRAIN_LIMIT = 64 * 1024
 FILE_CHUNK = 256 * 1024
 
+RequestHook = Callable[[str, URL, tuple[tuple[str, str], ...], bool], None]
 Body = bytes | bytearray | memoryview | str | BinaryIO | Iterable[bytes] | None
 
 
@@ -168,12 +169,18 @@ class Client:
                  headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
                  user_agent: str = USER_AGENT, max_header_bytes: int = 64 * 1024,
                  max_body_size: int | None = None, max_idle_per_origin: int = 8,
-                 recv_size: int = RECV_SIZE, clock: Callable[[], float] = time.monotonic) -> None:
+                 recv_size: int = RECV_SIZE, clock: Callable[[], float] = time.monotonic,
+                 on_request: RequestHook | None = None,
+                 on_response: Callable[[Response], None] | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
         self.follow_redirects = follow_redirects
         self.max_redirects = max_redirects
         self.max_body_size = max_body_size
         self.stats = PoolStats()
+        # Observers for tools like ``vipernet fetch -v``: the head as sent (and whether the
+        # connection was reused), and each response as its head arrives.
+        self.on_request = on_request
+        self.on_response = on_response
         self._clock = clock
         self._fields_cache: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
         self._user_agent = user_agent
@@ -325,6 +332,8 @@ class Client:
             conn, reused = self._pool.acquire(url, self._connect_timeout(limits, deadline))
             conn.begin(read_timeout=limits.read, deadline=deadline, total=limits.total)
             self.stats.requests += 1
+            if self.on_request is not None:
+                self.on_request(method, url, fields, reused)
             try:
                 conn.send_request(method, url.target, fields, body.source())
                 head = conn.receive_head()
@@ -337,10 +346,13 @@ class Client:
             except BaseException:
                 conn.close()
                 raise
-            return Response(
+            response = Response(
                 status=head.status_code, reason=head.reason, http_version=head.http_version,
                 raw_headers=conn.head_items, url=url, method=method, conn=conn,
                 release=self._pool.release, max_body=cap)
+            if self.on_response is not None:
+                self.on_response(response)
+            return response
 
     def _connect_timeout(self, limits: Timeouts, deadline: float | None) -> float | None:
         timeout = limits.connect

@@ -41,7 +41,14 @@ class ConnectError(TransportError):
 
 
 class TLSError(TransportError):
-    """The TLS handshake or a TLS record failed (certificate, alert, ...)."""
+    """The TLS handshake or a TLS record failed (certificate, alert, ...).
+
+    ``certificate`` is true when the server's certificate was refused (curl's exit 60).
+    """
+
+    def __init__(self, message: str, *, certificate: bool = False) -> None:
+        super().__init__(message)
+        self.certificate = certificate
 
 
 class ConnectionClosed(TransportError):

@@ -55,6 +55,14 @@ def _is_resolve_error(exc: BaseException) -> bool:
     return isinstance(exc, VipernetError) and type(exc).__module__.startswith("vipernet.dns")
 
 
+def _is_certificate_error(exc: BaseException) -> bool:
+    try:
+        from vipernet.tls import CertificateError
+    except ImportError:
+        return False
+    return isinstance(exc, CertificateError)
+
+
 class ConnectionPool:
     """Opens, hands out and takes back :class:`HTTPConnection` objects."""
 
@@ -163,5 +171,6 @@ class ConnectionPool:
             raise TransportError(f"https is unavailable: {exc}") from None
         except (OSError, VipernetError) as exc:
             sock.close()
-            raise TLSError(f"TLS handshake with {url.host} failed: {exc}") from None
+            raise TLSError(f"TLS handshake with {url.host} failed: {exc}",
+                           certificate=_is_certificate_error(exc)) from None
         return wrapped
