@@ -42,6 +42,7 @@ from vipernet.stack.ping import PingLayer, PingSocket
 from vipernet.stack.sockets_common import os_error
 from vipernet.stack.udp import UdpLayer, UdpSocket
 from vipernet.wire.ethernet import BROADCAST_MAC
+from vipernet.wire.icmp import IcmpType
 from vipernet.wire.ipv4 import IpProto
 
 log = logging.getLogger(__name__)
@@ -197,9 +198,23 @@ class Stack:
         except ImportError:
             log.debug("vipernet.stack.tcp.layer not available: TCP disabled")
             return
+        listeners_before = len(self.icmp_error_listeners)
         self._tcp = module.TcpLayer(self)
         if IpProto.TCP not in self.ipv4.handlers:
             self.register_protocol(IpProto.TCP, self._tcp)
+        if len(self.icmp_error_listeners) == listeners_before and hasattr(
+                self._tcp, "icmp_unreachable"):
+            # The TCP layer takes destination-unreachable by 4-tuple rather than listening.
+            self.icmp_error_listeners.append(self._tcp_icmp_adapter)
+
+    def _tcp_icmp_adapter(self, event: IcmpErrorEvent, now: float) -> None:
+        quote = event.quoted_payload
+        if (event.quoted.proto != IpProto.TCP or event.type != IcmpType.DEST_UNREACHABLE
+                or len(quote) < 4):
+            return
+        sport = int.from_bytes(quote[0:2], "big")
+        dport = int.from_bytes(quote[2:4], "big")
+        self._tcp.icmp_unreachable(int(event.quoted.dst), sport, dport, event.code, now)
 
     # -- hooks for transport layers -------------------------------------------------------------
 
