@@ -28,7 +28,7 @@ class StatusError(HTTPError):
 class Response:
     """Status, headers and a body stream; a context manager that releases the connection."""
 
-    __slots__ = ("_conn", "_content", "_done", "_headers", "_max_body", "_raw_headers",
+    __slots__ = ("_conn", "_content", "_done", "_expected", "_headers", "_max_body", "_raw_headers",
                  "_raw_reason", "_raw_version", "_release", "bytes_read", "history", "method",
                  "status", "url")
 
@@ -51,6 +51,7 @@ class Response:
         self._max_body = max_body
         self._content: bytes | None = None
         self._done = False
+        self._expected = conn.expected_length if conn is not None else None
 
     @property
     def headers(self) -> Headers:
@@ -73,8 +74,7 @@ class Response:
     @property
     def expected_length(self) -> int | None:
         """The announced Content-Length (None when chunked or close-delimited)."""
-        return self._conn.expected_length if self._conn is not None else (
-            len(self._content) if self._content is not None else None)
+        return self._expected
 
     @property
     def complete(self) -> bool:
