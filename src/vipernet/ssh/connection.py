@@ -205,7 +205,10 @@ class SSHConnection:
             return
         if not self.auth.done:
             raise SSHProtocolError(f"message {msg} before authentication completed")
-        self._dispatch[msg](payload)
+        handler = self._dispatch.get(msg)
+        if handler is None:
+            raise SSHProtocolError(f"unexpected message {msg}")
+        handler(payload)
 
     def _channel(self, payload: bytes) -> Channel:
         if len(payload) < 5:

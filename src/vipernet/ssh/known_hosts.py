@@ -14,10 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import fnmatch
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +60,12 @@ def hash_host(token: str, salt: bytes | None = None) -> str:
     return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
 
 
+def _glob(pattern: str, token: str) -> bool:
+    """OpenSSH patterns: only ``*`` and ``?`` are special (``[host]:port`` is literal)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, token, re.IGNORECASE | re.DOTALL) is not None
+
+
 def _pattern_matches(patterns: str, token: str) -> bool:
     if patterns.startswith("|1|"):
         parts = patterns.split("|")
@@ -76,7 +82,7 @@ def _pattern_matches(patterns: str, token: str) -> bool:
     for pattern in patterns.split(","):
         negate = pattern.startswith("!")
         pat = pattern[1:] if negate else pattern
-        if fnmatch.fnmatchcase(token.lower(), pat.lower()):
+        if _glob(pat, token):
             if negate:
                 return False
             matched = True
