@@ -1,0 +1,48 @@
+"""DNS resolution errors, all :class:`~vipernet.errors.VipernetError`.
+
+The classes map the outcomes a caller handles differently: the name does not exist
+(:class:`NameNotFound`, final), the servers failed or refused (:class:`ServerFailure`,
+:class:`Refused`), nobody answered in time (:class:`DnsTimeout`), the name exists without
+records of the asked type (:class:`NoRecords`), or the CNAME chain loops or is too long
+(:class:`CnameLoop`).
+"""
+
+from __future__ import annotations
+
+from vipernet.errors import ProtocolError, UsageError, VipernetError
+
+
+class DnsError(VipernetError):
+    """Base class of every resolution failure."""
+
+
+class InvalidName(DnsError, UsageError):
+    """The name cannot be put in a query (empty label, label over 63 bytes, ...)."""
+
+
+class NameNotFound(DnsError):
+    """NXDOMAIN: the name does not exist."""
+
+
+class NoRecords(DnsError):
+    """The name exists but has no record of the type asked for (NODATA)."""
+
+
+class ServerFailure(DnsError):
+    """SERVFAIL (or another error rcode) from every server tried."""
+
+
+class Refused(ServerFailure):
+    """REFUSED from every server tried."""
+
+
+class DnsTimeout(DnsError, TimeoutError):
+    """No acceptable answer before the deadline."""
+
+
+class CnameLoop(DnsError, ProtocolError):
+    """The CNAME chain loops or exceeds the hop limit."""
+
+
+class Truncated(DnsError, ProtocolError):
+    """The answer was truncated (TC) and no stream transport was available to retry."""
