@@ -9,6 +9,7 @@ a minute of TCP time costs only the work done in it.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import random
@@ -116,3 +117,78 @@ class SimNet:
                 return True
             if self.now > limit or not self.step():
                 return until()
+
+
+@dataclass
+class TransferResult:
+    finished: bool
+    virtual_time: float
+    a_received: bytes
+    b_received: bytes
+    a_states: list[str]
+    b_states: list[str]
+
+
+def bidirectional_transfer(net: SimNet, a_data: bytes, b_data: bytes, *, port: int = 80,
+                           limit: float = 1200.0, chunk: int = 256 * 1024) -> TransferResult:
+    """A connects to B; both send their data, half-close, read to EOF, then close."""
+    lst = net.b.tcp.open_socket()
+    lst.bind(("0.0.0.0", port))
+    lst.listen(8)
+    client = net.a.tcp.open_socket()
+    with contextlib.suppress(BlockingIOError):
+        client.connect((str(net.b.config.ip.ip), port), net.now)
+    st: dict[str, Any] = {"server": None, "sa": 0, "sb": 0, "ra": bytearray(),
+                          "rb": bytearray(), "a_shut": False, "b_shut": False,
+                          "a_eof": False, "b_eof": False}
+
+    def pump(sock: Any, data: bytes, sent_key: str, shut_key: str) -> None:
+        while st[sent_key] < len(data):
+            try:
+                st[sent_key] += sock.send(data[st[sent_key]:st[sent_key] + chunk], net.now)
+            except BlockingIOError:
+                return
+        if not st[shut_key]:
+            sock.shutdown(1, net.now)
+            st[shut_key] = True
+
+    def drain(sock: Any, buf_key: str, eof_key: str) -> None:
+        while not st[eof_key]:
+            try:
+                d = sock.recv(1 << 20)
+            except BlockingIOError:
+                return
+            if not d:
+                st[eof_key] = True
+                sock.close(net.now)
+                return
+            st[buf_key] += d
+
+    def each() -> None:
+        if st["server"] is None:
+            try:
+                st["server"] = lst.accept()
+                lst.close(net.now)
+            except BlockingIOError:
+                pass
+        if client.state.name in ("ESTABLISHED", "CLOSE_WAIT"):
+            pump(client, a_data, "sa", "a_shut")
+        server = st["server"]
+        if server is not None:
+            if server.state.name in ("ESTABLISHED", "CLOSE_WAIT"):
+                pump(server, b_data, "sb", "b_shut")
+            drain(server, "rb", "b_eof")
+        if client.state.name != "SYN_SENT":
+            drain(client, "ra", "a_eof")
+
+    def done() -> bool:
+        return bool(st["a_eof"] and st["b_eof"] and all(
+            c.state.name == "TIME_WAIT" for c in (*net.a.tcp.conns.values(),
+                                                   *net.b.tcp.conns.values())))
+
+    finished = net.run(done, limit=limit, each=each)
+    return TransferResult(
+        finished=finished, virtual_time=net.now, a_received=bytes(st["ra"]),
+        b_received=bytes(st["rb"]),
+        a_states=[c.state.name for c in net.a.tcp.conns.values()],
+        b_states=[c.state.name for c in net.b.tcp.conns.values()])
