@@ -126,6 +126,12 @@ class NetClient:
     def close_channel(self) -> None:
         self.channel.close()
 
+    def __enter__(self) -> NetClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_channel()
+
 
 _lock = threading.Lock()
 _default: tuple[int, NetClient] | None = None

@@ -1,0 +1,159 @@
+"""NET_DNS_RESOLVE: netd drives :class:`vipernet.dns.query.DnsQuery` over stack UDP sockets.
+
+The resolver core is sans-IO; this handler is its I/O shell inside netd's loop.  Each
+attempt goes out from a fresh stack UDP socket bound to port 0 (random source port, as
+the core expects), the request stays parked while the query waits, and the waiter is
+retried whenever that socket has a datagram or the core's next deadline passes.  Answers
+and NXDOMAIN are cached (TTL-bound) for every client.  The reply maps the core's
+outcomes onto errnos: NXDOMAIN -> ENOENT, no A record -> ENODATA, timeout -> ETIMEDOUT,
+server failure/refusal -> EIO, invalid name -> EINVAL, CNAME loop -> ELOOP.
+DNS over TCP (for truncated answers) is used only when the stack has TCP.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+from typing import Any
+
+from vipernet.dns.cache import Answer, DnsCache
+from vipernet.dns.errors import (
+    CnameLoop,
+    DnsError,
+    DnsTimeout,
+    InvalidName,
+    NameNotFound,
+    NoRecords,
+)
+from vipernet.dns.query import A, DnsQuery, SendQuery, WaitUntil
+from vipernet.netd import protocol as p
+from vipernet.netd.protocol import Message
+from vipernet.netd.service import NetService, Session, Waiter
+
+DEFAULT_LIFETIME = 5.0  # when the client asked to wait forever
+ATTEMPT_TIMEOUT = 1.0
+
+
+def _errno_for(exc: DnsError) -> int:
+    if isinstance(exc, NameNotFound):
+        return errno.ENOENT
+    if isinstance(exc, NoRecords):
+        return errno.ENODATA
+    if isinstance(exc, DnsTimeout):
+        return errno.ETIMEDOUT
+    if isinstance(exc, InvalidName):
+        return errno.EINVAL
+    if isinstance(exc, CnameLoop):
+        return errno.ELOOP
+    return errno.EIO
+
+
+class DnsHandler:
+    """The NET_DNS_RESOLVE extension (one per netd, shared cache)."""
+
+    def __init__(self, servers: list[str], *, rng: random.Random,
+                 cache: DnsCache | None = None) -> None:
+        self.servers = servers
+        self.rng = rng
+        self.cache = cache or DnsCache()
+
+    def __call__(self, service: NetService, session: Session, request: Message,
+                 now: float) -> Message | None:
+        body = p.ResolveRequest.decode(request.body)
+        entry = self.cache.get(body.hostname, A, now)
+        if entry is not None:
+            if entry.answer is None:
+                return p.error_reply(request, errno.ENOENT, f"{body.hostname}: name not found")
+            return self._answer(request, entry.answer)
+        if not self.servers:
+            return p.error_reply(request, errno.EHOSTUNREACH, "no DNS server configured")
+        timeout = p.timeout_from_ms(body.timeout_ms)
+        lifetime = DEFAULT_LIFETIME if timeout is None or timeout <= 0 else timeout
+        try:
+            query = DnsQuery(body.hostname, servers=self.servers, now=now,
+                             rng=self.rng, timeout=min(ATTEMPT_TIMEOUT, lifetime),
+                             attempts=2, lifetime=lifetime)
+        except DnsError as exc:
+            return p.error_reply(request, _errno_for(exc), str(exc))
+        job = _Job(self, service, request, query)
+        return job.start(session, now)
+
+    def _answer(self, request: Message, answer: Answer) -> Message:
+        addresses = tuple(a for a in answer.addresses if ":" not in a)
+        return p.reply_to(request, p.ResolveReply(addresses=addresses).encode())
+
+
+class _Job:
+    """One resolution in progress: the query, its current socket and its waiter."""
+
+    def __init__(self, handler: DnsHandler, service: NetService, request: Message,
+                 query: DnsQuery) -> None:
+        self.handler = handler
+        self.service = service
+        self.request = request
+        self.query = query
+        self.sock: Any = None
+        self.waiter: Waiter | None = None
+
+    def start(self, session: Session, now: float) -> Message | None:
+        reply = self.step(now, False)
+        if reply is not None:
+            self.close(now)
+            return reply
+        self.waiter = Waiter(session, self.request, self._watched(), self.query.next_deadline(),
+                             self.step, self.close)
+        self.service.park(self.waiter)
+        return None
+
+    def _watched(self) -> tuple[Any, ...]:
+        return () if self.sock is None else (self.sock,)
+
+    def close(self, now: float) -> None:
+        if self.sock is not None:
+            sock, self.sock = self.sock, None
+            sock.close(now)
+
+    def step(self, now: float, expired: bool) -> Message | None:
+        query = self.query
+        if self.sock is not None:
+            while True:
+                try:
+                    data, source = self.sock.recvfrom(65535)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    query.transport_failed(now)  # e.g. ICMP port unreachable
+                    break
+                query.receive(data, source, now)
+        try:
+            while True:
+                action = query.next_action(now)
+                if isinstance(action, Answer):
+                    self.handler.cache.put_answer(action, now)
+                    return self.handler._answer(self.request, action)
+                if isinstance(action, WaitUntil):
+                    break
+                self._send(action, now)
+        except NameNotFound as exc:
+            if query.negative_ttl:
+                self.handler.cache.put_nxdomain(query.name, A, query.negative_ttl, now)
+            return p.error_reply(self.request, errno.ENOENT, str(exc))
+        except DnsError as exc:
+            return p.error_reply(self.request, _errno_for(exc), str(exc))
+        if self.waiter is not None:
+            self.waiter.deadline = query.next_deadline()
+            self.service.watch(self.waiter, self._watched())
+        return None
+
+    def _send(self, action: SendQuery, now: float) -> None:
+        if action.over_tcp:
+            self.query.transport_failed(now)  # TCP fallback needs a stream job; not here yet
+            return
+        self.close(now)
+        try:
+            sock = self.service.stack.udp_socket()
+            sock.bind(("0.0.0.0", 0))
+            self.sock = sock
+            sock.sendto(action.data, action.server, now)
+        except OSError:
+            self.query.transport_failed(now)
