@@ -165,3 +165,17 @@ def test_runtime_call_propagates_the_callers_exception(rig: Rig) -> None:
     _stack, _device, runtime = rig
     with pytest.raises(ZeroDivisionError):
         runtime.call(lambda: 1 // 0)
+
+
+def test_a_failing_device_stops_the_loop_thread_and_wakes_waiters(rig: Rig) -> None:
+    _stack, device, runtime = rig
+
+    def broken(now: float) -> list[Frame]:
+        raise OSError(5, "device unplugged")
+
+    device.receive = broken  # type: ignore[method-assign]
+    runtime.start_thread()
+    device.peer_send(echo_request_frame())
+    assert runtime.wait_until(lambda: False, timeout=5.0) is False
+    assert isinstance(runtime.error, OSError)
+    runtime.stop()

@@ -86,6 +86,7 @@ class Runtime:
         self._thread: threading.Thread | None = None
         self._wait_until: float = math.inf  # when the sleeping loop will next wake by itself
         self.iterations = 0
+        self.error: BaseException | None = None
         self._device_fd = device.fileno()
         if self._device_fd is not None:
             self.selector.register(self._device_fd, selectors.EVENT_READ, _DEVICE)
@@ -208,9 +209,20 @@ class Runtime:
             send(frame, now)
 
     def run_forever(self) -> None:
-        """Loop until :meth:`stop` is called."""
-        while not self._stopping:
-            self.run_once(None)
+        """Loop until :meth:`stop` is called.
+
+        If the device fails (closed under us, unplugged TAP) the error is logged, kept in
+        :attr:`error` and re-raised; threads blocked in :meth:`wait_until` are woken.
+        """
+        try:
+            while not self._stopping:
+                self.run_once(None)
+        except BaseException as exc:
+            self.error = exc
+            log.exception("runtime loop stopped by an error")
+            with self._cond:
+                self._cond.notify_all()
+            raise
 
     def stop(self) -> None:
         """Ask the loop to return (from any thread); joins the loop thread if there is one."""
@@ -238,10 +250,15 @@ class Runtime:
         if self._thread is not None:
             return self._thread
         self._stopping = False
-        thread = threading.Thread(target=self.run_forever, name=name, daemon=True)
+        thread = threading.Thread(target=self._thread_main, name=name, daemon=True)
         self._thread = thread
         thread.start()
         return thread
+
+    def _thread_main(self) -> None:
+        # run_forever logged and kept the error in self.error; nothing else to tell here.
+        with contextlib.suppress(BaseException):
+            self.run_forever()
 
     def wake(self) -> None:
         """Make a sleeping loop iterate now (thread-safe, cheap, never blocks)."""
@@ -276,7 +293,8 @@ class Runtime:
         Returns False on timeout.  Must not be called from the loop thread.
         """
         with self._cond:
-            return self._cond.wait_for(predicate, timeout)
+            return self._cond.wait_for(lambda: predicate() or self.error is not None, timeout
+                                       ) and self.error is None
 
     @property
     def in_loop_thread(self) -> bool:

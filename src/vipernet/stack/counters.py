@@ -7,14 +7,25 @@ branch a frame took.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 
 class Counters:
-    """A tiny ``name -> int`` map that only ever counts up."""
+    """A tiny ``name -> int`` map that only ever counts up.
 
-    __slots__ = ("_values",)
+    Layers that keep their own tallies (TCP) are merged into :meth:`snapshot` through
+    :meth:`add_source`, so ``vipernet stat`` shows one table.
+    """
+
+    __slots__ = ("_sources", "_values")
 
     def __init__(self) -> None:
         self._values: dict[str, int] = {}
+        self._sources: list[Callable[[], Mapping[str, int]]] = []
+
+    def add_source(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Merge ``source()``'s counters into every snapshot."""
+        self._sources.append(source)
 
     def inc(self, name: str, n: int = 1) -> None:
         values = self._values
@@ -28,7 +39,11 @@ class Counters:
 
     def snapshot(self) -> dict[str, int]:
         """A sorted copy, safe to hand to another thread or serialise."""
-        return dict(sorted(self._values.items()))
+        merged = dict(self._values)
+        for source in self._sources:
+            for name, value in source().items():
+                merged[name] = merged.get(name, 0) + value
+        return dict(sorted(merged.items()))
 
     def __repr__(self) -> str:
         return f"Counters({self.snapshot()!r})"

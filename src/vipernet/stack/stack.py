@@ -26,7 +26,7 @@ import errno
 import importlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
@@ -202,6 +202,11 @@ class Stack:
         self._tcp = module.TcpLayer(self)
         if IpProto.TCP not in self.ipv4.handlers:
             self.register_protocol(IpProto.TCP, self._tcp)
+        tcp_counters = getattr(self._tcp, "counters", None)
+        if isinstance(tcp_counters, Mapping):
+            # TCP tallies as "tcp_rst_sent"; show it as "tcp.rst_sent" next to ours.
+            self.counters.add_source(lambda: {
+                name.replace("tcp_", "tcp.", 1): value for name, value in tcp_counters.items()})
         if len(self.icmp_error_listeners) == listeners_before and hasattr(
                 self._tcp, "icmp_unreachable"):
             # The TCP layer takes destination-unreachable by 4-tuple rather than listening.
