@@ -1,12 +1,13 @@
 """The netd process: one device, one stack, one IPC socket, one loop.
 
 :class:`Netd` opens the device named by ``--link``, builds the :class:`~vipernet.stack.Stack`
-with the configured addresses, and runs a single-threaded selector loop over the device fd,
-the AF_UNIX listener and every client channel.  Each turn: frames in -> stack, requests ->
-:class:`~.service.NetService`, stack timers, parked operations whose sockets changed or whose
-deadline passed, frames out.  The loop sleeps until the earliest of the stack's, the
-device's and the parked operations' deadlines, so an idle netd costs nothing and a ping
-is answered in one turn (this path is what ``benchmarks/ping_rtt.py`` measures).
+with the configured addresses and drives both with a :class:`~vipernet.runtime.Runtime`.
+The IPC listener and every client channel sit on the runtime's selector, and a runtime
+hook runs after every turn to retry the parked operations whose sockets the stack reported
+changed and to answer those whose deadline passed (its return value is the earliest parked
+deadline, so the loop sleeps exactly until something is due).  Each turn is: frames in ->
+stack, requests -> :class:`~.service.NetService`, stack timers, parked operations, frames
+out; a ping is answered within one turn (what ``benchmarks/ping_rtt.py`` measures).
 
 SIGTERM/SIGINT stop the loop; shutdown closes every client, removes the socket file and
 flushes the capture.
@@ -18,7 +19,6 @@ import contextlib
 import importlib
 import logging
 import random
-import selectors
 import signal
 import time
 from collections.abc import Callable
@@ -32,6 +32,7 @@ from vipernet.netd.links import LinkSpec, open_link
 from vipernet.netd.protocol import Code
 from vipernet.netd.server import IpcServer
 from vipernet.netd.service import NetService
+from vipernet.runtime import Runtime
 from vipernet.stack import Stack, StackConfig
 
 log = logging.getLogger("vipernet.netd")
@@ -65,7 +66,6 @@ class Netd:
                  device: Any = None) -> None:
         self.config = config
         self.clock = clock
-        self._running = False
         self._writer: Any = None
         raw = device if device is not None else open_link(config.link, mtu=config.mtu)
         self.device: Any = raw
@@ -84,15 +84,15 @@ class Netd:
             self.service.extensions[Code.GET_INFO] = InfoHandler(
                 self.stack, self.device, link=str(config.link))
             self._install_dns()
-            self.selector = selectors.DefaultSelector()
-            fd = self.device.fileno()
-            if fd is not None:
-                self.selector.register(fd, selectors.EVENT_READ, self._on_device)
-            self.server = IpcServer(self.service, config.socket_path, self.selector, clock)
+            self.runtime = Runtime(self.stack, self.device, clock=clock)
+            self.runtime.add_hook(self._service_hook)
+            self.server = IpcServer(self.service, config.socket_path, self.runtime.selector,
+                                    clock)
         except BaseException:
+            if hasattr(self, "runtime"):
+                self.runtime.close()
             self._close_device()
             raise
-        self._flush(clock())
 
     def _install_dns(self) -> None:
         try:
@@ -104,50 +104,27 @@ class Netd:
 
     # ------------------------------------------------------------------ the loop
 
-    def _on_device(self, mask: int) -> None:
-        now = self.clock()
-        receive = self.stack.receive
-        for frame in self.device.receive(now):
-            receive(frame, now)
-
-    def _flush(self, now: float) -> None:
-        send = self.device.send
-        for frame in self.stack.transmit():
-            send(frame, now)
-
-    def run_once(self, max_sleep: float = MAX_SLEEP) -> None:
-        now = self.clock()
-        deadline = _earliest(self.stack.next_deadline(), self.device.next_deadline(),
-                             self.service.next_deadline())
-        wait = max_sleep if deadline is None else min(max_sleep, max(0.0, deadline - now))
-        for key, mask in self.selector.select(wait):
-            key.data(mask)
-        now = self.clock()
-        stack_due = self.stack.next_deadline()
-        if stack_due is not None and stack_due <= now:
-            self.stack.poll(now)
-        device_due = self.device.next_deadline()
-        if device_due is not None and device_due <= now:
-            for frame in self.device.receive(now):
-                self.stack.receive(frame, now)
-        self._flush(now)
+    def _service_hook(self, now: float) -> float | None:
+        """After every loop turn: retry waiters whose sockets changed, expire the overdue."""
         service = self.service
         service.on_changed(now)
         due = service.next_deadline()
         if due is not None and due <= now:
             service.expire(now)
-        self._flush(now)
+            due = service.next_deadline()
+        return due
+
+    def run_once(self, timeout: float | None = MAX_SLEEP) -> None:
+        self.runtime.run_once(timeout)
 
     def run(self) -> None:
-        self._running = True
         try:
-            while self._running:
-                self.run_once()
+            self.runtime.run_forever()
         finally:
             self.close()
 
     def stop(self) -> None:
-        self._running = False
+        self.runtime.stop()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
@@ -161,9 +138,7 @@ class Netd:
         with contextlib.suppress(Exception):
             self.server.close()
         with contextlib.suppress(Exception):
-            self._flush(self.clock())
-        with contextlib.suppress(Exception):
-            self.selector.close()
+            self.runtime.close()
         self._close_device()
 
     def _close_device(self) -> None:
@@ -175,6 +150,3 @@ class Netd:
             self._writer = None
 
 
-def _earliest(*deadlines: float | None) -> float | None:
-    present = [d for d in deadlines if d is not None]
-    return min(present) if present else None
