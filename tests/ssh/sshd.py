@@ -63,12 +63,12 @@ class Sshd:
             auth.append((self.dir / f"id_{kind}.pub").read_text())
         (self.dir / "authorized_keys").write_text("".join(auth))
         self.config = self.dir / "sshd_config"
-        lines = [f"Port {self.port}", "ListenAddress 127.0.0.1",
+        # sshd keeps the first value it reads for an option: the extras go first so they win.
+        lines = [extra, f"Port {self.port}", "ListenAddress 127.0.0.1",
                  *[f"HostKey {p}" for p in self.host_keys.values()],
                  f"AuthorizedKeysFile {self.dir / 'authorized_keys'}", "StrictModes no",
                  f"PidFile {self.dir / 'sshd.pid'}", "UsePAM no", "PermitRootLogin yes",
-                 "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50",
-                 extra]
+                 "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50"]
         self.config.write_text("\n".join(lines) + "\n")
         self.log = open(self.dir / "sshd.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([self.binary, "-D", "-e", "-f", str(self.config)],

@@ -85,7 +85,7 @@ def load_private_key(path: str | os.PathLike[str], passphrase: str | bytes | Non
         else:
             key = serialization.load_pem_private_key(data, pw)
     except TypeError as exc:
-        if "encrypted" in str(exc) and pw is None:
+        if pw is None:
             raise PassphraseRequired(f"key {path} is encrypted: a passphrase is needed") from None
         raise KeyLoadError(f"cannot load key {path}: {exc}") from None
     except ValueError as exc:
