@@ -214,3 +214,17 @@ def test_https_to_a_plain_http_port_is_a_tls_failure(nginx: tuple[Nginx, str]) -
     assert proc.returncode == 35, proc.stderr
 
 
+
+
+@pytest.mark.testbed
+def test_httpx_over_vipernet_tls_fetches_from_s_server(s_server: dict[str, Any]) -> None:
+    import httpx
+
+    from vipernet.http.httpx_transport import VipernetTransport
+
+    def connect(host: str, port: int, timeout: float | None) -> Any:
+        return os_connect("127.0.0.1" if host == "example.test" else host, port, timeout)
+    transport = VipernetTransport(connect=connect, cafile=str(s_server["ca"]))
+    with httpx.Client(transport=transport) as client:
+        r = client.get(s_server["url"] + "/file.bin")
+    assert hashlib.sha256(r.content).hexdigest() == s_server["digest"]
