@@ -1,4 +1,4 @@
-"""Seeded simulations: two TCP stacks over a lossy, duplicating, corrupting, reordering link.
+"""Seeded simulations: two real Stacks over MemoryLink.pair() wrapped in FaultInjectors.
 
 Every seed picks its own impairments (loss up to 20%, duplication up to 2%, corruption up to
 1%, jitter up to 5 ms, which reorders) and MTU (mostly 65535 or 9000, so most seeds move few
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from tests.tcp.sim import Impairments, SimNet, bidirectional_transfer
+from tests.tcp.sim import Impairments, SimNet, StackNet, bidirectional_transfer
 
 SIZE = 1 << 20
 
@@ -28,7 +28,7 @@ def _scenario(seed: int) -> tuple[int, Impairments]:
 
 def test_bidirectional_transfer_survives_impairments(sim_seed: int) -> None:
     mtu, imp = _scenario(sim_seed)
-    net = SimNet(sim_seed, mtu=mtu, imp=imp)
+    net = StackNet(sim_seed, mtu=mtu, imp=imp)
     rng = random.Random(sim_seed)
     a_data = rng.randbytes(SIZE)
     b_data = rng.randbytes(SIZE)
@@ -40,3 +40,16 @@ def test_bidirectional_transfer_survives_impairments(sim_seed: int) -> None:
     # TIME_WAIT ends after 2*MSL and releases everything
     assert net.run(lambda: not net.a.tcp.conns and not net.b.tcp.conns, limit=net.now + 200)
     assert not net.a.tcp.port_refs and not net.b.tcp.port_refs
+
+
+def test_engine_only_simulation_with_heavy_loss_and_corruption() -> None:
+    """The bare engine harness (no IP layer) at the top of the range: 20% loss, 5% corruption
+    and duplication, jitter; few seeds, MTU 1500, both directions."""
+    for seed in range(5):
+        net = SimNet(seed, mtu=1500, imp=Impairments(loss=0.2, dup=0.05, corrupt=0.05,
+                                                     jitter=0.002))
+        rng = random.Random(seed)
+        a_data, b_data = rng.randbytes(SIZE), rng.randbytes(SIZE)
+        result = bidirectional_transfer(net, a_data, b_data, limit=2400.0)
+        assert result.finished
+        assert result.b_received == a_data and result.a_received == b_data
