@@ -18,6 +18,8 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from vipernet.wire.checksum import ones_complement_sum
+from vipernet.wire.ethernet import EthernetHeader, EtherType, build_ethernet, parse_ethernet
+from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4, parse_ipv4
 from vipernet.wire.tcp import TcpFlags, TcpHeader, TcpOptions, build_tcp, parse_tcp
 
 
@@ -92,6 +94,21 @@ def main() -> None:
         row_parse.append(rate(lambda s=segment: parse_tcp(s, src=src, dst=dst), len(segment)))
     print(f"{'build_tcp (checksummed)':<34}{row[0]:>14.0f}{row[1]:>14.0f}")
     print(f"{'parse_tcp (checksum verified)':<34}{row_parse[0]:>14.0f}{row_parse[1]:>14.0f}")
+
+    # Per-frame cost of the receive path on a full-size frame: Ethernet, IPv4, TCP.
+    segment = build_tcp(header, bytes((i * 5) & 0xFF for i in range(1448)), src=src, dst=dst)
+    frame = build_ethernet(
+        EthernetHeader(dst=bytes(6), src=bytes(6), ethertype=EtherType.IPV4),
+        build_ipv4(IPv4Header(src=src, dst=dst, proto=IpProto.TCP), segment),
+    )
+
+    def receive_path() -> None:
+        _, packet = parse_ethernet(frame)
+        ip, data = parse_ipv4(packet)
+        parse_tcp(data, src=ip.src, dst=ip.dst)
+
+    per_frame = len(frame) / rate(receive_path, len(frame))  # bytes / (MB/s) = us
+    print(f"{'parse eth+ipv4+tcp, 1514 B frame':<34}{per_frame:>11.1f} us/frame")
 
 
 if __name__ == "__main__":

@@ -154,3 +154,15 @@ def test_build_refuses_unencodable_options(options: TcpOptions) -> None:
 def test_build_refuses_out_of_range_fields() -> None:
     with pytest.raises(WireUsageError):
         build_tcp(header(seq=1 << 32), b"", src=SRC, dst=DST)
+
+
+def test_parsed_headers_are_ordinary_frozen_hashable_instances() -> None:
+    import dataclasses
+
+    original = header(options=TcpOptions(timestamps=(1, 2)))
+    parsed, _ = parse_tcp(build_tcp(original, b"", src=SRC, dst=DST))
+    assert type(parsed) is TcpHeader and parsed == original and hash(parsed) == hash(original)
+    assert repr(parsed) == repr(original)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.seq = 5  # type: ignore[misc]
+    assert dataclasses.replace(parsed, seq=9).seq == 9

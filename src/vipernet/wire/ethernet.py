@@ -13,6 +13,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from vipernet.wire._construct import fast_constructor
 from vipernet.wire.errors import WireUsageError, truncated
 
 Bytes = bytes | bytearray | memoryview
@@ -42,13 +43,16 @@ class EthernetHeader:
     ethertype: EtherType | int  # unknown values are kept as plain ints
 
 
+_new_header = fast_constructor(EthernetHeader)
+
+
 def parse_ethernet(frame: Bytes) -> tuple[EthernetHeader, memoryview]:
     """Split a frame into its header and a zero-copy view of the payload."""
     if len(frame) < HEADER_LENGTH:
         raise truncated("ethernet", len(frame), HEADER_LENGTH)
     view = memoryview(frame)
     dst, src, ethertype = _HEADER.unpack_from(view)
-    header = EthernetHeader(dst=dst, src=src, ethertype=_ETHERTYPES.get(ethertype, ethertype))
+    header: EthernetHeader = _new_header(dst, src, _ETHERTYPES.get(ethertype, ethertype))
     return header, view[HEADER_LENGTH:]
 
 

@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from vipernet.wire._construct import fast_constructor
 from vipernet.wire.checksum import internet_checksum
 from vipernet.wire.errors import WireError, WireUsageError, truncated
 
@@ -67,6 +68,9 @@ class IPv4Header:
         return self.more_fragments or self.fragment_offset != 0
 
 
+_new_header = fast_constructor(IPv4Header)
+
+
 def _parse(packet: Bytes, *, verify_checksum: bool, quoted: bool) -> tuple[IPv4Header, memoryview]:
     length = len(packet)
     if length < MIN_HEADER_LENGTH:
@@ -96,18 +100,18 @@ def _parse(packet: Bytes, *, verify_checksum: bool, quoted: bool) -> tuple[IPv4H
         raise WireError("ipv4", "version", version, "version == 4")
     if frag & _FLAG_RESERVED:
         raise WireError("ipv4", "flags", hex(frag >> 13), "reserved flag bit == 0")
-    header = IPv4Header(
-        src=IPv4Address(src),
-        dst=IPv4Address(dst),
-        proto=_PROTOS.get(proto, proto),
-        ttl=ttl,
-        ident=ident,
-        tos=tos,
-        dont_fragment=bool(frag & _FLAG_DF),
-        more_fragments=bool(frag & _FLAG_MF),
-        fragment_offset=(frag & _OFFSET_MASK) * 8,
-        options=bytes(view[MIN_HEADER_LENGTH:hlen]) if hlen > MIN_HEADER_LENGTH else b"",
-        total_length=total,
+    header: IPv4Header = _new_header(
+        IPv4Address(src),
+        IPv4Address(dst),
+        _PROTOS.get(proto, proto),
+        ttl,
+        ident,
+        tos,
+        bool(frag & _FLAG_DF),
+        bool(frag & _FLAG_MF),
+        (frag & _OFFSET_MASK) * 8,
+        bytes(view[MIN_HEADER_LENGTH:hlen]) if hlen > MIN_HEADER_LENGTH else b"",
+        total,
     )
     return header, view[hlen:end]
 

@@ -30,6 +30,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from vipernet.wire._construct import fast_constructor
 from vipernet.wire.checksum import internet_checksum, ones_complement_sum, pseudo_header_sum
 from vipernet.wire.errors import WireError, WireUsageError, truncated
 
@@ -103,12 +104,16 @@ class TcpHeader:
     options: TcpOptions = NO_OPTIONS
 
 
+_new_header = fast_constructor(TcpHeader)
+_new_options = fast_constructor(TcpOptions)
+
+
 def parse_tcp_options(raw: Bytes) -> TcpOptions:
     """Decode the option bytes between the fixed header and the data offset."""
     data = bytes(raw)
     end = len(data)
     if end == 12 and data[:4] == _TS_ONLY_PREFIX:  # the hot path: skip the general loop
-        return TcpOptions(timestamps=_PAIR.unpack_from(data, 4))
+        return _new_options(None, None, False, (), _PAIR.unpack_from(data, 4), ())
     pos = 0
     mss: int | None = None
     wscale: int | None = None
@@ -181,16 +186,7 @@ def parse_tcp(
         if internet_checksum(view, pseudo) != 0:
             raise WireError("tcp", "checksum", hex(csum), "checksum verifies")
     options = parse_tcp_options(view[MIN_HEADER_LENGTH:hlen]) if hlen > 20 else NO_OPTIONS
-    header = TcpHeader(
-        src_port=sport,
-        dst_port=dport,
-        seq=seq,
-        ack=ack,
-        flags=_FLAGS[flags],
-        window=window,
-        urgent=urgent,
-        options=options,
-    )
+    header: TcpHeader = _new_header(sport, dport, seq, ack, _FLAGS[flags], window, urgent, options)
     return header, view[hlen:]
 
 

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from vipernet.wire._construct import fast_constructor
 from vipernet.wire.checksum import internet_checksum, ones_complement_sum, pseudo_header_sum
 from vipernet.wire.errors import WireError, WireUsageError, truncated
 
@@ -32,6 +33,9 @@ class UdpHeader:
     checksum: int = 0  # as received; 0 means none was sent
 
 
+_new_header = fast_constructor(UdpHeader)
+
+
 def parse_udp(
     data: Bytes, *, src: IPv4Address, dst: IPv4Address, verify_checksum: bool = True
 ) -> tuple[UdpHeader, memoryview]:
@@ -50,7 +54,7 @@ def parse_udp(
         pseudo = pseudo_header_sum(src, dst, PROTO_UDP, length)
         if internet_checksum(view, pseudo) != 0:
             raise WireError("udp", "checksum", hex(csum), "checksum verifies")
-    header = UdpHeader(src_port=sport, dst_port=dport, length=length, checksum=csum)
+    header: UdpHeader = _new_header(sport, dport, length, csum)
     return header, view[HEADER_LENGTH:]
 
 
