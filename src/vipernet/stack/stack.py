@@ -36,6 +36,7 @@ from vipernet.stack.arp_cache import QueuedPacket
 from vipernet.stack.arp_layer import ArpLayer
 from vipernet.stack.config import StackConfig
 from vipernet.stack.counters import Counters
+from vipernet.stack.fastpath import answer_echo_fast
 from vipernet.stack.icmp_layer import IcmpErrorEvent, IcmpLayer
 from vipernet.stack.ipv4_layer import Ipv4Layer, ProtocolHandler
 from vipernet.stack.ping import PingLayer, PingSocket
@@ -67,6 +68,7 @@ class Stack:
         self._tx: list[Frame] = []
         self._changed: set[Any] = set()
         self._src_and_type = config.mac + _IPV4_TYPE_BYTES
+        self._our_ip = config.ip.ip.packed
         self.arp = ArpLayer(self)
         self.ipv4 = Ipv4Layer(self)
         self.icmp = IcmpLayer(self, now)
@@ -98,7 +100,9 @@ class Stack:
             ethertype = (view[12] << 8) | view[13]
             if ethertype == _ETHERTYPE_IPV4:
                 count("eth.rx.ipv4")
-                self.ipv4.receive(view[14:], frame.offload, now)
+                ip = view[14:]
+                if not answer_echo_fast(self, ip, frame.offload, self._our_ip, now):
+                    self.ipv4.receive(ip, frame.offload, now)
             elif ethertype == _ETHERTYPE_ARP:
                 count("eth.rx.arp")
                 self.arp.receive(view[14:], now)
@@ -247,6 +251,7 @@ class Stack:
                     gateway: IPv4Address | None = None) -> None:
         """Change our address (and gateway); announces it with a gratuitous ARP."""
         self.config = replace(self.config, ip=ip, gateway=gateway)
+        self._our_ip = ip.ip.packed
         self.arp.gratuitous()
 
     def arp_entries(self, now: float) -> dict[IPv4Address, bytes]:
