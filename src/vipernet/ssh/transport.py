@@ -300,6 +300,10 @@ class Transport:
                                            DisconnectReason.PROTOCOL_VERSION_NOT_SUPPORTED)
                 self.server_version = line
                 return True
+            if b"\x00" in line:
+                # As OpenSSH: a NUL can never be part of a banner; this is not an SSH server.
+                raise SSHProtocolError("banner line contains invalid characters (not SSH?)",
+                                       DisconnectReason.PROTOCOL_VERSION_NOT_SUPPORTED)
             self.banner_lines.append(line)
             if sum(len(b) for b in self.banner_lines) > MAX_PRE_VERSION_BYTES \
                     or len(self.banner_lines) > 1024:
