@@ -9,7 +9,7 @@ from vipernet.wire.arp import ArpOp, ArpPacket, build_arp
 from vipernet.wire.ethernet import BROADCAST_MAC, EthernetHeader, EtherType, build_ethernet
 from vipernet.wire.icmp import IcmpEcho, IcmpType, build_icmp
 from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4, build_ipv4_header
-from vipernet.wire.tcp import TcpFlags, TcpHeader, build_tcp
+from vipernet.wire.tcp import NO_OPTIONS, TcpFlags, TcpHeader, TcpOptions, build_tcp
 from vipernet.wire.udp import build_udp
 
 STACK_MAC = bytes.fromhex("525400123456")
@@ -51,9 +51,10 @@ def udp_frame(payload: bytes, *, sport: int = 40000, dport: int = 7,
 def tcp_frame(payload: bytes, *, seq: int = 1000, flags: TcpFlags = TcpFlags.ACK | TcpFlags.PSH,
               ident: int = 7, partial: bool = False, dst_mac: bytes = PEER_MAC,
               src: IPv4Address = STACK_IP, dst: IPv4Address = GATEWAY_IP,
-              sport: int = 40000, dport: int = 5001, ack: int = 1) -> bytes:
+              sport: int = 40000, dport: int = 5001, ack: int = 1,
+              options: TcpOptions = NO_OPTIONS) -> bytes:
     header = TcpHeader(src_port=sport, dst_port=dport, seq=seq, ack=ack, flags=flags,
-                       window=65535)
+                       window=65535, options=options)
     segment = build_tcp(header, payload, src=src, dst=dst, partial_checksum=partial)
     ip = build_ipv4_header(IPv4Header(src=src, dst=dst, proto=IpProto.TCP, ident=ident,
                                       dont_fragment=True), len(segment))

@@ -20,17 +20,19 @@ from tests.link.packets import (
     gso_tcp,
     icmp_echo,
     partial_tcp,
+    tcp_frame,
 )
 from tests.testbed import TestBed
-from vipernet.link.errors import LinkError, NoSuchInterface
-from vipernet.link.frame import Frame
+from vipernet.link.errors import DeviceBusy, DeviceClosed, LinkError, NoSuchInterface
+from vipernet.link.frame import Frame, GsoType
 from vipernet.link.netns import in_netns
+from vipernet.link.offload import complete_checksum, segment_gso
 from vipernet.link.tap import TapDevice
 from vipernet.wire.arp import ArpOp, ArpPacket, build_arp, parse_arp
 from vipernet.wire.ethernet import EtherType, parse_ethernet
 from vipernet.wire.icmp import IcmpEcho, IcmpType, parse_icmp
 from vipernet.wire.ipv4 import IpProto, parse_ipv4
-from vipernet.wire.tcp import TcpFlags, parse_tcp
+from vipernet.wire.tcp import TcpFlags, TcpHeader, TcpOptions, parse_tcp
 
 pytestmark = pytest.mark.testbed
 
@@ -177,6 +179,83 @@ def test_kernel_accepts_our_partial_checksums_and_a_64k_tso_frame(bed: TestBed) 
         assert _nstat(bed).get("TcpInCsumErrors", 0) == 0
 
 
+def test_kernel_sends_us_gso_frames_with_partial_checksums_we_can_complete(
+        bed: TestBed) -> None:
+    """The kernel's TCP, writing to us over a TSO-enabled TAP, hands over frames beyond the
+    MTU with partial checksums; completed and cut by vipernet.link.offload they carry
+    exactly the bytes the kernel's socket sent."""
+    with in_netns(bed.name):
+        listener = socket.create_server((str(GATEWAY_IP), 0))
+    with listener, TapDevice.open(bed.tap, netns=bed.name) as tap:
+        port = listener.getsockname()[1]
+        mac = gateway_mac(tap)
+        iss = 5_000_000
+        tap.send(Frame(tcp_frame(b"", dst_mac=mac, seq=iss, ack=0, flags=TcpFlags.SYN,
+                                 dport=port, options=TcpOptions(mss=1460))), time.monotonic())
+        syn_ack = parse_tcp_frame(wait_frame(tap, lambda f: _tcp_flags(f) == SYN_ACK))
+        tap.send(Frame(tcp_frame(b"", dst_mac=mac, seq=iss + 1, ack=syn_ack.seq + 1,
+                                 flags=TcpFlags.ACK, dport=port)), time.monotonic())
+        listener.settimeout(5)
+        conn, _ = listener.accept()
+        data = os.urandom(40000)
+        with conn:
+            conn.sendall(data)  # fits the send buffer; the kernel pushes what cwnd allows
+            segments: list[Frame] = []
+            quiet_until = time.monotonic() + 2.0
+            # Collect the kernel's first flight: until 10 segments or it goes quiet (waiting
+            # for ACKs we never send).
+            while time.monotonic() < quiet_until and sum(map(_payload_len, segments)) < 14600:
+                select.select([tap.fileno()], [], [], 0.05)
+                for frame in tap.receive(time.monotonic()):
+                    if _tcp_flags(frame) & TcpFlags.ACK and _payload_len(frame):
+                        segments.append(frame)
+                        quiet_until = time.monotonic() + 0.3
+                    else:
+                        answer_arp(tap, frame)
+        assert any(len(f.data) > 1514 and f.offload is not None
+                   and f.offload.gso_type == GsoType.TCPV4 for f in segments)
+        received = b""
+        for frame in segments:
+            assert frame.offload is not None and frame.offload.needs_csum
+            for piece in segment_gso(Frame(complete_checksum(frame), frame.offload)):
+                ip, body = parse_ipv4(memoryview(piece.data)[14:])
+                tcp, payload = parse_tcp(body, src=ip.src, dst=ip.dst)  # checksum verified
+                assert len(payload) <= 1460
+                offset = (tcp.seq - syn_ack.seq - 1) & 0xFFFFFFFF
+                if offset == len(received):  # (we never ACK: retransmissions repeat data)
+                    received += bytes(payload)
+        assert received == data[:len(received)] and len(received) >= 2 * 1460
+
+
+SYN_ACK = TcpFlags.SYN | TcpFlags.ACK
+
+
+def _tcp(frame: Frame) -> tuple[TcpHeader, memoryview] | None:
+    eth, ip_bytes = parse_ethernet(frame.data)
+    if eth.ethertype != EtherType.IPV4:
+        return None
+    ip, body = parse_ipv4(ip_bytes)
+    if ip.proto != IpProto.TCP:
+        return None
+    return parse_tcp(body, src=ip.src, dst=ip.dst, verify_checksum=False)
+
+
+def _tcp_flags(frame: Frame) -> int:
+    parsed = _tcp(frame)
+    return 0 if parsed is None else int(parsed[0].flags)
+
+
+def _payload_len(frame: Frame) -> int:
+    parsed = _tcp(frame)
+    return 0 if parsed is None else len(parsed[1])
+
+
+def parse_tcp_frame(frame: Frame) -> TcpHeader:
+    parsed = _tcp(frame)
+    assert parsed is not None
+    return parsed[0]
+
+
 def test_without_vnet_header_offloads_are_reset_and_frames_are_plain(bed: TestBed) -> None:
     with TapDevice.open(bed.tap, netns=bed.name, vnet_hdr=False) as tap:
         assert not tap.capabilities.tso and tap.capabilities.max_frame == 1514
@@ -194,3 +273,26 @@ def _nstat(bed: TestBed) -> dict[str, int]:
         if len(parts) >= 2 and parts[1].isdigit():
             counters[parts[0]] = int(parts[1])
     return counters
+
+
+def test_a_second_open_of_an_attached_tap_is_device_busy(bed: TestBed) -> None:
+    with TapDevice.open(bed.tap, netns=bed.name), pytest.raises(DeviceBusy, match="in use"):
+        TapDevice.open(bed.tap, netns=bed.name)
+
+
+def test_the_twelve_byte_header_layout_works_too(bed: TestBed) -> None:
+    with TapDevice.open(bed.tap, netns=bed.name, vnet_hdr_len=12) as tap:
+        assert tap.vnet_hdr_len == 12
+        gateway_mac(tap)
+    with pytest.raises(LinkError, match="10 or 12"):
+        TapDevice.open(bed.tap, netns=bed.name, vnet_hdr_len=11)
+
+
+def test_a_closed_device_refuses_use(bed: TestBed) -> None:
+    tap = TapDevice.open(bed.tap, netns=bed.name)
+    tap.close()
+    tap.close()  # idempotent
+    with pytest.raises(DeviceClosed):
+        tap.receive(0.0)
+    with pytest.raises(DeviceClosed):
+        tap.send(Frame(arp_request()), 0.0)

@@ -63,13 +63,14 @@ def complete_checksum(frame: Frame) -> bytes:
 def segment_gso(frame: Frame, mss: int | None = None) -> list[Frame]:
     """Cut a TCPV4 GSO frame into frames carrying at most ``mss`` payload bytes each.
 
-    ``mss`` defaults to ``frame.offload.gso_size``.  Every output frame has full, valid IP and
-    TCP checksums and no offload metadata.  A frame whose payload already fits comes back as
-    one frame (with its checksum completed).
+    ``mss`` defaults to ``frame.offload.gso_size`` (for a frame that is not GSO at all: no
+    limit).  Every output frame has full, valid IP and TCP checksums and no offload metadata.
+    A frame whose payload already fits comes back as one frame (with its checksum completed).
     """
     off = frame.offload
     if mss is None:
-        mss = off.gso_size if off is not None else 0
+        is_gso = off is not None and off.gso_type != GsoType.NONE
+        mss = (off.gso_size if off is not None else 0) if is_gso else 0xFFFF
     if mss <= 0:
         raise OffloadError(f"cannot segment with mss={mss}")
     if off is not None and off.gso_type not in (GsoType.NONE, GsoType.TCPV4):
