@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import struct
@@ -10,11 +11,20 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.link.packets import partial_tcp, tcp_frame
 from vipernet.link.errors import DeviceClosed, LinkProtocolError, NoSuchInterface
 from vipernet.link.frame import Frame
-from vipernet.link.qemu import MAX_STREAM_FRAME, DgramDevice, StreamDevice
+from vipernet.link.offload import ETH_HEADER_LEN
+from vipernet.link.qemu import (
+    MAX_STREAM_FRAME,
+    DgramDevice,
+    StreamDecoder,
+    StreamDevice,
+    encode_stream_frame,
+)
 
 
 def framed(*frames: bytes) -> bytes:
@@ -225,3 +235,38 @@ def test_dgram_over_udp_ignores_strangers() -> None:
         a.send(Frame(frame), 0.0)
         assert receive_until(b, 1) == [frame]
         assert b.counters.rx_drops == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=14, max_size=300), max_size=8), st.data())
+def test_decoder_returns_the_frames_however_the_stream_is_cut(
+        frames: list[bytes], data: st.DataObject) -> None:
+    stream = b"".join(encode_stream_frame(f) for f in frames)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    decoder = StreamDecoder()
+    got: list[bytes] = []
+    for start, end in itertools.pairwise([0, *cuts, len(stream)]):
+        got.extend(decoder.feed(stream[start:end]))
+    assert got == frames and decoder.pending == 0 and decoder.error is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=10))
+def test_decoder_on_garbage_yields_frames_or_a_protocol_error_only(chunks: list[bytes]) -> None:
+    decoder = StreamDecoder()
+    for chunk in chunks:
+        try:
+            for frame in decoder.feed(chunk):
+                assert ETH_HEADER_LEN <= len(frame) <= MAX_STREAM_FRAME
+        except LinkProtocolError:
+            assert decoder.error is not None
+        assert decoder.pending <= MAX_STREAM_FRAME + 4 + 200
+
+
+def test_decoder_stops_for_good_after_a_bad_length() -> None:
+    decoder = StreamDecoder(max_frame=100)
+    good = bytes(20)
+    assert decoder.feed(encode_stream_frame(good) + struct.pack("!I", 101)) == [good]
+    assert decoder.error is not None and "101 > 100" in decoder.error
+    with pytest.raises(LinkProtocolError):
+        decoder.feed(encode_stream_frame(good))

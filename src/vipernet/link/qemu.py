@@ -63,6 +63,59 @@ def _connect_error(address: Address, exc: OSError) -> LinkError:
     return LinkError(f"cannot connect to {address!r}: {exc.strerror or exc}")
 
 
+class StreamDecoder:
+    """Sans-IO reader of the stream protocol: bytes in, whole frames out.
+
+    ``feed`` returns every frame completed by the new bytes.  A length over ``max_frame``
+    stops the decoder for good: ``error`` says why, the frames before it were returned, and
+    later feeds raise :class:`LinkProtocolError`.  Runts (shorter than an Ethernet header)
+    are skipped and counted in ``runts``: their framing is intact, only the content is junk.
+    The buffer never holds more than one frame plus one read.
+    """
+
+    def __init__(self, max_frame: int = MAX_STREAM_FRAME) -> None:
+        self.max_frame = max_frame
+        self.runts = 0
+        self.error: str | None = None
+        self._buf = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a frame (or length prefix) received but not complete yet."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        if self.error is not None:
+            raise LinkProtocolError(self.error)
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= 4:
+            (length,) = _LENGTH.unpack_from(buf, pos)
+            if length > self.max_frame:
+                self.error = (f"frame length {length} > {self.max_frame}: peer does not speak "
+                              "the QEMU stream protocol, or the stream lost sync")
+                buf.clear()
+                return frames
+            if end - pos - 4 < length:
+                break
+            frame = bytes(buf[pos + 4:pos + 4 + length])
+            pos += 4 + length
+            if length < ETH_HEADER_LEN:
+                self.runts += 1
+                continue
+            frames.append(frame)
+        del buf[:pos]
+        return frames
+
+
+def encode_stream_frame(frame: bytes | bytearray | memoryview) -> bytes:
+    """One frame as the stream protocol carries it: 4-byte big-endian length, then the bytes."""
+    return _LENGTH.pack(len(frame)) + bytes(frame)
+
+
 class StreamDevice:
     """The QEMU stream protocol over a connected stream socket."""
 
@@ -72,7 +125,7 @@ class StreamDevice:
         self.name = name
         self.capabilities = _capabilities(mtu)
         self.counters = LinkCounters()
-        self._in = bytearray()
+        self._decoder = StreamDecoder()
         self._out = bytearray()
         self._failure: LinkError | None = None  # set once the stream is unusable
         self._closed = False
@@ -141,38 +194,20 @@ class StreamDevice:
                 eof = True
                 break
             received += len(chunk)
-            self._in += chunk
-            self._cut_frames(frames)
-            if self._failure is not None:
+            for data in self._decoder.feed(chunk):
+                frames.append(Frame(data))
+                self.counters.count_rx(len(data))
+            self.counters.rx_drops = self._decoder.runts
+            if self._decoder.error is not None:
+                self._fail(LinkProtocolError(f"{self.name}: {self._decoder.error}"))
                 break
         if eof and self._failure is None:
-            leftover = f" ({len(self._in)} bytes of a partial frame lost)" if self._in else ""
+            pending = self._decoder.pending
+            leftover = f" ({pending} bytes of a partial frame lost)" if pending else ""
             self._fail(DeviceClosed(f"{self.name}: peer closed the connection{leftover}"))
         if self._failure is not None and not frames:
             self._raise_failure()
         return frames  # on failure, frames cut before it are still delivered; next call raises
-
-    def _cut_frames(self, frames: list[Frame]) -> None:
-        buf = self._in
-        pos = 0
-        end = len(buf)
-        while end - pos >= 4:
-            (length,) = _LENGTH.unpack_from(buf, pos)
-            if length > MAX_STREAM_FRAME:
-                self._fail(LinkProtocolError(
-                    f"{self.name}: frame length {length} > {MAX_STREAM_FRAME}: "
-                    "peer does not speak the QEMU stream protocol, or the stream lost sync"))
-                break
-            if end - pos - 4 < length:
-                break
-            data = bytes(buf[pos + 4:pos + 4 + length])
-            pos += 4 + length
-            if length < ETH_HEADER_LEN:
-                self.counters.rx_drops += 1  # a runt: skip it, the framing itself is intact
-                continue
-            frames.append(Frame(data))
-            self.counters.count_rx(length)
-        del buf[:pos]
 
     def send(self, frame: Frame, now: float) -> None:
         self._check_usable()
@@ -221,7 +256,6 @@ class StreamDevice:
         if self._failure is None:
             self._failure = error
             self._out.clear()
-            self._in.clear()
             # Tell the peer at once; the fd itself stays open (and registered in the
             # caller's selector) until close().
             with contextlib.suppress(OSError):
