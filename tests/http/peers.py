@@ -9,11 +9,13 @@ import contextlib
 import http.server
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 NGINX_CONF = """\
@@ -59,7 +61,11 @@ def port_open(host: str, port: int) -> bool:
 class Nginx:
     """nginx serving ``www`` (a directory under its temp dir) on 127.0.0.1:<free port>."""
 
-    def __init__(self, binary: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, binary: str, host: str = "127.0.0.1", *,
+                 prefix: Sequence[str] = (), port: int | None = None,
+                 ready: Callable[[str, int], bool] = port_open) -> None:
+        """``prefix`` runs nginx under e.g. ``ip netns exec NS``; then give ``port`` and a
+        ``ready(host, port)`` probe that looks inside the namespace."""
         self.dir = Path(tempfile.mkdtemp(prefix="vipernet-http-nginx-"))
         os.chmod(self.dir, 0o755)  # workers run as nobody and must read the web root
         self.www = self.dir / "www"
@@ -69,17 +75,17 @@ class Nginx:
         self.port = 0
         try:
             for _ in range(3):  # the free port can be taken between probe and listen
-                self.port = free_port(host)
+                self.port = port if port is not None else free_port(host)
                 conf = self.dir / "nginx.conf"
                 conf.write_text(NGINX_CONF.format(d=self.dir, host=host, port=self.port))
                 self.proc = subprocess.Popen(
-                    [binary, "-c", str(conf), "-p", str(self.dir), "-e",
+                    [*prefix, binary, "-c", str(conf), "-p", str(self.dir), "-e",
                      str(self.dir / "error.log")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     start_new_session=True)
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline and self.proc.poll() is None:
-                    if port_open(host, self.port):
+                    if ready(host, self.port):
                         return
                     time.sleep(0.05)
                 self._stop()
@@ -112,11 +118,14 @@ class Nginx:
 
     def _stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            # the whole session: under "ip netns exec" nginx is a child of the wrapper
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
         self.proc = None
 

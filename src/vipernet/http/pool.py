@@ -127,7 +127,7 @@ class ConnectionPool:
         try:
             fd = fileno()
             if fd < 0:
-                return False
+                return True  # a netd socket has no descriptor (-1): rely on the retry
             readable, _, _ = select.select([fd], [], [], 0)
         except (OSError, ValueError, TypeError):
             return True
