@@ -18,7 +18,7 @@ from tests.stack.helpers import (
 )
 from vipernet.link.frame import Frame, GsoType, Offload
 from vipernet.stack import Stack
-from vipernet.wire import IcmpError, IcmpType, IpProto, build_udp
+from vipernet.wire import IcmpEcho, IcmpError, IcmpType, IpProto, build_icmp, build_udp
 
 
 def _ready() -> Stack:
@@ -125,3 +125,14 @@ def test_packets_to_our_own_address_loop_back_to_our_sockets() -> None:
     assert stack.next_deadline() == 0.0
     assert stack.transmit() == []  # delivered locally, nothing on the wire
     assert server.recvfrom(10) == (b"self", ("10.0.2.15", client.getsockname()[1]))
+
+
+def test_martian_sources_are_dropped_on_both_echo_paths() -> None:
+    stack = _ready()
+    for src in ("10.0.2.15", "224.0.0.1", "255.255.255.255", "10.0.2.255", "0.0.0.0"):
+        stack.receive(udp_frame(b"x", src=IPv4Address(src)), 0.0)
+        stack.receive(eth(ip_packet(build_icmp(IcmpEcho(
+            type=IcmpType.ECHO_REQUEST, ident=1, seq=1)), proto=IpProto.ICMP,
+            src=IPv4Address(src))), 0.0)
+    assert stack.counters["ipv4.rx.martian_source"] == 10
+    assert stack.transmit() == []

@@ -47,9 +47,9 @@ def answer_echo_fast(stack: Stack, ip: memoryview, offload: Offload | None,
     if (offload is None or not offload.data_valid) and internet_checksum(icmp) != 0:
         return False
     src_bytes = bytes(ip[12:16])
+    if src_bytes == our_ip or src_bytes[0] >= 224 or src_bytes == b"\0\0\0\0":
+        return False  # martians (and multicast/broadcast): the general path drops them
     src = IPv4Address(src_bytes)
-    if src.is_multicast or src_bytes == b"\xff\xff\xff\xff":
-        return False
     try:
         next_hop = stack.ipv4.route(src)
     except OSError:

@@ -70,7 +70,11 @@ class Ipv4Layer:
             count("ipv4.rx.not_for_us")
             return
         src = header.src
-        if src.is_multicast or src == LIMITED_BROADCAST:
+        # Martians (RFC 1812 5.3.7): a group or broadcast source, our own address coming
+        # back from the wire, or "this host" (0.0.0.0) talking to our unicast address.
+        if (src.is_multicast or src == LIMITED_BROADCAST or src == our.ip
+                or src == our.network.broadcast_address
+                or (src.is_unspecified and dst == our.ip)):
             count("ipv4.rx.martian_source")
             return
         self._deliver(header, payload, offload, now)
