@@ -1,0 +1,183 @@
+"""``vipernet ssh`` / ``vipernet sftp`` end to end against sshd (host sockets:
+VIPERNET_TRANSPORT=os), including an interactive shell driven through a pty pair, and
+ssh-audit's client audit of our algorithms."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import pty
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.ssh.sshd import Sshd, free_port
+from tests.testbed import require_binary
+from vipernet.ssh.client import SSHClient
+from vipernet.ssh.errors import SSHError
+
+pytestmark = pytest.mark.testbed
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, VIPERNET_TRANSPORT="os", PYTHONPATH=SRC, TERM="xterm")
+
+
+def _argv(sshd: Sshd, tmp_path: Path, command: str, port_flag: str) -> list[str]:
+    return [sys.executable, "-m", "vipernet.cli.main", command, port_flag, str(sshd.port),
+            "-i", str(sshd.user_keys["ed25519"]), "-o", "StrictHostKeyChecking=accept-new",
+            "-o", f"UserKnownHostsFile={tmp_path / 'kh'}"]
+
+
+def test_vipernet_ssh_runs_a_command_and_returns_its_exit_status(sshd: Sshd,
+                                                                  tmp_path: Path) -> None:
+    r = subprocess.run([*_argv(sshd, tmp_path, "ssh", "-p"), "root@127.0.0.1",
+                        "echo out; echo err >&2; exit 7"], env=_env(), capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (7, b"out\n", b"err\n")
+
+
+def test_vipernet_ssh_forwards_stdin_to_the_command(sshd: Sshd, tmp_path: Path) -> None:
+    data = os.urandom(500_000)
+    r = subprocess.run([*_argv(sshd, tmp_path, "ssh", "-p"), "root@127.0.0.1", "sha256sum"],
+                       env=_env(), capture_output=True, input=data, timeout=30)
+    assert r.returncode == 0
+    assert r.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
+
+
+def test_vipernet_ssh_refuses_a_changed_host_key_with_status_255(sshd: Sshd,
+                                                                  tmp_path: Path) -> None:
+    (tmp_path / "kh").write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 "
+                                 "AAAAC3NzaC1lZDI1NTE5AAAAIBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\n")
+    r = subprocess.run([*_argv(sshd, tmp_path, "ssh", "-p"), "root@127.0.0.1", "true"],
+                       env=_env(), capture_output=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert r.returncode == 255
+    assert b"REMOTE HOST IDENTIFICATION HAS CHANGED" in r.stderr
+
+
+def _read_until(fd: int, marker: bytes, seen: bytearray, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {marker!r} in {bytes(seen)[-500:]!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"EOF before {marker!r}: {bytes(seen)[-500:]!r}")
+            seen.extend(chunk)
+
+
+def test_interactive_shell_through_a_pty_types_a_command_reads_output_and_exits(
+        sshd: Sshd, tmp_path: Path) -> None:
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: vipernet ssh with the pty as its terminal
+        try:
+            os.execve(sys.executable, [*_argv(sshd, tmp_path, "ssh", "-p"), "root@127.0.0.1"],
+                      _env())
+        finally:
+            os._exit(127)
+    seen = bytearray()
+    try:
+        _read_until(fd, b"# ", seen)  # root's shell prompt: the remote side is ready
+        os.write(fd, b"echo vn-$((40+2)); tty\r")
+        _read_until(fd, b"vn-42", seen)
+        _read_until(fd, b"/dev/pts/", seen)
+        # Resize our terminal: the kernel sends SIGWINCH, vipernet ssh sends window-change.
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+        time.sleep(0.3)
+        os.write(fd, b"stty size\r")
+        _read_until(fd, b"33 111", seen)
+        os.write(fd, b"exit 5\r")
+        deadline = time.monotonic() + 15
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError("vipernet ssh did not exit")
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                with contextlib.suppress(OSError):
+                    seen.extend(os.read(fd, 4096))
+        assert os.waitstatus_to_exitcode(status) == 5
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+
+
+def test_vipernet_sftp_batch_put_ls_rename_get_rm(sshd: Sshd, tmp_path: Path) -> None:
+    local = tmp_path / "local.bin"
+    local.write_bytes(os.urandom(1_500_000))
+    work = tmp_path / "remote"
+    batch = tmp_path / "batch"
+    batch.write_text(f"mkdir {work}\ncd {work}\nput {local} one.bin\nls\nrename one.bin "
+                     f"two.bin\nls -l\nget two.bin {tmp_path / 'back.bin'}\nrm two.bin\n"
+                     f"-rm does-not-exist\ncd ..\nrmdir {work}\npwd\n")
+    r = subprocess.run([*_argv(sshd, tmp_path, "sftp", "-P"), "-b", str(batch),
+                        "root@127.0.0.1"], env=_env(), capture_output=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "one.bin" in out and "two.bin" in out and "-rw" in out
+    assert (tmp_path / "back.bin").read_bytes() == local.read_bytes()
+    assert not work.exists()
+
+
+def test_vipernet_sftp_batch_stops_at_the_first_error(sshd: Sshd, tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    batch.write_text(f"get {tmp_path / 'missing'}\nmkdir {tmp_path / 'never'}\n")
+    r = subprocess.run([*_argv(sshd, tmp_path, "sftp", "-P"), "-b", str(batch),
+                        "root@127.0.0.1"], env=_env(), capture_output=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 1
+    assert b"No such file" in r.stderr or b"no such file" in r.stderr.lower()
+    assert not (tmp_path / "never").exists()
+
+
+def test_ssh_audit_client_mode_lists_our_algorithms_and_strict_kex(tmp_path: Path) -> None:
+    audit = require_binary("ssh-audit")
+    port = free_port()
+    proc = subprocess.Popen([audit, "-c", "-p", str(port), "-n", "-t", "10"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        ss = shutil.which("ss")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # wait for it to listen, without connecting
+            if ss and subprocess.run([ss, "-Hltn", f"sport = :{port}"], capture_output=True,
+                                     text=True).stdout.strip():
+                break
+            time.sleep(0.05)
+        with pytest.raises(SSHError):  # ssh-audit hangs up after reading our KEXINIT
+            SSHClient.connect("127.0.0.1", port, username="audit",
+                              verify_host_key=lambda key: None, timeout=10)
+        out = proc.communicate(timeout=20)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "SSH-2.0-vipernet" in out
+    for alg in ("curve25519-sha256", "curve25519-sha256@libssh.org",
+                "kex-strict-c-v00@openssh.com", "ssh-ed25519", "rsa-sha2-512",
+                "rsa-sha2-256", "aes128-ctr", "aes256-ctr", "hmac-sha2-256",
+                "hmac-sha1"):
+        assert f") {alg} " in out or f") {alg}\n" in out, alg
+    assert "(key) ssh-rsa " not in out  # no SHA-1 RSA signatures offered
