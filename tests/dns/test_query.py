@@ -13,6 +13,7 @@ from vipernet.dns import (
     AAAA,
     Answer,
     CnameLoop,
+    DnsError,
     DnsQuery,
     DnsTimeout,
     InvalidName,
@@ -289,3 +290,36 @@ def test_late_replies_after_the_answer_are_counted() -> None:
     query.receive(reply(send.data, A_RECORD), SERVER, NOW)
     assert not query.receive(reply(send.data, A_RECORD), SERVER, NOW)
     assert query.counters["late"] == 1
+
+
+RICH_REPLY_RECORDS = [
+    ("example.test.", "CNAME", 60, ["mid.test."]),
+    ("mid.test.", "A", 60, ["10.0.0.1", "10.0.0.2"]),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=200), st.integers(0, 255)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(min_value=0, max_value=200),
+)
+def test_corrupted_replies_end_in_an_answer_a_dns_error_or_are_ignored(
+    edits: list[tuple[int, int]], cut: int
+) -> None:
+    query, send = start(allow_tcp=True)
+    raw = bytearray(reply(send.data, RICH_REPLY_RECORDS))
+    for position, value in edits:
+        raw[2 + position % (len(raw) - 2)] = value  # keep the id so parsing goes deep
+    data = bytes(raw[: len(raw) - cut % 40])
+    accepted = query.receive(data, SERVER, NOW)
+    try:
+        action = query.next_action(NOW)
+    except DnsError:
+        assert accepted
+        return
+    if not accepted:
+        assert isinstance(action, WaitUntil)
