@@ -8,6 +8,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def receive_until(device: StreamDevice | DgramDevice, count: int,
 
 
 @pytest.fixture
-def pair() -> tuple[StreamDevice, socket.socket]:
+def pair() -> Iterator[tuple[StreamDevice, socket.socket]]:
     ours, theirs = socket.socketpair()
     device = StreamDevice(ours)
     yield device, theirs

@@ -7,20 +7,27 @@ import os
 import select
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests.link.packets import (
     GATEWAY_IP,
-    STACK_IP,
-    STACK_MAC,
     arp_request,
-    ether,
     gso_tcp,
     icmp_echo,
     partial_tcp,
     tcp_frame,
+)
+from tests.link.tapkit import (
+    SYN_ACK,
+    answer_arp,
+    gateway_mac,
+    nstat,
+    parse_tcp_frame,
+    payload_len,
+    tcp_flags,
+    wait_frame,
 )
 from tests.testbed import TestBed
 from vipernet.link.errors import DeviceBusy, DeviceClosed, LinkError, NoSuchInterface
@@ -28,11 +35,10 @@ from vipernet.link.frame import Frame, GsoType
 from vipernet.link.netns import in_netns
 from vipernet.link.offload import complete_checksum, segment_gso
 from vipernet.link.tap import TapDevice
-from vipernet.wire.arp import ArpOp, ArpPacket, build_arp, parse_arp
 from vipernet.wire.ethernet import EtherType, parse_ethernet
 from vipernet.wire.icmp import IcmpEcho, IcmpType, parse_icmp
 from vipernet.wire.ipv4 import IpProto, parse_ipv4
-from vipernet.wire.tcp import TcpFlags, TcpHeader, TcpOptions, parse_tcp
+from vipernet.wire.tcp import TcpFlags, TcpOptions, parse_tcp
 
 pytestmark = pytest.mark.testbed
 
@@ -41,45 +47,6 @@ pytestmark = pytest.mark.testbed
 def bed() -> Iterator[TestBed]:
     with TestBed("lnk") as b:
         yield b
-
-
-def wait_frame(tap: TapDevice, match: Callable[[Frame], bool], timeout: float = 5.0) -> Frame:
-    """Read frames until one matches, answering the kernel's ARP requests for STACK_IP."""
-    deadline = time.monotonic() + timeout
-    fd = tap.fileno()
-    assert fd is not None
-    while time.monotonic() < deadline:
-        select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        for frame in tap.receive(time.monotonic()):
-            if match(frame):
-                return frame
-            answer_arp(tap, frame)
-    pytest.fail("no matching frame from the kernel")
-
-
-def answer_arp(tap: TapDevice, frame: Frame) -> None:
-    """Play the stack's ARP part: the kernel may ask who 10.0.2.15 is before it replies."""
-    eth, payload = parse_ethernet(frame.data)
-    if eth.ethertype != EtherType.ARP:
-        return
-    arp = parse_arp(payload)
-    if arp.op == ArpOp.REQUEST and arp.target_ip == STACK_IP:
-        reply = ArpPacket(op=ArpOp.REPLY, sender_mac=STACK_MAC, sender_ip=STACK_IP,
-                          target_mac=arp.sender_mac, target_ip=arp.sender_ip)
-        tap.send(Frame(ether(build_arp(reply), EtherType.ARP, dst=arp.sender_mac)),
-                 time.monotonic())
-
-
-def is_arp_reply(frame: Frame) -> bool:
-    eth, payload = parse_ethernet(frame.data)
-    return eth.ethertype == EtherType.ARP and parse_arp(payload).op == ArpOp.REPLY
-
-
-def gateway_mac(tap: TapDevice) -> bytes:
-    tap.send(Frame(arp_request(GATEWAY_IP)), time.monotonic())
-    reply = parse_arp(parse_ethernet(wait_frame(tap, is_arp_reply).data)[1])
-    assert reply.sender_ip == GATEWAY_IP and reply.target_mac == STACK_MAC
-    return reply.sender_mac
 
 
 def test_kernel_answers_our_arp_request_for_the_gateway(bed: TestBed) -> None:
@@ -176,7 +143,7 @@ def test_kernel_accepts_our_partial_checksums_and_a_64k_tso_frame(bed: TestBed) 
                 assert chunk, "connection closed early"
                 got += chunk
         assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
-        assert _nstat(bed).get("TcpInCsumErrors", 0) == 0
+        assert nstat(bed).get("TcpInCsumErrors", 0) == 0
 
 
 def test_kernel_sends_us_gso_frames_with_partial_checksums_we_can_complete(
@@ -192,7 +159,7 @@ def test_kernel_sends_us_gso_frames_with_partial_checksums_we_can_complete(
         iss = 5_000_000
         tap.send(Frame(tcp_frame(b"", dst_mac=mac, seq=iss, ack=0, flags=TcpFlags.SYN,
                                  dport=port, options=TcpOptions(mss=1460))), time.monotonic())
-        syn_ack = parse_tcp_frame(wait_frame(tap, lambda f: _tcp_flags(f) == SYN_ACK))
+        syn_ack = parse_tcp_frame(wait_frame(tap, lambda f: tcp_flags(f) == SYN_ACK))
         tap.send(Frame(tcp_frame(b"", dst_mac=mac, seq=iss + 1, ack=syn_ack.seq + 1,
                                  flags=TcpFlags.ACK, dport=port)), time.monotonic())
         listener.settimeout(5)
@@ -201,13 +168,15 @@ def test_kernel_sends_us_gso_frames_with_partial_checksums_we_can_complete(
         with conn:
             conn.sendall(data)  # fits the send buffer; the kernel pushes what cwnd allows
             segments: list[Frame] = []
+            fd = tap.fileno()
+            assert fd is not None
             quiet_until = time.monotonic() + 2.0
             # Collect the kernel's first flight: until 10 segments or it goes quiet (waiting
             # for ACKs we never send).
-            while time.monotonic() < quiet_until and sum(map(_payload_len, segments)) < 14600:
-                select.select([tap.fileno()], [], [], 0.05)
+            while time.monotonic() < quiet_until and sum(map(payload_len, segments)) < 14600:
+                select.select([fd], [], [], 0.05)
                 for frame in tap.receive(time.monotonic()):
-                    if _tcp_flags(frame) & TcpFlags.ACK and _payload_len(frame):
+                    if tcp_flags(frame) & TcpFlags.ACK and payload_len(frame):
                         segments.append(frame)
                         quiet_until = time.monotonic() + 0.3
                     else:
@@ -227,35 +196,6 @@ def test_kernel_sends_us_gso_frames_with_partial_checksums_we_can_complete(
         assert received == data[:len(received)] and len(received) >= 2 * 1460
 
 
-SYN_ACK = TcpFlags.SYN | TcpFlags.ACK
-
-
-def _tcp(frame: Frame) -> tuple[TcpHeader, memoryview] | None:
-    eth, ip_bytes = parse_ethernet(frame.data)
-    if eth.ethertype != EtherType.IPV4:
-        return None
-    ip, body = parse_ipv4(ip_bytes)
-    if ip.proto != IpProto.TCP:
-        return None
-    return parse_tcp(body, src=ip.src, dst=ip.dst, verify_checksum=False)
-
-
-def _tcp_flags(frame: Frame) -> int:
-    parsed = _tcp(frame)
-    return 0 if parsed is None else int(parsed[0].flags)
-
-
-def _payload_len(frame: Frame) -> int:
-    parsed = _tcp(frame)
-    return 0 if parsed is None else len(parsed[1])
-
-
-def parse_tcp_frame(frame: Frame) -> TcpHeader:
-    parsed = _tcp(frame)
-    assert parsed is not None
-    return parsed[0]
-
-
 def test_without_vnet_header_offloads_are_reset_and_frames_are_plain(bed: TestBed) -> None:
     with TapDevice.open(bed.tap, netns=bed.name, vnet_hdr=False) as tap:
         assert not tap.capabilities.tso and tap.capabilities.max_frame == 1514
@@ -263,16 +203,6 @@ def test_without_vnet_header_offloads_are_reset_and_frames_are_plain(bed: TestBe
         # A partial-checksum frame is completed in software before it goes out.
         tap.send(partial_tcp(b"c" * 10, dst_mac=mac), time.monotonic())
         assert tap.counters.tx_frames == 2
-
-
-def _nstat(bed: TestBed) -> dict[str, int]:
-    out = bed.ns(["nstat", "-asz"]).stdout
-    counters: dict[str, int] = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[1].isdigit():
-            counters[parts[0]] = int(parts[1])
-    return counters
 
 
 def test_a_second_open_of_an_attached_tap_is_device_busy(bed: TestBed) -> None:
