@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,8 @@ from vipernet.stack.arp_cache import ArpCache, QueuedPacket
 from vipernet.wire.arp import ArpOp, ArpPacket, build_arp, parse_arp
 from vipernet.wire.errors import WireError
 from vipernet.wire.ethernet import BROADCAST_MAC, EthernetHeader, EtherType, build_ethernet
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vipernet.stack.stack import Stack
@@ -41,6 +44,7 @@ class ArpLayer:
             packet = parse_arp(payload)
         except WireError as exc:
             count(f"arp.rx.bad_{exc.field}")
+            log.debug("drop: %s", exc)
             return
         config = stack.config
         our_ip = config.ip.ip

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
@@ -32,6 +33,8 @@ from vipernet.wire.icmp import (
     parse_icmp,
 )
 from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4_header, parse_quoted_ipv4
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vipernet.stack.stack import Stack
@@ -109,6 +112,7 @@ class IcmpLayer:
             message = parse_icmp(payload, verify_checksum=not trusted)
         except WireError as exc:
             count(f"icmp.rx.bad_{exc.field}")
+            log.debug("drop: %s", exc)
             return
         if isinstance(message, IcmpEcho):
             if message.type == IcmpType.ECHO_REQUEST:

@@ -17,6 +17,7 @@ address loop back through the receive path on the next ``transmit()``/``poll()``
 from __future__ import annotations
 
 import errno
+import logging
 from collections import deque
 from dataclasses import replace
 from ipaddress import IPv4Address
@@ -29,6 +30,8 @@ from vipernet.wire.errors import WireError
 from vipernet.wire.ethernet import BROADCAST_MAC
 from vipernet.wire.icmp import UnreachableCode
 from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4, parse_ipv4
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vipernet.stack.stack import Stack
@@ -63,6 +66,7 @@ class Ipv4Layer:
             header, payload = parse_ipv4(data)
         except WireError as exc:
             count(f"ipv4.rx.bad_{exc.field}")
+            log.debug("drop: %s", exc)
             return
         our = stack.config.ip
         dst = header.dst

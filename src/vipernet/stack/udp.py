@@ -16,6 +16,7 @@ send/recv, or read with :meth:`UdpSocket.take_error`.
 from __future__ import annotations
 
 import errno
+import logging
 from collections import deque
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ from vipernet.wire.errors import WireError
 from vipernet.wire.icmp import UnreachableCode
 from vipernet.wire.ipv4 import IpProto, IPv4Header
 from vipernet.wire.udp import build_udp, parse_udp
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vipernet.stack.stack import Stack
@@ -76,6 +79,7 @@ class UdpLayer:
                                      verify_checksum=not trusted)
         except WireError as exc:
             count(f"udp.rx.bad_{exc.field}")
+            log.debug("drop: %s", exc)
             return
         sock = self._by_port.get(header.dst_port)
         if sock is None or not sock._accepts(ip_header, header.src_port):
