@@ -20,7 +20,7 @@ import dns.query
 import pytest
 
 from tests.testbed import require_binary
-from vipernet.dns import NameNotFound, Resolver
+from vipernet.dns import AAAA, NameNotFound, NoRecords, Resolver
 
 pytestmark = pytest.mark.testbed
 
@@ -73,6 +73,8 @@ def dnsmasq() -> Iterator[int]:
                     "--address=/example.test/10.0.2.2",
                     "--host-record=example.test,10.0.2.2",
                     "--cname=alias.example.test,example.test",
+                    "--host-record=v6.test,10.0.2.6,fd00::6",
+                    "--local-ttl=30",
                     "--local=/#/",
                 ],
                 stdout=subprocess.DEVNULL,
@@ -142,3 +144,19 @@ def test_truncated_udp_answer_is_retried_over_tcp_and_matches_dnspython(dnsmasq:
         dns.message.make_query("big.example.test", "A"), "127.0.0.1", port=dnsmasq, timeout=2
     )
     assert {r.address for r in reference.answer[0]} == set(addresses)
+
+
+def test_aaaa_record_from_dnsmasq_and_nodata_for_a_v4_only_name(dnsmasq: int) -> None:
+    resolver = make_resolver(dnsmasq)
+    assert resolver.resolve("v6.test", AAAA) == ["fd00::6"]
+    assert resolver.resolve("v6.test") == ["10.0.2.6"]
+    with pytest.raises(NoRecords):
+        resolver.resolve("big.example.test", AAAA)
+
+
+def test_second_lookup_is_served_from_the_cache_within_the_ttl(dnsmasq: int) -> None:
+    resolver = make_resolver(dnsmasq)
+    first = resolver.resolve_answer("v6.test")
+    assert 0 < first.ttl <= 30
+    assert resolver.resolve("V6.test") == ["10.0.2.6"]
+    assert resolver.counters["queries_udp"] == 1 and resolver.counters["cache_hits"] == 1
