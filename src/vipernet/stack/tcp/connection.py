@@ -162,6 +162,7 @@ class Connection:
         "smss",
         "snd_max",
         "snd_nxt",
+        "snd_sml",
         "snd_una",
         "snd_wl1",
         "snd_wl2",
@@ -204,6 +205,7 @@ class Connection:
         self.snd_una = 0
         self.snd_nxt = 0
         self.snd_max = 0
+        self.snd_sml = 0  # end of the last sub-MSS segment sent (Minshall's Nagle)
         self.snd_wnd = 0
         self.snd_wl1 = 0
         self.snd_wl2 = 0
@@ -473,9 +475,9 @@ class Connection:
         if self.state not in _SENDING:
             return
         sb = self.sb
-        limit = self.p.max_payload if self.p.max_payload > self.smss else self.smss
-        if limit > self.smss:
-            limit -= limit % self.smss
+        limit = self.smss
+        if self.p.max_payload > 2 * limit:  # TSO: whole MSS multiples up to ~64 KiB
+            limit = self.p.max_payload - self.p.max_payload % limit
         while True:
             data_end = sb.end
             total_end = data_end + 1 if self.fin_queued else data_end
@@ -510,9 +512,13 @@ class Connection:
                     if self.snd_max > self.snd_una and n < self.max_snd_wnd // 2:
                         break
                 elif (n == avail and n < self.smss and not self.p.nodelay
-                      and not self.fin_queued and self.snd_max > self.snd_una):
-                    break  # Nagle: one small segment in flight at a time
+                      and not self.fin_queued and self.snd_sml > self.snd_una):
+                    # Nagle, Minshall's variant (as Linux): hold a runt only while an
+                    # earlier runt is unacknowledged, so a write's tail goes out at once
+                    break
             used = self._send_data(nxt, n, now)
+            if n < self.smss:
+                self.snd_sml = nxt + used
             self.snd_nxt = nxt + used
             if self.snd_nxt > self.snd_max:
                 if self.rtt_seq is None:
@@ -724,6 +730,11 @@ class Connection:
         plen = len(payload)
         seq = unwrap(seg.seq, self.irs, self.rcv_nxt)
         rcv_nxt = self.rcv_nxt
+        if (st == _SYN_RECEIVED and not self.passive and f & SYN and f & ACK and seq == 0
+                and not plen and unwrap(seg.ack, self.iss, self.snd_una) == self.snd_max):
+            # Simultaneous open: the peer's SYN-ACK repeats its SYN; its ACK is what counts
+            f &= ~SYN
+            seq = 1
         # PAWS (RFC 7323 5): an old timestamp means an old duplicate
         if (self.ts_enabled and seg.tsval is not None and not f & RST
                 and (seg.tsval - self.ts_recent) & MASK >= HALF):

@@ -91,7 +91,7 @@ class TcpLayer:
         if caps.tso and caps.tx_csum_offload:
             max_payload = max(mtu_mss, min(caps.max_frame - 34, 65515) - 60)
         else:
-            max_payload = mtu_mss
+            max_payload = 0  # one MSS per segment
         self.defaults = ConnectionParams(mtu_mss=mtu_mss, max_payload=max_payload)
         self.conns: dict[Key, Connection] = {}
         self.listeners: dict[int, Listener] = {}
