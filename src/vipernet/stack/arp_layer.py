@@ -89,18 +89,18 @@ class ArpLayer:
                                               ethertype=EtherType.ARP), body)
         self._stack._emit(Frame(frame.ljust(60, b"\0")))
 
-    def resolve(self, next_hop: IPv4Address, packet: QueuedPacket, now: float) -> bytes | None:
-        """The MAC for ``next_hop``, or None after queueing ``packet`` behind a request."""
+    def resolve(self, next_hop: IPv4Address, now: float) -> bytes | None:
+        """The MAC for ``next_hop`` if cached (asking again, once, when it is about to expire)."""
         cache = self.cache
         mac = cache.lookup(next_hop, now)
-        if mac is not None:
-            if cache.wants_refresh(next_hop, now):
-                self.request(next_hop)
-            return mac
-        started = cache.enqueue(next_hop, packet, now)
-        if started:
+        if mac is not None and cache.wants_refresh(next_hop, now):
             self.request(next_hop)
-        return None
+        return mac
+
+    def hold(self, next_hop: IPv4Address, packet: QueuedPacket, now: float) -> None:
+        """Queue ``packet`` until ``next_hop`` resolves; the first one starts a request."""
+        if self.cache.enqueue(next_hop, packet, now):
+            self.request(next_hop)
 
     def poll(self, now: float) -> list[tuple[IPv4Address, list[QueuedPacket]]]:
         retry, failed = self.cache.poll(now)

@@ -70,7 +70,7 @@ def answer_echo_fast(stack: Stack, ip: memoryview, offload: Offload | None,
     header_checksum = internet_checksum(header)
     stack._emit_ipv4(mac, b"".join((
         header[:10], header_checksum.to_bytes(2, "big"), header[12:],
-        b"\0\0", checksum.to_bytes(2, "big"), icmp[4:])), None)
+        b"\0\0", checksum.to_bytes(2, "big"))), icmp[4:], None)
     count = stack.counters.inc
     count("ipv4.rx.delivered")
     count("icmp.rx.echo_request")

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import errno
 import logging
+import struct
 from collections import deque
-from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Protocol
 
 from vipernet.link.frame import GsoType, Offload
 from vipernet.stack.reassembly import Reassembler
 from vipernet.stack.sockets_common import LIMITED_BROADCAST, os_error
+from vipernet.wire.checksum import internet_checksum
 from vipernet.wire.errors import WireError
 from vipernet.wire.ethernet import BROADCAST_MAC
 from vipernet.wire.icmp import UnreachableCode
-from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4, parse_ipv4
+from vipernet.wire.ipv4 import MAX_PACKET_LENGTH, IpProto, IPv4Header, parse_ipv4
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from vipernet.stack.stack import Stack
 
 ETH_HEADER = 14
+_L4_SHIFT = ETH_HEADER + 20  # we never send IP options
+_HEADER = struct.Struct("!BBHHHBBH4s4s")
+_DF = 0x4000
+_MF = 0x2000
 _LOCAL_OFFLOAD = Offload(data_valid=True)
 
 
@@ -116,60 +121,78 @@ class Ipv4Layer:
         self._ident = (self._ident + 1) & 0xFFFF
         return self._ident
 
+    def _header(self, dst: bytes, proto: int, total: int, ttl: int, tos: int,
+                flags_offset: int) -> bytes:
+        """A 20-byte header straight from struct: the send path builds no dataclass."""
+        raw = _HEADER.pack(0x45, tos, total, self.next_ident(), flags_offset, ttl, proto, 0,
+                           self._stack._our_ip, dst)
+        return b"".join((raw[:10], internet_checksum(raw).to_bytes(2, "big"), raw[12:]))
+
     def send(self, dst: IPv4Address, proto: IpProto | int, payload: bytes,
              offload_l4: Offload | None, now: float, *, ttl: int | None = None,
              tos: int = 0) -> None:
         stack = self._stack
         config = stack.config
-        our_ip = config.ip.ip
-        header = IPv4Header(src=our_ip, dst=dst, proto=proto, ttl=ttl or config.ttl,
-                            ident=self.next_ident(), tos=tos,
-                            dont_fragment=proto == IpProto.TCP)
-        if dst == our_ip:
-            self._loopback.append(build_ipv4(header, payload))
+        ttl = ttl or config.ttl
+        proto = int(proto)
+        size = 20 + len(payload)
+        if size > MAX_PACKET_LENGTH:
+            raise os_error(errno.EMSGSIZE, f"{size}-byte IP packet > {MAX_PACKET_LENGTH}")
+        flags = _DF if proto == IpProto.TCP else 0  # TCP does path MTU discovery
+        if dst == config.ip.ip:
+            header = self._header(dst.packed, proto, size, ttl, tos, flags)
+            self._loopback.append(header + payload)
             stack.counters.inc("ipv4.tx.loopback")
             return
         next_hop = self.route(dst)
-        hlen = header.header_length
-        size = hlen + len(payload)
         if offload_l4 is not None:
             limit = (stack.capabilities.max_frame - ETH_HEADER
                      if offload_l4.gso_type != GsoType.NONE else config.mtu)
             if size > limit:
                 stack.counters.inc("ipv4.tx.too_big")
                 raise os_error(errno.EMSGSIZE, f"{size}-byte packet > {limit} with offload")
-            shift = ETH_HEADER + hlen
-            offload: Offload | None = replace(offload_l4, csum_start=offload_l4.csum_start + shift,
-                                              hdr_len=offload_l4.hdr_len + shift)
-            self._output(next_hop, build_ipv4(header, payload), offload, now)
+            o = offload_l4
+            offload: Offload | None = Offload(
+                needs_csum=o.needs_csum, data_valid=o.data_valid,
+                csum_start=o.csum_start + _L4_SHIFT, csum_offset=o.csum_offset,
+                gso_type=o.gso_type, gso_size=o.gso_size, hdr_len=o.hdr_len + _L4_SHIFT)
+            header = self._header(dst.packed, proto, size, ttl, tos, flags)
+            self._output(next_hop, header, payload, offload, now)
         elif size <= config.mtu:
-            self._output(next_hop, build_ipv4(header, payload), None, now)
+            header = self._header(dst.packed, proto, size, ttl, tos, flags)
+            self._output(next_hop, header, payload, None, now)
         else:
-            self._fragment(next_hop, header, payload, now)
+            self._fragment(next_hop, dst.packed, proto, ttl, tos, payload, now)
         stack.counters.inc("ipv4.tx.packets")
 
-    def _fragment(self, next_hop: IPv4Address, header: IPv4Header, payload: bytes,
-                  now: float) -> None:
+    def _fragment(self, next_hop: IPv4Address, dst: bytes, proto: int, ttl: int, tos: int,
+                  payload: bytes, now: float) -> None:
         stack = self._stack
-        chunk = (stack.config.mtu - header.header_length) // 8 * 8
+        chunk = (stack.config.mtu - 20) // 8 * 8
         view = memoryview(payload)
         total = len(payload)
+        ident = self.next_ident()  # every fragment of one datagram shares it
         for offset in range(0, total, chunk):
             part = view[offset:offset + chunk]
-            piece = replace(header, fragment_offset=offset,
-                            more_fragments=offset + chunk < total)
-            self._output(next_hop, build_ipv4(piece, part), None, now)
+            flags = offset // 8 | (_MF if offset + chunk < total else 0)
+            raw = _HEADER.pack(0x45, tos, 20 + len(part), ident, flags, ttl, proto, 0,
+                               stack._our_ip, dst)
+            header = b"".join((raw[:10], internet_checksum(raw).to_bytes(2, "big"), raw[12:]))
+            self._output(next_hop, header, part, None, now)
             stack.counters.inc("ipv4.tx.fragments")
 
-    def _output(self, next_hop: IPv4Address, packet: bytes, offload: Offload | None,
-                now: float) -> None:
+    def _output(self, next_hop: IPv4Address, header: bytes, payload: bytes | memoryview,
+                offload: Offload | None, now: float) -> None:
         stack = self._stack
         if next_hop == LIMITED_BROADCAST or next_hop == stack.config.ip.network.broadcast_address:
-            stack._emit_ipv4(BROADCAST_MAC, packet, offload)
+            stack._emit_ipv4(BROADCAST_MAC, header, payload, offload)
             return
-        mac = stack.arp.resolve(next_hop, (packet, offload), now)
+        arp = stack.arp
+        mac = arp.resolve(next_hop, now)
         if mac is not None:
-            stack._emit_ipv4(mac, packet, offload)
+            stack._emit_ipv4(mac, header, payload, offload)
+        else:
+            arp.hold(next_hop, (header + payload, offload), now)
 
     # -- loopback ------------------------------------------------------------------------------
 
