@@ -95,3 +95,15 @@ def test_other_types_are_kept_whole() -> None:
     for kind in (IcmpType.TIMESTAMP, 42):
         other = IcmpOther(type=kind, code=1, rest=b"\x00\x01\x02\x03rest")
         assert parse_icmp(build_icmp(other)) == other
+
+
+def test_next_hop_mtu_is_written_only_for_fragmentation_needed() -> None:
+    error = IcmpError(
+        type=IcmpType.DEST_UNREACHABLE,
+        code=UnreachableCode.PORT,
+        quoted=original_datagram()[:28],
+        next_hop_mtu=1400,
+    )
+    raw = build_icmp(error)
+    assert raw[4:8] == bytes(4)
+    assert parse_icmp(raw) == IcmpError(type=error.type, code=error.code, quoted=error.quoted)

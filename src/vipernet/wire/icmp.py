@@ -127,7 +127,11 @@ def build_icmp(message: IcmpMessage) -> bytes:
             raw = _HEADER.pack(message.type, message.code, 0, message.ident, message.seq)
             raw += message.payload
         elif isinstance(message, IcmpError):
-            mtu = message.next_hop_mtu if message.type == IcmpType.DEST_UNREACHABLE else 0
+            needs_mtu = (
+                message.type == IcmpType.DEST_UNREACHABLE
+                and message.code == UnreachableCode.FRAGMENTATION_NEEDED
+            )
+            mtu = message.next_hop_mtu if needs_mtu else 0  # the field is unused otherwise
             raw = _HEADER.pack(message.type, message.code, 0, 0, mtu) + message.quoted
         else:
             raw = struct.pack("!BBH", message.type, message.code, 0) + message.rest

@@ -192,7 +192,7 @@ def parse_tcp(
 
 def build_tcp_options(options: TcpOptions) -> bytes:
     """Option bytes in the canonical order, padded to a multiple of 4."""
-    if options == NO_OPTIONS:
+    if options is NO_OPTIONS or options == NO_OPTIONS:
         return b""
     out = bytearray()
     try:
