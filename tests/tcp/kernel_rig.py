@@ -1,0 +1,209 @@
+"""Driving an in-process stack on a real TAP from test code, plus kernel-side peer scripts.
+
+``Rig`` = ``TestBed("tcp")`` + ``TapDevice`` (optionally wrapped in a FaultInjector and/or a
+pcap capture) + ``Stack`` + ``Runtime`` on a thread.  The blocking helpers (``connect``,
+``sendall``, ``recv_all``...) call the non-blocking TcpSocket through ``runtime.call`` and
+park with ``runtime.wait_until``, the way kernel mode does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.testbed import TestBed
+from vipernet.runtime import Runtime
+from vipernet.stack import Stack, StackConfig
+
+# Kernel-side server: accepts one connection per line of work, then per mode:
+#   sink  -> read to EOF, answer "sha256 length" (half-close), close
+#   source N SEED -> send N pseudo-random bytes, close
+#   echo  -> echo until EOF (many connections, sequential or concurrent)
+SERVER = r"""
+import hashlib, random, socket, sys, threading
+mode = sys.argv[1]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.0.2.2", 0))
+s.listen(512)
+print(s.getsockname()[1], flush=True)
+def handle(c):
+    if mode == "sink":
+        h = hashlib.sha256(); n = 0
+        while True:
+            d = c.recv(1 << 20)
+            if not d:
+                break
+            h.update(d); n += len(d)
+        c.sendall(f"{h.hexdigest()} {n}".encode())
+    elif mode == "source":
+        size, seed = int(sys.argv[2]), int(sys.argv[3])
+        rng = random.Random(seed); left = size
+        while left:
+            chunk = rng.randbytes(min(left, 1 << 20)); c.sendall(chunk); left -= len(chunk)
+    else:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+"""
+
+# Kernel-side client: connect to the stack, send N pseudo-random bytes, print the sha256.
+CLIENT = r"""
+import hashlib, random, socket, sys
+port, size, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+c = socket.create_connection(("10.0.2.15", port), timeout=120)
+rng = random.Random(seed); h = hashlib.sha256(); left = size
+while left:
+    chunk = rng.randbytes(min(left, 1 << 20)); c.sendall(chunk); h.update(chunk); left -= len(chunk)
+c.shutdown(socket.SHUT_WR)
+assert c.recv(10) == b""
+c.close()
+print(h.hexdigest(), flush=True)
+"""
+
+
+def pseudo_random_sha256(size: int, seed: int) -> str:
+    import hashlib
+    rng = random.Random(seed)
+    h = hashlib.sha256()
+    left = size
+    while left:
+        chunk = rng.randbytes(min(left, 1 << 20))
+        h.update(chunk)
+        left -= len(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Rig:
+    bed: TestBed
+    stack: Stack
+    runtime: Runtime
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        return self.runtime.call(fn)
+
+    def now(self) -> float:
+        return self.runtime.clock()
+
+    def start_server(self, *args: str) -> int:
+        proc = self.bed.start([sys.executable, "-c", SERVER, *args], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        return int(proc.stdout.readline())
+
+    def connect(self, host: str, port: int, timeout: float = 30.0) -> Any:
+        sock = self.call(self.stack.tcp_socket)
+
+        def start() -> None:
+            with contextlib.suppress(BlockingIOError):
+                sock.connect((host, port), self.now())
+        self.call(start)
+        if not self.runtime.wait_until(lambda: sock.writable, timeout):
+            raise TimeoutError(f"connect to {host}:{port} timed out")
+        err = self.call(sock.take_error)
+        if err:
+            self.call(lambda: sock.close(self.now()))
+            raise OSError(err, errno.errorcode.get(err, str(err)))
+        return sock
+
+    def sendall(self, sock: Any, data: bytes | memoryview, timeout: float = 120.0) -> None:
+        view = memoryview(data)
+        off = 0
+        deadline = time.monotonic() + timeout
+        while off < len(view):
+            def step(off: int = off) -> int:
+                try:
+                    return int(sock.send(view[off:off + (4 << 20)], self.now()))
+                except BlockingIOError:
+                    return 0
+            n = self.call(step)
+            off += n
+            if not n and not self.runtime.wait_until(lambda: sock.writable,
+                                                     deadline - time.monotonic()):
+                raise TimeoutError(f"sendall stalled at {off}/{len(view)}")
+
+    def recv_some(self, sock: Any, timeout: float = 60.0) -> bytes:
+        def step() -> bytes | None:
+            try:
+                return bytes(sock.recv(8 << 20))
+            except BlockingIOError:
+                return None
+        while True:
+            got = self.call(step)
+            if got is not None:
+                return got
+            if not self.runtime.wait_until(lambda: sock.readable, timeout):
+                raise TimeoutError("recv timed out")
+
+    def recv_all(self, sock: Any, sink: Callable[[bytes], None], timeout: float = 60.0) -> int:
+        total = 0
+        while True:
+            chunk = self.recv_some(sock, timeout)
+            if not chunk:
+                return total
+            total += len(chunk)
+            sink(chunk)
+
+    def accept(self, lst: Any, timeout: float = 30.0) -> Any:
+        if not self.runtime.wait_until(lambda: lst.readable, timeout):
+            raise TimeoutError("accept timed out")
+        return self.call(lst.accept)
+
+    def close(self, sock: Any) -> None:
+        self.call(lambda: sock.close(self.now()))
+
+    def shutdown_write(self, sock: Any) -> None:
+        self.call(lambda: sock.shutdown(1, self.now()))
+
+
+def open_rig(tag: str = "tcp", *, faults: Any = None, pcap: str | None = None,
+             seed: int = 1) -> Rig:
+    from vipernet.link.tap import TapDevice
+
+    bed = TestBed(tag)
+    closers: list[Callable[[], None]] = []
+    try:
+        tap = TapDevice.open(bed.tap, netns=bed.name)
+        closers.append(tap.close)
+        device: Any = tap
+        if faults is not None:
+            from vipernet.link.faults import FaultInjector
+            device = FaultInjector(device, faults, random.Random(seed))
+        if pcap is not None:
+            from vipernet.link.pcap import CapturingDevice, PcapWriter
+            writer = PcapWriter(pcap, snaplen=128)
+            closers.append(writer.close)
+            device = CapturingDevice(device, writer)
+        stack = Stack(StackConfig(), capabilities=device.capabilities, now=time.monotonic(),
+                      rng=random.Random(seed))
+        runtime = Runtime(stack, device)
+        runtime.start_thread()
+        closers.append(runtime.close)
+    except BaseException:
+        for c in reversed(closers):
+            c()
+        bed.close()
+        raise
+    return Rig(bed, stack, runtime, closers)
+
+
+def close_rig(rig: Rig) -> None:
+    try:
+        for c in reversed(rig.closers):
+            c()
+    finally:
+        rig.bed.close()
