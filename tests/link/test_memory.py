@@ -14,7 +14,7 @@ TSO = DeviceCapabilities(mtu=1500, tx_csum_offload=True, tso=True, max_frame=655
 
 def test_what_a_sends_b_receives_in_order_and_vice_versa() -> None:
     a, b = MemoryLink.pair()
-    assert a.fileno() is None and a.next_deadline() is None
+    assert a.fileno() is None and b.next_deadline() is None
     for i in range(3):
         a.send(Frame(bytes([i]) * 60), 0.0)
     b.send(Frame(b"\x09" * 60), 0.0)
@@ -73,3 +73,12 @@ def test_frames_to_a_closed_peer_are_lost_and_a_closed_device_refuses_use() -> N
         b.receive(0.0)
     with pytest.raises(DeviceClosed):
         b.send(Frame(bytes(60)), 0.0)
+
+
+def test_waiting_frames_make_the_receiver_due_at_the_time_they_were_sent() -> None:
+    a, b = MemoryLink.pair()
+    a.send(Frame(bytes(60)), 5.0)
+    a.send(Frame(bytes(60)), 6.0)
+    assert b.next_deadline() == 5.0 and a.next_deadline() is None
+    b.receive(7.0)
+    assert b.next_deadline() is None

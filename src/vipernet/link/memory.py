@@ -3,7 +3,10 @@
 ``MemoryLink.pair()`` returns ``(a, b)``: what ``a`` sends, ``b`` receives on its next
 ``receive()`` and vice versa.  There is no file descriptor (``fileno()`` is None) and no clock:
 frames are available immediately, so a simulation steps both stacks in a loop and lets a
-:class:`~vipernet.link.faults.FaultInjector` add delay, loss and reordering on top.
+:class:`~vipernet.link.faults.FaultInjector` add delay, loss and reordering on top.  Having no
+fd to wake a loop, a device with frames waiting reports the ``now`` at which the first of them
+was sent as its ``next_deadline()`` — already due — so a loop that sleeps until the earliest
+deadline never sleeps on a full inbox.
 
 Offload metadata travels with the frame when the capabilities allow it, the way virtio-net
 hands a partial-checksum or GSO frame to the other side; when they do not, the sender's
@@ -31,6 +34,7 @@ class MemoryDevice:
         self.capabilities = capabilities
         self.counters = LinkCounters()
         self._inbox: deque[Frame] = deque()
+        self._waiting_since: float | None = None  # the sender's `now` for the oldest frame
         self._queue_limit = queue_limit
         self._peer: MemoryDevice | None = None
         self._closed = False
@@ -47,6 +51,7 @@ class MemoryDevice:
             raise DeviceClosed(f"{self.name}: device is closed")
         frames = list(self._inbox)
         self._inbox.clear()
+        self._waiting_since = None
         for frame in frames:
             self.counters.count_rx(len(frame.data))
         return frames
@@ -64,15 +69,18 @@ class MemoryDevice:
                 continue
             # bytes() copies a bytearray/memoryview the caller may reuse; bytes stay as is.
             data = out.data if isinstance(out.data, bytes) else bytes(out.data)
+            if not peer._inbox:
+                peer._waiting_since = now
             peer._inbox.append(Frame(data, out.offload))
             self.counters.count_tx(len(data))
 
     def next_deadline(self) -> float | None:
-        return None
+        return self._waiting_since
 
     def close(self) -> None:
         self._closed = True
         self._inbox.clear()
+        self._waiting_since = None
 
 
 class MemoryLink:
