@@ -67,6 +67,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size-mb", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--stack-mb", type=int, default=100,
+                    help="size for the over-the-stack run (0 skips it; needs root)")
     args = ap.parse_args()
     size = args.size_mb * 1_000_000
 
@@ -175,7 +177,73 @@ def main() -> int:
         vc.close()
     finally:
         server.close()
+    if args.stack_mb:
+        over_the_stack(args.stack_mb * 1_000_000)
     return 0
+
+
+STREAM_SNIPPET = """
+import socket, sys, time
+sys.path.insert(0, {src!r})
+from vipernet.http import Client
+connect = None
+if {kernel!r}:
+    connect = lambda h, p, t: socket.create_connection((h, p), t)
+with Client(connect=connect) as c:
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter(); n = 0
+        with c.stream("GET", {url!r}) as r:
+            for chunk in r.iter_bytes():
+                n += len(chunk)
+        best = max(best, n / (time.perf_counter() - t) / 1e6)
+print(f"{{best:.0f}}")
+"""
+
+
+def over_the_stack(size: int) -> None:
+    """100 MB from nginx at 10.0.2.2 in a test namespace: through netd vs the kernel."""
+    import os
+    import subprocess
+
+    print(f"\nover the stack: {size / 1e6:.0f} MB from nginx at 10.0.2.2 (MB/s, best of 3)")
+    try:
+        import pytest
+
+        from tests.testbed import GATEWAY, TestBed, wait_for
+        bed = TestBed("hbench")
+    except (Exception, pytest.skip.Exception) as exc:  # not root, no TAP: say so, go on
+        print(f"  skipped: {exc}")
+        return
+    nginx = None
+    try:
+        nginx = Nginx(shutil.which("nginx") or "/usr/sbin/nginx", GATEWAY,
+                      prefix=bed.ns_argv([]), port=80, ready=bed.tcp_port_open)
+        with (nginx.www / "big").open("wb") as f:
+            block = bytes(range(256)) * 4096
+            for _ in range(size // len(block) + 1):
+                f.write(block)
+        (nginx.www / "big").chmod(0o644)
+        path = str(bed.workdir / "netd.sock")
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("VIPERNET_TRANSPORT", "VIPER_KERNEL_ENABLE_NET")}
+        env.update(PYTHONPATH=str(ROOT / "src"), VIPERNET_SOCKET=path)
+        proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
+                          f"tap:{bed.tap}", "--socket", path], env=env)
+        wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd")
+        url = f"http://{GATEWAY}/big"
+        src = str(ROOT / "src")
+        ours = subprocess.run([sys.executable, "-c", STREAM_SNIPPET.format(
+            src=src, kernel=False, url=url)], env=env, capture_output=True, text=True,
+            timeout=600)
+        kernel = subprocess.run(bed.ns_argv([sys.executable, "-c", STREAM_SNIPPET.format(
+            src=src, kernel=True, url=url)]), capture_output=True, text=True, timeout=600)
+        print(f"  vipernet.http via netd (vipernet TCP/IP)   {ours.stdout.strip() or ours.stderr[-300:]}")
+        print(f"  vipernet.http, kernel TCP in the namespace {kernel.stdout.strip() or kernel.stderr[-300:]}")
+    finally:
+        if nginx is not None:
+            nginx.close()
+        bed.close()
 
 
 if __name__ == "__main__":

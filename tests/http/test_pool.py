@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.http.conftest import os_connect
@@ -70,17 +72,46 @@ def test_pool_opens_a_new_connection_after_a_truncated_response(client: Client) 
     assert client.stats.connections_reused == 1
 
 
-def test_idle_connection_closed_by_the_server_is_detected_and_replaced(client: Client) -> None:
+def test_recently_idle_connection_closed_by_the_server_is_retried(client: Client) -> None:
     def handler(peer: Peer) -> None:  # answers one request per connection, then hangs up
         if peer.read_request() is not None:
             peer.send(response(b"once"))
     with ScriptedServer(handler) as server:
         assert client.get(server.url()).content == b"once"
-        import time
         time.sleep(0.1)  # let the server's FIN arrive
         assert client.get(server.url()).content == b"once"
     assert client.stats.connections_opened == 2
-    assert client.stats.connections_reused == 0
+    assert client.stats.retries == 1
+
+
+def test_one_shot_body_makes_the_pool_probe_and_skip_a_closed_connection(
+        client: Client) -> None:
+    def handler(peer: Peer) -> None:
+        if peer.read_request() is not None:
+            peer.send(response(b"once"))
+    with ScriptedServer(handler) as server:
+        client.get(server.url())
+        time.sleep(0.1)
+        assert client.post(server.url(), body=iter([b"one ", b"shot"])).content == b"once"
+    assert server.requests[-1].body == b"one shot"
+    assert (client.stats.connections_opened, client.stats.connections_reused) == (2, 0)
+    assert client.stats.retries == 0
+
+
+def test_long_idle_connection_is_probed_before_reuse(client: Client,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from vipernet.http import pool
+    monkeypatch.setattr(pool, "PROBE_AFTER", 0.05)
+
+    def handler(peer: Peer) -> None:
+        if peer.read_request() is not None:
+            peer.send(response(b"once"))
+    with ScriptedServer(handler) as server:
+        client.get(server.url())
+        time.sleep(0.1)
+        assert client.get(server.url()).content == b"once"
+    assert (client.stats.connections_opened, client.stats.connections_reused) == (2, 0)
+    assert client.stats.retries == 0
 
 
 class _NoFileno:
@@ -109,7 +140,6 @@ def test_request_on_a_stale_connection_is_retried_once_on_a_new_one() -> None:
     with ScriptedServer(handler) as server, \
             Client(connect=lambda h, p, t: _NoFileno(os_connect(h, p, t))) as client:
         client.get(server.url())
-        import time
         time.sleep(0.1)
         r = client.post(server.url(), body=b"replayable")
     assert r.content == b"again"
@@ -126,7 +156,6 @@ def test_one_shot_body_on_a_stale_connection_is_not_resent() -> None:
     with ScriptedServer(handler) as server, \
             Client(connect=lambda h, p, t: _NoFileno(os_connect(h, p, t))) as client:
         client.get(server.url())
-        import time
         time.sleep(0.1)
         with pytest.raises(ConnectionClosed):
             client.post(server.url(), body=iter([b"one", b"shot"]))

@@ -329,7 +329,8 @@ class Client:
                   credentials: bool) -> Response:
         fields = self._head_fields(method, url, user, body, credentials)
         while True:
-            conn, reused = self._pool.acquire(url, self._connect_timeout(limits, deadline))
+            conn, reused = self._pool.acquire(url, self._connect_timeout(limits, deadline),
+                                              replayable=body.replayable)
             conn.begin(read_timeout=limits.read, deadline=deadline, total=limits.total)
             self.stats.requests += 1
             if self.on_request is not None:

@@ -35,6 +35,7 @@ from vipernet.http.errors import (
 )
 
 RECV_SIZE = 256 * 1024
+_END = h11.EndOfMessage()  # immutable: one instance serves every request
 # A request head and body up to this size are joined into one write.
 COALESCE_LIMIT = 64 * 1024
 # A server may send any number of 1xx responses before the final one; we accept this many.
@@ -84,6 +85,7 @@ class HTTPConnection:
         self.body_received = 0
         self.expected_length: int | None = None
         self.head_items: list[tuple[bytes, bytes]] = []
+        self.idle_since = 0.0  # clock() when the last exchange ended
 
     # -- one exchange -----------------------------------------------------------------------
 
@@ -142,7 +144,7 @@ class HTTPConnection:
 
     def _end(self) -> bytes:
         try:
-            out = self._h11.send(h11.EndOfMessage())
+            out = self._h11.send(_END)
         except h11.LocalProtocolError as exc:
             raise InvalidRequest(f"request body shorter than its Content-Length: {exc}") from None
         return out or b""
@@ -150,6 +152,8 @@ class HTTPConnection:
     def receive_head(self) -> h11.Response:
         """Wait for the final response head, skipping 1xx interim responses."""
         informational = 0
+        if not self._h11.trailing_data[0]:
+            self._recv()  # nothing buffered: asking h11 first would only say NEED_DATA
         while True:
             event = self._next_event(in_body=False)
             if event is h11.NEED_DATA:
@@ -201,6 +205,7 @@ class HTTPConnection:
 
     def _finish_exchange(self) -> None:
         self.requests_served += 1
+        self.idle_since = self._clock()
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket as _stdlib_socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ from vipernet.http.errors import (
 )
 from vipernet.http.models import URL, PoolStats
 
+PROBE_AFTER = 1.0  # seconds
 ConnectFn = Callable[[str, int, float | None], Any]
 TLSWrapFn = Callable[..., Any]
 
@@ -82,12 +84,19 @@ class ConnectionPool:
         self._recv_size = recv_size
         self._idle: dict[tuple[str, str, int], list[HTTPConnection]] = {}
 
-    def acquire(self, url: URL, connect_timeout: float | None) -> tuple[HTTPConnection, bool]:
-        """A connection to ``url``'s origin and whether it is a reused one."""
+    def acquire(self, url: URL, connect_timeout: float | None, *,
+                replayable: bool = True) -> tuple[HTTPConnection, bool]:
+        """A connection to ``url``'s origin and whether it is a reused one.
+
+        A connection idle for less than ``PROBE_AFTER`` seconds is handed out unprobed when
+        the request could be resent (the retry covers a server that closed it meanwhile);
+        that saves a system call on every request of a busy keep-alive loop.
+        """
         idle = self._idle.get(url.origin)
         while idle:
             conn = idle.pop()
-            if self._still_idle(conn):
+            if (replayable and time.monotonic() - conn.idle_since < PROBE_AFTER
+                    and not conn.closed) or self._still_idle(conn):
                 self.stats.connections_reused += 1
                 return conn, True
             self._discard(conn)
