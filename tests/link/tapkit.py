@@ -10,15 +10,14 @@ import pytest
 
 from tests.link.packets import GATEWAY_IP, STACK_IP, STACK_MAC, arp_request, ether
 from tests.testbed import TestBed
-from vipernet.link.frame import Frame
-from vipernet.link.tap import TapDevice
+from vipernet.link.frame import Device, Frame
 from vipernet.wire.arp import ArpOp, ArpPacket, build_arp, parse_arp
 from vipernet.wire.ethernet import EtherType, parse_ethernet
 from vipernet.wire.ipv4 import IpProto, parse_ipv4
 from vipernet.wire.tcp import TcpFlags, TcpHeader, parse_tcp
 
 
-def wait_frame(tap: TapDevice, match: Callable[[Frame], bool], timeout: float = 5.0) -> Frame:
+def wait_frame(tap: Device, match: Callable[[Frame], bool], timeout: float = 5.0) -> Frame:
     """Read frames until one matches, answering the kernel's ARP requests for STACK_IP."""
     deadline = time.monotonic() + timeout
     fd = tap.fileno()
@@ -32,7 +31,7 @@ def wait_frame(tap: TapDevice, match: Callable[[Frame], bool], timeout: float = 
     pytest.fail("no matching frame from the kernel")
 
 
-def answer_arp(tap: TapDevice, frame: Frame) -> None:
+def answer_arp(tap: Device, frame: Frame) -> None:
     """Play the stack's ARP part: the kernel may ask who 10.0.2.15 is before it replies."""
     eth, payload = parse_ethernet(frame.data)
     if eth.ethertype != EtherType.ARP:
@@ -50,7 +49,7 @@ def is_arp_reply(frame: Frame) -> bool:
     return eth.ethertype == EtherType.ARP and parse_arp(payload).op == ArpOp.REPLY
 
 
-def gateway_mac(tap: TapDevice) -> bytes:
+def gateway_mac(tap: Device) -> bytes:
     tap.send(Frame(arp_request(GATEWAY_IP)), time.monotonic())
     reply = parse_arp(parse_ethernet(wait_frame(tap, is_arp_reply).data)[1])
     assert reply.sender_ip == GATEWAY_IP and reply.target_mac == STACK_MAC

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from tests.link.packets import (
     tcp_frame,
     udp_frame,
 )
-from tests.testbed import require_binary
+from tests.link.tshark import tshark_count, tshark_problems
 from vipernet.link.frame import DeviceCapabilities, Frame
 from vipernet.link.memory import MemoryLink
 from vipernet.link.pcap import CapturingDevice, PcapWriter
@@ -34,24 +33,6 @@ def read_pcap(raw: bytes) -> tuple[tuple[int, ...], list[tuple[int, int, int, by
         records.append((sec, usec, orig, raw[pos + 16:pos + 16 + incl]))
         pos += 16 + incl
     return header, records
-
-
-def tshark_problems(path: Path) -> list[str]:
-    """tshark's expert errors and warnings that mean a broken packet (it exits 0 regardless)."""
-    tshark = require_binary("tshark")
-    out = subprocess.run(
-        [tshark, "-r", str(path), "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
-         "-o", "udp.check_checksum:TRUE", "-z", "expert", "-q"],
-        capture_output=True, text=True, timeout=120, check=True).stdout
-    return [line.strip() for line in out.splitlines()
-            if any(word in line for word in ("Malformed", "checksum", "Checksum"))]
-
-
-def tshark_count(path: Path) -> int:
-    tshark = require_binary("tshark")
-    out = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "frame.len"],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    return len(out.split())
 
 
 def capture_traffic(path: Path, *extra: Frame) -> int:

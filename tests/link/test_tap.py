@@ -29,11 +29,13 @@ from tests.link.tapkit import (
     tcp_flags,
     wait_frame,
 )
+from tests.link.tshark import tshark_count, tshark_problems
 from tests.testbed import TestBed
 from vipernet.link.errors import DeviceBusy, DeviceClosed, LinkError, NoSuchInterface
 from vipernet.link.frame import Frame, GsoType
 from vipernet.link.netns import in_netns
 from vipernet.link.offload import complete_checksum, segment_gso
+from vipernet.link.pcap import CapturingDevice, PcapWriter
 from vipernet.link.tap import TapDevice
 from vipernet.wire.ethernet import EtherType, parse_ethernet
 from vipernet.wire.icmp import IcmpEcho, IcmpType, parse_icmp
@@ -148,12 +150,27 @@ def test_kernel_accepts_our_partial_checksums_and_a_64k_tso_frame(bed: TestBed) 
 
 def test_kernel_sends_us_gso_frames_with_partial_checksums_we_can_complete(
         bed: TestBed) -> None:
+    run_kernel_gso_flight(bed, None)
+
+
+def test_a_capture_of_offloaded_traffic_both_ways_reads_clean_in_tshark(bed: TestBed) -> None:
+    """GSO frames and partial checksums, ours and the kernel's, are recorded completed."""
+    path = bed.workdir / "tap.pcap"
+    with PcapWriter(path) as writer:
+        run_kernel_gso_flight(bed, writer)
+        assert writer.records >= 6
+    assert tshark_problems(path) == []
+    assert tshark_count(path) == writer.records
+
+
+def run_kernel_gso_flight(bed: TestBed, writer: PcapWriter | None) -> None:
     """The kernel's TCP, writing to us over a TSO-enabled TAP, hands over frames beyond the
     MTU with partial checksums; completed and cut by vipernet.link.offload they carry
     exactly the bytes the kernel's socket sent."""
     with in_netns(bed.name):
         listener = socket.create_server((str(GATEWAY_IP), 0))
-    with listener, TapDevice.open(bed.tap, netns=bed.name) as tap:
+    with listener, TapDevice.open(bed.tap, netns=bed.name) as raw:
+        tap: TapDevice | CapturingDevice = raw if writer is None else CapturingDevice(raw, writer)
         port = listener.getsockname()[1]
         mac = gateway_mac(tap)
         iss = 5_000_000
