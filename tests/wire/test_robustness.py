@@ -87,6 +87,11 @@ PARSERS: dict[str, tuple[Parser, bytes, int]] = {
         28,
     ),
     "ipv4": (parse_ipv4, IP_PACKET, len(IP_PACKET)),
+    "ipv4_unverified": (
+        lambda d: parse_ipv4(d, verify_checksum=False),
+        IP_PACKET,
+        len(IP_PACKET),
+    ),
     "quoted_ipv4": (parse_quoted_ipv4, IP_PACKET, 24),
     "icmp_echo": (
         parse_icmp,
@@ -100,6 +105,11 @@ PARSERS: dict[str, tuple[Parser, bytes, int]] = {
     ),
     "udp": (
         lambda d: parse_udp(d, src=SRC, dst=DST),
+        build_udp(1, 2, b"data", src=SRC, dst=DST),
+        12,
+    ),
+    "udp_unverified": (
+        lambda d: parse_udp(d, src=SRC, dst=DST, verify_checksum=False),
         build_udp(1, 2, b"data", src=SRC, dst=DST),
         12,
     ),
