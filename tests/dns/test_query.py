@@ -323,3 +323,11 @@ def test_corrupted_replies_end_in_an_answer_a_dns_error_or_are_ignored(
         return
     if not accepted:
         assert isinstance(action, WaitUntil)
+
+
+def test_next_deadline_is_now_while_a_send_is_pending_then_the_attempt_deadline() -> None:
+    query = DnsQuery("example.test", servers=[SERVER], now=NOW, rng=random.Random(1))
+    assert query.next_deadline() == 0.0
+    send = query.next_action(NOW)
+    assert isinstance(send, SendQuery)
+    assert query.next_deadline() == send.deadline

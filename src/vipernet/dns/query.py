@@ -222,7 +222,7 @@ class DnsQuery:
         if self.done:
             return None
         if self._pending is not None or not self._outstanding:
-            return self._end if self._pending is None else 0.0
+            return 0.0  # a query is ready to send: act at once
         return min(self._outstanding[-1].deadline, self._end)
 
     def transport_failed(self, now: float) -> None:
