@@ -34,6 +34,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 import time
 
 from vipernet.link.counters import LinkCounters
@@ -71,6 +72,7 @@ TUN_F_TSO4 = 0x02
 TUN_F_TSO6 = 0x04
 IFNAMSIZ = 16
 SIOCGIFFLAGS = 0x8913
+SIOCGIFINDEX = 0x8933
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 RUNNING_TIMEOUT = 2.0  # seconds to wait for the carrier after attaching
@@ -111,17 +113,23 @@ class TapDevice:
         if vnet_hdr_len not in (VNET_HDR_LEN, VNET_HDR_LEN_MRG):
             raise LinkError(f"virtio-net header size must be 10 or 12, not {vnet_hdr_len}")
         where = f" in namespace {netns}" if netns else ""
+        # A tun fd belongs to the namespace it was *opened* in, and so do sockets: both are
+        # made inside; the ioctls that follow act on them from anywhere.
         with in_netns(netns):
             try:
-                socket.if_nametoindex(name)
+                ifindex = socket.if_nametoindex(name)
             except OSError:
                 # Asking TUNSETIFF anyway would create a fresh, unconnected TAP right here.
                 raise NoSuchInterface(f"no such interface: {name}{where}") from None
             fd = _open_tun(name, where)
-            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound to that netns
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
             _ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags), name, where)
+            if _ifindex(probe, name) != ifindex:
+                # The TAP vanished between our check and TUNSETIFF, which then made a new
+                # one; closing our fd deletes that (non-persistent) stray again.
+                raise NoSuchInterface(f"{name}{where} disappeared while being opened")
             if vnet_hdr:
                 _ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", vnet_hdr_len), name, where)
                 offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
@@ -239,6 +247,14 @@ class TapDevice:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ifindex(probe: socket.socket, name: str) -> int:
+    try:
+        raw = fcntl.ioctl(probe.fileno(), SIOCGIFINDEX, _IFREQ.pack(name.encode(), 0))
+    except OSError:
+        return -1
+    return int.from_bytes(raw[IFNAMSIZ:IFNAMSIZ + 4], sys.byteorder, signed=True)
 
 
 def _wait_running(probe: socket.socket, name: str, timeout: float) -> None:
