@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.stack.helpers import (
     IP_A,
@@ -156,3 +160,31 @@ def test_too_many_fragments_for_one_datagram_poisons_it() -> None:
         reasm.add(_header(1, i * 8, True), b"q" * 8, 0.0)
     assert counters["ipv4.reasm.too_many_fragments"] == 1
     assert reasm.held_bytes == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_order_split_and_duplication_of_fragments_reassembles_the_exact_datagram(
+        data: st.DataObject) -> None:
+    payload = data.draw(st.binary(min_size=1, max_size=6000))
+    # Cut points on 8-byte boundaries, then pieces in any order, some repeated, some
+    # re-cut differently (identical overlapping bytes).
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, (len(payload) - 1) // 8)),
+                                         max_size=12))))
+    bounds = [0, *(c * 8 for c in cuts if c * 8 < len(payload)), len(payload)]
+    pieces = [(a, b) for a, b in itertools.pairwise(bounds) if a < b]
+    extra = data.draw(st.lists(st.sampled_from(pieces), max_size=4))
+    blocks = (len(payload) + 7) // 8
+    for a, b in data.draw(st.lists(st.tuples(st.integers(0, blocks - 1),
+                                             st.integers(1, blocks)), max_size=3)):
+        if a * 8 < min(b * 8, len(payload)):
+            extra.append((a * 8, min(b * 8, len(payload))))
+    order = data.draw(st.permutations(pieces + extra))
+    reasm = Reassembler(StackConfig(), Counters())
+    results = []
+    for start, end in order:
+        header = _header(99, start, end < len(payload))
+        whole = reasm.add(header, payload[start:end], 0.0)
+        if whole is not None:
+            results.append(whole[1])
+    assert results and all(r == payload for r in results)
