@@ -8,6 +8,7 @@ back to the pool for reuse; closing a response early closes its connection inste
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import BinaryIO
@@ -112,28 +113,39 @@ class Response:
 
     def read(self) -> bytes:
         """The whole body (kept, so calling again returns it again)."""
-        if self._content is None:
-            conn = self._conn
-            if conn is None:
-                raise HTTPError("the response was closed before its body was read")
-            # Fast path for the common small body: no generator, at most one join.
-            first = conn.read_body() if self._max_body is None else None
-            if first is not None:
-                self.bytes_read += len(first)
-                rest = b"".join(self.iter_bytes())
-                body = bytes(first) + rest if rest else bytes(first)
-            elif self._max_body is None:  # empty body: read_body already finished it
-                body = b""
-                self._conn = None
-                self._done = True
-                self._release(conn)
-            else:
-                body = b"".join(self.iter_bytes())
-            self._content = body
-            return body
-        if self._content == b"" and self.bytes_read:
-            raise HTTPError("the response body was streamed already; it was not kept")
-        return self._content
+        if self._content is not None:
+            if self._content == b"" and self.bytes_read:
+                raise HTTPError("the response body was streamed already; it was not kept")
+            return self._content
+        conn = self._conn
+        if conn is None:
+            raise HTTPError("the response was closed before its body was read")
+        limit = self._max_body
+        first: bytes | None = None
+        buf: io.BytesIO | None = None  # grows in place; pieces are freed as they are copied
+        try:
+            while (chunk := conn.read_body()) is not None:
+                self.bytes_read += len(chunk)
+                if limit is not None and self.bytes_read > limit:
+                    raise ResponseTooLarge(limit)
+                if first is None:
+                    first = chunk
+                    continue
+                if buf is None:
+                    buf = io.BytesIO()
+                    buf.write(first)
+                buf.write(chunk)
+        except BaseException:
+            self._conn = None
+            conn.close()
+            self._release(conn)
+            raise
+        self._conn = None
+        self._done = True
+        self._release(conn)
+        body = buf.getvalue() if buf is not None else bytes(first) if first is not None else b""
+        self._content = body
+        return body
 
     @property
     def content(self) -> bytes:
