@@ -115,3 +115,16 @@ def test_the_writer_flushes_on_its_interval(tmp_path: Path) -> None:
     writer.write(bytes(60))
     assert path.stat().st_size == 24 + 2 * (16 + 60) > size_before
     writer.close()
+
+
+def test_a_quiet_capturing_device_asks_to_be_woken_to_flush(tmp_path: Path) -> None:
+    path = tmp_path / "quiet.pcap"
+    a, _ = MemoryLink.pair()
+    with PcapWriter(path, flush_interval=1.0, clock=lambda: 0.0) as writer:
+        cap = CapturingDevice(a, writer)
+        cap.send(Frame(arp_request()), 10.0)
+        assert cap.next_deadline() == 11.0
+        assert path.stat().st_size == 0  # still in the buffer
+        cap.receive(11.0)
+        assert path.stat().st_size == 24 + 16 + 42
+        assert cap.next_deadline() is None

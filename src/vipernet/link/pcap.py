@@ -52,6 +52,7 @@ class PcapWriter:
         self._flush_interval = flush_interval
         self._last_flush = clock()
         self.records = 0
+        self.unflushed = 0  # records written since the last flush
         self.write_errors = 0
         self._broken = False
         self._emit(_GLOBAL_HEADER.pack(PCAP_MAGIC_USEC, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
@@ -69,6 +70,7 @@ class PcapWriter:
         self._emit(_RECORD_HEADER.pack(seconds, micros, captured, length))
         self._emit(data[:captured] if captured < length else data)
         self.records += 1
+        self.unflushed += 1
         if now - self._last_flush >= self._flush_interval:
             self.flush()
             self._last_flush = now
@@ -82,7 +84,12 @@ class PcapWriter:
             self._broken = True
             log.warning("pcap capture stopped: %s", exc)
 
+    @property
+    def flush_interval(self) -> float:
+        return self._flush_interval
+
     def flush(self) -> None:
+        self.unflushed = 0
         if self._broken:
             return
         try:
@@ -122,6 +129,9 @@ class CapturingDevice:
         self.writer = writer
         self.name = inner.name
         self.capabilities = inner.capabilities
+        # When (in the caller's clock) records left in the writer's buffer must hit the
+        # file: a quiet link still gets its last frames on disk within a flush interval.
+        self._flush_due: float | None = None
 
     @property
     def counters(self) -> LinkCounters:
@@ -135,14 +145,28 @@ class CapturingDevice:
         frames = self.inner.receive(now)
         for frame in frames:
             self.writer.write(capture_bytes(frame))
+        self._schedule_flush(now)
         return frames
 
     def send(self, frame: Frame, now: float) -> None:
         self.writer.write(capture_bytes(frame))
+        self._schedule_flush(now)
         self.inner.send(frame, now)
 
+    def _schedule_flush(self, now: float) -> None:
+        if self._flush_due is not None and now >= self._flush_due:
+            self.writer.flush()
+            self._flush_due = None
+        if self.writer.unflushed and self._flush_due is None:
+            self._flush_due = now + self.writer.flush_interval
+        elif not self.writer.unflushed:
+            self._flush_due = None
+
     def next_deadline(self) -> float | None:
-        return self.inner.next_deadline()
+        inner = self.inner.next_deadline()
+        if self._flush_due is None:
+            return inner
+        return self._flush_due if inner is None else min(inner, self._flush_due)
 
     def close(self) -> None:
         """Closes the inner device and flushes the writer (the writer's owner closes it)."""
