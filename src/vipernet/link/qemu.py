@@ -9,6 +9,9 @@
   come.
 * :class:`DgramDevice` — one frame per datagram, over UDP or UNIX datagram sockets.
 
+The stream framing itself is sans-IO (:class:`StreamDecoder`, :func:`encode_stream_frame`), so
+it is tested — and fuzzed — without sockets.
+
 Neither backend can offload anything (``DeviceCapabilities`` without checksum offload or TSO),
 so frames carrying partial checksums are completed in software before they leave.  ``mtu`` is a
 parameter: QEMU's user networking uses 1500, passt offers 65520.
