@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,13 +99,13 @@ class TestBed:
                               timeout=timeout)
 
     def start(
-        self, argv: Sequence[str], *, inside: bool = True, **kwargs: object
+        self, argv: Sequence[str], *, inside: bool = True, **kwargs: Any
     ) -> subprocess.Popen[bytes]:
         """Start a long-running process (inside the namespace by default); stopped by close()."""
         full = self.ns_argv(argv) if inside else list(argv)
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
-        proc = subprocess.Popen(full, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+        proc: subprocess.Popen[bytes] = subprocess.Popen(full, start_new_session=True, **kwargs)
         self.processes.append(proc)
         return proc
 
