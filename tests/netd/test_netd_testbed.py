@@ -98,6 +98,8 @@ def netd() -> Iterator[Netd]:
         if proc.poll() is not None:
             pytest.fail(f"netd exited: {(bed.workdir / 'netd.err').read_text()}")
         yield Netd(bed, path, pcap, proc, env)
+        if proc.returncode not in (None, 0):
+            sys.stderr.write((bed.workdir / "netd.err").read_text())
     finally:
         bed.close()
 
@@ -244,6 +246,91 @@ def test_recv_timeout_raises_timeout_error(netd: Netd, env_socket: None) -> None
         with pytest.raises(TimeoutError):
             sock.recvfrom(10)
         assert 0.25 < time.monotonic() - started < 5
+
+
+TCP_SINK = """
+import hashlib, socket, sys
+srv = socket.socket()
+srv.bind(("10.0.2.2", 0))
+srv.listen(4)
+print(srv.getsockname()[1], flush=True)
+conn, _ = srv.accept()
+size = int(sys.argv[1])
+h = hashlib.sha256()
+got = 0
+while got < size:
+    data = conn.recv(1 << 16)
+    if not data:
+        break
+    h.update(data)
+    got += len(data)
+print(got, h.hexdigest(), flush=True)
+blob = bytes((i * 7) & 0xFF for i in range(size))
+conn.sendall(blob)
+conn.shutdown(socket.SHUT_WR)
+print(hashlib.sha256(blob).hexdigest(), flush=True)
+conn.recv(1)
+"""
+
+
+def test_tcp_bulk_both_ways_through_netd_matches_sha256(netd: Netd, env_socket: None) -> None:
+    import hashlib
+
+    size = 3 * 1024 * 1024
+    server = netd.bed.start([sys.executable, "-c", TCP_SINK, str(size)], stdout=subprocess.PIPE)
+    assert server.stdout is not None
+    port = int(server.stdout.readline())
+    payload = os.urandom(size)
+    with vsocket.create_connection((GATEWAY, port), timeout=30) as sock:
+        sock.setsockopt(vsocket.IPPROTO_TCP, vsocket.TCP_NODELAY, 1)
+        assert sock.getpeername() == (GATEWAY, port)
+        started = time.monotonic()
+        sock.sendall(payload)
+        got, digest = server.stdout.readline().decode().split()
+        upload = time.monotonic() - started
+        assert (int(got), digest) == (size, hashlib.sha256(payload).hexdigest())
+        h = hashlib.sha256()
+        received = 0
+        started = time.monotonic()
+        with sock.makefile("rb") as stream:
+            while chunk := stream.read1(1 << 18):
+                h.update(chunk)
+                received += len(chunk)
+        download = time.monotonic() - started
+        assert received == size
+        assert h.hexdigest() == server.stdout.readline().decode().strip()
+    print(f"netd TCP: up {size / upload / 1e6:.1f} MB/s, down {size / download / 1e6:.1f} MB/s")
+    stop_process(server)
+
+
+def test_tcp_connect_to_a_closed_kernel_port_is_refused(netd: Netd, env_socket: None) -> None:
+    with vsocket.socket(vsocket.AF_INET, vsocket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        with pytest.raises(ConnectionRefusedError):
+            sock.connect((GATEWAY, 1))
+
+
+def test_kernel_connects_to_a_vipernet_listener(netd: Netd, env_socket: None) -> None:
+    with vsocket.socket(vsocket.AF_INET, vsocket.SOCK_STREAM) as listener:
+        listener.bind(("0.0.0.0", 0))
+        listener.listen(4)
+        listener.settimeout(10)
+        port = listener.getsockname()[1]
+        script = (f"import socket; s=socket.create_connection(('10.0.2.15', {port}), "
+                  "timeout=10); s.sendall(b'hello from the kernel'); "
+                  "s.shutdown(socket.SHUT_WR); print(s.recv(100).decode())")
+        client = subprocess.Popen(netd.bed.ns_argv([sys.executable, "-c", script]),
+                                  stdout=subprocess.PIPE, text=True)
+        conn, peer = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            assert peer[0] == GATEWAY
+            data = b""
+            while chunk := conn.recv(100):
+                data += chunk
+            assert data == b"hello from the kernel"
+            conn.sendall(b"hello from vipernet")
+        assert client.communicate(timeout=10)[0].strip() == "hello from vipernet"
 
 
 def _stat_pids(netd: Netd) -> list[int | None]:

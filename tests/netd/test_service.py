@@ -263,3 +263,14 @@ def test_a_stack_bug_becomes_an_eio_reply_not_a_crash() -> None:
     reply = client.call(Code.SOCKET_RECV, p.RecvRequest(sock=a, timeout_ms=0, max_bytes=1))
     assert reply.status == errno.EIO
     assert client.udp() > 0
+
+
+def test_an_absurdly_long_timeout_parks_without_a_deadline() -> None:
+    _, service, client = setup()
+    sock = client.udp()
+    client.send(Code.SOCKET_RECV, p.RecvRequest(sock=sock, timeout_ms=p.FOREVER - 1,
+                                                max_bytes=1))
+    assert service.next_deadline() is None
+    client.send(Code.SOCKET_RECV, p.RecvRequest(sock=sock, timeout_ms=3_600_000, max_bytes=1),
+                now=5.0)
+    assert service.next_deadline() == 3605.0

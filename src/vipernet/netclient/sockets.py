@@ -57,6 +57,8 @@ _OPTIONS: dict[tuple[int, int], p.SockOpt] = {
 }
 
 _default_timeout: float | None = None
+# Each raw read or write is one IPC round trip, so buffer more than io's 8 KiB default.
+MAKEFILE_BUFFER = 64 * 1024
 
 
 def getdefaulttimeout() -> float | None:
@@ -284,7 +286,7 @@ class socket:
         if buffering is None:
             buffering = -1
         if buffering < 0:
-            buffering = io.DEFAULT_BUFFER_SIZE
+            buffering = MAKEFILE_BUFFER
         if buffering == 0:
             if "b" not in mode:
                 raise ValueError("unbuffered streams must be binary")

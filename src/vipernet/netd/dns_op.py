@@ -31,6 +31,7 @@ from vipernet.netd.protocol import Message
 from vipernet.netd.service import NetService, Session, Waiter
 
 DEFAULT_LIFETIME = 5.0  # when the client asked to wait forever
+MAX_LIFETIME = 60.0
 ATTEMPT_TIMEOUT = 1.0
 
 
@@ -69,6 +70,7 @@ class DnsHandler:
             return p.error_reply(request, errno.EHOSTUNREACH, "no DNS server configured")
         timeout = p.timeout_from_ms(body.timeout_ms)
         lifetime = DEFAULT_LIFETIME if timeout is None or timeout <= 0 else timeout
+        lifetime = min(lifetime, MAX_LIFETIME)
         try:
             query = DnsQuery(body.hostname, servers=self.servers, now=now,
                              rng=self.rng, timeout=min(ATTEMPT_TIMEOUT, lifetime),

@@ -93,9 +93,16 @@ class Extension(Protocol):
                  now: float) -> Message | None: ...
 
 
+# Parked timeouts longer than this count as "no limit": a selector cannot sleep ~49 days
+# (epoll takes an int of milliseconds) and nobody means it.
+MAX_PARK_TIMEOUT = 86400.0
+
+
 def deadline_after(now: float, timeout_ms: int) -> float | None:
     timeout = p.timeout_from_ms(timeout_ms)
-    return None if timeout is None else now + timeout
+    if timeout is None or timeout > MAX_PARK_TIMEOUT:
+        return None
+    return now + timeout
 
 
 def _revents(sock: StackSocket, events: int) -> int:
