@@ -152,6 +152,12 @@ def interact(client: SSHClient, command: str | None, want_pty: bool) -> int:
                     ready, _, _ = select.select(watch, [], [], 0.5 if sock_fd >= 0 else 0.02)
                 except InterruptedError:
                     ready = []
+                if resized[0]:
+                    # Before forwarding input: keystrokes typed after a resize must reach a
+                    # shell that already knows the new size.
+                    resized[0] = False
+                    size = shutil.get_terminal_size()
+                    ch.window_change(size.columns, size.lines)
                 if stdin_open and stdin_fd in ready:
                     data = os.read(stdin_fd, 65536)
                     if data:
@@ -164,10 +170,6 @@ def interact(client: SSHClient, command: str | None, want_pty: bool) -> int:
                     os.write(sys.stdout.fileno(), ch.read())
                 if ch.stderr:
                     os.write(sys.stderr.fileno(), ch.read(stderr=True))
-                if resized[0]:
-                    resized[0] = False
-                    size = shutil.get_terminal_size()
-                    ch.window_change(size.columns, size.lines)
     finally:
         if old is not None:
             signal.signal(signal.SIGWINCH, old)

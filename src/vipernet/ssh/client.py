@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from vipernet.ssh.sftp.client import SFTPClient
 
 RECV_SIZE = 512 * 1024
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
 
 
 class ExecResult(NamedTuple):
@@ -58,6 +59,7 @@ class SSHClient:
         self._clock = clock
         self._timeout: float | None = -1.0
         self._closed = False
+        self._quickack = hasattr(socket, "TCP_QUICKACK")
         # Nagle would hold our small requests back for the server's delayed ACK; not every
         # stream socket knows TCP options, hence the suppress.
         with contextlib.suppress(AttributeError, OSError, TypeError, ValueError):
@@ -180,12 +182,23 @@ class SSHClient:
         if not data:
             conn.connection_lost()
             raise conn.error or ConnectionLost("server closed the connection")
+        if self._quickack and len(data) < 4096:
+            self._ack_now()
         try:
             conn.receive_data(data, clock())
         except SSHError:
             self._send_final()
             raise
         return True
+
+    def _ack_now(self) -> None:
+        # sshd leaves Nagle on for non-pty sessions, so its second small packet in a row
+        # waits for our ACK -- which Linux delays up to 40 ms.  Quick ACKs after small
+        # reads remove that stall from every request/response round trip.
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+        except (AttributeError, OSError, TypeError, ValueError):
+            self._quickack = False
 
     def _send_final(self) -> None:
         """Best-effort: push out the DISCONNECT the engine queued."""
