@@ -37,7 +37,7 @@ http {{
     tcp_nopush on;
     default_type application/octet-stream;
     server {{
-        listen {host}:{port};
+        listen {host}:{port}{tls};
         root {d}/www;
         location /redirect {{ return 302 /small; }}
     }}
@@ -63,9 +63,11 @@ class Nginx:
 
     def __init__(self, binary: str, host: str = "127.0.0.1", *,
                  prefix: Sequence[str] = (), port: int | None = None,
-                 ready: Callable[[str, int], bool] = port_open) -> None:
+                 ready: Callable[[str, int], bool] = port_open,
+                 tls: tuple[Path, Path] | None = None) -> None:
         """``prefix`` runs nginx under e.g. ``ip netns exec NS``; then give ``port`` and a
-        ``ready(host, port)`` probe that looks inside the namespace."""
+        ``ready(host, port)`` probe that looks inside the namespace; ``tls`` is a
+        (certificate, key) pair to serve https (TLS 1.3 only)."""
         self.dir = Path(tempfile.mkdtemp(prefix="vipernet-http-nginx-"))
         os.chmod(self.dir, 0o755)  # workers run as nobody and must read the web root
         self.www = self.dir / "www"
@@ -77,7 +79,11 @@ class Nginx:
             for _ in range(3):  # the free port can be taken between probe and listen
                 self.port = port if port is not None else free_port(host)
                 conf = self.dir / "nginx.conf"
-                conf.write_text(NGINX_CONF.format(d=self.dir, host=host, port=self.port))
+                tls_conf = "" if tls is None else (
+                    f" ssl;\n        ssl_certificate {tls[0]};\n"
+                    f"        ssl_certificate_key {tls[1]};\n        ssl_protocols TLSv1.3")
+                conf.write_text(NGINX_CONF.format(d=self.dir, host=host, port=self.port,
+                                                  tls=tls_conf))
                 self.proc = subprocess.Popen(
                     [*prefix, binary, "-c", str(conf), "-p", str(self.dir), "-e",
                      str(self.dir / "error.log")],

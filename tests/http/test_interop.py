@@ -228,3 +228,26 @@ def test_httpx_over_vipernet_tls_fetches_from_s_server(s_server: dict[str, Any])
     with httpx.Client(transport=transport) as client:
         r = client.get(s_server["url"] + "/file.bin")
     assert hashlib.sha256(r.content).hexdigest() == s_server["digest"]
+
+
+@pytest.mark.testbed
+def test_https_keep_alive_with_nginx_reuses_one_tls_connection(tmp_path: Path) -> None:
+    binary = require_binary("nginx")
+    ca, cert, key = make_ca_and_server(tmp_path, "example.test")
+    with Nginx(binary, tls=(cert, key)) as server:
+        digest = write_random(server.www / "f.bin", 3_000_000)
+        server.add_file("small", b"tls keep-alive\n")
+        url = f"https://example.test:{server.port}"
+        with Client(connect=os_connect, cafile=str(ca),
+                    resolve={("example.test", server.port): "127.0.0.1"}) as client:
+            with client.stream("GET", url + "/f.bin") as r:
+                h = hashlib.sha256()
+                for chunk in r.iter_bytes():
+                    h.update(chunk)
+            assert h.hexdigest() == digest
+            for _ in range(5):
+                assert client.get(url + "/small").content == b"tls keep-alive\n"
+            time.sleep(1.2)  # past PROBE_AFTER: the idle TLS connection is probed, kept
+            assert client.get(url + "/small").status == 200
+    assert client.stats.connections_opened == 1
+    assert client.stats.connections_reused == 6

@@ -108,3 +108,14 @@ def test_url_parts_and_relative_join() -> None:
     assert u.host_header == "example.com"
     assert str(u.join("../x")) == "https://example.com/x"
     assert URL.parse("http://[::1]:8080").host_header == "[::1]:8080"
+
+
+def test_non_ascii_header_value_is_refused_with_a_typed_error(client: Client) -> None:
+    with ScriptedServer(serve_forever(echo)) as server, pytest.raises(InvalidRequest):
+        client.get(server.url(), headers={"X-Name": "café"})
+
+
+def test_non_ascii_path_is_percent_encoded(client: Client) -> None:
+    with ScriptedServer(serve_forever(echo)) as server:
+        client.get(server.url("/caf\u00e9 au lait"))
+    assert server.requests[0].target == "/caf%C3%A9%20au%20lait"

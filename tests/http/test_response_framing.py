@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -242,3 +243,46 @@ def test_slowloris_headers_hit_the_total_timeout_too() -> None:
             pytest.raises(Timeout, match="total"):
         client.get(server.url())
     stop.append(True)
+
+
+def test_connect_to_a_full_backlog_hits_the_connect_timeout() -> None:
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue; later SYNs are dropped, not refused
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+            fillers.append(s)
+        time.sleep(0.1)
+        from tests.http.conftest import os_connect
+        with Client(connect=os_connect, timeouts=Timeouts(connect=0.3)) as client:
+            started = time.monotonic()
+            with pytest.raises(Timeout) as info:
+                client.get(f"http://127.0.0.1:{port}/")
+        assert info.value.phase == "connect"
+        assert time.monotonic() - started < 3
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
+def test_tls_server_that_never_answers_the_hello_hits_the_connect_timeout() -> None:
+    release = threading.Event()
+
+    def handler(peer: Peer) -> None:
+        peer.sock.recv(4096)  # the ClientHello, never answered
+        release.wait(10)
+    from tests.http.conftest import os_connect
+    with ScriptedServer(handler) as server, \
+            Client(connect=os_connect, timeouts=Timeouts(connect=0.3, read=5)) as client:
+        with pytest.raises(Timeout) as info:
+            client.get(f"https://127.0.0.1:{server.port}/")
+        release.set()
+    assert info.value.phase == "connect"

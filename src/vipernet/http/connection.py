@@ -109,7 +109,8 @@ class HTTPConnection:
         """Send the request head and its body (bytes, or an iterable of chunks)."""
         try:
             head = self._h11.send(request_event(method, target, headers))
-        except h11.LocalProtocolError as exc:
+        except (h11.LocalProtocolError, UnicodeError, TypeError, ValueError) as exc:
+            # h11 refuses CR/LF and other illegal bytes; non-ASCII text fails to encode
             raise InvalidRequest(f"cannot send this request: {exc}") from None
         assert head is not None
         if body is None:
