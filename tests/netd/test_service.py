@@ -5,8 +5,11 @@ from __future__ import annotations
 import errno
 import itertools
 
+import pytest
+
 from tests.netd.fakes import FakeSocket, FakeStack
 from vipernet.netd import protocol as p
+from vipernet.netd import service as service_module
 from vipernet.netd.protocol import Code, Message
 from vipernet.netd.service import NetService, Session
 from vipernet.stack.socket_api import SocketKind
@@ -274,3 +277,27 @@ def test_an_absurdly_long_timeout_parks_without_a_deadline() -> None:
     client.send(Code.SOCKET_RECV, p.RecvRequest(sock=sock, timeout_ms=3_600_000, max_bytes=1),
                 now=5.0)
     assert service.next_deadline() == 3605.0
+
+
+def test_a_client_cannot_open_more_sockets_than_its_limit(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setattr(service_module, "MAX_SOCKETS_PER_CLIENT", 3)
+    stack, _, client = setup()
+    for _ in range(3):
+        client.udp()
+    reply = client.call(Code.SOCKET_CREATE, p.CreateRequest(kind=SocketKind.UDP))
+    assert reply.status == errno.EMFILE
+    assert stack.sockets[-1].closed  # the stack socket made for it is released
+
+
+def test_too_many_parked_requests_get_enobufs_but_close_still_works(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_module, "MAX_PARKED_PER_CLIENT", 2)
+    _, _, client = setup()
+    sock = client.udp()
+    for _ in range(2):
+        client.send(Code.SOCKET_RECV, p.RecvRequest(sock=sock, timeout_ms=p.FOREVER,
+                                                    max_bytes=1))
+    reply = client.call(Code.SOCKET_RECV, p.RecvRequest(sock=sock, timeout_ms=0, max_bytes=1))
+    assert reply.status == errno.ENOBUFS
+    assert client.call(Code.SOCKET_CLOSE, p.SocketRef(sock=sock)).status == 0

@@ -28,6 +28,7 @@ from vipernet.netd.service import NetService, Session
 
 log = logging.getLogger("vipernet.netd")
 
+MAX_CLIENTS = 1024  # channels at once; more are closed right after accept (counted)
 MAX_OUTBUF = 8 * 1024 * 1024  # unread replies a client may leave before it is dropped
 READ_CHUNK = 256 * 1024
 READS_PER_WAKEUP = 8  # fairness: a busy client yields to the others after this many reads
@@ -167,6 +168,10 @@ class IpcServer:
                 log.warning("accept failed: %s", exc)
                 self.service.count("ipc.accept_error")
                 return
+            if len(self.channels) >= MAX_CLIENTS:
+                conn.close()
+                self.service.count("ipc.refused_too_many_clients")
+                continue
             conn.setblocking(False)
             pid = _peer_pid(conn)
             session = self.service.open_session(_discard, peer=f"pid {pid}" if pid else "",

@@ -96,6 +96,9 @@ class Extension(Protocol):
 # Parked timeouts longer than this count as "no limit": a selector cannot sleep ~49 days
 # (epoll takes an int of milliseconds) and nobody means it.
 MAX_PARK_TIMEOUT = 86400.0
+MAX_SOCKETS_PER_CLIENT = 1024  # like RLIMIT_NOFILE: beyond it, EMFILE
+MAX_PARKED_PER_CLIENT = 1024  # beyond it, new requests get ENOBUFS (CLOSE still works)
+_ALWAYS_ALLOWED = frozenset({Code.SOCKET_CLOSE, Code.GET_INFO, Code.STAT})
 
 
 def deadline_after(now: float, timeout_ms: int) -> float | None:
@@ -184,8 +187,14 @@ class NetService:
         self.count("requests")
         handler = self._handlers.get(request.code)
         ext = self.extensions.get(request.code)
+        reply: Message | None
         try:
-            if handler is not None:
+            if len(session.waiters) >= MAX_PARKED_PER_CLIENT \
+                    and request.code not in _ALWAYS_ALLOWED:
+                self.count("requests.too_many_parked")
+                reply = p.error_reply(request, errno.ENOBUFS,
+                                      f"more than {MAX_PARKED_PER_CLIENT} requests parked")
+            elif handler is not None:
                 reply = handler(session, request, now)
             elif ext is not None:
                 reply = ext(self, session, request, now)
@@ -325,6 +334,10 @@ class NetService:
 
     def add_socket(self, session: Session, sock: StackSocket, kind: SocketKind,
                    now: float) -> SocketEntry:
+        if len(session.sockets) >= MAX_SOCKETS_PER_CLIENT:
+            sock.close(now)
+            self.count("sockets.over_limit")
+            raise OSError(errno.EMFILE, f"more than {MAX_SOCKETS_PER_CLIENT} sockets open")
         entry = SocketEntry(sock_id=self._next_sock, session=session, sock=sock, kind=kind,
                             created=now)
         self._next_sock += 1
