@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.http.certs import make_ca_and_server
 from tests.http.peers import Nginx
 from tests.testbed import GATEWAY, TestBed, require_binary, wait_for
 
@@ -30,6 +31,7 @@ class StackBed:
     nginx: Nginx
     env: dict[str, str]
     digest: str
+    ca: Path
 
     def fetch(self, *argv: str, timeout: float = 240) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run([sys.executable, "-m", "vipernet.cli.main", "fetch", *argv],
@@ -39,6 +41,7 @@ class StackBed:
 @pytest.fixture(scope="module")
 def stack_bed() -> Iterator[StackBed]:
     nginx_bin = require_binary("nginx")
+    openssl = require_binary("openssl")
     bed = TestBed("http")
     nginx = None
     try:
@@ -47,6 +50,14 @@ def stack_bed() -> Iterator[StackBed]:
         data = os.urandom(SIZE)
         nginx.add_file("file", data)
         nginx.add_file("small", b"small over the stack\n")
+        ca, cert, key = make_ca_and_server(bed.workdir, "example.test")
+        www = bed.workdir / "tls-www"
+        www.mkdir()
+        (www / "hello.txt").write_bytes(b"hello over vipernet TCP and vipernet TLS\n")
+        bed.start([openssl, "s_server", "-accept", f"{GATEWAY}:4433", "-cert", str(cert),
+                   "-key", str(key), "-tls1_3", "-WWW", "-quiet"], cwd=str(www),
+                  stdin=subprocess.DEVNULL)
+        wait_for(lambda: bed.tcp_port_open(GATEWAY, 4433), what="openssl s_server")
         path = str(bed.workdir / "netd.sock")
         env = {**os.environ, "PYTHONPATH": SRC, "VIPERNET_SOCKET": path}
         env.pop("VIPERNET_TRANSPORT", None)
@@ -57,7 +68,7 @@ def stack_bed() -> Iterator[StackBed]:
         wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd socket")
         if proc.poll() is not None:
             pytest.fail(f"netd exited: {(bed.workdir / 'netd.err').read_text()}")
-        yield StackBed(bed, nginx, env, hashlib.sha256(data).hexdigest())
+        yield StackBed(bed, nginx, env, hashlib.sha256(data).hexdigest(), ca)
     finally:
         if nginx is not None:
             nginx.close()
@@ -79,3 +90,10 @@ def test_sequential_requests_through_netd_reuse_one_tcp_connection(
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert proc.stdout == b"small over the stack\n" * 3
     assert b"connections opened 1, reused 2" in proc.stderr
+
+
+def test_https_through_netd_to_openssl_s_server_with_a_test_ca(stack_bed: StackBed) -> None:
+    proc = stack_bed.fetch("--cacert", str(stack_bed.ca), "--resolve",
+                           f"example.test:4433:{GATEWAY}", "https://example.test:4433/hello.txt")
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert proc.stdout == b"hello over vipernet TCP and vipernet TLS\n"
