@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tests.testbed import require_binary, stop_process, unavailable
@@ -28,13 +29,18 @@ def free_port() -> int:
 
 class Sshd:
     def __init__(self, *, extra: str = "", host_keys: tuple[str, ...] = ("ed25519", "rsa"),
-                 user_keys: tuple[str, ...] = ("ed25519", "rsa")) -> None:
+                 user_keys: tuple[str, ...] = ("ed25519", "rsa"), address: str = "127.0.0.1",
+                 port: int | None = None, prefix: Sequence[str] = (),
+                 ready: Callable[[str, int], bool] | None = None) -> None:
         if os.geteuid() != 0:
             unavailable("sshd interop tests need root")
         self.binary = require_binary("sshd")
         self.keygen = require_binary("ssh-keygen")
         self.dir = Path(tempfile.mkdtemp(prefix="vipernet-ssh-"))
-        self.port = free_port()
+        self.address = address
+        self.port = port or free_port()
+        self.prefix = list(prefix)  # e.g. ``ip netns exec NS`` to run it in a namespace
+        self.ready = ready
         self.proc: subprocess.Popen[bytes] | None = None
         self.host_keys: dict[str, Path] = {}
         self.user_keys: dict[str, Path] = {}
@@ -64,22 +70,28 @@ class Sshd:
         (self.dir / "authorized_keys").write_text("".join(auth))
         self.config = self.dir / "sshd_config"
         # sshd keeps the first value it reads for an option: the extras go first so they win.
-        lines = [extra, f"Port {self.port}", "ListenAddress 127.0.0.1",
+        lines = [extra, f"Port {self.port}", f"ListenAddress {self.address}",
                  *[f"HostKey {p}" for p in self.host_keys.values()],
                  f"AuthorizedKeysFile {self.dir / 'authorized_keys'}", "StrictModes no",
                  f"PidFile {self.dir / 'sshd.pid'}", "UsePAM no", "PermitRootLogin yes",
                  "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50"]
         self.config.write_text("\n".join(lines) + "\n")
         self.log = open(self.dir / "sshd.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([self.binary, "-D", "-e", "-f", str(self.config)],
+        self.proc = subprocess.Popen([*self.prefix, self.binary, "-D", "-e", "-f",
+                                      str(self.config)],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sshd exited: {(self.dir / 'sshd.log').read_text()}")
+            if self.ready is not None:
+                if self.ready(self.address, self.port):
+                    return
+                time.sleep(0.05)
+                continue
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                with socket.create_connection((self.address, self.port), timeout=1):
                     return
             except OSError:
                 time.sleep(0.05)
