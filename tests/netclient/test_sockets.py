@@ -260,3 +260,22 @@ def test_connect_to_a_closed_tcp_port_is_refused(client: NetClient) -> None:
         sock.settimeout(10)
         with pytest.raises(ConnectionRefusedError):
             sock.connect((PEER, 1))
+
+
+def test_poll_reports_the_socket_that_became_readable(client: NetClient) -> None:
+    from vipernet.netclient.sockets import poll
+
+    with udp(client) as quiet, udp(client) as talker:
+        quiet.bind(("0.0.0.0", 0))
+        talker.sendto(b"x", (PEER, 7))
+        ready = poll([(quiet, 1), (talker, 1)], timeout=5)
+        assert [(s is talker, ev) for s, ev in ready] == [(True, 1)]
+        assert poll([(quiet, 1)], timeout=0.1) == []
+
+
+def test_getaddrinfo_of_a_literal_needs_no_resolver(client: NetClient) -> None:
+    from vipernet.netclient.sockets import SOCK_STREAM as STREAM
+    from vipernet.netclient.sockets import getaddrinfo
+
+    assert getaddrinfo("10.0.2.2", 80, type=STREAM) == [
+        (AF_INET, STREAM, IPPROTO_TCP, "", ("10.0.2.2", 80))]
