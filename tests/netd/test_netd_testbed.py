@@ -284,6 +284,9 @@ def test_tcp_bulk_both_ways_through_netd_matches_sha256(netd: Netd, env_socket: 
     with vsocket.create_connection((GATEWAY, port), timeout=30) as sock:
         sock.setsockopt(vsocket.IPPROTO_TCP, vsocket.TCP_NODELAY, 1)
         assert sock.getpeername() == (GATEWAY, port)
+        rows = [r for r in netd.stat()["sockets"] if r["remote"] == f"{GATEWAY}:{port}"]
+        assert [(r["kind"], r["state"], r["pid"]) for r in rows] == [
+            ("tcp", "ESTABLISHED", os.getpid())]
         started = time.monotonic()
         sock.sendall(payload)
         got, digest = server.stdout.readline().decode().split()

@@ -565,9 +565,9 @@ class NetService:
                 "kind": entry.kind.name.lower(),
                 "local": _address_or_none(sock.getsockname),
                 "remote": _address_or_none(sock.getpeername),
-                "state": str(getattr(sock, "state", "")) or _state_guess(sock),
-                "recv_queue": int(getattr(sock, "recv_queued", 0) or 0),
-                "send_queue": int(getattr(sock, "send_queued", 0) or 0),
+                "state": _state(sock),
+                "recv_queue": _recv_queue(sock),
+                "send_queue": _send_queue(sock),
                 "waiting": len(self.waiting.get(sock, ())),
                 "age": round(now - entry.created, 3),
             })
@@ -592,7 +592,35 @@ def _address_or_none(getter: Callable[[], tuple[str, int]]) -> str | None:
     return f"{host}:{port}"
 
 
-def _state_guess(sock: StackSocket) -> str:
+# The StackSocket contract has no state or queue sizes; these read what the stack's
+# socket classes happen to expose (TCP: state + connection buffers, UDP: queued_bytes)
+# and fall back to something honest, so stat never breaks on a socket kind it lacks.
+
+def _state(sock: StackSocket) -> str:
+    state = getattr(sock, "state", None)
+    if state is not None:
+        return str(getattr(state, "name", state))
     if sock.closed:
-        return "closed"
-    return "open"
+        return "CLOSED"
+    try:
+        sock.getpeername()
+    except OSError:
+        return "UNCONN"
+    return "ESTAB"
+
+
+def _recv_queue(sock: StackSocket) -> int:
+    conn = getattr(sock, "connection", None)
+    buffer = getattr(conn, "rcv_buf", None)
+    if buffer is not None:
+        return int(getattr(buffer, "size", 0))
+    return int(getattr(sock, "queued_bytes", 0) or 0)
+
+
+def _send_queue(sock: StackSocket) -> int:
+    conn = getattr(sock, "connection", None)
+    buffer = getattr(conn, "snd_buf", None)
+    try:
+        return len(buffer) if buffer is not None else 0
+    except TypeError:
+        return 0
