@@ -6,6 +6,8 @@ import errno
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.netd.fakes import FakeSocket, FakeStack
 from vipernet.netd import protocol as p
@@ -301,3 +303,23 @@ def test_too_many_parked_requests_get_enobufs_but_close_still_works(
     reply = client.call(Code.SOCKET_RECV, p.RecvRequest(sock=sock, timeout_ms=0, max_bytes=1))
     assert reply.status == errno.ENOBUFS
     assert client.call(Code.SOCKET_CLOSE, p.SocketRef(sock=sock)).status == 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([int(c) for c in Code] + [0x00, 0x99]),
+                          st.binary(max_size=40)), max_size=12))
+def test_random_requests_never_escape_the_service(requests: list[tuple[int, bytes]]) -> None:
+    stack, service, client = setup()
+    client.udp()
+    for n, (code, body) in enumerate(requests):
+        if body[:4] and code in (Code.SOCKET_RECV, Code.SOCKET_CLOSE):
+            body = b"\x00\x00\x00\x01" + body[4:]  # aim some at the socket that exists
+        client.send(code, body, now=float(n))
+        stack.sockets[0].deliver(b"data")
+        service.on_changed(float(n))
+    service.expire(1e9)
+    for reply in client.replies:
+        assert reply.is_reply
+    assert len({r.request_id for r in client.replies}) == len(client.replies)
+    service.close_session(client.session, 1e9)
+    assert service.sockets == {} and service.parked == set()
