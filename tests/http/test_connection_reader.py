@@ -72,3 +72,19 @@ def test_arbitrary_response_bytes_give_a_typed_error_or_a_response(raw: bytes,
 def test_plausible_fragments_in_any_order_never_crash(parts: list[bytes]) -> None:
     with contextlib.suppress(HTTPError):
         exchange(parts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([b"200 OK", b"301 Moved", b"302 Found", b"307 T", b"100 Continue",
+                        b"204 No Content", b"999 Odd", b"abc"]),
+       st.lists(st.tuples(st.sampled_from([b"Location", b"Content-Length", b"Connection",
+                                           b"Transfer-Encoding", b"X-Other"]),
+                          st.binary(max_size=30)), max_size=4),
+       st.binary(max_size=50))
+def test_client_survives_arbitrary_heads_with_redirects_and_lengths(
+        status: bytes, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+    raw = b"HTTP/1.1 " + status + b"\r\n" + b"".join(k + b": " + v + b"\r\n"
+                                                     for k, v in fields) + b"\r\n" + body
+    with Client(connect=lambda h, p, t: MemorySocket([raw]), max_redirects=3) as client, \
+            contextlib.suppress(HTTPError):
+        client.post("http://h/start", body=b"x")

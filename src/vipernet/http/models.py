@@ -54,7 +54,8 @@ class URL:
             userinfo = urllib.parse.unquote(parts.username)
             if parts.password is not None:
                 userinfo += ":" + urllib.parse.unquote(parts.password)
-        return cls(scheme=scheme, host=host, port=port or DEFAULT_PORTS[scheme], target=target,
+        return cls(scheme=scheme, host=host,
+                   port=port if port is not None else DEFAULT_PORTS[scheme], target=target,
                    userinfo=userinfo)
 
     @property
