@@ -251,3 +251,33 @@ def test_https_keep_alive_with_nginx_reuses_one_tls_connection(tmp_path: Path) -
             assert client.get(url + "/small").status == 200
     assert client.stats.connections_opened == 1
     assert client.stats.connections_reused == 6
+
+
+def test_cli_shows_a_progress_bar_only_when_stderr_is_a_terminal(
+        stdlib_server: tuple[StdlibServer, str], tmp_path: Path) -> None:
+    import pty
+    server, digest = stdlib_server
+    out = tmp_path / "big.bin"
+    master, slave = pty.openpty()
+    env = dict(os.environ, VIPERNET_TRANSPORT="os", COLUMNS="100",
+               PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "vipernet.cli.main", "fetch",
+                             server.url("/big.bin"), "-o", str(out)],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=slave)
+    os.close(slave)
+    shown = bytearray()
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    assert sha256_file(out) == digest
+    assert b"big.bin" in shown  # the label
+    assert b"MB/s" in shown or b"GB/s" in shown  # the rate column
+    assert b"52.4/52.4 MB" in shown  # finished: all bytes counted
