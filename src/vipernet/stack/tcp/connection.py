@@ -156,6 +156,7 @@ class Connection:
         "rtt_time",
         "rtx_count",
         "rtx_next",
+        "rtx_una_mark",
         "sacked",
         "sb",
         "scheduled",
@@ -176,6 +177,8 @@ class Connection:
         "t_persist",
         "t_rtx",
         "t_wait",
+        "tlp_armed",
+        "tlp_done",
         "ts_enabled",
         "ts_offset",
         "ts_recent",
@@ -243,6 +246,7 @@ class Connection:
         self.in_recovery = False
         self.recover = 0
         self.rtx_next = 0
+        self.rtx_una_mark: int | None = None  # SND.MAX when SND.UNA's segment was resent
         self.sacked: list[list[int]] = []
         self.persist_backoff = 0
         self.keep_probes = 0
@@ -253,6 +257,8 @@ class Connection:
         self.t_delack: float | None = None
         self.t_keep: float | None = None
         self.t_wait: float | None = None
+        self.tlp_armed = False  # t_rtx currently holds a tail-loss probe, not the RTO
+        self.tlp_done = False  # one probe per flight
         self.scheduled: float | None = None
 
     def __repr__(self) -> str:
@@ -444,8 +450,9 @@ class Connection:
 
     # -- output -----------------------------------------------------------------------------
 
-    def _send_data(self, start: int, length: int, now: float) -> int:
-        """Emit one segment with bytes [start, start+length) (+FIN when it ends the stream).
+    def _send_data(self, start: int, length: int, now: float, *, new_fin: bool = False) -> int:
+        """Emit one segment with bytes [start, start+length) (+FIN when it ends the stream
+        and the FIN was sent before, or ``new_fin`` says this is its first transmission).
 
         Returns the sequence space used."""
         data_end = self.sb.end
@@ -453,7 +460,7 @@ class Connection:
         space = length
         if start + length == data_end:
             flags |= PSH
-            if self.fin_queued:
+            if self.fin_queued and (new_fin or self.snd_max > data_end):
                 flags |= FIN
                 space += 1
         opts = (data_options((self._tsval(now), self.ts_recent), None)
@@ -489,7 +496,10 @@ class Connection:
                 if nxt != self.snd_nxt:
                     self.snd_nxt = nxt
                     continue
-            wnd = self.snd_wnd if self.snd_wnd < self.cc.cwnd else self.cc.cwnd
+            cwnd = self.cc.cwnd
+            if 0 < self.dupacks < 3 and not self.in_recovery:
+                cwnd += self.dupacks * self.smss  # limited transmit (RFC 3042)
+            wnd = self.snd_wnd if self.snd_wnd < cwnd else cwnd
             usable = self.snd_una + wnd - nxt
             avail = data_end - nxt
             if avail <= 0:
@@ -516,7 +526,7 @@ class Connection:
                     # Nagle, Minshall's variant (as Linux): hold a runt only while an
                     # earlier runt is unacknowledged, so a write's tail goes out at once
                     break
-            used = self._send_data(nxt, n, now)
+            used = self._send_data(nxt, n, now, new_fin=True)
             if n < self.smss:
                 self.snd_sml = nxt + used
             self.snd_nxt = nxt + used
@@ -526,7 +536,7 @@ class Connection:
                     self.rtt_time = now
                 self.snd_max = self.snd_nxt
             if self.t_rtx is None:
-                self.t_rtx = now + self.rto.current()
+                self._arm_rtx(now)
             self.t_persist = None
         # Zero window with data waiting and nothing in flight: the persist timer probes.
         if (self.snd_wnd == 0 and self.snd_max == self.snd_una and self.t_persist is None
@@ -564,6 +574,8 @@ class Connection:
         if n <= 0 and not (self.fin_queued and off == data_end):
             return False
         used = self._send_data(off, max(n, 0), now)
+        if off == self.snd_una:
+            self.rtx_una_mark = self.snd_max
         self.rtx_next = off + used
         self.host.count("tcp_fast_retransmit")
         if self.rtt_seq is not None and off < self.rtt_seq:
@@ -603,8 +615,49 @@ class Connection:
         if self.state != _CLOSED:
             self._rearm()
 
+    def _arm_rtx(self, now: float) -> None:
+        """Arm the retransmission timer, or first a tail-loss probe (RFC 8985 7): a loss at
+        the end of a flight produces no duplicate ACKs, and a 200 ms RTO is dozens of RTTs
+        on a LAN; a probe after ~2 SRTT turns it into a SACK-driven fast recovery."""
+        rto = self.rto.current()
+        srtt = self.rto.srtt
+        if (srtt is not None and not self.tlp_done and not self.in_recovery
+                and self.rtx_count == 0 and self.state in _SENDING):
+            pto = max(2 * srtt, 0.01)
+            if self.snd_max - self.snd_una <= self.smss:
+                pto += DELAYED_ACK  # a lone segment may be waiting on a delayed ACK
+            if pto < rto:
+                self.tlp_armed = True
+                self.t_rtx = now + pto
+                return
+        self.tlp_armed = False
+        self.t_rtx = now + rto
+
+    def _tail_loss_probe(self, now: float) -> None:
+        """Resend the last segment of the flight (or send one new one) once."""
+        self.tlp_armed = False
+        self.tlp_done = True
+        self.host.count("tcp_tail_loss_probe")
+        data_end = self.sb.end
+        if self.snd_nxt == self.snd_max and data_end > self.snd_max and self.snd_wnd > 0:
+            n = min(self.smss, data_end - self.snd_max, self.snd_wnd)
+            used = self._send_data(self.snd_max, n, now, new_fin=True)
+            self.snd_nxt = self.snd_max = self.snd_max + used
+        else:
+            end = min(self.snd_max, data_end)
+            start = max(self.snd_una, end - self.smss)
+            if end > start or self.snd_max > data_end:
+                self._send_data(start, max(end - start, 0), now)
+            if self.rtt_seq is not None and start < self.rtt_seq:
+                self.rtt_seq = None
+        self.t_rtx = now + self.rto.current()
+
     def _on_rtx_timeout(self, now: float) -> None:
         st = self.state
+        if self.tlp_armed and st in _SENDING and self.snd_max > self.snd_una:
+            self._tail_loss_probe(now)
+            return
+        self.tlp_armed = False
         self.rtx_count += 1
         self.host.count("tcp_rto")
         if st in (_SYN_SENT, _SYN_RECEIVED):
@@ -630,7 +683,11 @@ class Connection:
         self.dupacks = 0
         self.recover = self.snd_max
         self.rtt_seq = None
-        self.sacked.clear()  # the receiver may renege (RFC 2018 8); start over
+        if self.rtx_count >= 2:
+            # A second timeout without progress: perhaps the receiver reneged on what it
+            # SACKed (RFC 2018 8), so resend everything.  After the first, trust the SACK
+            # scoreboard and resend only the holes (RFC 6675 5.1).
+            self.sacked.clear()
         self.snd_nxt = self.snd_una
         self.t_rtx = now + self.rto.current()
         if self.snd_wnd == 0:
@@ -736,7 +793,11 @@ class Connection:
             f &= ~SYN
             seq = 1
         # PAWS (RFC 7323 5): an old timestamp means an old duplicate
+        # Pure ACKs are exempt: reordering makes old ACKs common and harmless (the ACK
+        # range check covers them), and dropping them would throw away SACK information;
+        # Linux exempts them too (tcp_disordered_ack).
         if (self.ts_enabled and seg.tsval is not None and not f & RST
+                and (plen or f & (SYN | FIN))
                 and (seg.tsval - self.ts_recent) & MASK >= HALF):
             self.host.count("tcp_paws_drop")
             self.send_ack(now)
@@ -893,7 +954,12 @@ class Connection:
                     self._retransmit_hole(now)
             else:
                 self.cc.on_ack(acked, flight_before)
-            self.t_rtx = None if self.snd_una >= self.snd_max else now + self.rto.current()
+            self.tlp_done = False
+            if self.snd_una >= self.snd_max:
+                self.t_rtx = None
+                self.tlp_armed = False
+            else:
+                self._arm_rtx(now)
             if self.socket is not None:
                 self.host.notify(self)
         elif (ack == snd_una and self.snd_max > snd_una and plen == 0
@@ -901,16 +967,34 @@ class Connection:
             self.dupacks += 1
             if self.in_recovery:
                 self.cc.on_dupack_in_recovery()
+                mark = self.rtx_una_mark
+                if (mark is not None and self.sacked and self.sacked[-1][1] > mark
+                        and self.snd_una < mark):
+                    # Data sent after our retransmission of SND.UNA's segment has been
+                    # SACKed while SND.UNA stands still: the retransmission was lost too.
+                    # Resend it now instead of waiting for the RTO.
+                    self.host.count("tcp_lost_retransmit")
+                    self.rtx_next = self.snd_una
                 self._retransmit_hole(now)
-            elif (self.dupacks >= 3 or (new_sack and self._sacked_bytes() >= 3 * self.smss)) \
+            elif (self.dupacks >= self._dupthresh()
+                  or (new_sack and self._sacked_bytes() >= 3 * self.smss)) \
                     and (ack > self.recover or self.recover == 0):
                 self.host.count("tcp_fast_recovery")
                 self.in_recovery = True
                 self.recover = self.snd_max
                 self.rtx_next = ack
+                self.rtx_una_mark = None
                 self.cc.enter_recovery(self.snd_max - ack)
                 self._retransmit_hole(now)
                 self.t_rtx = now + self.rto.current()
+
+    def _dupthresh(self) -> int:
+        """3, or fewer when fewer than four segments are outstanding and nothing new can
+        go out to draw more duplicate ACKs (early retransmit, RFC 5827)."""
+        oseg = -(-(self.snd_max - self.snd_una) // self.smss)
+        if oseg >= 4 or (self.sb.end > self.snd_max and self.snd_wnd > self.snd_max - self.snd_una):
+            return 3
+        return max(1, oseg - 1)
 
     def _update_sacked(self, blocks: tuple[tuple[int, int], ...], ack: int) -> bool:
         iss = self.iss
