@@ -15,7 +15,12 @@ import pytest
 from tests.ssh.sshd import Sshd
 from vipernet.ssh.algorithms import Preferences
 from vipernet.ssh.client import SSHClient
-from vipernet.ssh.errors import AuthenticationFailed, HostKeyMismatch, HostKeyUnknown
+from vipernet.ssh.errors import (
+    AuthenticationFailed,
+    ChannelError,
+    HostKeyMismatch,
+    HostKeyUnknown,
+)
 from vipernet.ssh.keys import KeyLoadError, PassphraseRequired, load_private_key
 
 pytestmark = pytest.mark.testbed
@@ -221,3 +226,28 @@ def test_interactive_shell_on_a_pty_runs_commands_and_reports_exit(sshd: Sshd,
         ch.write(b"exit 3\n")
         client.pump(lambda: ch.closed, timeout=10)
         assert ch.exit_status == 3
+
+
+def test_a_refused_env_request_does_not_derail_the_exec_reply(sshd: Sshd,
+                                                             tmp_path: Path) -> None:
+    with connect(sshd, tmp_path) as client:
+        result = client.exec("printf %s \"$NOT_ACCEPTED\"", env={"NOT_ACCEPTED": "x"})
+        assert result == (0, b"", b"")  # sshd refused the variable; the command still ran
+
+
+def test_an_unknown_subsystem_is_refused_with_channel_error(sshd: Sshd,
+                                                            tmp_path: Path) -> None:
+    with connect(sshd, tmp_path) as client:
+        ch = client.open_channel()
+        with pytest.raises(ChannelError, match="no-such-subsystem"):
+            client.request(ch, lambda: ch.subsystem("no-such-subsystem"),
+                           "the no-such-subsystem subsystem")
+        assert client.exec("echo still-fine").stdout == b"still-fine\n"
+
+
+def test_rekey_by_time_happens_when_the_interval_passes(sshd: Sshd, tmp_path: Path) -> None:
+    with connect(sshd, tmp_path, rekey_seconds=0.3) as client:
+        deadline = time.monotonic() + 1.0
+        client.pump(lambda: time.monotonic() > deadline, timeout=5)
+        assert client.exec("echo after").stdout == b"after\n"
+        assert client.conn.transport.kex_count >= 3

@@ -60,6 +60,7 @@ class Channel:
         self.open_error: ChannelError | None = None
         self._replies: deque[Callable[[bool], None]] = deque()
         self.request_results: list[tuple[str, bool]] = []
+        self._tickets = 0
 
     # -- application side ------------------------------------------------------------
 
@@ -71,8 +72,9 @@ class Channel:
     def closed(self) -> bool:
         return self.state in (ChannelState.CLOSED, ChannelState.FAILED)
 
-    def request(self, name: str, body: bytes = b"", *, want_reply: bool = True) -> None:
-        """Send a CHANNEL_REQUEST; the reply (if wanted) lands in ``request_results``."""
+    def request(self, name: str, body: bytes = b"", *, want_reply: bool = True) -> int:
+        """Send a CHANNEL_REQUEST; returns a ticket: its reply will be
+        ``request_results[ticket]`` (replies come in request order).  -1 if no reply."""
         self._require_open()
         w = SSHWriter()
         w.push_uint8(Msg.CHANNEL_REQUEST)
@@ -80,31 +82,35 @@ class Channel:
         w.push_string(name)
         w.push_bool(want_reply)
         w.push_bytes(body)
+        ticket = -1
         if want_reply:
+            ticket = self._tickets
+            self._tickets += 1
             self._replies.append(lambda ok: self.request_results.append((name, ok)))
         self._send(w.data())
+        return ticket
 
-    def exec(self, command: str) -> None:
+    def exec(self, command: str) -> int:
         w = SSHWriter()
         w.push_string(command)
-        self.request("exec", w.data())
+        return self.request("exec", w.data())
 
-    def subsystem(self, name: str) -> None:
+    def subsystem(self, name: str) -> int:
         w = SSHWriter()
         w.push_string(name)
-        self.request("subsystem", w.data())
+        return self.request("subsystem", w.data())
 
-    def shell(self) -> None:
-        self.request("shell")
+    def shell(self) -> int:
+        return self.request("shell")
 
     def request_pty(self, term: str = "xterm", cols: int = 80, rows: int = 24,
-                    modes: bytes = b"\x00") -> None:
+                    modes: bytes = b"\x00") -> int:
         w = SSHWriter()
         w.push_string(term)
         for v in (cols, rows, 0, 0):
             w.push_uint32(v)
         w.push_string(modes)
-        self.request("pty-req", w.data())
+        return self.request("pty-req", w.data())
 
     def window_change(self, cols: int, rows: int) -> None:
         w = SSHWriter()
@@ -112,11 +118,11 @@ class Channel:
             w.push_uint32(v)
         self.request("window-change", w.data(), want_reply=False)
 
-    def setenv(self, name: str, value: str) -> None:
+    def setenv(self, name: str, value: str) -> int:
         w = SSHWriter()
         w.push_string(name)
         w.push_string(value)
-        self.request("env", w.data())
+        return self.request("env", w.data())
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue data; whatever the peer's window allows goes out now, the rest later."""

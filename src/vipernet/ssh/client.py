@@ -219,14 +219,14 @@ class SSHClient:
             raise ch.open_error
         return ch
 
-    def request(self, ch: Channel, send: Callable[[], None], name: str,
+    def request(self, ch: Channel, send: Callable[[], int], name: str,
                 timeout: float | None = 30.0) -> None:
-        """Send a channel request and wait for its reply; ChannelError if refused."""
-        before = len(ch.request_results)
-        send()
-        self.pump(lambda: len(ch.request_results) > before or ch.closed, timeout=timeout,
+        """Send a channel request (``send`` returns its ticket) and wait for its own reply;
+        ChannelError if refused."""
+        ticket = send()
+        self.pump(lambda: len(ch.request_results) > ticket or ch.closed, timeout=timeout,
                   what=f"reply to {name}")
-        if len(ch.request_results) <= before or not ch.request_results[before][1]:
+        if len(ch.request_results) <= ticket or not ch.request_results[ticket][1]:
             raise ChannelError(f"server refused {name}")
 
     def exec(self, command: str, *, stdin: bytes = b"", timeout: float | None = None,
