@@ -185,7 +185,7 @@ def open_rig(tag: str = "tcp", *, faults: Any = None, pcap: str | None = None,
             device = FaultInjector(device, faults, random.Random(seed))
         if pcap is not None:
             from vipernet.link.pcap import CapturingDevice, PcapWriter
-            writer = PcapWriter(pcap, snaplen=128)
+            writer = PcapWriter(pcap)
             closers.append(writer.close)
             device = CapturingDevice(device, writer)
         stack = Stack(StackConfig(), capabilities=device.capabilities, now=time.monotonic(),
