@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+from collections.abc import Iterator
 
 import pytest
 
-from tests.http.scripted import RawRequest, ScriptedServer, response, serve_forever
+from tests.http.scripted import Peer, RawRequest, ScriptedServer, response, serve_forever
 from vipernet.http import URL, Client, InvalidRequest, InvalidURL
 
 
@@ -119,3 +120,25 @@ def test_non_ascii_path_is_percent_encoded(client: Client) -> None:
     with ScriptedServer(serve_forever(echo)) as server:
         client.get(server.url("/caf\u00e9 au lait"))
     assert server.requests[0].target == "/caf%C3%A9%20au%20lait"
+
+
+def test_early_response_to_an_upload_the_server_stops_reading_is_returned(
+        client: Client) -> None:
+    import socket as _socket
+
+    def handler(peer: Peer) -> None:
+        while b"\r\n\r\n" not in peer._buf:
+            if not peer._fill():
+                return
+        peer.send(response(b"too big", "413 Payload Too Large", [("Connection", "close")]))
+        peer.sock.shutdown(_socket.SHUT_WR)
+        peer.sock.close()  # unread upload bytes: the kernel resets the connection
+
+    def upload() -> Iterator[bytes]:
+        block = b"u" * (1 << 20)
+        for _ in range(200):  # far more than socket buffers hold
+            yield block
+    with ScriptedServer(handler) as server:
+        r = client.post(server.url(), body=upload())
+    assert (r.status, r.content) == (413, b"too big")
+    assert client.stats.connections_reused == 0

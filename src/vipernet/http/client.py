@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from vipernet.http.connection import RECV_SIZE
+from vipernet.http.connection import RECV_SIZE, HTTPConnection
 from vipernet.http.errors import (
     ConnectionClosed,
     HTTPError,
@@ -336,8 +336,14 @@ class Client:
             if self.on_request is not None:
                 self.on_request(method, url, fields, reused)
             try:
-                conn.send_request(method, url.target, fields, body.source())
-                head = conn.receive_head()
+                try:
+                    conn.send_request(method, url.target, fields, body.source())
+                except ConnectionClosed as send_error:
+                    if reused and not conn.response_started and body.replayable:
+                        raise  # a stale pooled connection: retried below
+                    head = self._early_response(conn, send_error)
+                else:
+                    head = conn.receive_head()
             except ConnectionClosed:
                 conn.close()
                 if reused and not conn.response_started and body.replayable:
@@ -354,6 +360,15 @@ class Client:
             if self.on_response is not None:
                 self.on_response(response)
             return response
+
+    @staticmethod
+    def _early_response(conn: HTTPConnection, send_error: ConnectionClosed) -> Any:
+        """The response a server sent before it stopped reading our body, if any."""
+        try:
+            return conn.receive_head()
+        except HTTPError:
+            conn.close()
+            raise send_error from None
 
     def _connect_timeout(self, limits: Timeouts, deadline: float | None) -> float | None:
         timeout = limits.connect

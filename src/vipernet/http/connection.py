@@ -303,7 +303,8 @@ class HTTPConnection:
             self.close()
             raise Timeout("write", timeout or 0.0) from None
         except OSError as exc:
-            self.close()
+            # Left open: a server that refuses an upload often answers (413, 401) and
+            # closes before reading it all; the caller may still read that early answer.
             raise ConnectionClosed(f"send failed: {exc}") from None
         except HTTPError:
             raise
