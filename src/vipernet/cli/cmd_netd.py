@@ -73,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
     netd.install_signal_handlers()
     print(f"netd: {config.ip} on {config.link}, serving {config.socket_path}",
           file=sys.stderr, flush=True)
-    netd.run()
+    try:
+        netd.run()
+    except Exception as exc:  # logged in full by the loop; one line here
+        print(f"vipernet netd: stopped by an error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -21,6 +21,7 @@ import logging
 import random
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
@@ -39,6 +40,7 @@ log = logging.getLogger("vipernet.netd")
 
 DEFAULT_MAC = "52:54:00:12:34:56"
 MAX_SLEEP = 1.0  # wake at least this often (signals, clock sanity)
+MAX_LOOP_ERRORS = 5  # per minute before netd gives up
 SLIRP_IP = IPv4Interface("10.0.2.15/24")
 SLIRP_GATEWAY = IPv4Address("10.0.2.2")
 SLIRP_DNS = (IPv4Address("10.0.2.3"),)
@@ -118,8 +120,23 @@ class Netd:
         self.runtime.run_once(timeout)
 
     def run(self) -> None:
+        """Serve until stopped.  A loop error is logged and the loop resumed (one bad turn
+        must not drop every client), unless errors repeat: more than
+        :data:`MAX_LOOP_ERRORS` within a minute (a vanished device, say) re-raise."""
+        errors: deque[float] = deque()
         try:
-            self.runtime.run_forever()
+            while True:
+                try:
+                    self.runtime.run_forever()
+                    return
+                except Exception:
+                    now = self.clock()
+                    errors.append(now)
+                    while errors and errors[0] < now - 60.0:
+                        errors.popleft()
+                    if len(errors) > MAX_LOOP_ERRORS:
+                        raise
+                    log.warning("loop error %d in the last minute; resuming", len(errors))
         finally:
             self.close()
 
