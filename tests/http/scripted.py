@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 
@@ -121,6 +122,7 @@ class ScriptedServer:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.connections = 0
+        self.closed_connections = 0  # handlers that returned (their socket is closed)
         self.requests: list[RawRequest] = []
         self.errors: list[BaseException] = []
         self._peers: list[Peer] = []
@@ -154,6 +156,17 @@ class ScriptedServer:
             self.errors.append(exc)
         finally:
             peer.close()
+            self.closed_connections += 1
+
+    def wait_closed(self, count: int = 1, timeout: float = 10.0) -> None:
+        """Wait until ``count`` server-side connections are closed, plus a moment for the FIN
+        to reach the client (loopback delivers it at once; this is for a loaded machine)."""
+        deadline = time.monotonic() + timeout
+        while self.closed_connections < count:
+            if time.monotonic() > deadline:
+                raise AssertionError("server connections did not close")
+            time.sleep(0.01)
+        time.sleep(0.05)
 
     def close(self) -> None:
         self._closing = True

@@ -93,7 +93,7 @@ def test_max_time_bounds_a_trickling_download_exit_28(tmp_path: Path) -> None:
     with ScriptedServer(handler) as server:
         started = time.monotonic()
         assert fetch("-m", "0.5", server.url(), "-o", str(tmp_path / "x")) == 28
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 15
         stop.set()
     assert not (tmp_path / "x").exists()
 

@@ -78,7 +78,7 @@ def test_recently_idle_connection_closed_by_the_server_is_retried(client: Client
             peer.send(response(b"once"))
     with ScriptedServer(handler) as server:
         assert client.get(server.url()).content == b"once"
-        time.sleep(0.1)  # let the server's FIN arrive
+        server.wait_closed()
         assert client.get(server.url()).content == b"once"
     assert client.stats.connections_opened == 2
     assert client.stats.retries == 1
@@ -91,7 +91,7 @@ def test_one_shot_body_makes_the_pool_probe_and_skip_a_closed_connection(
             peer.send(response(b"once"))
     with ScriptedServer(handler) as server:
         client.get(server.url())
-        time.sleep(0.1)
+        server.wait_closed()
         assert client.post(server.url(), body=iter([b"one ", b"shot"])).content == b"once"
     assert server.requests[-1].body == b"one shot"
     assert (client.stats.connections_opened, client.stats.connections_reused) == (2, 0)
@@ -108,7 +108,8 @@ def test_long_idle_connection_is_probed_before_reuse(client: Client,
             peer.send(response(b"once"))
     with ScriptedServer(handler) as server:
         client.get(server.url())
-        time.sleep(0.1)
+        server.wait_closed()
+        time.sleep(0.1)  # idle longer than PROBE_AFTER
         assert client.get(server.url()).content == b"once"
     assert (client.stats.connections_opened, client.stats.connections_reused) == (2, 0)
     assert client.stats.retries == 0
@@ -140,7 +141,7 @@ def test_request_on_a_stale_connection_is_retried_once_on_a_new_one() -> None:
     with ScriptedServer(handler) as server, \
             Client(connect=lambda h, p, t: _NoFileno(os_connect(h, p, t))) as client:
         client.get(server.url())
-        time.sleep(0.1)
+        server.wait_closed()
         r = client.post(server.url(), body=b"replayable")
     assert r.content == b"again"
     assert client.stats.retries == 1
@@ -156,7 +157,7 @@ def test_one_shot_body_on_a_stale_connection_is_not_resent() -> None:
     with ScriptedServer(handler) as server, \
             Client(connect=lambda h, p, t: _NoFileno(os_connect(h, p, t))) as client:
         client.get(server.url())
-        time.sleep(0.1)
+        server.wait_closed()
         with pytest.raises(ConnectionClosed):
             client.post(server.url(), body=iter([b"one", b"shot"]))
     assert client.stats.retries == 0

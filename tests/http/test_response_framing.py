@@ -199,7 +199,7 @@ def test_server_that_never_answers_triggers_the_read_timeout() -> None:
         elapsed = time.monotonic() - started
         release.set()
     assert info.value.phase == "read"
-    assert 0.25 < elapsed < 2.5
+    assert 0.25 < elapsed < 10
 
 
 def test_slowloris_server_trickling_bytes_hits_the_total_timeout() -> None:
@@ -222,7 +222,7 @@ def test_slowloris_server_trickling_bytes_hits_the_total_timeout() -> None:
             client.get(server.url())
         stop.append(True)
     assert info.value.phase == "total"
-    assert 0.7 < time.monotonic() - started < 5
+    assert 0.7 < time.monotonic() - started < 15
 
 
 def test_slowloris_headers_hit_the_total_timeout_too() -> None:
@@ -266,7 +266,7 @@ def test_connect_to_a_full_backlog_hits_the_connect_timeout() -> None:
             with pytest.raises(Timeout) as info:
                 client.get(f"http://127.0.0.1:{port}/")
         assert info.value.phase == "connect"
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 10
     finally:
         for s in fillers:
             s.close()
