@@ -27,6 +27,7 @@ from vipernet.netd import protocol as p
 # How much longer than the timeout it sent netd a client waits for the reply before it
 # gives up on its own (netd answers timeouts itself; this only guards against a hung netd).
 REPLY_GRACE = 10.0
+READ_CHUNK = 256 * 1024
 
 
 def status_error(reply: p.Message) -> OSError:
@@ -119,12 +120,14 @@ class UnixChannel:
     def _read_loop(self) -> None:
         decoder = p.FrameDecoder()
         reason: OSError = ConnectionResetError(errno.ECONNRESET, "netd closed the channel")
+        buffer = bytearray(READ_CHUNK)  # reused: no allocation per reply
+        view = memoryview(buffer)
         try:
             while True:
-                data = self._sock.recv(p.MAX_BODY + p.HEADER_SIZE)
-                if not data:
+                n = self._sock.recv_into(buffer)
+                if not n:
                     break
-                for message in decoder.feed(data):
+                for message in decoder.feed(view[:n]):
                     with self._lock:
                         pending = self._pending.pop(message.request_id, None)
                     if pending is not None:

@@ -90,17 +90,17 @@ class Channel:
         server = self.server
         for _ in range(READS_PER_WAKEUP):
             try:
-                data = self.sock.recv(READ_CHUNK)
+                n = self.sock.recv_into(server.read_buffer)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 server.drop(self, f"read failed: {exc}", "ipc.read_error")
                 return
-            if not data:
+            if not n:
                 server.drop(self, "closed by client", "ipc.disconnects")
                 return
             try:
-                messages = self.decoder.feed(data)
+                messages = self.decoder.feed(server.read_view[:n])
             except p.FramingError as exc:
                 server.drop(self, f"bad framing: {exc}", "ipc.bad_framing")
                 return
@@ -112,7 +112,7 @@ class Channel:
                 server.service.handle(self.session, message, now)
                 if self.closed:
                     return
-            if len(data) < READ_CHUNK:
+            if n < READ_CHUNK:
                 return
 
 
@@ -126,6 +126,10 @@ class IpcServer:
         self.selector = selector
         self.clock = clock
         self.channels: set[Channel] = set()
+        # One receive buffer for every channel (the loop is single-threaded): a fresh
+        # 256 KiB bytes per recv() would cost an mmap/munmap pair each time.
+        self.read_buffer = bytearray(READ_CHUNK)
+        self.read_view = memoryview(self.read_buffer)
         self.listener = self._listen(path)
         selector.register(self.listener, selectors.EVENT_READ, self._on_accept)
 
