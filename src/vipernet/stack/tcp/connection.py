@@ -1073,7 +1073,7 @@ class Connection:
         if seq == self.rcv_nxt:
             if payload:
                 if not self.rd_shut:
-                    self.rb.push(bytes(payload))
+                    self.rb.push(payload)
                 self.rcv_nxt = end
                 if self.rb.has_gaps:
                     self.rcv_nxt = self.rb.pop_ready(self.rcv_nxt)

@@ -1,7 +1,9 @@
 """The receive side: in-order bytes for the application and out-of-order reassembly.
 
-In-order data is a deque of ``bytes`` chunks, exactly as they arrived (no per-byte work; a
-read joins whole chunks).  Out-of-order data is a sorted list of non-overlapping pieces
+In-order data is a deque of chunks exactly as they arrived: zero-copy memoryviews into the
+received frames (which are immutable ``bytes``), so the only copy of the payload on the way
+to the application is the one a read makes when it joins chunks into the ``bytes`` it
+returns.  Out-of-order data is a sorted list of non-overlapping pieces
 ``[start, data]`` in unwrapped receive offsets.  Memory is bounded twice: the connection
 only accepts bytes inside the window it advertised (so all bytes held fit the receive buffer
 size), and the number of pieces is capped so a flood of one-byte segments cannot cost more
@@ -21,7 +23,7 @@ class RecvBuffer:
     __slots__ = ("_chunks", "_last", "_ooo_data", "_ooo_starts", "ooo_bytes", "size")
 
     def __init__(self) -> None:
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[bytes | memoryview] = deque()
         self.size = 0  # in-order bytes not yet read by the application
         self._ooo_starts: list[int] = []
         self._ooo_data: list[bytes] = []
@@ -30,8 +32,11 @@ class RecvBuffer:
 
     # -- in order -------------------------------------------------------------------------
 
-    def push(self, data: bytes) -> None:
+    def push(self, data: bytes | memoryview) -> None:
+        """Queue in-order data; a memoryview is kept only over immutable bytes."""
         if data:
+            if isinstance(data, memoryview) and not isinstance(data.obj, bytes):
+                data = bytes(data)
             self._chunks.append(data)
             self.size += len(data)
 
@@ -43,13 +48,13 @@ class RecvBuffer:
         if len(first) >= max_bytes:
             if len(first) == max_bytes:
                 chunks.popleft()
-                out = first
+                out = bytes(first)
             else:
-                out = first[:max_bytes]
+                out = bytes(first[:max_bytes])
                 chunks[0] = first[max_bytes:]
             self.size -= len(out)
             return out
-        parts = []
+        parts: list[bytes | memoryview] = []
         want = max_bytes
         while chunks and want > 0:
             c = chunks[0]
@@ -103,7 +108,7 @@ class RecvBuffer:
         for s, d in pieces:
             j = bisect.bisect_left(starts, s)
             starts.insert(j, s)
-            datas.insert(j, bytes(d))
+            datas.insert(j, bytes(d))  # a copy: held out of order, maybe for long
             self.ooo_bytes += len(d)
         self._last = start
         return True

@@ -1,0 +1,207 @@
+"""TCP bulk throughput: kernel -> vipernet and vipernet -> kernel, in-process and through netd,
+with the Linux kernel's own TCP over a veth pair measured in the same run as the reference.
+
+Needs root (namespaces, TAP, veth).  Usage::
+
+    python benchmarks/tcp_bulk.py [--mb 200] [--skip-netd]
+
+Peers are cheap on purpose (constant buffers, ``recv_into`` a reused buffer, no hashing) so the
+figures measure the stacks, not the test programs; correctness is the tests' job
+(tests/tcp/test_kernel_interop.py compares sha256 on 100 MB each way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+from tests.testbed import TestBed, stop_process, wait_for  # noqa: E402
+
+SENDER = r"""
+import socket, sys, time
+host, port, mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+buf = memoryview(b"\x5a" * (1 << 20))
+s = socket.create_connection((host, port), timeout=60)
+t0 = time.perf_counter()
+for _ in range(mb):
+    s.sendall(buf)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+print(time.perf_counter() - t0, flush=True)
+"""
+
+SINK = r"""
+import socket, sys, time
+host = sys.argv[1]
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((host, 0))
+srv.listen(4)
+print(srv.getsockname()[1], flush=True)
+c, _ = srv.accept()
+buf = bytearray(1 << 20)
+total = 0
+t0 = time.perf_counter()
+while True:
+    n = c.recv_into(buf)
+    if not n:
+        break
+    total += n
+elapsed = time.perf_counter() - t0
+c.close()
+print(total, elapsed, flush=True)
+"""
+
+
+def mbps(nbytes: int, seconds: float) -> float:
+    return nbytes / seconds / 1e6
+
+
+# -- reference: the kernel over veth ------------------------------------------------------------
+
+def kernel_over_veth(mb: int) -> float:
+    bed = TestBed("tbv")
+    other = f"{bed.name}-b"
+    try:
+        subprocess.run(["ip", "netns", "add", other], check=True)
+        bed.ns(["ip", "link", "add", "vb0", "type", "veth", "peer", "name", "vb1", "netns", other])
+        bed.ns(["ip", "addr", "add", "10.9.0.1/24", "dev", "vb0"])
+        bed.ns(["ip", "link", "set", "vb0", "up"])
+        for argv in (["ip", "addr", "add", "10.9.0.2/24", "dev", "vb1"],
+                     ["ip", "link", "set", "vb1", "up"], ["ip", "link", "set", "lo", "up"]):
+            subprocess.run(["ip", "netns", "exec", other, *argv], check=True)
+        sink = bed.start([sys.executable, "-c", SINK, "10.9.0.1"], stdout=subprocess.PIPE)
+        assert sink.stdout is not None
+        port = sink.stdout.readline().decode().strip()
+        subprocess.run(["ip", "netns", "exec", other, sys.executable, "-c", SENDER, "10.9.0.1",
+                        port, str(mb)], check=True, capture_output=True, timeout=300)
+        total, elapsed = sink.stdout.readline().decode().split()
+        return mbps(int(total), float(elapsed))
+    finally:
+        subprocess.run(["ip", "netns", "del", other], check=False)
+        bed.close()
+
+
+# -- in-process (kernel mode) ---------------------------------------------------------
+
+def in_process(mb: int) -> tuple[float, float]:
+    from tests.tcp.kernel_rig import close_rig, open_rig
+
+    rig = open_rig("tbi")
+    try:
+        # kernel -> vipernet
+        lst = rig.call(rig.stack.tcp_socket)
+        rig.call(lambda: lst.bind(("0.0.0.0", 5001)))
+        rig.call(lambda: lst.listen(8))
+        proc = rig.bed.start([sys.executable, "-c", SENDER, "10.0.2.15", "5001", str(mb)],
+                             stdout=subprocess.PIPE)
+        sock = rig.accept(lst)
+        t0 = time.perf_counter()
+        total = rig.recv_all(sock, lambda _chunk: None, timeout=120)
+        down = mbps(total, time.perf_counter() - t0)
+        rig.close(sock)
+        rig.close(lst)
+        proc.wait(timeout=60)
+        # vipernet -> kernel
+        sink = rig.bed.start([sys.executable, "-c", SINK, "10.0.2.2"], stdout=subprocess.PIPE)
+        assert sink.stdout is not None
+        port = int(sink.stdout.readline())
+        sock = rig.connect("10.0.2.2", port)
+        buf = memoryview(b"\xa5" * (4 << 20))
+        t0 = time.perf_counter()
+        for _ in range(mb // 4):
+            rig.sendall(sock, buf)
+        rig.shutdown_write(sock)
+        total_s, _elapsed = sink.stdout.readline().decode().split()
+        up = mbps(int(total_s), time.perf_counter() - t0)
+        rig.close(sock)
+        return down, up
+    finally:
+        close_rig(rig)
+
+
+# -- through netd ----------------------------------------------------------------------
+
+def through_netd(mb: int) -> tuple[float, float]:
+    bed = TestBed("tbn")
+    proc: Any = None
+    try:
+        path = str(bed.workdir / "netd.sock")
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "VIPERNET_SOCKET": path}
+        proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
+                          f"tap:{bed.tap}", "--socket", path], env=env)
+        wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd socket")
+        os.environ["VIPERNET_SOCKET"] = path
+        os.environ.pop("VIPER_KERNEL_ENABLE_NET", None)
+        from vipernet import socket as vsocket
+        from vipernet.netclient import client as netclient
+        netclient.reset_default_client()
+        # kernel -> vipernet
+        lst = vsocket.socket(vsocket.AF_INET, vsocket.SOCK_STREAM)
+        lst.bind(("0.0.0.0", 5002))
+        lst.listen(4)
+        sender = bed.start([sys.executable, "-c", SENDER, "10.0.2.15", "5002", str(mb)],
+                           stdout=subprocess.PIPE)
+        conn, _ = lst.accept()
+        buf = bytearray(4 << 20)
+        total = 0
+        t0 = time.perf_counter()
+        while n := conn.recv_into(buf):
+            total += n
+        down = mbps(total, time.perf_counter() - t0)
+        conn.close()
+        lst.close()
+        sender.wait(timeout=60)
+        # vipernet -> kernel
+        sink = bed.start([sys.executable, "-c", SINK, "10.0.2.2"], stdout=subprocess.PIPE)
+        assert sink.stdout is not None
+        port = int(sink.stdout.readline())
+        s = vsocket.create_connection(("10.0.2.2", port), timeout=60)
+        data = memoryview(b"\xa5" * (4 << 20))
+        t0 = time.perf_counter()
+        for _ in range(mb // 4):
+            s.sendall(data)
+        s.shutdown(vsocket.SHUT_WR)
+        total_s, _ = sink.stdout.readline().decode().split()
+        up = mbps(int(total_s), time.perf_counter() - t0)
+        s.close()
+        netclient.reset_default_client()
+        return down, up
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        bed.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=200, help="megabytes per direction (multiple of 4)")
+    ap.add_argument("--skip-netd", action="store_true")
+    args = ap.parse_args()
+    mb = max(4, args.mb - args.mb % 4)
+    print(f"TCP bulk, {mb} MB per direction")
+    ref = kernel_over_veth(mb)
+    print(f"  reference  Linux kernel over veth           {ref:8.0f} MB/s")
+    down, up = in_process(mb)
+    print(f"  in-process kernel -> vipernet (TAP, TSO)    {down:8.0f} MB/s")
+    print(f"  in-process vipernet -> kernel (TAP, TSO)    {up:8.0f} MB/s")
+    if not args.skip_netd:
+        try:
+            ndown, nup = through_netd(mb)
+            print(f"  netd       kernel -> vipernet               {ndown:8.0f} MB/s")
+            print(f"  netd       vipernet -> kernel               {nup:8.0f} MB/s")
+        except Exception as exc:  # netd is another package: report, do not hide the rest
+            print(f"  netd       unavailable: {exc!r}")
+
+
+if __name__ == "__main__":
+    main()
