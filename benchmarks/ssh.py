@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import pwd
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,19 @@ def best_rate(fn: Callable[[], None], size: int, runs: int) -> float:
     return size / MB / best
 
 
+def throwaway_user(home: Path) -> str:
+    """A user with /bin/sh and an empty home: root's ~/.bashrc (pyenv init, ~200 ms of
+    subprocesses) would otherwise dominate every client's exec latency."""
+    name = f"vnb{os.getpid() % 100000}"
+    home.mkdir(mode=0o755)
+    # -p '*': no password, but not "locked" ('!'), which sshd refuses even for keys.
+    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-p", "*", name],
+                   check=True, capture_output=True)
+    entry = pwd.getpwnam(name)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    return name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=200)
@@ -63,24 +77,31 @@ def main() -> None:
     ap.add_argument("--exec-runs", type=int, default=15)
     args = ap.parse_args()
     sshd = Sshd(extra=PINNED, user_keys=("ed25519",))
+    user = ""
     try:
-        run(sshd, args)
+        sshd.dir.chmod(0o755)  # the user reads authorized_keys and the files from here
+        (sshd.dir / "authorized_keys").chmod(0o644)
+        user = throwaway_user(sshd.dir / "home")
+        run(sshd, args, user)
     finally:
         sshd.stop()
+        if user:
+            subprocess.run(["userdel", "-f", user], check=False, capture_output=True)
 
 
-def run(sshd: Sshd, args: argparse.Namespace) -> None:
+def run(sshd: Sshd, args: argparse.Namespace, user: str) -> None:
     import asyncssh
     import paramiko
 
     key = str(sshd.user_keys["ed25519"])
     port = sshd.port
-    work = sshd.dir
+    work = sshd.dir / "home"
     size = args.size_mb * MB
     src = work / "src.bin"
     with src.open("wb") as f:
         for _ in range(args.size_mb):
             f.write(os.urandom(MB))
+    src.chmod(0o644)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     prefs = Preferences.pinned(cipher="aes128-ctr", mac="hmac-sha2-256",
                                host_key=["ssh-ed25519"])
@@ -89,7 +110,7 @@ def run(sshd: Sshd, args: argparse.Namespace) -> None:
 
     # -- vipernet ---------------------------------------------------------------------
     def vn_connect() -> SSHClient:
-        return SSHClient.connect("127.0.0.1", port, username="root", key_filename=key,
+        return SSHClient.connect("127.0.0.1", port, username=user, key_filename=key,
                                  known_hosts=kh, prefs=prefs)
 
     def vn_exec() -> None:
@@ -112,7 +133,7 @@ def run(sshd: Sshd, args: argparse.Namespace) -> None:
     def pm_connect() -> paramiko.SSHClient:
         c = paramiko.SSHClient()
         c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        c.connect("127.0.0.1", port, username="root", key_filename=key, look_for_keys=False,
+        c.connect("127.0.0.1", port, username=user, key_filename=key, look_for_keys=False,
                   allow_agent=False)
         return c
 
@@ -133,7 +154,7 @@ def run(sshd: Sshd, args: argparse.Namespace) -> None:
 
     # -- asyncssh ---------------------------------------------------------------------
     async def as_all() -> dict[str, float]:
-        opts = dict(username="root", client_keys=[key], known_hosts=None,
+        opts = dict(username=user, client_keys=[key], known_hosts=None,
                     encryption_algs=["aes128-ctr"], mac_algs=["hmac-sha2-256"])
 
         async def one() -> None:
@@ -166,10 +187,10 @@ def run(sshd: Sshd, args: argparse.Namespace) -> None:
               "-o", "BatchMode=yes"]
 
     def ossh_exec() -> None:
-        subprocess.run(["ssh", "-p", str(port), *common, "root@127.0.0.1", "true"], check=True)
+        subprocess.run(["ssh", "-p", str(port), *common, f"{user}@127.0.0.1", "true"], check=True)
 
     def osftp(batch: str) -> None:
-        subprocess.run(["sftp", "-q", "-P", str(port), *common, "-b", "-", "root@127.0.0.1"],
+        subprocess.run(["sftp", "-q", "-P", str(port), *common, "-b", "-", f"{user}@127.0.0.1"],
                        input=batch.encode(), check=True, stdout=subprocess.DEVNULL)
 
     results["openssh"] = {
