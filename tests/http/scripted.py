@@ -144,8 +144,8 @@ class ScriptedServer:
             self.connections += 1
             self._peers.append(peer)
             thread = threading.Thread(target=self._run, args=(peer,), daemon=True)
-            self._threads.append(thread)
             thread.start()
+            self._threads.append(thread)
 
     def _run(self, peer: Peer) -> None:
         try:
@@ -173,13 +173,13 @@ class ScriptedServer:
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
+        self._accept_thread.join(timeout=5)  # no new peers or threads after this
         for peer in self._peers:
             with contextlib.suppress(OSError):
                 peer.sock.shutdown(socket.SHUT_RDWR)
             peer.close()
         for thread in self._threads:
             thread.join(timeout=5)
-        self._accept_thread.join(timeout=5)
 
     def __enter__(self) -> ScriptedServer:
         return self
