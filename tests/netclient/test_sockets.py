@@ -279,3 +279,25 @@ def test_getaddrinfo_of_a_literal_needs_no_resolver(client: NetClient) -> None:
 
     assert getaddrinfo("10.0.2.2", 80, type=STREAM) == [
         (AF_INET, STREAM, IPPROTO_TCP, "", ("10.0.2.2", 80))]
+
+
+def test_many_threads_share_one_channel_without_mixing_replies(client: NetClient) -> None:
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            with udp(client) as sock:
+                for i in range(30):
+                    message = b"%d-%d" % (n, i)
+                    sock.sendto(message, (PEER, 7))
+                    assert sock.recvfrom(100)[0] == message
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert not any(t.is_alive() for t in threads)

@@ -3,8 +3,8 @@
 A :class:`Channel` carries framed :class:`~vipernet.netd.protocol.Message`s; requests are
 matched to replies by request id, so many threads may wait on one channel at once (one
 thread's parked RECV does not stop another thread's SEND).  :class:`UnixChannel` talks to a
-netd over its AF_UNIX socket, with one reader thread that hands each reply to the thread
-waiting for it.  Kernel mode plugs an in-process channel into the same interface
+netd over its AF_UNIX socket; waiting callers take turns reading it (no reader thread).
+Kernel mode plugs an in-process channel into the same interface
 (:mod:`vipernet.netclient.inprocess`), so the socket classes above never know which one
 they use.
 
@@ -18,8 +18,10 @@ import contextlib
 import errno
 import itertools
 import os
+import select
 import socket
 import threading
+import time
 from typing import Protocol
 
 from vipernet.netd import protocol as p
@@ -48,15 +50,21 @@ class Channel(Protocol):
 
 
 class _Pending:
-    __slots__ = ("done", "reply")
+    __slots__ = ("reply", "wake")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.wake = threading.Event()  # set when the reply is in, or to hand over reading
         self.reply: p.Message | OSError | None = None
 
 
 class UnixChannel:
-    """A connection to netd's AF_UNIX socket, shared by every thread of a process."""
+    """A connection to netd's AF_UNIX socket, shared by every thread of a process.
+
+    There is no reader thread: a caller waiting for its reply reads the socket itself if
+    no other thread is (leader/follower), delivering whatever replies arrive to their
+    waiters; when its own reply is in, it hands reading over to another waiter.  A
+    single-threaded program thus pays one IPC round trip and no thread switches.
+    """
 
     def __init__(self, path: str, *, connect_timeout: float = 5.0) -> None:
         self.path = path
@@ -80,14 +88,17 @@ class UnixChannel:
             raise
         sock.settimeout(None)
         self._sock = sock
+        self._poller = select.poll()
+        self._poller.register(sock.fileno(), select.POLLIN)
         self._send_lock = threading.Lock()
-        self._lock = threading.Lock()
+        self._read_lock = threading.Lock()  # held by the thread currently reading
+        self._lock = threading.Lock()  # guards _pending and _broken
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
         self._broken: OSError | None = None
-        self._reader = threading.Thread(target=self._read_loop, name="vipernet-netclient",
-                                        daemon=True)
-        self._reader.start()
+        self._decoder = p.FrameDecoder()
+        self._buffer = bytearray(READ_CHUNK)  # reused: no allocation per reply
+        self._view = memoryview(self._buffer)
 
     def call(self, code: int, body: bytes, wait: float | None) -> p.Message:
         pending = _Pending()
@@ -104,47 +115,87 @@ class UnixChannel:
             with self._lock:
                 self._pending.pop(request_id, None)
             raise ConnectionResetError(errno.ECONNRESET, f"lost netd: {exc}") from None
-        limit = None if wait is None else wait + REPLY_GRACE
-        if not pending.done.wait(limit):
+        deadline = None if wait is None else time.monotonic() + wait + REPLY_GRACE
+        try:
+            self._await(pending, deadline)
+        finally:
             with self._lock:
                 self._pending.pop(request_id, None)
-            raise TimeoutError(errno.ETIMEDOUT, "netd did not answer in time")
         reply = pending.reply
+        if reply is None:
+            raise TimeoutError(errno.ETIMEDOUT, "netd did not answer in time")
         if isinstance(reply, OSError):
             raise OSError(reply.errno, reply.strerror)
-        assert reply is not None
         if reply.status:
             raise status_error(reply)
         return reply
 
-    def _read_loop(self) -> None:
-        decoder = p.FrameDecoder()
-        reason: OSError = ConnectionResetError(errno.ECONNRESET, "netd closed the channel")
-        buffer = bytearray(READ_CHUNK)  # reused: no allocation per reply
-        view = memoryview(buffer)
-        try:
-            while True:
-                n = self._sock.recv_into(buffer)
-                if not n:
-                    break
-                for message in decoder.feed(view[:n]):
-                    with self._lock:
-                        pending = self._pending.pop(message.request_id, None)
-                    if pending is not None:
-                        pending.reply = message
-                        pending.done.set()
-        except p.FramingError as exc:
-            reason = ConnectionResetError(errno.EPROTO, f"netd sent garbage: {exc}")
-        except OSError as exc:
-            reason = ConnectionResetError(exc.errno or errno.ECONNRESET,
-                                          f"lost netd: {exc.strerror or exc}")
+    def _await(self, pending: _Pending, deadline: float | None) -> None:
+        while pending.reply is None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            if self._read_lock.acquire(blocking=False):
+                try:
+                    self._lead(pending, deadline)
+                finally:
+                    self._read_lock.release()
+                    self._hand_over()
+                return
+            pending.wake.wait(remaining)
+            pending.wake.clear()
+
+    def _lead(self, pending: _Pending, deadline: float | None) -> None:
+        """Read replies (for every waiter) until ours is in, the deadline, or a failure."""
+        while pending.reply is None:
+            if deadline is None:
+                timeout_ms = None
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                timeout_ms = max(1, int(remaining * 1000))
+            try:
+                if not self._poller.poll(timeout_ms):
+                    continue
+                n = self._sock.recv_into(self._buffer)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                self._fail(ConnectionResetError(exc.errno or errno.ECONNRESET,
+                                                f"lost netd: {exc.strerror or exc}"))
+                return
+            if not n:
+                self._fail(ConnectionResetError(errno.ECONNRESET, "netd closed the channel"))
+                return
+            try:
+                messages = self._decoder.feed(self._view[:n])
+            except p.FramingError as exc:
+                self._fail(ConnectionResetError(errno.EPROTO, f"netd sent garbage: {exc}"))
+                return
+            for message in messages:
+                with self._lock:
+                    waiter = self._pending.get(message.request_id)
+                if waiter is not None:  # else: a reply its caller gave up waiting for
+                    waiter.reply = message
+                    waiter.wake.set()
+
+    def _hand_over(self) -> None:
+        """Wake one thread still waiting so it takes over reading."""
+        with self._lock:
+            for waiter in self._pending.values():
+                if waiter.reply is None:
+                    waiter.wake.set()
+                    return
+
+    def _fail(self, reason: OSError) -> None:
         with self._lock:
             self._broken = reason
             pendings = list(self._pending.values())
-            self._pending.clear()
-        for pending in pendings:
-            pending.reply = reason
-            pending.done.set()
+        for waiter in pendings:
+            if waiter.reply is None:
+                waiter.reply = reason
+            waiter.wake.set()
 
     @property
     def broken(self) -> bool:
