@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--link", required=True,
                         help="device: tap:NAME[@NETNS] (later: user, passt, qemu-stream:PATH)")
     parser.add_argument("--netns", help="open the device inside this network namespace")
-    parser.add_argument("--ip", default="10.0.2.15/24", help="address/prefix (10.0.2.15/24)")
+    parser.add_argument("--ip", default="10.0.2.15/24",
+                        help="address/prefix (10.0.2.15/24), or 'dhcp' (vipernet.dhcp)")
     parser.add_argument("--gateway", default="10.0.2.2",
                         help="default gateway, or 'none' (10.0.2.2)")
     parser.add_argument("--dns", default="10.0.2.3",
@@ -53,8 +54,10 @@ def _config(args: argparse.Namespace) -> Any:
         raise ValueError(f"bad --mac {args.mac!r}") from None
     gateway = None if args.gateway.lower() == "none" else IPv4Address(args.gateway)
     dns = tuple(IPv4Address(d.strip()) for d in args.dns.split(",") if d.strip())
+    dhcp = args.ip.lower() == "dhcp"  # the address comes from the lease (see run())
     return NetdConfig(link=parse_link(args.link, netns=args.netns),
-                      socket_path=args.socket_path, ip=IPv4Interface(args.ip),
+                      socket_path=args.socket_path,
+                      ip=IPv4Interface("10.0.2.15/24" if dhcp else args.ip),
                       gateway=gateway, dns=dns, mac=mac, mtu=args.mtu, pcap=args.pcap,
                       seed=args.seed)
 
@@ -66,7 +69,14 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = _config(args)
-        netd = Netd(config)
+        device = None
+        if args.ip.lower() == "dhcp":  # vipernet.dhcp: first lease now, renewals in the loop
+            from vipernet.dhcp.netd_hook import acquire_for_netd
+
+            config, device = acquire_for_netd(config)
+        netd = Netd(config, device=device)
+        if device is not None:
+            device.attach(netd.stack)
     except (ValueError, VipernetError, OSError) as exc:
         print(f"vipernet netd: {_one_line(exc)}", file=sys.stderr)
         return 1

@@ -7,6 +7,8 @@ Kinds register an opener in :data:`OPENERS`, so new ones (``user``, ``passt``,
   inside namespace NETNS if given (``--netns`` says the same).
 * ``qemu-stream:PATH`` - a QEMU ``-netdev stream`` / passt UNIX socket (when the link
   package provides it).
+* ``passt`` / ``passt:ADDRESS/PREFIX`` - start Debian's passt (``vipernet.slirp.passt``),
+  which hands out ADDRESS (10.0.2.15/24) by DHCP: use with ``--ip dhcp``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def parse_link(text: str, *, netns: str | None = None) -> LinkSpec:
     """``"tap:vt0@ns1"`` -> LinkSpec(kind="tap", argument="vt0", netns="ns1")."""
     kind, sep, argument = text.partition(":")
     kind = kind.strip().lower()
+    if kind in ARGUMENT_OPTIONAL and not argument:  # "--link passt", "--link user"
+        return LinkSpec(kind=kind, argument="", netns=netns)
     if not sep or not kind:
         raise LinkSpecError(f"--link must look like KIND:ARGUMENT (e.g. tap:tap0), got {text!r}")
     if kind not in OPENERS:
@@ -67,10 +71,19 @@ def _open_qemu_stream(spec: LinkSpec, mtu: int) -> Any:
     return qemu.StreamDevice.connect(spec.argument, mtu=mtu)
 
 
+def _open_passt(spec: LinkSpec, mtu: int) -> Any:
+    # Owned by vipernet.slirp (usermode brief): starts Debian's passt, attaches over its socket.
+    passt = importlib.import_module("vipernet.slirp.passt")
+    return passt.PasstDevice.start_from_spec(spec.argument, mtu=mtu)
+
+
 OPENERS: dict[str, Callable[[LinkSpec, int], Any]] = {
     "tap": _open_tap,
     "qemu-stream": _open_qemu_stream,
+    "passt": _open_passt,
 }
+# Kinds that may be given without ":ARGUMENT".
+ARGUMENT_OPTIONAL: set[str] = {"passt"}
 
 
 def open_link(spec: LinkSpec, *, mtu: int = 1500) -> Any:
