@@ -30,6 +30,7 @@ import contextlib
 import functools
 import io
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -109,8 +110,6 @@ class _PreparedBody:
             return None, False
         try:
             st = os.fstat(f.fileno())
-            import stat
-
             if stat.S_ISREG(st.st_mode):
                 return max(st.st_size - start, 0), seekable
         except (OSError, AttributeError, io.UnsupportedOperation):
