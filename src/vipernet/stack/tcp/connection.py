@@ -58,6 +58,8 @@ _TIME_WAIT = _S.TIME_WAIT
 _RECEIVING = (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2)
 _SENDING = (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK)
 
+_EMPTY_RECV = RecvBuffer()  # shared by connections in TIME_WAIT (nothing is ever pushed)
+
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 DELAYED_ACK = 0.04  # Linux's minimum; RFC 9293 allows up to 0.5 s, the brief <= 0.2 s
 MAX_PERSIST = 60.0
@@ -280,8 +282,18 @@ class Connection:
         elif new == _TIME_WAIT:
             self.t_rtx = self.t_persist = self.t_keep = None
             self.t_wait = now + 2 * self.host.msl
+            self._shed_buffers()
         self.host.state_changed(self, old, new, now)
         self.host.notify(self)
+
+    def _shed_buffers(self) -> None:
+        """TIME_WAIT keeps only sequence state: drop the per-connection buffers so thousands
+        of connections cycling through TIME_WAIT cost a few hundred bytes each."""
+        if not self.rb.size and not self.rb.has_gaps:
+            self.rb = _EMPTY_RECV
+        if not len(self.sb):
+            self.sb = SendBuffer(self.sb.end)
+        self.sacked = []
 
     # -- opening ----------------------------------------------------------------------------
 
