@@ -50,6 +50,7 @@ def stack_bed() -> Iterator[StackBed]:
         data = os.urandom(SIZE)
         nginx.add_file("file", data)
         nginx.add_file("small", b"small over the stack\n")
+        bed.start_dnsmasq()  # example.test -> 10.0.2.2, every other name NXDOMAIN
         ca, cert, key = make_ca_and_server(bed.workdir, "example.test")
         www = bed.workdir / "tls-www"
         www.mkdir()
@@ -97,3 +98,12 @@ def test_https_through_netd_to_openssl_s_server_with_a_test_ca(stack_bed: StackB
                            f"example.test:4433:{GATEWAY}", "https://example.test:4433/hello.txt")
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert proc.stdout == b"hello over vipernet TCP and vipernet TLS\n"
+
+
+def test_names_resolve_through_netd_dns_and_unknown_names_exit_6(stack_bed: StackBed) -> None:
+    ok = stack_bed.fetch("http://example.test/small")
+    assert ok.returncode == 0, ok.stderr.decode(errors="replace")
+    assert ok.stdout == b"small over the stack\n"
+    missing = stack_bed.fetch("http://no-such-name.invalid/")
+    assert missing.returncode == 6, missing.stderr.decode(errors="replace")
+    assert missing.stdout == b""
