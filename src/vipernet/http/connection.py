@@ -108,11 +108,10 @@ class HTTPConnection:
                      body: bytes | Iterable[bytes] | None) -> None:
         """Send the request head and its body (bytes, or an iterable of chunks)."""
         try:
-            head = self._h11.send(request_event(method, target, headers))
+            head = self._h11.send(request_event(method, target, headers)) or b""
         except (h11.LocalProtocolError, UnicodeError, TypeError, ValueError) as exc:
             # h11 refuses CR/LF and other illegal bytes; non-ASCII text fails to encode
             raise InvalidRequest(f"cannot send this request: {exc}") from None
-        assert head is not None
         if body is None:
             self._sendall(head + self._end())
         elif isinstance(body, bytes | bytearray | memoryview):
