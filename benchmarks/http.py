@@ -79,6 +79,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size-mb", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--https-mb", type=int, default=100,
+                    help="size for the https run (0 skips it)")
     ap.add_argument("--stack-mb", type=int, default=100,
                     help="size for the over-the-stack run (0 skips it; needs root)")
     args = ap.parse_args()
@@ -189,9 +191,88 @@ def main() -> int:
         vc.close()
     finally:
         server.close()
+    if args.https_mb and Path(nginx_bin).exists():
+        over_https(nginx_bin, args.https_mb * 1_000_000, args.seconds)
     if args.stack_mb:
         over_the_stack(args.stack_mb * 1_000_000)
     return 0
+
+
+def over_https(nginx_bin: str, size: int, seconds: float) -> None:
+    """nginx with TLS 1.3 on loopback: vipernet.http + vipernet.tls vs http.client + ssl."""
+    import ssl
+    import tempfile
+
+    from tests.http.certs import make_ca_and_server
+
+    with tempfile.TemporaryDirectory(prefix="vipernet-http-bench-") as d:
+        ca, cert, key = make_ca_and_server(Path(d), "example.test")
+        with Nginx(nginx_bin, tls=(cert, key)) as server:
+            (server.www / "small").write_bytes(b"hello, world\n")
+            (server.www / "small").chmod(0o644)
+            with (server.www / "big").open("wb") as f:
+                block = bytes(range(256)) * 4096
+                for _ in range(size // len(block) + 1):
+                    f.write(block)
+            (server.www / "big").chmod(0o644)
+            port = server.port
+            ctx = ssl.create_default_context(cafile=str(ca))  # the reference client only
+
+            def ref_connection() -> http.client.HTTPSConnection:
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx)
+                conn.connect = lambda: _connect_sni(conn, ctx, port)  # type: ignore[method-assign]
+                return conn
+
+            hc = ref_connection()
+            vc = Client(connect=os_connect, cafile=str(ca),
+                        resolve={("example.test", port): "127.0.0.1"})
+            base = f"https://example.test:{port}"
+
+            def stdlib_small() -> None:
+                hc.request("GET", "/small", headers={"Host": "example.test"})
+                hc.getresponse().read()
+
+            def viper_small() -> None:
+                vc.get(base + "/small")
+
+            results = rates({"http.client+ssl": stdlib_small, "vipernet (tls)": viper_small},
+                            seconds * 2)
+            print("\nhttps (TLS 1.3, nginx on loopback)")
+            for name, (value, cpu) in results.items():
+                print(f"  small GETs  {name:16s} {value:9,.0f} req/s   {cpu:6.1f} µs CPU/request")
+
+            def stdlib_big() -> int:
+                hc.request("GET", "/big", headers={"Host": "example.test"})
+                r = hc.getresponse()
+                total = 0
+                buf = memoryview(bytearray(CHUNK))
+                while n := r.readinto(buf):
+                    total += n
+                return total
+
+            def viper_big() -> int:
+                total = 0
+                with vc.stream("GET", base + "/big") as r:
+                    for chunk in r.iter_bytes():
+                        total += len(chunk)
+                return total
+
+            mb = {"http.client+ssl": 0.0, "vipernet (tls)": 0.0}
+            for _ in range(2):
+                mb["http.client+ssl"] = max(mb["http.client+ssl"], best_mbps(stdlib_big, 1))
+                mb["vipernet (tls)"] = max(mb["vipernet (tls)"], best_mbps(viper_big, 1))
+            for name, value in mb.items():
+                print(f"  {size / 1e6:.0f} MB body {name:16s} {value:9,.0f} MB/s")
+            print(f"  vipernet connections opened {vc.stats.connections_opened}, "
+                  f"reused {vc.stats.connections_reused}")
+            hc.close()
+            vc.close()
+
+
+def _connect_sni(conn: http.client.HTTPSConnection, ctx: Any, port: int) -> None:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.sock = ctx.wrap_socket(sock, server_hostname="example.test")
 
 
 STREAM_SNIPPET = """
