@@ -826,3 +826,36 @@ def test_timestamps_are_echoed_when_negotiated() -> None:
     sock.send(b"t", h.now)
     seg = h.recv_one()
     assert seg.h.options.timestamps is not None and seg.h.options.timestamps[1] == 5000
+
+
+def test_time_wait_of_a_closed_socket_becomes_a_compact_record() -> None:
+    from vipernet.stack.tcp.timewait import TimeWait
+
+    h = Harness()
+    peer, sock = h.fin_wait_2()
+    sock.close(h.now)
+    h.send(peer, F.FIN | F.ACK)
+    assert h.recv_one().h.ack == peer.seq
+    (entry,) = h.layer.conns.values()
+    assert isinstance(entry, TimeWait)
+    h.advance(30)
+    h.send(peer, F.FIN | F.ACK, seq=peer.seq - 1)  # our ACK was lost: the FIN comes again
+    assert h.recv_one().h.ack == peer.seq
+    h.send(peer, F.ACK, advance=False)  # a pure ACK gets no answer
+    h.recv_nothing()
+    h.advance(59)
+    assert h.layer.conns
+    h.advance(2)
+    assert not h.layer.conns and not h.layer.tw_ports and not h.layer.port_refs
+
+
+def test_time_wait_record_is_ended_by_an_exact_rst() -> None:
+    h = Harness()
+    peer, sock = h.fin_wait_2()
+    sock.close(h.now)
+    h.send(peer, F.FIN | F.ACK)
+    h.recv()
+    h.send(peer, F.RST, seq=peer.seq + 5, advance=False)
+    assert h.layer.conns
+    h.send(peer, F.RST, advance=False)
+    assert not h.layer.conns and not h.layer.tw_ports

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from vipernet.stack.tcp.congestion import NewReno
 from vipernet.stack.tcp.recv_buffer import RecvBuffer
@@ -40,6 +40,9 @@ from vipernet.stack.tcp.segment import (
 from vipernet.stack.tcp.send_buffer import SendBuffer
 from vipernet.stack.tcp.seq import HALF, MASK, unwrap
 from vipernet.stack.tcp.state import TcpState
+
+if TYPE_CHECKING:
+    from vipernet.stack.tcp.timewait import TimeWait
 
 log = logging.getLogger("vipernet.tcp")
 
@@ -73,11 +76,11 @@ class ConnectionHost(Protocol):
     syn_retries: int
     max_retries: int
 
-    def transmit(self, conn: Connection, segment: bytearray, payload_len: int,
+    def transmit(self, conn: Connection | TimeWait, segment: bytearray, payload_len: int,
                  now: float) -> None: ...
-    def arm(self, conn: Connection, deadline: float) -> None: ...
+    def arm(self, conn: Connection | TimeWait, deadline: float) -> None: ...
     def notify(self, conn: Connection) -> None: ...
-    def state_changed(self, conn: Connection, old: TcpState, new: TcpState,
+    def state_changed(self, conn: Connection | TimeWait, old: TcpState, new: TcpState,
                       now: float) -> None: ...
     def challenge_ack_allowed(self, now: float) -> bool: ...
     def count(self, name: str) -> None: ...

@@ -49,6 +49,7 @@ from vipernet.stack.tcp.segment import (
 from vipernet.stack.tcp.seq import HALF, MASK
 from vipernet.stack.tcp.socket import TcpSocket
 from vipernet.stack.tcp.state import SegmentError, TcpState
+from vipernet.stack.tcp.timewait import TimeWait
 
 log = logging.getLogger("vipernet.tcp")
 
@@ -62,6 +63,7 @@ _CLOSED = TcpState.CLOSED
 _ESTABLISHED = TcpState.ESTABLISHED
 
 Key = tuple[int, int, int]  # remote ip, remote port, local port
+Entry = Connection | TimeWait
 
 
 class StackHooks(Protocol):
@@ -93,7 +95,7 @@ class TcpLayer:
         else:
             max_payload = 0  # one MSS per segment
         self.defaults = ConnectionParams(mtu_mss=mtu_mss, max_payload=max_payload)
-        self.conns: dict[Key, Connection] = {}
+        self.conns: dict[Key, Entry] = {}
         self.listeners: dict[int, Listener] = {}
         self.port_refs: Counter[int] = Counter()
         self.tw_ports: Counter[int] = Counter()
@@ -103,7 +105,7 @@ class TcpLayer:
         self.syn_retries = 6
         self.max_retries = 15
         self.now = 0.0
-        self._heap: list[tuple[float, int, Connection]] = []
+        self._heap: list[tuple[float, int, Entry]] = []
         self._tie = itertools.count()
         self._addr_cache: dict[int, IPv4Address] = {}
         self._chal_second = -1
@@ -207,11 +209,11 @@ class TcpLayer:
 
     # -- ConnectionHost ---------------------------------------------------------------------
 
-    def transmit(self, conn: Connection, segment: bytearray, payload_len: int,
+    def transmit(self, conn: Entry, segment: bytearray, payload_len: int,
                  now: float) -> None:
         self._send(conn.remote_ip, segment, payload_len, conn.smss, now)
 
-    def arm(self, conn: Connection, deadline: float) -> None:
+    def arm(self, conn: Entry, deadline: float) -> None:
         heapq.heappush(self._heap, (deadline, next(self._tie), conn))
 
     def notify(self, conn: Connection) -> None:
@@ -221,13 +223,15 @@ class TcpLayer:
         if sock is not None:
             self.stack.mark_changed(sock)
 
-    def state_changed(self, conn: Connection, old: TcpState, new: TcpState,
+    def state_changed(self, conn: Entry, old: TcpState, new: TcpState,
                       now: float) -> None:
         key = (conn.remote_ip, conn.remote_port, conn.local_port)
         if new == _TIME_WAIT:
             self.tw_ports[conn.local_port] += 1
             self._drop_port_ref(conn)
             self.counters["tcp_time_wait"] += 1
+            if isinstance(conn, Connection) and conn.orphan:
+                self.compact_time_wait(conn)
         elif new == _CLOSED:
             if self.conns.get(key) is conn:
                 del self.conns[key]
@@ -237,17 +241,28 @@ class TcpLayer:
                     del self.tw_ports[conn.local_port]
             self._drop_port_ref(conn)
             lst = conn.listener
-            if isinstance(lst, Listener):
+            if isinstance(lst, Listener) and isinstance(conn, Connection):
                 lst.forget(conn)
-        elif new == _ESTABLISHED:
+        elif new == _ESTABLISHED and isinstance(conn, Connection):
             lst = conn.listener
             if isinstance(lst, Listener):
                 lst.established(conn)
                 self.counters["tcp_passive_established"] += 1
                 self.stack.mark_changed(lst.socket)
 
-    def _drop_port_ref(self, conn: Connection) -> None:
-        if conn.port_ref:
+    def compact_time_wait(self, conn: Connection) -> None:
+        """Swap an orphaned TIME_WAIT connection for a small :class:`TimeWait` record."""
+        key = (conn.remote_ip, conn.remote_port, conn.local_port)
+        if conn.state != _TIME_WAIT or self.conns.get(key) is not conn:
+            return
+        tw = TimeWait(conn)
+        conn.t_wait = conn.t_rtx = conn.t_persist = conn.t_delack = conn.t_keep = None
+        conn.scheduled = None  # its heap entries go stale
+        self.conns[key] = tw
+        tw.arm()
+
+    def _drop_port_ref(self, conn: Entry) -> None:
+        if isinstance(conn, Connection) and conn.port_ref:
             conn.port_ref = False
             self.release_port(conn.local_port)
 
@@ -327,7 +342,7 @@ class TcpLayer:
         self.counters["tcp_no_socket"] += 1
         self._reset_stray(src, seg, now)
 
-    def _time_wait_accepts_syn(self, conn: Connection, seg: Segment) -> bool:
+    def _time_wait_accepts_syn(self, conn: Entry, seg: Segment) -> bool:
         if seg.dst_port not in self.listeners:
             return False
         if conn.ts_enabled and seg.tsval is not None:
@@ -374,7 +389,7 @@ class TcpLayer:
         """ICMP destination unreachable quoting one of our segments (RFC 1122 4.2.3.9):
         a hard error aborts a connection still in SYN_SENT; otherwise it is only counted."""
         conn = self.conns.get((remote_ip, remote_port, local_port))
-        if conn is None:
+        if not isinstance(conn, Connection):
             return
         self.counters["tcp_icmp_unreachable"] += 1
         if conn.state == TcpState.SYN_SENT and code in (2, 3):  # protocol / port unreachable

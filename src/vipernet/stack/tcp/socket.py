@@ -237,6 +237,8 @@ class TcpSocket:
             self._listener = None
         elif self._conn is not None:
             self._conn.app_close(now)
+            if self._conn.state == TcpState.TIME_WAIT:
+                self._layer.compact_time_wait(self._conn)
         elif self._port:
             self._layer.release_port(self._port)
 
