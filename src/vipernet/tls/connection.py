@@ -51,6 +51,7 @@ from vipernet.tls.errors import (
     NoApplicationProtocol,
     PeerAlert,
     ProtocolVersionError,
+    ServerRefusedTLS13,
     TLSError,
     TLSUsageError,
     UnexpectedMessage,
@@ -113,6 +114,10 @@ from vipernet.tls.states import HANDSHAKING, TRANSITIONS, State
 
 log = logging.getLogger(__name__)
 
+# TLS 1.2 ECDHE-GCM suites are listed after ours only so that a TLS 1.2-only server answers
+# with a ServerHello (which we refuse as protocol_version) instead of handshake_failure; a
+# TLS 1.3 server never selects them and we never accept them.
+_TLS12_PROBE_SUITES = (0xC02B, 0xC02F, 0xC02C, 0xC030)
 _CCS_RECORD = bytes((ContentType.CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1))
 # Extensions a server may answer in each message, given what this client sends.
 _SERVER_HELLO_EXTENSIONS = frozenset({ExtensionType.SUPPORTED_VERSIONS, ExtensionType.KEY_SHARE,
@@ -327,6 +332,9 @@ class TLSClientConnection:
             return
         if description == AlertDescription.USER_CANCELED and level == AlertLevel.WARNING:
             return
+        if description == AlertDescription.PROTOCOL_VERSION and \
+                self.state is State.WAIT_SERVER_HELLO:
+            raise ServerRefusedTLS13()
         raise PeerAlert(description)
 
     def _process_handshake_messages(self) -> None:
@@ -373,7 +381,7 @@ class TLSClientConnection:
         if ticket is not None:
             extensions.append(psk_modes_ext([PskKeyExchangeMode.PSK_DHE_KE]))
         hello = ClientHello(random=self._random, legacy_session_id=self._session_id,
-                            cipher_suites=tuple(config.cipher_suites),
+                            cipher_suites=(*config.cipher_suites, *_TLS12_PROBE_SUITES),
                             extensions=tuple(extensions))
         if ticket is None:
             self._psk_offered = None
@@ -468,9 +476,8 @@ class TLSClientConnection:
         hello = self._build_client_hello(cookie=cookie, prior_transcript=schedule)
         schedule.update(hello)
         self._client_hello_raw = b""
-        if not self._ccs_sent:
-            self._records.write_raw(_CCS_RECORD)
-            self._ccs_sent = True
+        # The compatibility CCS waits for the encrypted flight: a stateless server (one that
+        # forgets everything after its HelloRetryRequest) would choke on a CCS before CH2.
         self._records.write(ContentType.HANDSHAKE, hello)
 
     def _on_real_server_hello(self, msg: ServerHello, raw: bytes) -> bool:

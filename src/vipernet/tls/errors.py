@@ -148,3 +148,12 @@ class ConnectionClosedError(TLSError):
     """The transport ended before the TLS handshake or a close_notify."""
 
     alert = AlertDescription.CLOSE_NOTIFY
+
+
+class ServerRefusedTLS13(PeerAlert, ProtocolVersionError):
+    """The server answered our ClientHello with protocol_version: it has no TLS 1.3."""
+
+    def __init__(self) -> None:
+        super().__init__(AlertDescription.PROTOCOL_VERSION)
+        self.args = ("server refused TLS 1.3 with a protocol_version alert (a TLS 1.2-only "
+                     "or older server)",)
