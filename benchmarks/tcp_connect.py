@@ -56,9 +56,10 @@ while done < n:
 print(done, time.perf_counter() - t0, flush=True)
 """
 
-# Kernel-side server: accept and close at once (cycles), or accept and hold (idle).
+# Kernel-side server: accept and close at once (cycles), or hold each connection until the
+# peer closes it (idle), then close it too.
 ACCEPTOR = r"""
-import resource, socket, sys
+import resource, selectors, socket, sys
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 hold = sys.argv[2] == "hold"
@@ -66,14 +67,30 @@ srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((sys.argv[1], 0))
 srv.listen(4096)
+srv.setblocking(False)
 print(srv.getsockname()[1], flush=True)
-held = []
+sel = selectors.DefaultSelector()
+sel.register(srv, selectors.EVENT_READ)
 while True:
-    c, _ = srv.accept()
-    if hold:
-        held.append(c)
-    else:
-        c.close()
+    for key, _ in sel.select():
+        if key.fileobj is srv:
+            try:
+                c, _ = srv.accept()
+            except BlockingIOError:
+                continue
+            if hold:  # keep it until the peer closes, then close too
+                c.setblocking(False)
+                sel.register(c, selectors.EVENT_READ)
+            else:
+                c.close()
+        else:
+            try:
+                data = key.fileobj.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
 """
 
 
