@@ -39,6 +39,7 @@ from vipernet.tls.key_schedule import (
 from vipernet.tls.messages import (
     Certificate,
     CertificateEntry,
+    CertificateRequest,
     CertificateVerify,
     ClientHello,
     EncryptedExtensions,
@@ -52,6 +53,7 @@ from vipernet.tls.messages import (
     find_extension,
     parse_handshake,
     serialize_handshake,
+    signature_algorithms_ext,
 )
 from vipernet.tls.record import RecordCipher, RecordLayer
 from vipernet.tls.signatures import signed_content
@@ -89,6 +91,7 @@ class Script:
     inject_before: dict[str, bytes] = field(default_factory=dict)
     replace_server_hello_version: bool = False  # answer like a TLS 1.2 server
     tickets: int = 0
+    request_certificate: bool = False
     accept_psk: bool = True
     server_random: bytes | None = None
 
@@ -113,6 +116,7 @@ class FakeServer:
         self.tickets: dict[bytes, bytes] = {}  # ticket -> psk
         self.resumed = False
         self.key_updates_received = 0
+        self.client_certificate: bytes | None = None
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -175,6 +179,7 @@ class FakeServer:
             assert msg_type in (HandshakeType.FINISHED, HandshakeType.CERTIFICATE)
             assert self.schedule is not None
             if msg_type == HandshakeType.CERTIFICATE:
+                self.client_certificate = raw
                 self.schedule.update(raw)
                 return
             expected = finished_verify_data(self.params.hash_name, self.client_hs,
@@ -287,6 +292,9 @@ class FakeServer:
         extensions = (alpn_ext([script.alpn.encode()]),) if script.alpn else ()
         self._send("encrypted_extensions",
                    serialize_handshake(EncryptedExtensions(extensions=extensions)))
+        if script.request_certificate:
+            self._send("certificate_request", serialize_handshake(CertificateRequest(
+                request_context=b"", extensions=(signature_algorithms_ext([0x0403]),))))
         if not self.resumed:
             entries = tuple(CertificateEntry(cert_data=c.der()) for c in (self.leaf, *self.chain))
             self._send("certificate", serialize_handshake(

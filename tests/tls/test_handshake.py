@@ -203,6 +203,27 @@ def test_unexpected_message_in_each_handshake_state_is_refused(
     refused(pki, Script(inject_before={step: raw}), UnexpectedMessage)
 
 
+def test_certificate_request_is_answered_with_an_empty_certificate(
+        pki: tuple[Issued, Issued]) -> None:
+    client, server = connected(pki, Script(request_certificate=True))
+    assert client.handshake_complete  # type: ignore[attr-defined]
+    # Certificate, 3-byte length 4: empty context, empty certificate_list.
+    assert server.client_certificate == bytes((11, 0, 0, 4, 0, 0, 0, 0))
+
+
+def test_unexpected_message_after_certificate_request_is_refused(
+        pki: tuple[Issued, Issued]) -> None:
+    refused(pki, Script(request_certificate=True, inject_before={"certificate": FINISHED}),
+            UnexpectedMessage)
+
+
+def test_server_bytes_before_the_client_hello_are_refused(pki: tuple[Issued, Issued]) -> None:
+    root, _leaf = pki
+    client = client_for(trust_pem=root.pem())
+    with pytest.raises(UnexpectedMessage):
+        client.receive_data(bytes((22, 3, 3, 0, len(ENCRYPTED_EXTENSIONS))) + ENCRYPTED_EXTENSIONS)
+
+
 def test_unexpected_message_before_server_hello_is_refused(pki: tuple[Issued, Issued]) -> None:
     refused(pki, Script(inject_before={"server_hello": ENCRYPTED_EXTENSIONS}), UnexpectedMessage)
 

@@ -125,8 +125,7 @@ _SERVER_HELLO_EXTENSIONS = frozenset({ExtensionType.SUPPORTED_VERSIONS, Extensio
 _HRR_EXTENSIONS = frozenset({ExtensionType.SUPPORTED_VERSIONS, ExtensionType.KEY_SHARE,
                              ExtensionType.COOKIE})
 _ENCRYPTED_EXTENSIONS = frozenset({ExtensionType.SERVER_NAME, ExtensionType.SUPPORTED_GROUPS,
-                                   ExtensionType.APPLICATION_LAYER_PROTOCOL_NEGOTIATION,
-                                   ExtensionType.RECORD_SIZE_LIMIT})
+                                   ExtensionType.APPLICATION_LAYER_PROTOCOL_NEGOTIATION})
 
 
 class TLSClientConnection:
