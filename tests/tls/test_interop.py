@@ -243,3 +243,28 @@ def test_wrong_key_usage_is_refused(root: Issued, cafile: str) -> None:
 def test_tls12_only_server_is_refused(root: Issued, cafile: str) -> None:
     refused_by_client(make_leaf(root), (), cafile, ProtocolVersionError,
                       args=("-tls1_2",), tls13=False)
+
+
+def test_socket_like_api_makefile_peercert_fileno_timeout(www: OpenSSLServer,
+                                                          cafile: str) -> None:
+    raw = www.connect()
+    sock = tls.wrap(raw, server_hostname="localhost", cafile=cafile, timeout=10)
+    assert sock.fileno() == raw.fileno()
+    assert sock.gettimeout() == 10
+    cert = sock.getpeercert()
+    assert ("DNS", "localhost") in cert["subjectAltName"] and cert["verified"]
+    assert sock.getpeercert(binary_form=True)[:1] == b"\x30"
+    sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    buf = bytearray(10)
+    assert sock.recv_into(buf) == 10 and buf == b"HTTP/1.0 2"
+    reader = sock.makefile("rb")
+    assert reader.readline() == b"00 ok\r\n"
+    assert b"</HTML>" in reader.read().upper()  # the rest of the page, up to close_notify
+    sock.close()
+
+
+def test_insecure_mode_connects_to_self_signed_but_says_so() -> None:
+    with OpenSSLServer(make_leaf(None)) as server, pytest.warns(UserWarning, match="DISABLED"):
+        sock = tls.wrap(server.connect(), server_hostname="localhost", insecure=True)
+    assert sock.insecure and not sock.getpeercert()["verified"]
+    sock.close()
