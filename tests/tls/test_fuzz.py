@@ -207,3 +207,48 @@ def test_non_tls_bytes_are_a_decode_error() -> None:
     layer.feed(b"HTTP/1.1 400 Bad Request\r\n")
     with pytest.raises(DecodeError, match="not a TLS record"):
         layer.next_record()
+
+
+@pytest.fixture(scope="module")
+def flight() -> tuple[bytes, bytes, bytes]:
+    """A real server flight answering a fixed ClientHello (seeded), plus the trust root."""
+    from tests.tls.fake_server import FakeServer, client_for
+    from tests.tls.pki import make_ca, make_leaf
+
+    root = make_ca("fuzz root")
+    leaf = make_leaf(root)
+    client = client_for(trust_pem=root.pem(), seed=11)
+    client.start_handshake()
+    hello = client.data_to_send()
+    server = FakeServer(leaf, seed=5)
+    server.receive(hello)
+    return root.pem(), hello, server.output()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(position=st.integers(0, 10**6), xor=st.integers(1, 255),
+       cut=st.integers(0, 10**6), mode=st.sampled_from(["flip", "truncate", "both"]))
+def test_mutated_server_flight_gives_only_typed_errors(
+        flight: tuple[bytes, bytes, bytes], position: int, xor: int, cut: int,
+        mode: str) -> None:
+    from tests.tls.fake_server import client_for
+
+    trust, hello, server_flight = flight
+    client = client_for(trust_pem=trust, seed=11)
+    client.start_handshake()
+    assert client.data_to_send() == hello  # same seed, same ClientHello
+    data = bytearray(server_flight)
+    if mode in ("flip", "both"):
+        data[position % len(data)] ^= xor
+    if mode in ("truncate", "both"):
+        data = data[: cut % len(data)]
+    try:
+        client.receive_data(bytes(data))
+    except TLSError:
+        assert not client.handshake_complete
+        return
+    # No error: the bytes so far were a valid prefix, or the mutation hit the one field TLS
+    # 1.3 ignores (the minor version of the plaintext ServerHello record's header).
+    if client.handshake_complete and bytes(data) != server_flight:
+        assert mode == "flip" and position % len(data) == 2
