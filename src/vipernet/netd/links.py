@@ -9,6 +9,8 @@ Kinds register an opener in :data:`OPENERS`, so new ones (``user``, ``passt``,
   package provides it).
 * ``passt`` / ``passt:ADDRESS/PREFIX`` - start Debian's passt (``vipernet.slirp.passt``),
   which hands out ADDRESS (10.0.2.15/24) by DHCP: use with ``--ip dhcp``.
+* ``user`` / ``user:OPTIONS`` - the built-in user-mode gateway (``vipernet.slirp``, no
+  root): ``restrict``, ``forward=tcp:HOSTPORT:GUESTPORT``, ``dns=IP[:PORT]``.
 """
 
 from __future__ import annotations
@@ -77,13 +79,23 @@ def _open_passt(spec: LinkSpec, mtu: int) -> Any:
     return passt.PasstDevice.start_from_spec(spec.argument, mtu=mtu)
 
 
+def _open_user(spec: LinkSpec, mtu: int) -> Any:
+    # Owned by vipernet.slirp (usermode brief): the built-in user-mode gateway, no root.
+    import time
+
+    slirp = importlib.import_module("vipernet.slirp")
+    config = slirp.SlirpConfig.from_argument(spec.argument)
+    return slirp.SlirpDevice(config, mtu=mtu, now=time.monotonic())
+
+
 OPENERS: dict[str, Callable[[LinkSpec, int], Any]] = {
     "tap": _open_tap,
     "qemu-stream": _open_qemu_stream,
     "passt": _open_passt,
+    "user": _open_user,
 }
 # Kinds that may be given without ":ARGUMENT".
-ARGUMENT_OPTIONAL: set[str] = {"passt"}
+ARGUMENT_OPTIONAL: set[str] = {"passt", "user"}
 
 
 def open_link(spec: LinkSpec, *, mtu: int = 1500) -> Any:

@@ -1,1 +1,16 @@
-"""vipernet.slirp."""
+"""vipernet.slirp: user-mode networking, no root needed (QEMU SLiRP's layout).
+
+* :mod:`.device` - :class:`SlirpDevice`, a link whose far end is a gateway at 10.0.2.2
+  (a second vipernet stack) that answers ARP and ping and relays TCP/UDP to host sockets;
+  DNS at 10.0.2.3 goes to the host's resolver; optional host->guest TCP port forwards.
+* :mod:`.nat` - the address/port translation in front of the gateway stack (pure).
+* :mod:`.config` - :class:`SlirpConfig` and the ``--link user:OPTIONS`` syntax.
+* :mod:`.passt` - ``--link passt``: Debian's passt as the far end instead.
+
+See docs/usermode.md.
+"""
+
+from vipernet.slirp.config import Forward, SlirpConfig, SlirpConfigError
+from vipernet.slirp.device import SlirpDevice
+
+__all__ = ["Forward", "SlirpConfig", "SlirpConfigError", "SlirpDevice"]

@@ -1,0 +1,130 @@
+"""What the user-mode network looks like, and where each guest destination really goes.
+
+``--link user[:OPTIONS]`` with comma-separated options:
+
+* ``restrict`` - only the gateway (host loopback) and the DNS server are reachable.
+* ``forward=tcp:HOSTPORT:GUESTPORT`` - a listener on host 127.0.0.1:HOSTPORT whose
+  connections are carried to the guest's GUESTPORT (repeatable).
+* ``dns=IP[:PORT]`` - where DNS queries to 10.0.2.3 go (default: the first IPv4
+  ``nameserver`` of /etc/resolv.conf, else 127.0.0.1).
+
+Where a guest destination goes (:meth:`SlirpConfig.host_target`), as in QEMU's SLiRP:
+10.0.2.2:P -> 127.0.0.1:P; 10.0.2.3:53 -> the DNS upstream; any other address -> itself,
+unless ``restrict``; other 10.0.2.x addresses are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+
+from vipernet.errors import UsageError
+
+GATEWAY = IPv4Address("10.0.2.2")
+DNS = IPv4Address("10.0.2.3")
+NETWORK = IPv4Interface("10.0.2.2/24")
+GATEWAY_MAC = bytes.fromhex("525400123502")  # QEMU SLiRP's gateway MAC
+
+
+class SlirpConfigError(UsageError):
+    """A ``--link user:...`` option that makes no sense."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forward:
+    host_port: int
+    guest_port: int
+    host_address: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlirpConfig:
+    gateway: IPv4Address = GATEWAY
+    dns: IPv4Address = DNS
+    network: IPv4Interface = NETWORK
+    gateway_mac: bytes = GATEWAY_MAC
+    restrict: bool = False
+    forwards: tuple[Forward, ...] = ()
+    dns_upstream: tuple[str, int] | None = None  # None: read /etc/resolv.conf
+    udp_idle_timeout: float = 60.0
+    dns_idle_timeout: float = 10.0
+    tcp_linger: float = 120.0  # a finished TCP flow's translation is kept this long (2 MSL)
+    buffer_limit: int = 256 * 1024  # bytes held per direction per TCP flow
+
+    def host_target(self, dst: IPv4Address, port: int, *, resolv_conf: str = "/etc/resolv.conf"
+                    ) -> tuple[str, int] | None:
+        """The host address a guest's packet to ``dst:port`` is relayed to (None: refused)."""
+        if dst == self.gateway:
+            return ("127.0.0.1", port)
+        if dst == self.dns:
+            if port != 53:
+                return None
+            return self.dns_upstream or system_resolver(resolv_conf)
+        if dst in self.network.network or self.restrict:
+            return None
+        if dst.is_multicast or dst.is_unspecified or dst == IPv4Address("255.255.255.255"):
+            return None
+        return (str(dst), port)
+
+    @classmethod
+    def from_argument(cls, argument: str) -> SlirpConfig:
+        """Parse ``restrict,forward=tcp:8080:80,dns=127.0.0.1:5353``."""
+        restrict = False
+        forwards: list[Forward] = []
+        upstream: tuple[str, int] | None = None
+        for item in filter(None, (part.strip() for part in argument.split(","))):
+            name, _, value = item.partition("=")
+            if name == "restrict" and not value:
+                restrict = True
+            elif name == "forward":
+                forwards.append(_parse_forward(value))
+            elif name == "dns":
+                upstream = _parse_hostport(value, 53)
+            else:
+                raise SlirpConfigError(
+                    f"unknown --link user option {item!r} (known: restrict, "
+                    "forward=tcp:HOSTPORT:GUESTPORT, dns=IP[:PORT])")
+        return cls(restrict=restrict, forwards=tuple(forwards), dns_upstream=upstream)
+
+
+def _parse_forward(value: str) -> Forward:
+    parts = value.split(":")
+    if len(parts) != 3 or parts[0] != "tcp":
+        raise SlirpConfigError(f"forward must be tcp:HOSTPORT:GUESTPORT, got {value!r}")
+    try:
+        host, guest = int(parts[1]), int(parts[2])
+    except ValueError:
+        raise SlirpConfigError(f"forward ports must be numbers, got {value!r}") from None
+    if not (0 <= host < 65536 and 0 < guest < 65536):
+        raise SlirpConfigError(f"forward ports out of range in {value!r}")
+    return Forward(host_port=host, guest_port=guest)
+
+
+def _parse_hostport(value: str, default_port: int) -> tuple[str, int]:
+    host, _, port = value.partition(":")
+    try:
+        IPv4Address(host)
+        number = int(port) if port else default_port
+    except ValueError:
+        raise SlirpConfigError(f"dns must be IP[:PORT], got {value!r}") from None
+    if not 0 < number < 65536:
+        raise SlirpConfigError(f"dns port out of range in {value!r}")
+    return (host, number)
+
+
+def system_resolver(path: str = "/etc/resolv.conf") -> tuple[str, int]:
+    """The first IPv4 ``nameserver`` in resolv.conf (127.0.0.1 if there is none)."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            try:
+                return (str(IPv4Address(words[1])), 53)
+            except ValueError:
+                continue
+    return ("127.0.0.1", 53)
+

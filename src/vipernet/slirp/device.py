@@ -1,0 +1,658 @@
+"""``--link user``: a device whose far end is a user-mode gateway (no root, no TAP).
+
+The stack's frames go to :class:`SlirpDevice`, whose other side is a complete network
+made of three parts (all inside the calling process, driven by the caller's loop):
+
+* a **gateway stack**: a second vipernet :class:`~vipernet.stack.Stack` at 10.0.2.2 (MAC
+  52:54:00:12:35:02) that answers ARP and ping and terminates the guest's TCP and UDP;
+* the **NAT** (:mod:`.nat`) in front of it, which turns a packet to any ``D:port`` into
+  one for the gateway's single relay port, remembering ``D:port`` per flow; ARP requests
+  for the DNS address 10.0.2.3 are answered with the gateway's MAC here;
+* the **relay**: for each flow, a host socket to where :meth:`SlirpConfig.host_target`
+  says the destination really is (10.0.2.2 -> 127.0.0.1, 10.0.2.3:53 -> the host's
+  resolver, others -> themselves unless ``restrict``), spliced to the gateway's socket.
+
+A guest SYN is held until the host connect finishes, so a refused host port reaches the
+guest as an RST (ECONNREFUSED), not as an accepted-then-closed connection.  The device
+advertises checksum offload and TSO, so 64 KiB segments cross between the two stacks
+unsplit, with partial checksums that the NAT patches incrementally.
+
+All host sockets sit in one epoll set whose fd is :meth:`fileno`, so the runtime's
+selector wakes for any of them; :meth:`receive` then services host sockets, runs the
+gateway's timers and returns the frames for the guest.
+
+Not covered: ICMP to anything but 10.0.2.2 (no unprivileged ICMP relay), IP fragments
+to relayed destinations (dropped and counted), DHCP (the guest uses 10.0.2.15
+statically), IPv6.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import random
+import select
+import socket
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Any, TypeVar
+
+from vipernet.link.frame import DeviceCapabilities, Frame
+from vipernet.slirp.config import Forward, SlirpConfig
+from vipernet.slirp.nat import (
+    ETH,
+    RELAY_PORT,
+    TCP,
+    UDP,
+    Flow,
+    FlowTable,
+    Packet,
+    inspect,
+    to_gateway,
+    to_guest,
+)
+from vipernet.stack import Stack, StackConfig
+from vipernet.wire.arp import ArpOp, ArpPacket, build_arp, parse_arp
+from vipernet.wire.ethernet import EthernetHeader, EtherType, build_ethernet
+from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4
+from vipernet.wire.tcp import TcpFlags, TcpHeader, build_tcp
+
+log = logging.getLogger(__name__)
+
+MAX_GSO_FRAME = 65535 + ETH
+_SYN, _ACK, _RST = int(TcpFlags.SYN), int(TcpFlags.ACK), int(TcpFlags.RST)
+_IN, _OUT = select.EPOLLIN, select.EPOLLOUT
+_SWEEP_INTERVAL = 5.0
+_FRAGMENT_MEMORY = 256  # datagrams whose later fragments we still expect
+_K = TypeVar("_K")
+
+
+@dataclass(slots=True, eq=False)
+class TcpRelay:
+    """One guest TCP connection spliced to one host socket."""
+
+    flow: Flow | None
+    host: socket.socket
+    gw: Any = None  # the gateway stack's TcpSocket once accepted / connected
+    connecting: bool = True  # host connect (or, for a forward, the gateway's) in progress
+    held_syn: Frame | None = None
+    guest_mac: bytes = b""
+    to_host: bytearray = field(default_factory=bytearray)
+    to_guest: bytearray = field(default_factory=bytearray)
+    guest_eof: bool = False
+    host_eof: bool = False
+    host_shut: bool = False
+    guest_shut: bool = False
+    interest: int = 0
+    local_port: int = 0  # a forward's gateway-side port (not translated)
+
+
+@dataclass(slots=True, eq=False)
+class UdpRelay:
+    flow: Flow
+    host: socket.socket
+
+
+class SlirpDevice:
+    """A :class:`~vipernet.link.frame.Device` with a user-mode gateway behind it."""
+
+    def __init__(self, config: SlirpConfig | None = None, *, mtu: int = 1500, now: float = 0.0,
+                 rng: random.Random | None = None) -> None:
+        self.config = config or SlirpConfig()
+        self.name = "user"
+        self.capabilities = DeviceCapabilities(mtu=mtu, tx_csum_offload=True, tso=True,
+                                               max_frame=MAX_GSO_FRAME)
+        self.counters: Counter[str] = Counter()
+        cfg = self.config
+        self.gateway = Stack(
+            StackConfig(mac=cfg.gateway_mac,
+                        ip=IPv4Interface(f"{cfg.gateway}/{cfg.network.network.prefixlen}"),
+                        gateway=None, dns=(), mtu=mtu),
+            capabilities=self.capabilities, now=now, rng=rng or random.Random())
+        self._gw_ip = cfg.gateway.packed
+        self._dns_ip = cfg.dns.packed
+        self._guest_ip = IPv4Address("10.0.2.15").packed  # learned from the guest's frames
+        self._guest_mac = b""
+        self._listener = self.gateway.tcp_socket()
+        self._listener.bind(("", RELAY_PORT))
+        self._listener.listen(1024)
+        self._udp = self.gateway.udp_socket()
+        self._udp.bind(("", RELAY_PORT))
+        self.flows = FlowTable()
+        self._epoll = select.epoll()
+        self._by_fd: dict[int, object] = {}
+        self._relays: set[TcpRelay] = set()
+        self._local_ports: set[int] = set()  # gateway-side ports of forwarded connections
+        self._inbox: deque[Frame] = deque()
+        # First fragment seen -> flow, so later fragments (no ports) follow the same way.
+        self._frag_out: dict[tuple[bytes, int], Flow] = {}
+        self._frag_in: dict[int, Flow] = {}
+        self._dirty = False
+        self._last_now = now
+        self._next_sweep = now + _SWEEP_INTERVAL
+        self._forward_listeners: dict[int, tuple[socket.socket, Forward]] = {}
+        self._closed = False
+        try:
+            for forward in cfg.forwards:
+                self._listen_forward(forward)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- Device -----------------------------------------------------------------------------
+
+    def fileno(self) -> int | None:
+        return None if self._closed else self._epoll.fileno()
+
+    def next_deadline(self) -> float | None:
+        if self._inbox or self._dirty:
+            return self._last_now
+        due = [d for d in (self.gateway.next_deadline(),
+                           self._next_sweep if len(self.flows) else None) if d is not None]
+        return min(due) if due else None
+
+    def send(self, frame: Frame, now: float) -> None:
+        """A frame from the guest stack."""
+        self._last_now = now
+        try:
+            self._from_guest(frame, now)
+        except Exception:  # a bug in the gateway must not take the guest's loop down
+            self.counters["internal_error"] += 1
+            log.exception("slirp: internal error on a guest frame")
+
+    def receive(self, now: float) -> list[Frame]:
+        """Service host sockets and the gateway; return the frames for the guest."""
+        self._last_now = now
+        self._dirty = False
+        try:
+            for fd, events in self._epoll.poll(0):
+                self._on_fd(fd, events, now)
+            gw = self.gateway
+            due = gw.next_deadline()
+            if due is not None and due <= now:
+                gw.poll(now)
+            gw.take_changed()  # readiness is polled below, not tracked: keep the set empty
+            self._accept(now)
+            self._udp_from_gateway(now)
+            for relay in list(self._relays):
+                self._pump(relay, now)
+            if now >= self._next_sweep:
+                self._sweep(now)
+            for out in gw.transmit():
+                self._to_guest(out)
+        except Exception:
+            self.counters["internal_error"] += 1
+            log.exception("slirp: internal error in the gateway")
+        frames = list(self._inbox)
+        self._inbox.clear()
+        return frames
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for relay in list(self._relays):
+            with contextlib.suppress(OSError):
+                relay.host.close()
+        for udp in [r for r in self._by_fd.values() if isinstance(r, UdpRelay)]:
+            with contextlib.suppress(OSError):
+                udp.host.close()
+        for sock, _ in self._forward_listeners.values():
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._relays.clear()
+        self._by_fd.clear()
+        self._epoll.close()
+
+    def forward_address(self, forward: Forward) -> tuple[str, int]:
+        """Where a forward listens (its port is chosen by the kernel when 0 was asked)."""
+        for sock, fwd in self._forward_listeners.values():
+            if fwd is forward:
+                host, port = sock.getsockname()[:2]
+                return (str(host), int(port))
+        raise KeyError(forward)
+
+    # -- guest -> gateway --------------------------------------------------------------------
+
+    def _from_guest(self, frame: Frame, now: float) -> None:
+        data = frame.data
+        if len(data) < ETH:
+            self.counters["guest.runt"] += 1
+            return
+        ethertype = (data[12] << 8) | data[13]
+        if ethertype == EtherType.ARP:
+            self._guest_arp(frame, now)
+            return
+        if ethertype != EtherType.IPV4:
+            self.counters["guest.not_ipv4"] += 1
+            return
+        self._guest_mac = bytes(data[6:12])
+        packet = inspect(data)
+        if packet is not None and packet.fragment:
+            # A later fragment: only its addresses change, like its first fragment's did.
+            flow = self._frag_out.get((packet.src, packet.ident))
+            if flow is not None:
+                self._translate_in(frame, packet, flow, now)
+                return
+            packet = None
+        if packet is None:
+            # ICMP (ping 10.0.2.2) and anything else for the gateway itself goes in untouched.
+            if len(data) >= ETH + 20 and bytes(data[ETH + 16:ETH + 20]) == self._gw_ip:
+                self._to_gateway(frame, now)
+            else:
+                self.counters["guest.unrelayed"] += 1
+            return
+        self._guest_ip = packet.src
+        if packet.dst == self._gw_ip and packet.proto == TCP and packet.dport in self._local_ports:
+            self._to_gateway(frame, now)  # a forwarded connection's gateway-side end
+            return
+        flow = self.flows.find(packet)
+        if flow is not None and flow.relay is None and packet.proto == TCP and (
+                packet.tcp_flags & (_SYN | _ACK | _RST)) == _SYN:
+            self.flows.remove(flow)  # the guest reuses the port of a finished connection
+            flow = None
+        if flow is None:
+            flow = self._new_flow(frame, packet, now)
+            if flow is None:
+                return
+        flow.last_used = now
+        relay = flow.relay
+        if isinstance(relay, TcpRelay) and relay.connecting:
+            relay.held_syn = frame  # a retransmitted SYN while the host connect runs
+            return
+        if packet.more:
+            _remember(self._frag_out, (packet.src, packet.ident), flow)
+        self._translate_in(frame, packet, flow, now)
+
+    def _translate_in(self, frame: Frame, packet: Packet, flow: Flow, now: float) -> None:
+        data = bytearray(frame.data)
+        partial = frame.offload is not None and frame.offload.needs_csum
+        to_gateway(data, packet, flow, self._gw_ip, partial=partial)
+        self._to_gateway(Frame(data, frame.offload), now)
+
+    def _to_gateway(self, frame: Frame, now: float) -> None:
+        self.gateway.receive(frame, now)
+        self._dirty = True
+
+    def _guest_arp(self, frame: Frame, now: float) -> None:
+        try:
+            arp = parse_arp(memoryview(frame.data)[ETH:])
+        except Exception:
+            self.counters["guest.bad_arp"] += 1
+            return
+        if arp.op == ArpOp.REQUEST and arp.target_ip == self.config.dns:
+            reply = ArpPacket(op=ArpOp.REPLY, sender_mac=self.config.gateway_mac,
+                              sender_ip=self.config.dns, target_mac=arp.sender_mac,
+                              target_ip=arp.sender_ip)
+            self._inbox.append(Frame(build_ethernet(
+                EthernetHeader(dst=arp.sender_mac, src=self.config.gateway_mac,
+                               ethertype=EtherType.ARP), build_arp(reply))))
+            self.counters["arp.dns_answered"] += 1
+            return
+        self._to_gateway(frame, now)
+
+    def _new_flow(self, frame: Frame, packet: Packet, now: float) -> Flow | None:
+        if packet.proto == TCP and (packet.tcp_flags & (_SYN | _ACK | _RST)) != _SYN:
+            # A segment of a flow we never saw or long forgot: dropped, as a NAT would.
+            self.counters["tcp.no_flow"] += 1
+            return None
+        target = self.config.host_target(IPv4Address(packet.dst), packet.dport)
+        if target is None:
+            self.counters[f"{_pname(packet.proto)}.refused"] += 1
+            if packet.proto == TCP:
+                self._reset_guest(frame, packet)
+            return None
+        flow = self.flows.create(packet, now)
+        if flow is None:
+            self.counters["nat.full"] += 1
+            return None
+        try:
+            if packet.proto == TCP:
+                flow.relay = self._connect_host(flow, target, frame)
+            else:
+                flow.relay = self._open_udp(flow, target)
+        except OSError as exc:
+            self.flows.remove(flow)
+            self.counters[f"{_pname(packet.proto)}.host_error"] += 1
+            log.debug("slirp: cannot reach %s: %s", target, exc)
+            if packet.proto == TCP:
+                self._reset_guest(frame, packet)
+            return None
+        self.counters[f"{_pname(packet.proto)}.flows"] += 1
+        return flow
+
+    def _connect_host(self, flow: Flow, target: tuple[str, int], syn: Frame) -> TcpRelay:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            err = sock.connect_ex(target)
+            if err not in (0, errno.EINPROGRESS):
+                raise OSError(err, f"connect to {target}: {errno.errorcode.get(err, err)}")
+        except BaseException:
+            sock.close()
+            raise
+        relay = TcpRelay(flow=flow, host=sock, held_syn=syn, guest_mac=bytes(syn.data[6:12]))
+        self._register(relay, sock, _OUT)
+        self._relays.add(relay)
+        return relay
+
+    def _open_udp(self, flow: Flow, target: tuple[str, int]) -> UdpRelay:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect(target)
+        except BaseException:
+            sock.close()
+            raise
+        relay = UdpRelay(flow=flow, host=sock)
+        self._by_fd[sock.fileno()] = relay
+        self._epoll.register(sock.fileno(), _IN)
+        return relay
+
+    # -- gateway -> guest ---------------------------------------------------------------------
+
+    def _to_guest(self, frame: Frame) -> None:
+        data = frame.data
+        packet = inspect(data)
+        if packet is not None and packet.src == self._gw_ip and (
+                packet.fragment or packet.sport == RELAY_PORT):
+            if packet.fragment:
+                flow = self._frag_in.get(packet.ident)
+                if flow is None:
+                    self._inbox.append(frame)  # the gateway's own (e.g. a big ping reply)
+                    return
+            else:
+                flow = self.flows.by_alias.get((packet.proto, packet.dport))
+                if flow is None:
+                    self.counters["gateway.no_flow"] += 1
+                    return
+                if packet.more:
+                    _remember(self._frag_in, packet.ident, flow)
+            out = bytearray(data)
+            partial = frame.offload is not None and frame.offload.needs_csum
+            to_guest(out, packet, flow, partial=partial)
+            self._inbox.append(Frame(out, frame.offload))
+            return
+        self._inbox.append(frame)
+
+    def _reset_guest(self, frame: Frame, packet: Packet) -> None:
+        """An RST from ``packet``'s destination, as a refusing host would send."""
+        data = frame.data
+        l4 = packet.l4
+        seq = int.from_bytes(data[l4 + 4:l4 + 8], "big")
+        ack = int.from_bytes(data[l4 + 8:l4 + 12], "big")
+        ip_len = (data[ETH + 2] << 8) | data[ETH + 3]
+        hlen = (data[l4 + 12] >> 4) * 4
+        seg_len = max(0, ip_len - (l4 - ETH) - hlen)
+        if packet.tcp_flags & _SYN:
+            seg_len += 1
+        if packet.tcp_flags & _ACK:
+            header = TcpHeader(src_port=packet.dport, dst_port=packet.sport, seq=ack, ack=0,
+                               flags=TcpFlags.RST, window=0)
+        else:
+            header = TcpHeader(src_port=packet.dport, dst_port=packet.sport, seq=0,
+                               ack=(seq + seg_len) & 0xFFFFFFFF,
+                               flags=TcpFlags.RST | TcpFlags.ACK, window=0)
+        src, dst = IPv4Address(packet.dst), IPv4Address(packet.src)
+        tcp = build_tcp(header, b"", src=src, dst=dst)
+        ip = build_ipv4(IPv4Header(src=src, dst=dst, proto=IpProto.TCP), tcp)
+        self._inbox.append(Frame(build_ethernet(
+            EthernetHeader(dst=bytes(data[6:12]), src=self.config.gateway_mac,
+                           ethertype=EtherType.IPV4), ip)))
+        self.counters["tcp.rst_sent"] += 1
+
+    # -- host sockets -------------------------------------------------------------------------
+
+    def _register(self, relay: TcpRelay, sock: socket.socket, interest: int) -> None:
+        self._by_fd[sock.fileno()] = relay
+        self._epoll.register(sock.fileno(), interest)
+        relay.interest = interest
+
+    def _on_fd(self, fd: int, events: int, now: float) -> None:
+        owner = self._by_fd.get(fd)
+        if isinstance(owner, UdpRelay):
+            self._udp_from_host(owner, now)
+        elif isinstance(owner, TcpRelay):
+            if owner.connecting and owner.flow is not None:
+                self._host_connected(owner, now)
+        elif fd in self._forward_listeners:
+            self._accept_forward(fd, now)
+
+    def _host_connected(self, relay: TcpRelay, now: float) -> None:
+        err = relay.host.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err == errno.EINPROGRESS:
+            return
+        flow = relay.flow
+        syn = relay.held_syn
+        relay.connecting = False
+        relay.held_syn = None
+        if flow is None or syn is None:
+            return
+        packet = inspect(syn.data)
+        if err != 0 or packet is None:
+            self.counters["tcp.host_refused"] += 1
+            if packet is not None:
+                self._reset_guest(syn, packet)
+            self._drop_relay(relay)
+            return
+        self._set_interest(relay, _IN)
+        self._translate_in(syn, packet, flow, now)
+
+    def _accept(self, now: float) -> None:
+        while True:
+            try:
+                sock = self._listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.debug("slirp: accept failed: %s", exc)
+                return
+            try:
+                _host, alias = sock.getpeername()
+            except OSError:
+                sock.close(now)
+                continue
+            flow = self.flows.by_alias.get((TCP, alias))
+            relay = flow.relay if flow is not None else None
+            if not isinstance(relay, TcpRelay) or relay.gw is not None:
+                self.counters["tcp.accept_without_flow"] += 1
+                sock.close(now)
+                continue
+            relay.gw = sock
+
+    def _pump(self, relay: TcpRelay, now: float) -> None:
+        gw = relay.gw
+        if gw is None or relay.connecting:
+            return
+        limit = self.config.buffer_limit
+        host = relay.host
+        try:
+            # guest -> host
+            if not relay.guest_eof and len(relay.to_host) < limit:
+                try:
+                    data = gw.recv(limit - len(relay.to_host))
+                    if data:
+                        relay.to_host += data
+                    else:
+                        relay.guest_eof = True
+                except BlockingIOError:
+                    pass
+            if relay.to_host:
+                try:
+                    sent = host.send(relay.to_host)
+                    del relay.to_host[:sent]
+                except BlockingIOError:
+                    pass
+            if relay.guest_eof and not relay.to_host and not relay.host_shut:
+                relay.host_shut = True
+                with contextlib.suppress(OSError):
+                    host.shutdown(socket.SHUT_WR)
+            # host -> guest
+            if not relay.host_eof and len(relay.to_guest) < limit:
+                try:
+                    data = host.recv(limit - len(relay.to_guest))
+                    if data:
+                        relay.to_guest += data
+                    else:
+                        relay.host_eof = True
+                except BlockingIOError:
+                    pass
+            if relay.to_guest:
+                try:
+                    sent = gw.send(relay.to_guest, now)
+                    del relay.to_guest[:sent]
+                except BlockingIOError:
+                    pass
+            if relay.host_eof and not relay.to_guest and not relay.guest_shut:
+                relay.guest_shut = True
+                gw.shutdown(socket.SHUT_WR, now)
+        except OSError as exc:
+            self.counters["tcp.relay_error"] += 1
+            log.debug("slirp: relay ended by %s", exc)
+            self._drop_relay(relay, now)
+            return
+        if relay.guest_eof and relay.host_eof and relay.guest_shut and relay.host_shut:
+            self._drop_relay(relay, now)
+            return
+        want = 0
+        if not relay.host_eof and len(relay.to_guest) < limit:
+            want |= _IN
+        if relay.to_host:
+            want |= _OUT
+        self._set_interest(relay, want)
+
+    def _set_interest(self, relay: TcpRelay, want: int) -> None:
+        if want != relay.interest:
+            self._epoll.modify(relay.host.fileno(), want)
+            relay.interest = want
+
+    def _drop_relay(self, relay: TcpRelay, now: float | None = None) -> None:
+        self._relays.discard(relay)
+        fd = relay.host.fileno()
+        if fd >= 0:
+            self._by_fd.pop(fd, None)
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(fd)
+        relay.host.close()
+        if relay.gw is not None:
+            relay.gw.close(self._last_now if now is None else now)
+            relay.gw = None
+        if relay.flow is not None:
+            # The translation outlives the relay: the gateway's socket still has to deliver
+            # what it holds, exchange FINs and hear the last ACKs.  The sweep forgets it.
+            relay.flow.relay = None
+            relay.flow.last_used = self._last_now if now is None else now
+        self._local_ports.discard(relay.local_port)
+        self._dirty = True
+
+    # -- UDP ----------------------------------------------------------------------------------
+
+    def _udp_from_gateway(self, now: float) -> None:
+        while True:
+            try:
+                data, (_host, alias) = self._udp.recvfrom(65535)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue  # an ICMP error about an earlier datagram: nothing to tell
+            flow = self.flows.by_alias.get((UDP, alias))
+            if flow is None or not isinstance(flow.relay, UdpRelay):
+                self.counters["udp.no_flow"] += 1
+                continue
+            flow.last_used = now
+            try:
+                flow.relay.host.send(data)
+                self.counters["udp.to_host"] += 1
+            except OSError as exc:
+                self.counters["udp.host_error"] += 1
+                log.debug("slirp: udp send failed: %s", exc)
+
+    def _udp_from_host(self, relay: UdpRelay, now: float) -> None:
+        flow = relay.flow
+        for _ in range(64):
+            try:
+                data = relay.host.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.counters["udp.host_error"] += 1  # e.g. ECONNREFUSED from an ICMP error
+                continue
+            flow.last_used = now
+            try:
+                self._udp.sendto(data, (str(IPv4Address(flow.guest_ip)), flow.alias), now)
+                self.counters["udp.to_guest"] += 1
+            except OSError as exc:
+                self.counters["udp.gateway_error"] += 1
+                log.debug("slirp: udp to guest failed: %s", exc)
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + _SWEEP_INTERVAL
+        for flow in self.flows.flows():
+            relay = flow.relay
+            if relay is None and now - flow.last_used >= self.config.tcp_linger:
+                self.flows.remove(flow)
+                continue
+            if not isinstance(relay, UdpRelay):
+                continue
+            timeout = (self.config.dns_idle_timeout if flow.dest_ip == self._dns_ip
+                       else self.config.udp_idle_timeout)
+            if now - flow.last_used >= timeout:
+                self._by_fd.pop(relay.host.fileno(), None)
+                with contextlib.suppress(OSError, ValueError):
+                    self._epoll.unregister(relay.host.fileno())
+                relay.host.close()
+                self.flows.remove(flow)
+                self.counters["udp.expired"] += 1
+
+    # -- port forwarding ----------------------------------------------------------------------
+
+    def _listen_forward(self, forward: Forward) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((forward.host_address, forward.host_port))
+            sock.listen(64)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._forward_listeners[sock.fileno()] = (sock, forward)
+        self._epoll.register(sock.fileno(), _IN)
+
+    def _accept_forward(self, fd: int, now: float) -> None:
+        listener, forward = self._forward_listeners[fd]
+        while True:
+            try:
+                conn, _peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            conn.setblocking(False)
+            gw = self.gateway.tcp_socket()
+            try:
+                gw.connect((str(IPv4Address(self._guest_ip)), forward.guest_port), now)
+            except BlockingIOError:
+                pass
+            except OSError:
+                conn.close()
+                gw.close(now)
+                continue
+            relay = TcpRelay(flow=None, host=conn, gw=gw, connecting=False)
+            relay.local_port = gw.getsockname()[1]
+            self._local_ports.add(relay.local_port)
+            self._register(relay, conn, _IN)
+            self._relays.add(relay)
+            self.counters["tcp.forwarded"] += 1
+            self._dirty = True
+
+
+def _remember(table: dict[_K, Flow], key: _K, flow: Flow) -> None:
+    table[key] = flow
+    if len(table) > _FRAGMENT_MEMORY:
+        del table[next(iter(table))]  # the oldest datagram's fragments are long gone
+
+
+def _pname(proto: int) -> str:
+    return "tcp" if proto == TCP else "udp"

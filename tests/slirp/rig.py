@@ -1,0 +1,92 @@
+"""A guest stack wired to a SlirpDevice in this process, driven by a small loop (no root)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vipernet.slirp.config import SlirpConfig
+from vipernet.slirp.device import SlirpDevice
+from vipernet.stack import Stack, StackConfig
+
+
+class Rig:
+    def __init__(self, config: SlirpConfig | None = None) -> None:
+        now = time.monotonic()
+        self.device = SlirpDevice(config or SlirpConfig(), now=now, rng=random.Random(1))
+        self.guest = Stack(StackConfig(), capabilities=self.device.capabilities, now=now,
+                           rng=random.Random(2))
+
+    def step(self, wait: float = 0.002) -> None:
+        now = time.monotonic()
+        for frame in self.guest.transmit():
+            self.device.send(frame, now)
+        due = [d for d in (self.device.next_deadline(), self.guest.next_deadline())
+               if d is not None]
+        timeout = max(0.0, min([now + wait, *due]) - now)
+        fd = self.device.fileno()
+        if fd is not None:
+            select.select([fd], [], [], timeout)
+        now = time.monotonic()
+        for frame in self.device.receive(now):
+            self.guest.receive(frame, now)
+        gdue = self.guest.next_deadline()
+        if gdue is not None and gdue <= now:
+            self.guest.poll(now)
+        for frame in self.guest.transmit():
+            self.device.send(frame, now)
+
+    def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > end:
+                raise AssertionError("timed out")
+            self.step()
+
+    def connect(self, address: tuple[str, int], timeout: float = 10.0) -> Any:
+        sock = self.guest.tcp_socket()
+        with contextlib.suppress(BlockingIOError):
+            sock.connect(address, time.monotonic())
+        self.until(lambda: sock.writable or sock.readable, timeout)
+        return sock
+
+    def close(self) -> None:
+        self.device.close()
+
+
+class HostServer:
+    """A loopback TCP server on an ephemeral port; ``handler(conn)`` runs per connection."""
+
+    def __init__(self, handler: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with conn:
+                    self.handler(conn)
+            except BaseException as exc:  # reported by the test
+                self.errors.append(exc)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
+        self.sock.close()
+        self.thread.join(timeout=5)
