@@ -75,6 +75,8 @@ class Harness:
         data = build_tcp(hdr, payload, src=REMOTE, dst=LOCAL)
         self.layer.receive(SimpleNamespace(src=REMOTE, dst=LOCAL), memoryview(data), None,
                            self.now)
+        if (d := self.layer.next_deadline()) is not None and d <= self.now:
+            self.layer.poll(self.now)  # as the runtime does after each batch of frames
         if advance and seq is None:
             peer.seq += len(payload) + (1 if flags & F.SYN else 0) + (1 if flags & F.FIN else 0)
 

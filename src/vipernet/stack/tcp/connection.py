@@ -84,6 +84,7 @@ class ConnectionHost(Protocol):
                       now: float) -> None: ...
     def challenge_ack_allowed(self, now: float) -> bool: ...
     def count(self, name: str) -> None: ...
+    def ack_soon(self, conn: Connection) -> None: ...
 
 
 class ConnectionParams:
@@ -1095,8 +1096,11 @@ class Connection:
                     ack_now = True  # filled (part of) a gap: tell the sender at once
                 else:
                     self.delack_segs += 1
-                    if self.delack_segs >= 2:
-                        ack_now = True
+                    if self.delack_segs == 2:
+                        # Every second segment deserves an ACK, but not this instant: the
+                        # layer sends it after the current batch of frames, so a burst of
+                        # back-to-back segments is answered by one ACK, not one per pair.
+                        self.host.ack_soon(self)
                 if self.socket is not None or self.listener is not None:
                     self.host.notify(self)
         elif payload:

@@ -106,6 +106,7 @@ class TcpLayer:
         self.max_retries = 15
         self.now = 0.0
         self._heap: list[tuple[float, int, Entry]] = []
+        self._ack_soon: list[Connection] = []  # ACKs owed at the end of this batch
         self._tie = itertools.count()
         self._addr_cache: dict[int, IPv4Address] = {}
         self._chal_second = -1
@@ -266,6 +267,16 @@ class TcpLayer:
             conn.port_ref = False
             self.release_port(conn.local_port)
 
+    def ack_soon(self, conn: Connection) -> None:
+        self._ack_soon.append(conn)
+
+    def _flush_acks(self, now: float) -> None:
+        pending, self._ack_soon = self._ack_soon, []
+        for conn in pending:
+            if conn.delack_segs and conn.state != _CLOSED:
+                conn.send_ack(now)
+                conn._rearm()
+
     def challenge_ack_allowed(self, now: float) -> bool:
         second = int(now)
         if second != self._chal_second:
@@ -400,6 +411,8 @@ class TcpLayer:
     # -- time -------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
+        if self._ack_soon:
+            return self.now  # due at once: the caller polls after this batch of frames
         heap = self._heap
         while heap and heap[0][2].scheduled != heap[0][0]:
             heapq.heappop(heap)
@@ -407,6 +420,8 @@ class TcpLayer:
 
     def poll(self, now: float) -> None:
         self.now = now
+        if self._ack_soon:
+            self._flush_acks(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, conn = heapq.heappop(heap)
