@@ -859,3 +859,72 @@ def test_time_wait_record_is_ended_by_an_exact_rst() -> None:
     assert h.layer.conns
     h.send(peer, F.RST, advance=False)
     assert not h.layer.conns and not h.layer.tw_ports
+
+
+def test_syn_sent_receives_icmp_port_unreachable_fails_with_econnrefused() -> None:
+    h = Harness()
+    _peer, sock, syn = h.syn_sent()
+    h.layer.icmp_unreachable(int(h.stack.config.ip.ip) + 1, syn.h.src_port, RPORT, 3, h.now)
+    assert sock.take_error() == errno.ECONNREFUSED
+
+
+def test_established_ignores_icmp_unreachable_soft_error() -> None:
+    h = Harness()
+    _peer, sock = h.established()
+    h.layer.icmp_unreachable(int(h.stack.config.ip.ip) + 1, sock.getsockname()[1], RPORT, 1,
+                             h.now)
+    assert sock.state.name == "ESTABLISHED" and sock.take_error() is None
+
+
+def test_established_sender_avoids_silly_window_runts() -> None:
+    h = Harness()
+    peer, sock = h.established()
+    sock.send(b"s" * 3000, h.now)
+    segs = h.recv()
+    assert [len(s.payload) for s in segs] == [1460, 1460, 80]
+    peer.ack += 1460  # acks one segment; the window leaves 100 bytes beyond what is out
+    h.send(peer, F.ACK, window=1460 + 80 + 100)
+    h.recv_nothing()
+    sock.send(b"t" * 3000, h.now)
+    h.recv_nothing()  # 100 bytes usable with data in flight: no runt
+    peer.ack += 1540
+    h.send(peer, F.ACK, window=3000)
+    assert [len(s.payload) for s in h.recv()] == [1460, 1460, 80]
+
+
+def test_last_ack_retransmits_fin_until_acked() -> None:
+    h = Harness()
+    peer, sock = h.last_ack()
+    h.advance(1.01)
+    assert h.recv_one().flags & F.FIN
+    peer.ack += 1
+    h.send(peer, F.ACK)
+    assert sock.state.name == "CLOSED"
+
+
+def test_accept_returns_a_connection_reset_after_the_handshake() -> None:
+    h = Harness()
+    peer, lst, _ = h.syn_received()
+    h.send(peer, F.ACK)
+    h.send(peer, F.RST | F.ACK)
+    sock = lst.accept()
+    with pytest.raises(ConnectionResetError):
+        sock.recv(10)
+
+
+def test_shutdown_read_discards_incoming_data() -> None:
+    h = Harness()
+    peer, sock = h.established()
+    sock.shutdown(0, h.now)
+    h.send(peer, F.ACK, payload=b"ignored")
+    assert sock.recv(100) == b""
+    assert sock.readable
+
+
+def test_listen_syn_queue_is_bounded() -> None:
+    h = Harness()
+    h.listen(backlog=4)
+    for port in range(2000, 2200):
+        h.send(Peer(port=port), F.SYN, ack=0)
+    assert len(h.recv()) == 128  # max(128, backlog) half-open connections
+    assert h.layer.counters["tcp_listen_overflow"] == 72
