@@ -117,6 +117,7 @@ class FakeServer:
         self.resumed = False
         self.key_updates_received = 0
         self.client_certificate: bytes | None = None
+        self.binder_ok = False
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -235,8 +236,19 @@ class FakeServer:
                 while not identity.eof():
                     identity.pull_vector(2)
                     identity.pull_uint32()
+            binders = []
+            with identity.pull_block(2):
+                while not identity.eof():
+                    binders.append(identity.pull_vector(1))
             psk = self.tickets.get(ticket)
             if psk is not None:
+                # Check the client's binder over the ClientHello up to the binders list.
+                truncated = raw[: len(raw) - (2 + sum(1 + len(b) for b in binders))]
+                prefix = self.schedule or KeySchedule(self.params.hash_name)
+                check = KeySchedule(self.params.hash_name)
+                check.set_psk(psk)
+                self.binder_ok = binders[0] == check.binder(prefix.transcript_hash_with(truncated))
+                assert self.binder_ok, "PSK binder does not verify"
                 schedule.set_psk(psk)
                 self.resumed = True
                 psk_extension = [Extension(type=ExtensionType.PRE_SHARED_KEY, data=_u16(0))]

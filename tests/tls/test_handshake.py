@@ -119,6 +119,34 @@ def test_tickets_are_stored_and_resume_with_psk_dhe(pki: tuple[Issued, Issued]) 
     assert again.peer_certificates == []
 
 
+def test_resumption_after_hello_retry_recomputes_the_binder(pki: tuple[Issued, Issued]) -> None:
+    root, leaf = pki
+    client, server = connected(pki, Script(tickets=1))
+    again = client_for(trust_pem=root.pem(), session=client.latest_ticket,  # type: ignore[attr-defined]
+                       now=NOW.timestamp() + 1)
+    server2 = FakeServer(leaf, script=Script(hello_retry=True))
+    server2.tickets = server.tickets
+    again.start_handshake()
+    pump(again, server2)
+    assert server2.retried and server2.binder_ok and again.session_resumed
+
+
+def test_client_initiated_key_update_is_answered_by_the_server(
+        pki: tuple[Issued, Issued]) -> None:
+    client, server = connected(pki)
+    events(client)
+    client.request_key_update()  # type: ignore[attr-defined]
+    client.send_application_data(b"under the new key")  # type: ignore[attr-defined]
+    server.receive(client.data_to_send())  # type: ignore[attr-defined]
+    assert server.app_received == b"under the new key"
+    server.send_app(b"reply under the server's new key")
+    client.receive_data(server.output())  # type: ignore[attr-defined]
+    got = events(client)
+    assert got[0] == KeyUpdateReceived(update_requested=False)
+    assert got[1] == ApplicationDataReceived(data=b"reply under the server's new key")
+    assert client.counters["key_updates_sent"] == 1  # type: ignore[attr-defined]
+
+
 def test_server_key_update_request_is_answered(pki: tuple[Issued, Issued]) -> None:
     client, server = connected(pki)
     events(client)

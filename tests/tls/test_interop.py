@@ -113,7 +113,17 @@ def test_several_tickets_are_accepted_and_resume(www: OpenSSLServer, cafile: str
     again = tls.wrap(www.connect(), server_hostname="localhost", cafile=cafile,
                      session=sock.session)
     assert again.session_reused
-    assert b"Reused session-id" in fetch(again) or again.session_reused
+    assert b"Reused, TLSv1.3" in fetch(again)
+
+
+def test_resumption_with_a_hello_retry_request_for_p256(root: Issued, cafile: str) -> None:
+    with OpenSSLServer(make_leaf(root), args=("-www", "-groups", "P-256")) as server:
+        first = tls.wrap(server.connect(), server_hostname="localhost", cafile=cafile)
+        fetch(first)
+        again = tls.wrap(server.connect(), server_hostname="localhost", cafile=cafile,
+                         session=first.session)
+        assert again.connection._hello_retried and again.session_reused
+        assert b"Reused, TLSv1.3" in fetch(again)
 
 
 def test_server_key_update_is_answered(root: Issued, cafile: str) -> None:
