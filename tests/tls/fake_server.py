@@ -89,6 +89,8 @@ class Script:
     # raw handshake messages to send just before the named step of the server flight:
     # "server_hello", "encrypted_extensions", "certificate", "certificate_verify", "finished"
     inject_before: dict[str, bytes] = field(default_factory=dict)
+    # whole records (content type, content) to send just before the named step
+    inject_record_before: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     replace_server_hello_version: bool = False  # answer like a TLS 1.2 server
     tickets: int = 0
     request_certificate: bool = False
@@ -288,6 +290,12 @@ class FakeServer:
         return shares
 
     def _inject(self, step: str) -> None:
+        record = self.script.inject_record_before.get(step)
+        if record is not None:
+            if record[0] == ContentType.CHANGE_CIPHER_SPEC:
+                self.records.write_raw(bytes((20, 3, 3, 0, len(record[1]))) + record[1])
+            else:
+                self.records.write(*record)
         raw = self.script.inject_before.get(step)
         if raw is not None:
             self.records.write(ContentType.HANDSHAKE, raw)

@@ -252,6 +252,38 @@ def test_server_bytes_before_the_client_hello_are_refused(pki: tuple[Issued, Iss
         client.receive_data(bytes((22, 3, 3, 0, len(ENCRYPTED_EXTENSIONS))) + ENCRYPTED_EXTENSIONS)
 
 
+@pytest.mark.parametrize("step", ["encrypted_extensions", "certificate", "finished"])
+def test_application_data_during_the_handshake_is_refused(pki: tuple[Issued, Issued],
+                                                          step: str) -> None:
+    refused(pki, Script(inject_record_before={step: (23, b"early!")}), UnexpectedMessage)
+
+
+def test_compatibility_ccs_during_the_handshake_is_ignored(pki: tuple[Issued, Issued]) -> None:
+    client, _ = connected(pki, Script(inject_record_before={"server_hello": (20, b"\x01"),
+                                                            "certificate": (20, b"\x01")}))
+    assert client.handshake_complete  # type: ignore[attr-defined]
+    assert client.counters["ccs_ignored"] == 2  # type: ignore[attr-defined]
+
+
+def test_malformed_ccs_is_refused(pki: tuple[Issued, Issued]) -> None:
+    refused(pki, Script(inject_record_before={"certificate": (20, b"\x02")}), UnexpectedMessage)
+
+
+def test_ccs_after_the_handshake_is_refused(pki: tuple[Issued, Issued]) -> None:
+    client, _ = connected(pki)
+    with pytest.raises(UnexpectedMessage):
+        client.receive_data(bytes((20, 3, 3, 0, 1, 1)))  # type: ignore[attr-defined]
+
+
+def test_server_alert_instead_of_server_hello_is_a_peer_alert(
+        pki: tuple[Issued, Issued]) -> None:
+    root, _leaf = pki
+    client = client_for(trust_pem=root.pem())
+    client.start_handshake()
+    with pytest.raises(PeerAlert, match="handshake_failure"):
+        client.receive_data(bytes((21, 3, 3, 0, 2, 2, 40)))
+
+
 def test_unexpected_message_before_server_hello_is_refused(pki: tuple[Issued, Issued]) -> None:
     refused(pki, Script(inject_before={"server_hello": ENCRYPTED_EXTENSIONS}), UnexpectedMessage)
 
