@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 from tests.testbed import require_binary, stop_process
 from tests.tls.pki import Issued, write_server_files
@@ -36,7 +36,7 @@ class Peer:
             self.proc = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> Peer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -87,7 +87,7 @@ def make_ca(cn: str, *, parent: Issued | None = None, key_kind: str = "p256",
                               critical=False))
     if parent:
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),
             critical=False)
     return Issued(cert=builder.sign(signer, _hash_for(signer)), key=key)  # type: ignore[arg-type]
 
@@ -126,7 +126,7 @@ def make_leaf(issuer: Issued | None, *, names: tuple[str, ...] = ("localhost", "
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
     if issuer:
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
             critical=False)
     return Issued(cert=builder.sign(signer, _hash_for(signer)), key=key)  # type: ignore[arg-type]
 

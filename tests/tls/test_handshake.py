@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
@@ -14,9 +15,11 @@ from vipernet.tls.errors import (
     BadFinished,
     BadRecordMac,
     IllegalParameter,
+    NoApplicationProtocol,
     PeerAlert,
     ProtocolVersionError,
     RecordOverflow,
+    TLSError,
     TLSUsageError,
     UnexpectedMessage,
 )
@@ -38,7 +41,7 @@ def pki() -> tuple[Issued, Issued]:
 
 
 def connected(pki: tuple[Issued, Issued], script: Script | None = None,
-              **config: object) -> tuple[object, FakeServer]:
+              **config: Any) -> tuple[Any, FakeServer]:
     root, leaf = pki
     client = client_for(trust_pem=root.pem(), **config)
     server = FakeServer(leaf, script=script)
@@ -47,9 +50,9 @@ def connected(pki: tuple[Issued, Issued], script: Script | None = None,
     return client, server
 
 
-def events(client: object) -> list[object]:
+def events(client: Any) -> list[object]:
     out = []
-    while (event := client.next_event()) is not None:  # type: ignore[attr-defined]
+    while (event := client.next_event()) is not None:
         out.append(event)
     return out
 
@@ -60,12 +63,12 @@ def test_handshake_completes_with_each_suite_and_data_flows_both_ways(
     client, server = connected(pki, Script(suite=suite))
     got = events(client)
     assert isinstance(got[0], HandshakeCompleted) and got[0].cipher_suite == suite
-    assert client.state is State.CONNECTED  # type: ignore[attr-defined]
-    client.send_application_data(b"ping" * 5000)  # type: ignore[attr-defined]
-    server.receive(client.data_to_send())  # type: ignore[attr-defined]
+    assert client.state is State.CONNECTED
+    client.send_application_data(b"ping" * 5000)
+    server.receive(client.data_to_send())
     assert server.app_received == b"ping" * 5000
     server.send_app(b"x" * 40000)
-    client.receive_data(server.output())  # type: ignore[attr-defined]
+    client.receive_data(server.output())
     data = b"".join(e.data for e in events(client) if isinstance(e, ApplicationDataReceived))
     assert data == b"x" * 40000
 
@@ -86,20 +89,20 @@ def test_hello_retry_request_with_cookie_is_answered_on_secp256r1(
         pki: tuple[Issued, Issued]) -> None:
     client, server = connected(pki, Script(hello_retry=True))
     assert server.retried
-    assert client.handshake_complete  # type: ignore[attr-defined]
-    assert client.group == NamedGroup.SECP256R1  # type: ignore[attr-defined]
-    assert client.counters["ccs_ignored"] == 0  # type: ignore[attr-defined]
+    assert client.handshake_complete
+    assert client.group == NamedGroup.SECP256R1
+    assert client.counters["ccs_ignored"] == 0
 
 
 def test_alpn_choice_is_reported(pki: tuple[Issued, Issued]) -> None:
     client, _ = connected(pki, Script(alpn="h2"), alpn_protocols=("h2", "http/1.1"))
-    assert client.alpn_protocol == "h2"  # type: ignore[attr-defined]
+    assert client.alpn_protocol == "h2"
 
 
 def test_alpn_we_did_not_offer_is_refused(pki: tuple[Issued, Issued]) -> None:
-    with pytest.raises(Exception) as info:
+    with pytest.raises(NoApplicationProtocol) as info:
         connected(pki, Script(alpn="spdy/1"), alpn_protocols=("h2",))
-    assert info.value.alert.name == "NO_APPLICATION_PROTOCOL"  # type: ignore[attr-defined]
+    assert info.value.alert.name == "NO_APPLICATION_PROTOCOL"
 
 
 def test_tickets_are_stored_and_resume_with_psk_dhe(pki: tuple[Issued, Issued]) -> None:
@@ -108,7 +111,7 @@ def test_tickets_are_stored_and_resume_with_psk_dhe(pki: tuple[Issued, Issued]) 
     tickets = [e for e in events(client) if isinstance(e, SessionTicketReceived)]
     assert len(tickets) == 3
     assert len({t.ticket.psk for t in tickets}) == 3
-    ticket = client.latest_ticket  # type: ignore[attr-defined]
+    ticket = client.latest_ticket
     again = client_for(trust_pem=root.pem(), session=ticket, now=NOW.timestamp() + 5)
     # The same server object knows the tickets it issued.
     server2 = FakeServer(leaf, script=Script())
@@ -122,7 +125,7 @@ def test_tickets_are_stored_and_resume_with_psk_dhe(pki: tuple[Issued, Issued]) 
 def test_resumption_after_hello_retry_recomputes_the_binder(pki: tuple[Issued, Issued]) -> None:
     root, leaf = pki
     client, server = connected(pki, Script(tickets=1))
-    again = client_for(trust_pem=root.pem(), session=client.latest_ticket,  # type: ignore[attr-defined]
+    again = client_for(trust_pem=root.pem(), session=client.latest_ticket,
                        now=NOW.timestamp() + 1)
     server2 = FakeServer(leaf, script=Script(hello_retry=True))
     server2.tickets = server.tickets
@@ -135,16 +138,16 @@ def test_client_initiated_key_update_is_answered_by_the_server(
         pki: tuple[Issued, Issued]) -> None:
     client, server = connected(pki)
     events(client)
-    client.request_key_update()  # type: ignore[attr-defined]
-    client.send_application_data(b"under the new key")  # type: ignore[attr-defined]
-    server.receive(client.data_to_send())  # type: ignore[attr-defined]
+    client.request_key_update()
+    client.send_application_data(b"under the new key")
+    server.receive(client.data_to_send())
     assert server.app_received == b"under the new key"
     server.send_app(b"reply under the server's new key")
-    client.receive_data(server.output())  # type: ignore[attr-defined]
+    client.receive_data(server.output())
     got = events(client)
     assert got[0] == KeyUpdateReceived(update_requested=False)
     assert got[1] == ApplicationDataReceived(data=b"reply under the server's new key")
-    assert client.counters["key_updates_sent"] == 1  # type: ignore[attr-defined]
+    assert client.counters["key_updates_sent"] == 1
 
 
 def test_server_key_update_request_is_answered(pki: tuple[Issued, Issued]) -> None:
@@ -152,14 +155,14 @@ def test_server_key_update_request_is_answered(pki: tuple[Issued, Issued]) -> No
     events(client)
     server.send_key_update(request=True)
     server.send_app(b"after update")
-    client.receive_data(server.output())  # type: ignore[attr-defined]
+    client.receive_data(server.output())
     got = events(client)
     assert isinstance(got[0], KeyUpdateReceived) and got[0].update_requested
     assert got[1] == ApplicationDataReceived(data=b"after update")
-    server.receive(client.data_to_send())  # type: ignore[attr-defined]
+    server.receive(client.data_to_send())
     assert server.key_updates_received == 1
-    client.send_application_data(b"with new key")  # type: ignore[attr-defined]
-    server.receive(client.data_to_send())  # type: ignore[attr-defined]
+    client.send_application_data(b"with new key")
+    server.receive(client.data_to_send())
     assert server.app_received == b"with new key"
 
 
@@ -167,20 +170,20 @@ def test_close_notify_both_ways_closes(pki: tuple[Issued, Issued]) -> None:
     client, server = connected(pki)
     events(client)
     server.send_alert(0)
-    client.receive_data(server.output())  # type: ignore[attr-defined]
+    client.receive_data(server.output())
     assert isinstance(events(client)[-1], CloseNotifyReceived)
-    client.close()  # type: ignore[attr-defined]
-    server.receive(client.data_to_send())  # type: ignore[attr-defined]
+    client.close()
+    server.receive(client.data_to_send())
     assert server.alerts_received == [0]
-    assert client.state is State.CLOSED  # type: ignore[attr-defined]
+    assert client.state is State.CLOSED
     with pytest.raises(TLSUsageError):
-        client.send_application_data(b"late")  # type: ignore[attr-defined]
+        client.send_application_data(b"late")
 
 
 # -- negative matrix: each refused with a specific error, no application data ---------------
 
 
-def refused(pki: tuple[Issued, Issued], script: Script, error: type[Exception]) -> object:
+def refused(pki: tuple[Issued, Issued], script: Script, error: type[TLSError]) -> TLSError:
     root, leaf = pki
     client = client_for(trust_pem=root.pem())
     server = FakeServer(leaf, script=script)
@@ -193,7 +196,7 @@ def refused(pki: tuple[Issued, Issued], script: Script, error: type[Exception]) 
         client.send_application_data(b"secret")
     # The alert that names the failure went to the server.
     server.receive(client.data_to_send())
-    assert server.alerts_received == [info.value.alert]  # type: ignore[attr-defined]
+    assert server.alerts_received == [info.value.alert]
     return info.value
 
 
@@ -234,7 +237,7 @@ def test_unexpected_message_in_each_handshake_state_is_refused(
 def test_certificate_request_is_answered_with_an_empty_certificate(
         pki: tuple[Issued, Issued]) -> None:
     client, server = connected(pki, Script(request_certificate=True))
-    assert client.handshake_complete  # type: ignore[attr-defined]
+    assert client.handshake_complete
     # Certificate, 3-byte length 4: empty context, empty certificate_list.
     assert server.client_certificate == bytes((11, 0, 0, 4, 0, 0, 0, 0))
 
@@ -261,8 +264,8 @@ def test_application_data_during_the_handshake_is_refused(pki: tuple[Issued, Iss
 def test_compatibility_ccs_during_the_handshake_is_ignored(pki: tuple[Issued, Issued]) -> None:
     client, _ = connected(pki, Script(inject_record_before={"server_hello": (20, b"\x01"),
                                                             "certificate": (20, b"\x01")}))
-    assert client.handshake_complete  # type: ignore[attr-defined]
-    assert client.counters["ccs_ignored"] == 2  # type: ignore[attr-defined]
+    assert client.handshake_complete
+    assert client.counters["ccs_ignored"] == 2
 
 
 def test_malformed_ccs_is_refused(pki: tuple[Issued, Issued]) -> None:
@@ -272,7 +275,7 @@ def test_malformed_ccs_is_refused(pki: tuple[Issued, Issued]) -> None:
 def test_ccs_after_the_handshake_is_refused(pki: tuple[Issued, Issued]) -> None:
     client, _ = connected(pki)
     with pytest.raises(UnexpectedMessage):
-        client.receive_data(bytes((20, 3, 3, 0, 1, 1)))  # type: ignore[attr-defined]
+        client.receive_data(bytes((20, 3, 3, 0, 1, 1)))
 
 
 def test_server_alert_instead_of_server_hello_is_a_peer_alert(
@@ -293,7 +296,7 @@ def test_unexpected_handshake_message_after_handshake_is_refused(
     client, server = connected(pki)
     server.send_handshake(ENCRYPTED_EXTENSIONS)
     with pytest.raises(UnexpectedMessage):
-        client.receive_data(server.output())  # type: ignore[attr-defined]
+        client.receive_data(server.output())
 
 
 def test_tampered_record_is_bad_record_mac_and_no_data_is_delivered(
@@ -304,7 +307,7 @@ def test_tampered_record_is_bad_record_mac_and_no_data_is_delivered(
     record = bytearray(server.output())
     record[10] ^= 0x40
     with pytest.raises(BadRecordMac):
-        client.receive_data(bytes(record))  # type: ignore[attr-defined]
+        client.receive_data(bytes(record))
     assert events(client) == []
 
 
@@ -312,16 +315,16 @@ def test_oversized_record_is_record_overflow(pki: tuple[Issued, Issued]) -> None
     client, _ = connected(pki)
     header = bytes((23, 3, 3)) + (2 ** 14 + 257).to_bytes(2, "big")
     with pytest.raises(RecordOverflow):
-        client.receive_data(header + bytes(100))  # type: ignore[attr-defined]
+        client.receive_data(header + bytes(100))
 
 
 def test_fatal_alert_from_server_is_reported_as_peer_alert(pki: tuple[Issued, Issued]) -> None:
     client, server = connected(pki)
     server.send_alert(40)
     with pytest.raises(PeerAlert) as info:
-        client.receive_data(server.output())  # type: ignore[attr-defined]
+        client.receive_data(server.output())
     assert info.value.code == 40
-    assert client.state is State.FAILED  # type: ignore[attr-defined]
+    assert client.state is State.FAILED
 
 
 def test_expired_leaf_is_refused_before_any_data(pki: tuple[Issued, Issued]) -> None:
