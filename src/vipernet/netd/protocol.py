@@ -1,736 +1,124 @@
-"""The netd IPC protocol: message framing and the body of every request and reply.
+"""The netd IPC protocol in one namespace: framing (:mod:`.framing`) + bodies (:mod:`.bodies`).
 
-One AF_UNIX SOCK_STREAM connection is one IPC channel.  Every message, in both directions,
-is a 12-byte header followed by a body (all integers big-endian)::
-
-    length u32 | code u8 | flags u8 | status u16 | request_id u32 | body[length]
-
-``length`` counts the body only and is at most :data:`MAX_BODY` (1 MiB).  Requests have
-``flags == 0`` and ``status == 0``; a reply echoes ``code`` and ``request_id``, sets
-:attr:`Flags.REPLY` and carries ``status`` = 0 or an errno, in which case the body is a
-UTF-8 error message (at most :data:`MAX_ERROR_TEXT` bytes).  The codes are the spec's
-(0x01-0x09, 0x14, 0x28, 0x29) plus extensions in 0x40-0x4F that a real socket API needs.
-``docs/netd-protocol.md`` lays every body out byte by byte; this module is the executable
-version of that page.  Decoding is strict: a body must be consumed exactly, every length is
-capped, and a violation raises :class:`MalformedMessage` (answered with EINVAL), while a
-broken *header* raises :class:`FramingError` (the channel is dropped, it cannot resync).
+Import this (``from vipernet.netd import protocol as p``) rather than the two halves.
+One AF_UNIX SOCK_STREAM connection is one IPC channel; every message is a 12-byte header
+(``length u32 | code u8 | flags u8 | status u16 | request_id u32``) and a body.  The codes
+are the spec's (0x01-0x09, 0x14, 0x28, 0x29) plus extensions in 0x40-0x4F that a real
+socket API needs.  ``docs/netd-protocol.md`` lays every body out byte by byte.
 """
 
 from __future__ import annotations
 
-import enum
-import ipaddress
-import json
-import struct
-from dataclasses import dataclass
-from typing import ClassVar, TypeVar
-
-from vipernet.buffer import Buffer, Writer
-from vipernet.errors import ProtocolError
-from vipernet.stack.socket_api import Address, SocketKind
-
-HEADER = struct.Struct(">IBBHI")
-HEADER_SIZE = HEADER.size  # 12
-MAX_BODY = 1 << 20  # any message
-MAX_DATA = 256 * 1024  # payload of one SEND/SENDTO, or asked for by one RECV/RECVFROM
-MAX_ERROR_TEXT = 1024
-MAX_POLL_ENTRIES = 1024
-MAX_NAME = 253  # a DNS name in text form
-MAX_ADDRESSES = 64  # in a DNS_RESOLVE reply
-MAX_PING_PAYLOAD = 65507 - 8
-FOREVER = 0xFFFFFFFF  # timeout_ms meaning "block without limit"
-
-
-class Code(enum.IntEnum):
-    """Message codes; values below 0x40 are the spec's own."""
-
-    SOCKET_CREATE = 0x01
-    SOCKET_CONNECT = 0x02
-    SOCKET_BIND = 0x03
-    SOCKET_LISTEN = 0x04
-    SOCKET_ACCEPT = 0x05
-    SOCKET_SEND = 0x06
-    SOCKET_RECV = 0x07
-    SOCKET_CLOSE = 0x08
-    SOCKET_POLL = 0x09
-    DNS_RESOLVE = 0x14
-    PING = 0x28
-    GET_INFO = 0x29
-    # Extensions (0x40-0x4F).
-    SOCKET_GETSOCKNAME = 0x40
-    SOCKET_GETPEERNAME = 0x41
-    SOCKET_SHUTDOWN = 0x42
-    SOCKET_SETSOCKOPT = 0x43
-    SOCKET_SENDTO = 0x44
-    SOCKET_RECVFROM = 0x45
-    SOCKET_GET_ERROR = 0x46
-    STAT = 0x47
-
-
-class Flags(enum.IntFlag):
-    REPLY = 0x01
-
-
-class SendFlags(enum.IntFlag):
-    """Flags byte of SEND/SENDTO bodies."""
-
-    ALL = 0x01  # keep parking until every byte is queued (sendall), not just the first
-
-
-class PollEvents(enum.IntFlag):
-    """Linux poll(2) bit values."""
-
-    IN = 0x001
-    OUT = 0x004
-    ERR = 0x008
-    HUP = 0x010
-
-
-class SockOpt(enum.IntEnum):
-    """Options SETSOCKOPT knows; passed to ``StackSocket.setsockopt`` by name."""
-
-    TCP_NODELAY = 1
-    SO_REUSEADDR = 2
-    SO_KEEPALIVE = 3
-    SO_RCVBUF = 4
-    SO_SNDBUF = 5
-    SO_BROADCAST = 6
-
-
-class IpcError(ProtocolError):
-    """Something on an IPC channel broke the protocol."""
-
-
-class FramingError(IpcError):
-    """The header is impossible: the stream cannot be resynchronised, drop the channel."""
-
-
-class MalformedMessage(IpcError):
-    """A body does not decode as its code says (answered with EINVAL)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Message:
-    """One framed message; ``code`` is kept as a plain int so unknown codes survive."""
-
-    code: int
-    request_id: int
-    body: bytes = b""
-    flags: int = 0
-    status: int = 0
-
-    @property
-    def is_reply(self) -> bool:
-        return bool(self.flags & Flags.REPLY)
-
-    def encode(self) -> bytes:
-        if len(self.body) > MAX_BODY:
-            raise ValueError(f"body of {len(self.body)} bytes exceeds {MAX_BODY}")
-        header = HEADER.pack(len(self.body), self.code, self.flags, self.status, self.request_id)
-        return header + self.body
-
-
-def reply_to(request: Message, body: bytes = b"") -> Message:
-    return Message(code=request.code, request_id=request.request_id, body=body,
-                   flags=Flags.REPLY)
-
-
-def error_reply(request: Message, errno_value: int, text: str) -> Message:
-    encoded = text.encode("utf-8", "replace")[:MAX_ERROR_TEXT]
-    return Message(code=request.code, request_id=request.request_id, body=encoded,
-                   flags=Flags.REPLY, status=errno_value & 0xFFFF)
-
-
-def error_text(reply: Message) -> str:
-    return reply.body[:MAX_ERROR_TEXT].decode("utf-8", "replace")
-
-
-class FrameDecoder:
-    """Splits a byte stream into :class:`Message`s; buffers at most one message."""
-
-    __slots__ = ("_buf", "_max_body")
-
-    def __init__(self, max_body: int = MAX_BODY) -> None:
-        self._buf = bytearray()
-        self._max_body = max_body
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        """Append ``data`` and return every complete message; FramingError on a bad header."""
-        self._buf += data
-        out: list[Message] = []
-        while len(self._buf) >= HEADER_SIZE:
-            length, code, flags, status, request_id = HEADER.unpack_from(self._buf)
-            if length > self._max_body:
-                raise FramingError(f"body length {length} exceeds {self._max_body}")
-            if flags & ~int(Flags.REPLY):
-                raise FramingError(f"unknown flag bits 0x{flags:02x}")
-            if not flags & Flags.REPLY and status != 0:
-                raise FramingError(f"request carries status {status}, must be 0")
-            end = HEADER_SIZE + length
-            if len(self._buf) < end:
-                break
-            body = bytes(self._buf[HEADER_SIZE:end])
-            del self._buf[:end]
-            out.append(Message(code=code, request_id=request_id, body=body, flags=flags,
-                               status=status))
-        return out
-
-
-# --------------------------------------------------------------------------------------------
-# Field helpers
-
-
-def timeout_to_ms(timeout: float | None) -> int:
-    """None -> FOREVER, 0 -> 0 (non-blocking), else milliseconds rounded up (min 1)."""
-    if timeout is None:
-        return FOREVER
-    if timeout <= 0:
-        return 0
-    return min(FOREVER - 1, max(1, int(timeout * 1000 + 0.999)))
-
-
-def timeout_from_ms(value: int) -> float | None:
-    return None if value == FOREVER else value / 1000.0
-
-
-def push_address(w: Writer, address: Address) -> None:
-    host, port = address
-    try:
-        packed = ipaddress.IPv4Address(host).packed
-    except ValueError as exc:
-        raise ValueError(f"not an IPv4 address: {host!r}") from exc
-    if not 0 <= port <= 0xFFFF:
-        raise ValueError(f"port out of range: {port}")
-    w.push_bytes(packed)
-    w.push_uint16(port)
-
-
-def pull_address(b: Buffer) -> Address:
-    ip = ipaddress.IPv4Address(b.pull_bytes(4, "address"))
-    return (str(ip), b.pull_uint16("port"))
-
-
-def pull_ip(b: Buffer) -> str:
-    return str(ipaddress.IPv4Address(b.pull_bytes(4, "ipv4 address")))
-
-
-def push_ip(w: Writer, ip: str) -> None:
-    w.push_bytes(ipaddress.IPv4Address(ip).packed)
-
-
-def _pull_data(b: Buffer, what: str) -> bytes:
-    data = b.pull_rest()
-    if len(data) > MAX_DATA:
-        raise MalformedMessage(f"{what}: {len(data)} bytes exceeds {MAX_DATA}")
-    return data
-
-
-# --------------------------------------------------------------------------------------------
-# Bodies.  Each has encode() -> bytes and decode(body) -> instance (MalformedMessage on error).
-
-B = TypeVar("B", bound="Body")
-
-
-class Body:
-    """Base of every body: strict decode that insists on consuming every byte."""
-
-    __slots__ = ()
-    name: ClassVar[str] = "body"
-
-    def _push(self, w: Writer) -> None:
-        raise NotImplementedError
-
-    @classmethod
-    def _pull(cls: type[B], b: Buffer) -> B:
-        raise NotImplementedError
-
-    def encode(self) -> bytes:
-        w = Writer()
-        self._push(w)
-        return w.data()
-
-    @classmethod
-    def decode(cls: type[B], body: bytes) -> B:
-        b = Buffer(body)
-        try:
-            value = cls._pull(b)
-        except MalformedMessage:
-            raise
-        except (ProtocolError, ValueError, UnicodeDecodeError) as exc:
-            raise MalformedMessage(f"{cls.name}: {exc}") from exc
-        if not b.eof():
-            raise MalformedMessage(f"{cls.name}: {b.remaining} trailing bytes")
-        return value
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Empty(Body):
-    name: ClassVar[str] = "empty body"
-
-    def _push(self, w: Writer) -> None:
-        pass
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> Empty:
-        return cls()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CreateRequest(Body):
-    """SOCKET_CREATE: kind u8 (1 TCP, 2 UDP, 3 ICMP ping)."""
-
-    name: ClassVar[str] = "SOCKET_CREATE"
-    kind: SocketKind
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint8(self.kind)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> CreateRequest:
-        raw = b.pull_uint8("kind")
-        try:
-            kind = SocketKind(raw)
-        except ValueError:
-            raise MalformedMessage(f"SOCKET_CREATE: unknown socket kind {raw}") from None
-        return cls(kind=kind)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SocketRef(Body):
-    """sock u32: CLOSE, GETSOCKNAME, GETPEERNAME, GET_ERROR requests; CREATE reply."""
-
-    name: ClassVar[str] = "socket reference"
-    sock: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> SocketRef:
-        return cls(sock=b.pull_uint32("sock"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AddressBody(Body):
-    """ipv4 4 bytes + port u16: BIND/GETSOCKNAME/GETPEERNAME replies."""
-
-    name: ClassVar[str] = "address"
-    address: Address
-
-    def _push(self, w: Writer) -> None:
-        push_address(w, self.address)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> AddressBody:
-        return cls(address=pull_address(b))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BindRequest(Body):
-    """SOCKET_BIND: sock u32, address (6)."""
-
-    name: ClassVar[str] = "SOCKET_BIND"
-    sock: int
-    address: Address
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        push_address(w, self.address)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> BindRequest:
-        return cls(sock=b.pull_uint32("sock"), address=pull_address(b))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConnectRequest(Body):
-    """SOCKET_CONNECT: sock u32, timeout_ms u32, address (6)."""
-
-    name: ClassVar[str] = "SOCKET_CONNECT"
-    sock: int
-    timeout_ms: int
-    address: Address
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint32(self.timeout_ms)
-        push_address(w, self.address)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ConnectRequest:
-        return cls(sock=b.pull_uint32("sock"), timeout_ms=b.pull_uint32("timeout"),
-                   address=pull_address(b))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListenRequest(Body):
-    """SOCKET_LISTEN: sock u32, backlog u16."""
-
-    name: ClassVar[str] = "SOCKET_LISTEN"
-    sock: int
-    backlog: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint16(self.backlog)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ListenRequest:
-        return cls(sock=b.pull_uint32("sock"), backlog=b.pull_uint16("backlog"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WaitRequest(Body):
-    """sock u32, timeout_ms u32: ACCEPT and CONNECT-less waits."""
-
-    name: ClassVar[str] = "SOCKET_ACCEPT"
-    sock: int
-    timeout_ms: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint32(self.timeout_ms)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> WaitRequest:
-        return cls(sock=b.pull_uint32("sock"), timeout_ms=b.pull_uint32("timeout"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AcceptReply(Body):
-    """SOCKET_ACCEPT reply: new sock u32, peer address (6)."""
-
-    name: ClassVar[str] = "SOCKET_ACCEPT reply"
-    sock: int
-    address: Address
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        push_address(w, self.address)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> AcceptReply:
-        return cls(sock=b.pull_uint32("sock"), address=pull_address(b))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SendRequest(Body):
-    """SOCKET_SEND: sock u32, timeout_ms u32, flags u8, data (rest, <= MAX_DATA)."""
-
-    name: ClassVar[str] = "SOCKET_SEND"
-    sock: int
-    timeout_ms: int
-    flags: SendFlags
-    data: bytes
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint32(self.timeout_ms)
-        w.push_uint8(self.flags)
-        w.push_bytes(self.data)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> SendRequest:
-        sock = b.pull_uint32("sock")
-        timeout = b.pull_uint32("timeout")
-        flags = b.pull_uint8("flags")
-        if flags & ~int(SendFlags.ALL):
-            raise MalformedMessage(f"SOCKET_SEND: unknown flags 0x{flags:02x}")
-        return cls(sock=sock, timeout_ms=timeout, flags=SendFlags(flags),
-                   data=_pull_data(b, "SOCKET_SEND data"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SendToRequest(Body):
-    """SOCKET_SENDTO: sock u32, timeout_ms u32, flags u8, address (6), data (rest)."""
-
-    name: ClassVar[str] = "SOCKET_SENDTO"
-    sock: int
-    timeout_ms: int
-    flags: SendFlags
-    address: Address
-    data: bytes
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint32(self.timeout_ms)
-        w.push_uint8(self.flags)
-        push_address(w, self.address)
-        w.push_bytes(self.data)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> SendToRequest:
-        sock = b.pull_uint32("sock")
-        timeout = b.pull_uint32("timeout")
-        flags = b.pull_uint8("flags")
-        if flags & ~int(SendFlags.ALL):
-            raise MalformedMessage(f"SOCKET_SENDTO: unknown flags 0x{flags:02x}")
-        address = pull_address(b)
-        return cls(sock=sock, timeout_ms=timeout, flags=SendFlags(flags), address=address,
-                   data=_pull_data(b, "SOCKET_SENDTO data"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CountBody(Body):
-    """count u32: SEND/SENDTO replies (bytes queued)."""
-
-    name: ClassVar[str] = "count"
-    count: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.count)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> CountBody:
-        return cls(count=b.pull_uint32("count"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecvRequest(Body):
-    """SOCKET_RECV / SOCKET_RECVFROM: sock u32, timeout_ms u32, max_bytes u32."""
-
-    name: ClassVar[str] = "SOCKET_RECV"
-    sock: int
-    timeout_ms: int
-    max_bytes: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint32(self.timeout_ms)
-        w.push_uint32(self.max_bytes)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> RecvRequest:
-        sock = b.pull_uint32("sock")
-        timeout = b.pull_uint32("timeout")
-        max_bytes = b.pull_uint32("max_bytes")
-        if max_bytes > MAX_DATA:
-            raise MalformedMessage(f"SOCKET_RECV: max_bytes {max_bytes} exceeds {MAX_DATA}")
-        return cls(sock=sock, timeout_ms=timeout, max_bytes=max_bytes)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecvFromReply(Body):
-    """SOCKET_RECVFROM reply: address (6), data (rest)."""
-
-    name: ClassVar[str] = "SOCKET_RECVFROM reply"
-    address: Address
-    data: bytes
-
-    def _push(self, w: Writer) -> None:
-        push_address(w, self.address)
-        w.push_bytes(self.data)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> RecvFromReply:
-        address = pull_address(b)
-        return cls(address=address, data=_pull_data(b, "SOCKET_RECVFROM data"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PollBody(Body):
-    """SOCKET_POLL request: timeout_ms u32, count u16, count x (sock u32, events u16).
-
-    The reply has the same layout (timeout_ms 0) with the returned events per socket.
-    """
-
-    name: ClassVar[str] = "SOCKET_POLL"
-    timeout_ms: int
-    entries: tuple[tuple[int, int], ...]
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.timeout_ms)
-        w.push_uint16(len(self.entries))
-        for sock, events in self.entries:
-            w.push_uint32(sock)
-            w.push_uint16(events)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> PollBody:
-        timeout = b.pull_uint32("timeout")
-        count = b.pull_uint16("count")
-        if count > MAX_POLL_ENTRIES:
-            raise MalformedMessage(f"SOCKET_POLL: {count} entries exceeds {MAX_POLL_ENTRIES}")
-        entries = tuple((b.pull_uint32("sock"), b.pull_uint16("events")) for _ in range(count))
-        return cls(timeout_ms=timeout, entries=entries)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ShutdownRequest(Body):
-    """SOCKET_SHUTDOWN: sock u32, how u8 (0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR)."""
-
-    name: ClassVar[str] = "SOCKET_SHUTDOWN"
-    sock: int
-    how: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint8(self.how)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ShutdownRequest:
-        sock = b.pull_uint32("sock")
-        how = b.pull_uint8("how")
-        if how > 2:
-            raise MalformedMessage(f"SOCKET_SHUTDOWN: how {how} not in 0..2")
-        return cls(sock=sock, how=how)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SetSockOptRequest(Body):
-    """SOCKET_SETSOCKOPT: sock u32, option u16 (SockOpt), value i32."""
-
-    name: ClassVar[str] = "SOCKET_SETSOCKOPT"
-    sock: int
-    option: int
-    value: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint16(self.option)
-        w.push_uint32(self.value & 0xFFFFFFFF)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> SetSockOptRequest:
-        sock = b.pull_uint32("sock")
-        option = b.pull_uint16("option")
-        raw = b.pull_uint32("value")
-        value = raw - (1 << 32) if raw & 0x80000000 else raw
-        return cls(sock=sock, option=option, value=value)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ErrnoBody(Body):
-    """SOCKET_GET_ERROR reply: errno u16 (0 = none pending)."""
-
-    name: ClassVar[str] = "SOCKET_GET_ERROR reply"
-    errno: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint16(self.errno)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ErrnoBody:
-        return cls(errno=b.pull_uint16("errno"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResolveRequest(Body):
-    """DNS_RESOLVE: timeout_ms u32, name (u8 length + ASCII, <= 253)."""
-
-    name: ClassVar[str] = "DNS_RESOLVE"
-    timeout_ms: int
-    hostname: str
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.timeout_ms)
-        w.push_vector(1, self.hostname.encode("ascii"))
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ResolveRequest:
-        timeout = b.pull_uint32("timeout")
-        raw = b.pull_vector(1, "name")
-        if not raw or len(raw) > MAX_NAME:
-            raise MalformedMessage(f"DNS_RESOLVE: name length {len(raw)} not in 1..{MAX_NAME}")
-        return cls(timeout_ms=timeout, hostname=raw.decode("ascii"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResolveReply(Body):
-    """DNS_RESOLVE reply: count u8, count x ipv4 (4 bytes)."""
-
-    name: ClassVar[str] = "DNS_RESOLVE reply"
-    addresses: tuple[str, ...]
-
-    def _push(self, w: Writer) -> None:
-        addresses = self.addresses[:MAX_ADDRESSES]
-        w.push_uint8(len(addresses))
-        for ip in addresses:
-            push_ip(w, ip)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ResolveReply:
-        count = b.pull_uint8("count")
-        if count > MAX_ADDRESSES:
-            raise MalformedMessage(f"DNS_RESOLVE reply: {count} addresses > {MAX_ADDRESSES}")
-        return cls(addresses=tuple(pull_ip(b) for _ in range(count)))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PingRequest(Body):
-    """PING: destination ipv4 (4), seq u16, timeout_ms u32, payload (rest, <= 65499)."""
-
-    name: ClassVar[str] = "PING"
-    destination: str
-    seq: int
-    timeout_ms: int
-    payload: bytes
-
-    def _push(self, w: Writer) -> None:
-        push_ip(w, self.destination)
-        w.push_uint16(self.seq)
-        w.push_uint32(self.timeout_ms)
-        w.push_bytes(self.payload)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> PingRequest:
-        destination = pull_ip(b)
-        seq = b.pull_uint16("seq")
-        timeout = b.pull_uint32("timeout")
-        payload = b.pull_rest()
-        if len(payload) > MAX_PING_PAYLOAD:
-            raise MalformedMessage(f"PING: payload {len(payload)} exceeds {MAX_PING_PAYLOAD}")
-        return cls(destination=destination, seq=seq, timeout_ms=timeout, payload=payload)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PingReply(Body):
-    """PING reply: source ipv4 (4), seq u16, ttl u8, rtt_ns u64, size u32 (ICMP bytes)."""
-
-    name: ClassVar[str] = "PING reply"
-    source: str
-    seq: int
-    ttl: int
-    rtt_ns: int
-    size: int
-
-    def _push(self, w: Writer) -> None:
-        push_ip(w, self.source)
-        w.push_uint16(self.seq)
-        w.push_uint8(self.ttl)
-        w.push_uint64(self.rtt_ns)
-        w.push_uint32(self.size)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> PingReply:
-        return cls(source=pull_ip(b), seq=b.pull_uint16("seq"), ttl=b.pull_uint8("ttl"),
-                   rtt_ns=b.pull_uint64("rtt"), size=b.pull_uint32("size"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class JsonBody(Body):
-    """GET_INFO / STAT replies: one UTF-8 JSON object (fields in docs/netd-protocol.md).
-
-    These are reports for people and tools, not a fast path, and gain fields over time;
-    JSON keeps them extensible without a new code per field.
-    """
-
-    name: ClassVar[str] = "JSON report"
-    value: dict[str, object]
-
-    def _push(self, w: Writer) -> None:
-        w.push_bytes(json.dumps(self.value, sort_keys=True).encode("utf-8"))
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> JsonBody:
-        try:
-            value = json.loads(b.pull_rest().decode("utf-8"))
-        except json.JSONDecodeError as exc:
-            raise MalformedMessage(f"JSON report: {exc}") from exc
-        if not isinstance(value, dict):
-            raise MalformedMessage("JSON report: not an object")
-        return cls(value=value)
+from vipernet.netd.bodies import (
+    AcceptReply,
+    AddressBody,
+    BindRequest,
+    Body,
+    ConnectRequest,
+    CountBody,
+    CreateRequest,
+    Empty,
+    ErrnoBody,
+    JsonBody,
+    ListenRequest,
+    PingReply,
+    PingRequest,
+    PollBody,
+    RecvFromReply,
+    RecvRequest,
+    ResolveReply,
+    ResolveRequest,
+    SendRequest,
+    SendToRequest,
+    SetSockOptRequest,
+    ShutdownRequest,
+    SocketRef,
+    WaitRequest,
+    pull_address,
+    pull_ip,
+    push_address,
+    push_ip,
+    timeout_from_ms,
+    timeout_to_ms,
+)
+from vipernet.netd.framing import (
+    FOREVER,
+    HEADER,
+    HEADER_SIZE,
+    MAX_ADDRESSES,
+    MAX_BODY,
+    MAX_DATA,
+    MAX_ERROR_TEXT,
+    MAX_NAME,
+    MAX_PING_PAYLOAD,
+    MAX_POLL_ENTRIES,
+    Code,
+    Flags,
+    FrameDecoder,
+    FramingError,
+    IpcError,
+    MalformedMessage,
+    Message,
+    PollEvents,
+    SendFlags,
+    SockOpt,
+    error_reply,
+    error_text,
+    reply_to,
+)
+
+__all__ = [
+    "FOREVER",
+    "HEADER",
+    "HEADER_SIZE",
+    "MAX_ADDRESSES",
+    "MAX_BODY",
+    "MAX_DATA",
+    "MAX_ERROR_TEXT",
+    "MAX_NAME",
+    "MAX_PING_PAYLOAD",
+    "MAX_POLL_ENTRIES",
+    "AcceptReply",
+    "AddressBody",
+    "BindRequest",
+    "Body",
+    "Code",
+    "ConnectRequest",
+    "CountBody",
+    "CreateRequest",
+    "Empty",
+    "ErrnoBody",
+    "Flags",
+    "FrameDecoder",
+    "FramingError",
+    "IpcError",
+    "JsonBody",
+    "ListenRequest",
+    "MalformedMessage",
+    "Message",
+    "PingReply",
+    "PingRequest",
+    "PollBody",
+    "PollEvents",
+    "RecvFromReply",
+    "RecvRequest",
+    "ResolveReply",
+    "ResolveRequest",
+    "SendFlags",
+    "SendRequest",
+    "SendToRequest",
+    "SetSockOptRequest",
+    "ShutdownRequest",
+    "SockOpt",
+    "SocketRef",
+    "WaitRequest",
+    "error_reply",
+    "error_text",
+    "pull_address",
+    "pull_ip",
+    "push_address",
+    "push_ip",
+    "reply_to",
+    "timeout_from_ms",
+    "timeout_to_ms",
+]
