@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,35 +70,40 @@ class OpenSSLServer(Peer):
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, cwd=self.workdir,
                                      start_new_session=True)
-        assert self.proc.stdout is not None
+        # A reader thread drains s_server's stdout so a full pipe can never stall it.
+        self._output = bytearray()
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"openssl s_server exited: {argv}")
-            match = re.match(rb"ACCEPT .*:(\d+)", line)
+            with self._lock:
+                match = re.search(rb"ACCEPT .*:(\d+)", self._output)
             if match:
                 self.port = int(match.group(1))
                 return
-        raise RuntimeError("openssl s_server did not report its port")
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        raise RuntimeError(f"openssl s_server did not report its port: {bytes(self._output)!r}")
 
-    def read_output_until(self, needle: bytes, timeout: float = 10.0) -> bytes:
-        """Read s_server's stdout (what the client sent, in interactive mode)."""
+    def _drain(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
-        os.set_blocking(fd, False)
-        got = b""
+        while chunk := os.read(fd, 65536):
+            with self._lock:
+                self._output += chunk
+
+    def read_output_until(self, needle: bytes, timeout: float = 10.0) -> bytes:
+        """Everything s_server printed (in interactive mode: what the client sent)."""
         deadline = time.monotonic() + timeout
-        while needle not in got and time.monotonic() < deadline:
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                time.sleep(0.01)
-                continue
-            if not chunk:
-                break
-            got += chunk
-        return got
+        while time.monotonic() < deadline:
+            with self._lock:
+                if needle in self._output:
+                    break
+            time.sleep(0.01)
+        with self._lock:
+            return bytes(self._output)
 
 
 def _free_port() -> int:
