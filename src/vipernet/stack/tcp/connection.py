@@ -994,7 +994,11 @@ class Connection:
                 self._retransmit_hole(now)
             elif (self.dupacks >= self._dupthresh()
                   or (new_sack and self._sacked_bytes() >= 3 * self.smss)) \
-                    and (ack > self.recover or self.recover == 0):
+                    and (ack > self.recover or self.recover == 0
+                         or (self.want_sack and ack == self.recover and self.sacked)):
+                # RFC 6582's guard (the ACK must pass ``recover``) stops a second fast
+                # retransmit caused by go-back-N duplicates; but it also blinds us to a
+                # new loss at exactly ``recover``.  SACK blocks tell the two apart.
                 self.host.count("tcp_fast_recovery")
                 self.in_recovery = True
                 self.recover = self.snd_max
