@@ -278,6 +278,15 @@ def test_ccs_after_the_handshake_is_refused(pki: tuple[Issued, Issued]) -> None:
         client.receive_data(bytes((20, 3, 3, 0, 1, 1)))
 
 
+def test_forged_plaintext_close_notify_after_the_handshake_is_refused(
+        pki: tuple[Issued, Issued]) -> None:
+    client, _ = connected(pki)
+    events(client)
+    with pytest.raises(UnexpectedMessage, match="plaintext alert"):
+        client.receive_data(bytes((21, 3, 3, 0, 2, 1, 0)))
+    assert not any(isinstance(e, CloseNotifyReceived) for e in events(client))
+
+
 def test_server_alert_instead_of_server_hello_is_a_peer_alert(
         pki: tuple[Issued, Issued]) -> None:
     root, _leaf = pki

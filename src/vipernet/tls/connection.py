@@ -290,6 +290,10 @@ class TLSClientConnection:
             elif content_type == ContentType.ALERT:
                 if hs_buf:
                     raise UnexpectedMessage("alert interleaved with a fragmented handshake message")
+                if not protected and self.state is State.CONNECTED:
+                    # Anyone on the path can forge a plaintext alert; after the handshake
+                    # a plaintext close_notify would be a truncation attack.
+                    raise UnexpectedMessage("plaintext alert after the handshake")
                 self._on_alert(content)
             elif content_type == ContentType.CHANGE_CIPHER_SPEC and not protected:
                 # The compatibility CCS is ignored, once the first ClientHello is out and
