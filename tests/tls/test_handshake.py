@@ -373,3 +373,22 @@ def test_insecure_mode_warns_loudly_and_skips_chain_checks() -> None:
 def test_server_name_is_required_unless_insecure() -> None:
     with pytest.raises(TLSUsageError):
         client_for(server_name=None)  # type: ignore[arg-type]
+
+
+def test_server_name_is_sent_and_checked_as_an_idna_a_label() -> None:
+    root = make_ca("idna root")
+    leaf = make_leaf(root, names=("xn--bcher-kva.example",))
+    client = client_for("Bücher.example.", trust_pem=root.pem())
+    assert client.server_name == "xn--bcher-kva.example"
+    client.start_handshake()
+    assert b"xn--bcher-kva.example" in client.data_to_send()
+    client2 = client_for("BÜCHER.example", trust_pem=root.pem())
+    server = FakeServer(leaf)
+    client2.start_handshake()
+    pump(client2, server)
+    assert client2.handshake_complete
+
+
+def test_invalid_server_name_is_a_usage_error() -> None:
+    with pytest.raises(TLSUsageError):
+        client_for("bad..name")

@@ -146,6 +146,7 @@ class TLSClientConnection:
             log.warning("TLS insecure mode: server certificate is not verified")
         elif config.server_name is None:
             raise TLSUsageError("server_name is required to verify the server (or insecure=True)")
+        self.server_name = _normalize_name(config.server_name)
         self._trust = config.trust
         # Handshake working state.
         self._random = b""
@@ -368,7 +369,7 @@ class TLSClientConnection:
                             prior_transcript: KeySchedule | None) -> bytes:
         config = self.config
         extensions: list[Extension] = []
-        name = config.server_name
+        name = self.server_name
         if name and config.send_sni and not _is_ip_address(name):
             extensions.append(server_name_ext(name))
         extensions.append(supported_groups_ext(config.groups))
@@ -411,7 +412,7 @@ class TLSClientConnection:
         ticket = self.config.session
         if ticket is None or not ticket.is_valid(self._now):
             return None
-        if ticket.server_name != self.config.server_name:
+        if ticket.server_name != self.server_name:
             return None
         if ticket.cipher_suite not in self.config.cipher_suites:
             return None
@@ -570,9 +571,9 @@ class TLSClientConnection:
             trust = self._trust or load_trust_store(self.config.cafile)
             self._trust = trust
             now = datetime.datetime.fromtimestamp(self._now, datetime.UTC)
-            assert self.config.server_name is not None
+            assert self.server_name is not None
             self.peer_certificates = verify_server_chain(
-                ders, hostname=self.config.server_name, trust=trust, now=now)
+                ders, hostname=self.server_name, trust=trust, now=now)
         self._peer_public_key = self.peer_certificates[0].public_key()
         assert self._schedule is not None
         self._schedule.update(raw)
@@ -638,7 +639,7 @@ class TLSClientConnection:
             ticket=msg.ticket, psk=resumption_psk(params.hash_name,
                                                   self._resumption_master_secret, msg.nonce),
             cipher_suite=params.suite, hash_name=params.hash_name, lifetime=msg.lifetime,
-            age_add=msg.age_add, received_at=self._now, server_name=self.config.server_name,
+            age_add=msg.age_add, received_at=self._now, server_name=self.server_name,
             alpn_protocol=self.alpn_protocol, max_early_data=max_early)
         self.session_tickets.append(ticket)
         del self.session_tickets[:-8]  # keep the freshest few
@@ -674,6 +675,19 @@ def _type_name(msg_type: int) -> str:
         return HandshakeType(msg_type).name
     except ValueError:
         return f"handshake type {msg_type}"
+
+
+def _normalize_name(name: str | None) -> str | None:
+    """IP addresses as given; host names as lower-case A-labels (IDNA), no trailing dot."""
+    if name is None or _is_ip_address(name):
+        return name
+    try:
+        ascii_name = name.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise TLSUsageError(f"server name {name!r} is not a valid host name: {exc}") from None
+    if not ascii_name or len(ascii_name) > 253:
+        raise TLSUsageError(f"server name {name!r} is not a valid host name")
+    return ascii_name
 
 
 def _is_ip_address(name: str) -> bool:
