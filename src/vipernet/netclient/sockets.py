@@ -108,7 +108,9 @@ class socket:
         self.close()
 
     def _check(self) -> int:
-        if self._closed:
+        # As in the stdlib, a socket closed while makefile() objects still hold it stays
+        # usable through them (http.client closes the socket before reading the body).
+        if self._closed and self._io_refs <= 0:
             raise OSError(errno.EBADF, "Bad file descriptor")
         return self._id
 
