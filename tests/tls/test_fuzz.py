@@ -252,3 +252,30 @@ def test_mutated_server_flight_gives_only_typed_errors(
     # 1.3 ignores (the minor version of the plaintext ServerHello record's header).
     if client.handshake_complete and bytes(data) != server_flight:
         assert mode == "flip" and position % len(data) == 2
+
+
+@FUZZ
+@given(suite=st.sampled_from(list(CipherSuite)), data=st.binary(max_size=3 * 2**14),
+       content_type=st.sampled_from([21, 22, 23]), padding=st.integers(0, 64),
+       key=st.binary(min_size=32, max_size=32), iv=st.binary(min_size=12, max_size=12))
+def test_sealed_records_open_to_the_same_content(suite: CipherSuite, data: bytes,
+                                                 content_type: int, padding: int, key: bytes,
+                                                 iv: bytes) -> None:
+    params = SUITES[suite]
+    key = key[: params.key_length]
+    writer, reader = RecordLayer(), RecordLayer()
+    writer.write_cipher = RecordCipher.from_key(params, key, iv)
+    reader.read_cipher = RecordCipher.from_key(params, key, iv)
+    writer.write(content_type, data)
+    reader.feed(writer.take_output())
+    got = bytearray()
+    while (rec := reader.next_record()) is not None:
+        assert rec[0] == content_type and rec[2]
+        got += rec[1]
+    assert got == data
+    # And a single padded record, opened directly.
+    sealer = RecordCipher.from_key(params, key, iv)
+    opener = RecordCipher.from_key(params, key, iv)
+    chunk = data[:100] or b"x"
+    record = sealer.seal(content_type, chunk, padding=padding)
+    assert opener.open(record[:5], record[5:]) == (content_type, chunk)

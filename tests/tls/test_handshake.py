@@ -392,3 +392,23 @@ def test_server_name_is_sent_and_checked_as_an_idna_a_label() -> None:
 def test_invalid_server_name_is_a_usage_error() -> None:
     with pytest.raises(TLSUsageError):
         client_for("bad..name")
+
+
+def test_ticket_age_is_obfuscated_and_expiry_is_honoured(pki: tuple[Issued, Issued]) -> None:
+    root, _leaf = pki
+    client, _ = connected(pki, Script(tickets=1))
+    ticket = client.latest_ticket
+    assert ticket.obfuscated_age(ticket.received_at + 2.5) == (2500 + ticket.age_add) % 2**32
+    assert ticket.is_valid(ticket.received_at + 10)
+    assert not ticket.is_valid(ticket.received_at + ticket.lifetime + 1)
+    late = client_for(trust_pem=root.pem(), session=ticket,
+                      now=ticket.received_at + ticket.lifetime + 1)
+    late.start_handshake()
+    assert ticket.ticket not in late.data_to_send()  # an expired ticket is not offered
+    other = client_for("other.test", trust_pem=root.pem(), session=ticket,
+                       now=ticket.received_at + 1)
+    other.start_handshake()
+    assert ticket.ticket not in other.data_to_send()  # nor one from another server
+    fresh = client_for(trust_pem=root.pem(), session=ticket, now=ticket.received_at + 1)
+    fresh.start_handshake()
+    assert ticket.ticket in fresh.data_to_send()
