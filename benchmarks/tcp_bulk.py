@@ -13,6 +13,7 @@ figures measure the stacks, not the test programs; correctness is the tests' job
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -64,6 +65,43 @@ print(total, elapsed, flush=True)
 
 def mbps(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e6
+
+
+# -- the TCP engine alone ---------------------------------------------------------------------
+
+def engine_only(mb: int) -> float:
+    """Two TcpLayers joined in memory (TSO on, no IP layer, no device, one thread): what the
+    TCP engine itself costs per byte, sender and receiver together."""
+    from tests.tcp.sim import Impairments, SimNet
+
+    net = SimNet(1, mtu=1500, imp=Impairments(delay=0.0001), tso=True)
+    lst = net.b.tcp.open_socket()
+    lst.bind(("0.0.0.0", 80))
+    lst.listen(4)
+    client = net.a.tcp.open_socket()
+    with contextlib.suppress(BlockingIOError):
+        client.connect(("10.0.0.2", 80), net.now)
+    net.run(lambda: bool(lst.readable))
+    server = lst.accept()
+    block = memoryview(b"\x5a" * (4 << 20))
+    total = mb << 20
+    state = {"sent": 0, "got": 0}
+
+    def each() -> None:
+        while state["sent"] < total:
+            try:
+                state["sent"] += client.send(block, net.now)
+            except BlockingIOError:
+                break
+        while True:
+            try:
+                state["got"] += len(server.recv(16 << 20))
+            except BlockingIOError:
+                break
+
+    t0 = time.perf_counter()
+    net.run(lambda: state["got"] >= total, each=each, limit=1e9)
+    return mbps(total, time.perf_counter() - t0)
 
 
 # -- reference: the kernel over veth ------------------------------------------------------------
@@ -189,6 +227,7 @@ def main() -> None:
     args = ap.parse_args()
     mb = max(4, args.mb - args.mb % 4)
     print(f"TCP bulk, {mb} MB per direction")
+    print(f"  engine     two TcpLayers in memory, one thread   {engine_only(mb):8.0f} MB/s")
     ref = kernel_over_veth(mb)
     print(f"  reference  Linux kernel over veth           {ref:8.0f} MB/s")
     down, up = in_process(mb)

@@ -928,3 +928,20 @@ def test_listen_syn_queue_is_bounded() -> None:
         h.send(Peer(port=port), F.SYN, ack=0)
     assert len(h.recv()) == 128  # max(128, backlog) half-open connections
     assert h.layer.counters["tcp_listen_overflow"] == 72
+
+
+def test_established_with_tso_sends_one_large_segment_for_the_device_to_cut() -> None:
+    from vipernet.link.frame import GsoType
+    from vipernet.wire.checksum import pseudo_header_sum
+
+    h = Harness(tso=True)
+    peer, sock = h.established(options=TcpOptions(mss=1460, window_scale=7))
+    sock.send(b"g" * 14600, h.now)  # the initial window: ten segments
+    (dst, data, off), = h.stack.sent
+    seg = h.recv_one()
+    assert len(seg.payload) == 14600 and seg.h.seq == peer.ack
+    assert off is not None and off.needs_csum and off.gso_type == GsoType.TCPV4
+    assert off.gso_size == 1460 and off.csum_start == 0 and off.csum_offset == 16
+    assert off.hdr_len == 20
+    folded = pseudo_header_sum(h.stack.config.ip.ip, dst, 6, len(data))
+    assert int.from_bytes(data[16:18], "big") in (folded, folded % 0xFFFF or 0xFFFF)
