@@ -20,6 +20,7 @@ Every state change goes through :meth:`Connection._set_state`, which logs it.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -117,6 +118,7 @@ class ConnectionParams:
         return c
 
 
+@functools.lru_cache(maxsize=64)
 def _wscale_for(buf: int) -> int:
     shift = 0
     while shift < 14 and (0xFFFF << shift) < buf:

@@ -16,6 +16,7 @@ Socket options (``setsockopt(name, value)``): ``TCP_NODELAY``, ``SO_KEEPALIVE``,
 from __future__ import annotations
 
 import errno
+import functools
 from ipaddress import AddressValueError, IPv4Address
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,15 @@ _CONNECTED = (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT_1,
 _CAN_SEND = (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT)
 _MIN_BUF = 4096
 _MAX_BUF = 64 << 20
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_ipv4(host: str) -> int:
+    """Dotted quad to int, cached: ``IPv4Address()`` parsing dominated connect() cost."""
+    try:
+        return int(IPv4Address(host))
+    except (AddressValueError, ValueError):
+        raise _ioerror(errno.EINVAL, f"bad IPv4 address {host!r}") from None
 
 
 def _ioerror(code: int, what: str) -> OSError:
@@ -131,15 +141,12 @@ class TcpSocket:
                 raise _ioerror(err, "connect")
             raise _ioerror(errno.EISCONN, "already connected")
         host, port = address
-        try:
-            ip = IPv4Address(host)
-        except (AddressValueError, ValueError):
-            raise _ioerror(errno.EINVAL, f"bad IPv4 address {host!r}") from None
+        ip = _parse_ipv4(str(host))
         port = int(port)
-        if not 0 < port < 65536 or ip.is_multicast or int(ip) in (0, 0xFFFFFFFF):
+        if not 0 < port < 65536 or ip >> 28 == 0xE or ip in (0, 0xFFFFFFFF):
             raise _ioerror(errno.EINVAL, f"cannot connect to {address}")
         local = self._port or None
-        self._conn = self._layer.connect(self, self._params, int(ip), port, local, now)
+        self._conn = self._layer.connect(self, self._params, ip, port, local, now)
         self._port = self._conn.local_port
         raise BlockingIOError(errno.EINPROGRESS, "connect in progress")
 
