@@ -130,8 +130,8 @@ def test_client_fed_hostile_bytes_after_client_hello_gives_only_typed_errors(
             # Give most chunks a plausible record header so the fuzz reaches deeper.
             framed = bytes((header_type, 3, 3)) + len(chunk).to_bytes(2, "big") + chunk
             client.receive_data(framed)
-    except TLSError:
-        pass
+    except TLSError as exc:
+        assert exc.__cause__ is None, f"untyped failure behind the safety net: {exc.__cause__!r}"
 
 
 @pytest.mark.parametrize("way", ["all_at_once", "byte_by_byte", "with_trailing_partial"])
@@ -245,7 +245,8 @@ def test_mutated_server_flight_gives_only_typed_errors(
         data = data[: cut % len(data)]
     try:
         client.receive_data(bytes(data))
-    except TLSError:
+    except TLSError as exc:
+        assert exc.__cause__ is None, f"untyped failure behind the safety net: {exc.__cause__!r}"
         assert not client.handshake_complete
         return
     # No error: the bytes so far were a valid prefix, or the mutation hit the one field TLS

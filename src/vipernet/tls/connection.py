@@ -25,6 +25,7 @@ from collections import deque
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from vipernet.tls.alerts import AlertDescription, AlertLevel, encode_alert
 from vipernet.tls.certificates import load_trust_store, parse_chain, verify_server_chain
@@ -45,8 +46,10 @@ from vipernet.tls.constants import (
 )
 from vipernet.tls.errors import (
     BadFinished,
+    CertificateParseError,
     DecodeError,
     IllegalParameter,
+    InternalError,
     MissingExtension,
     NoApplicationProtocol,
     PeerAlert,
@@ -208,6 +211,12 @@ class TLSClientConnection:
         except TLSError as exc:
             self._fail(exc)
             raise
+        except Exception as exc:
+            # A safety net: whatever the peer sent, the caller sees a TLSError (and the peer
+            # an internal_error alert), never a stray exception from deep inside.
+            error = InternalError(f"unexpected failure while processing server data: {exc!r}")
+            self._fail(error)
+            raise error from exc
 
     def data_to_send(self) -> bytes:
         return self._records.take_output()
@@ -574,7 +583,10 @@ class TLSClientConnection:
             assert self.server_name is not None
             self.peer_certificates = verify_server_chain(
                 ders, hostname=self.server_name, trust=trust, now=now)
-        self._peer_public_key = self.peer_certificates[0].public_key()
+        try:
+            self._peer_public_key = self.peer_certificates[0].public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise CertificateParseError(f"server certificate key is unusable: {exc}") from None
         assert self._schedule is not None
         self._schedule.update(raw)
         self._set_state(State.WAIT_CERTIFICATE_VERIFY)
