@@ -254,3 +254,33 @@ def test_config_parses_link_options() -> None:
     for bad in ("bogus", "forward=udp:1:2", "forward=tcp:x:2", "dns=nohost"):
         with pytest.raises(SlirpConfigError):
             SlirpConfig.from_argument(bad)
+
+
+def test_the_gateway_hands_out_10_0_2_15_by_dhcp(rig: Rig) -> None:
+    import random as _random
+
+    from vipernet.dhcp import DhcpClient, acquire
+
+    client = DhcpClient(mac=bytes.fromhex("525400123456"), rng=_random.Random(4))
+    lease = acquire(rig.device, client, timeout=10.0)
+    assert str(lease.address) == "10.0.2.15/24"
+    assert str(lease.router) == "10.0.2.2" and [str(d) for d in lease.dns] == ["10.0.2.3"]
+    assert rig.device.counters["dhcp.offer"] == 1 and rig.device.counters["dhcp.ack"] == 1
+
+
+def test_a_request_for_another_address_is_nakked() -> None:
+    from ipaddress import IPv4Address, IPv4Interface
+
+    from vipernet.dhcp.codec import DhcpMessage, MessageType, Op, OptionCode
+    from vipernet.slirp.dhcp_server import answer
+
+    request = DhcpMessage(op=Op.BOOTREQUEST, xid=5, chaddr=bytes(6), options=(
+        (OptionCode.MESSAGE_TYPE, bytes((MessageType.REQUEST,))),
+        (OptionCode.REQUESTED_IP, IPv4Address("10.0.2.99").packed)))
+    reply = answer(request, address=IPv4Interface("10.0.2.15/24"),
+                   server=IPv4Address("10.0.2.2"), dns=IPv4Address("10.0.2.3"))
+    assert reply is not None and reply.message_type == MessageType.NAK and reply.xid == 5
+    release = DhcpMessage(op=Op.BOOTREQUEST, xid=6, chaddr=bytes(6), options=(
+        (OptionCode.MESSAGE_TYPE, bytes((MessageType.RELEASE,))),))
+    assert answer(release, address=IPv4Interface("10.0.2.15/24"),
+                  server=IPv4Address("10.0.2.2"), dns=IPv4Address("10.0.2.3")) is None

@@ -24,6 +24,7 @@ from vipernet.errors import UsageError
 GATEWAY = IPv4Address("10.0.2.2")
 DNS = IPv4Address("10.0.2.3")
 NETWORK = IPv4Interface("10.0.2.2/24")
+GUEST = IPv4Interface("10.0.2.15/24")
 GATEWAY_MAC = bytes.fromhex("525400123502")  # QEMU SLiRP's gateway MAC
 
 
@@ -43,6 +44,7 @@ class SlirpConfig:
     gateway: IPv4Address = GATEWAY
     dns: IPv4Address = DNS
     network: IPv4Interface = NETWORK
+    guest: IPv4Interface = GUEST  # what the gateway's DHCP hands out
     gateway_mac: bytes = GATEWAY_MAC
     restrict: bool = False
     forwards: tuple[Forward, ...] = ()

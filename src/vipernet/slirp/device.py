@@ -21,9 +21,10 @@ All host sockets sit in one epoll set whose fd is :meth:`fileno`, so the runtime
 selector wakes for any of them; :meth:`receive` then services host sockets, runs the
 gateway's timers and returns the frames for the guest.
 
-Not covered: ICMP to anything but 10.0.2.2 (no unprivileged ICMP relay), IP fragments
-to relayed destinations (dropped and counted), DHCP (the guest uses 10.0.2.15
-statically), IPv6.
+The gateway also answers DHCP (:mod:`.dhcp_server`: 10.0.2.15/24, router 10.0.2.2, DNS
+10.0.2.3), so ``--link user --ip dhcp`` works as with QEMU.
+
+Not covered: ICMP to anything but 10.0.2.2 (no unprivileged ICMP relay), IPv6.
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any, TypeVar
 
+from vipernet.dhcp.codec import DhcpMessage, MessageType, build_dhcp, parse_dhcp
+from vipernet.errors import ProtocolError
 from vipernet.link.frame import DeviceCapabilities, Frame
 from vipernet.slirp.config import Forward, SlirpConfig
+from vipernet.slirp.dhcp_server import answer
 from vipernet.slirp.nat import (
     ETH,
     RELAY_PORT,
@@ -55,9 +59,10 @@ from vipernet.slirp.nat import (
 )
 from vipernet.stack import Stack, StackConfig
 from vipernet.wire.arp import ArpOp, ArpPacket, build_arp, parse_arp
-from vipernet.wire.ethernet import EthernetHeader, EtherType, build_ethernet
+from vipernet.wire.ethernet import BROADCAST_MAC, EthernetHeader, EtherType, build_ethernet
 from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4
 from vipernet.wire.tcp import TcpFlags, TcpHeader, build_tcp
+from vipernet.wire.udp import build_udp
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,13 @@ _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 _SWEEP_INTERVAL = 5.0
 _FRAGMENT_MEMORY = 256  # datagrams whose later fragments we still expect
 _K = TypeVar("_K")
+
+
+class SlirpCounters(Counter[str]):
+    """Named tallies of the gateway's accept/drop branches (``vipernet info`` shows them)."""
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self)
 
 
 @dataclass(slots=True, eq=False)
@@ -104,7 +116,7 @@ class SlirpDevice:
         self.name = "user"
         self.capabilities = DeviceCapabilities(mtu=mtu, tx_csum_offload=True, tso=True,
                                                max_frame=MAX_GSO_FRAME)
-        self.counters: Counter[str] = Counter()
+        self.counters = SlirpCounters()
         cfg = self.config
         self.gateway = Stack(
             StackConfig(mac=cfg.gateway_mac,
@@ -230,6 +242,10 @@ class SlirpDevice:
             return
         self._guest_mac = bytes(data[6:12])
         packet = inspect(data)
+        if packet is not None and packet.proto == UDP and packet.dport == 67 \
+                and not packet.fragment:
+            self._dhcp(frame, packet)
+            return
         if packet is not None and packet.fragment:
             # A later fragment: only its addresses change, like its first fragment's did.
             flow = self._frag_out.get((packet.src, packet.ident))
@@ -292,6 +308,26 @@ class SlirpDevice:
             self.counters["arp.dns_answered"] += 1
             return
         self._to_gateway(frame, now)
+
+    def _dhcp(self, frame: Frame, packet: Packet) -> None:
+        """Answer the guest's DHCP (see :mod:`.dhcp_server`); replies are broadcast."""
+        try:
+            request = parse_dhcp(memoryview(frame.data)[packet.l4 + 8:])
+        except ProtocolError:
+            self.counters["dhcp.malformed"] += 1
+            return
+        cfg = self.config
+        reply = answer(request, address=cfg.guest, server=cfg.gateway, dns=cfg.dns)
+        if reply is None:
+            self.counters["dhcp.ignored"] += 1
+            return
+        broadcast = IPv4Address("255.255.255.255")
+        udp = build_udp(67, 68, build_dhcp(reply), src=cfg.gateway, dst=broadcast)
+        ip = build_ipv4(IPv4Header(src=cfg.gateway, dst=broadcast, proto=IpProto.UDP), udp)
+        self._inbox.append(Frame(build_ethernet(
+            EthernetHeader(dst=BROADCAST_MAC, src=cfg.gateway_mac, ethertype=EtherType.IPV4),
+            ip)))
+        self.counters[f"dhcp.{_type_name(reply)}"] += 1
 
     def _new_flow(self, frame: Frame, packet: Packet, now: float) -> Flow | None:
         if packet.proto == TCP and (packet.tcp_flags & (_SYN | _ACK | _RST)) != _SYN:
@@ -652,6 +688,11 @@ def _remember(table: dict[_K, Flow], key: _K, flow: Flow) -> None:
     table[key] = flow
     if len(table) > _FRAGMENT_MEMORY:
         del table[next(iter(table))]  # the oldest datagram's fragments are long gone
+
+
+def _type_name(message: DhcpMessage) -> str:
+    kind = message.message_type
+    return kind.name.lower() if isinstance(kind, MessageType) else "other"
 
 
 def _pname(proto: int) -> str:
