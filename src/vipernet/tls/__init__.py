@@ -4,6 +4,7 @@
 - :func:`wrap` (``wrap.py``): ``wrap(sock, server_hostname=..., alpn=[...], cafile=...)``
   returns a socket-like :class:`TLSSocket` over any stream socket.
 - ``record.py`` (records, AEAD), ``messages.py`` (handshake codecs), ``key_schedule.py``,
+  ``client_hello.py`` (ClientHello + PSK binders), ``key_exchange.py`` ((EC)DHE shares),
   ``certificates.py`` (chain validation), ``signatures.py`` (CertificateVerify),
   ``states.py`` (the state table), ``errors.py``/``alerts.py`` (typed errors + alerts).
 

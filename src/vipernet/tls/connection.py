@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime
 import hmac
-import ipaddress
 import logging
 import random
 import warnings
@@ -29,6 +28,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from vipernet.tls.alerts import AlertDescription, AlertLevel, encode_alert
 from vipernet.tls.certificates import load_trust_store, parse_chain, verify_server_chain
+from vipernet.tls.client_hello import build_client_hello, normalize_server_name, usable_ticket
 from vipernet.tls.config import TLSConfig
 from vipernet.tls.constants import (
     DOWNGRADE_TLS11,
@@ -42,7 +42,6 @@ from vipernet.tls.constants import (
     ExtensionType,
     HandshakeType,
     KeyUpdateRequest,
-    PskKeyExchangeMode,
 )
 from vipernet.tls.errors import (
     BadFinished,
@@ -82,17 +81,11 @@ from vipernet.tls.messages import (
     Certificate,
     CertificateRequest,
     CertificateVerify,
-    ClientHello,
     EncryptedExtensions,
-    Extension,
     Finished,
     KeyUpdate,
     NewSessionTicket,
     ServerHello,
-    alpn_ext,
-    binders_length,
-    client_key_share_ext,
-    cookie_ext,
     find_extension,
     parse_cookie,
     parse_handshake,
@@ -102,13 +95,7 @@ from vipernet.tls.messages import (
     parse_server_key_share,
     parse_server_pre_shared_key,
     parse_server_supported_version,
-    pre_shared_key_ext,
-    psk_modes_ext,
     serialize_handshake,
-    server_name_ext,
-    signature_algorithms_ext,
-    supported_groups_ext,
-    supported_versions_ext,
 )
 from vipernet.tls.record import RecordCipher, RecordLayer
 from vipernet.tls.session import SessionTicket
@@ -117,10 +104,6 @@ from vipernet.tls.states import HANDSHAKING, TRANSITIONS, State
 
 log = logging.getLogger(__name__)
 
-# TLS 1.2 ECDHE-GCM suites are listed after ours only so that a TLS 1.2-only server answers
-# with a ServerHello (which we refuse as protocol_version) instead of handshake_failure; a
-# TLS 1.3 server never selects them and we never accept them.
-_TLS12_PROBE_SUITES = (0xC02B, 0xC02F, 0xC02C, 0xC030)
 _CCS_RECORD = bytes((ContentType.CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1))
 # Extensions a server may answer in each message, given what this client sends.
 _SERVER_HELLO_EXTENSIONS = frozenset({ExtensionType.SUPPORTED_VERSIONS, ExtensionType.KEY_SHARE,
@@ -149,7 +132,7 @@ class TLSClientConnection:
             log.warning("TLS insecure mode: server certificate is not verified")
         elif config.server_name is None:
             raise TLSUsageError("server_name is required to verify the server (or insecure=True)")
-        self.server_name = _normalize_name(config.server_name)
+        self.server_name = normalize_server_name(config.server_name)
         self._trust = config.trust
         # Handshake working state.
         self._random = b""
@@ -376,58 +359,13 @@ class TLSClientConnection:
 
     def _build_client_hello(self, *, cookie: bytes | None,
                             prior_transcript: KeySchedule | None) -> bytes:
-        config = self.config
-        extensions: list[Extension] = []
-        name = self.server_name
-        if name and config.send_sni and not _is_ip_address(name):
-            extensions.append(server_name_ext(name))
-        extensions.append(supported_groups_ext(config.groups))
-        extensions.append(signature_algorithms_ext(config.signature_schemes))
-        if config.alpn_protocols:
-            extensions.append(alpn_ext([p.encode() for p in config.alpn_protocols]))
-        extensions.append(supported_versions_ext([TLS13]))
-        if cookie is not None:
-            extensions.append(cookie_ext(cookie))
-        extensions.append(client_key_share_ext(
-            [(group, share.public) for group, share in self._key_shares.items()]))
-        ticket = self._usable_ticket(prior_transcript)
-        if ticket is not None:
-            extensions.append(psk_modes_ext([PskKeyExchangeMode.PSK_DHE_KE]))
-        hello = ClientHello(random=self._random, legacy_session_id=self._session_id,
-                            cipher_suites=(*config.cipher_suites, *_TLS12_PROBE_SUITES),
-                            extensions=tuple(extensions))
-        if ticket is None:
-            self._psk_offered = None
-            return serialize_handshake(hello)
-        # pre_shared_key goes last; its binder covers the ClientHello up to the binders.
-        hash_length = len(ticket.psk)
-        placeholder = pre_shared_key_ext([(ticket.ticket, ticket.obfuscated_age(self._now))],
-                                         [bytes(hash_length)])
-        partial = serialize_handshake(ClientHello(
-            random=hello.random, legacy_session_id=hello.legacy_session_id,
-            cipher_suites=hello.cipher_suites, extensions=(*hello.extensions, placeholder)))
-        truncated = partial[: len(partial) - binders_length([hash_length])]
-        schedule = KeySchedule(ticket.hash_name)
-        schedule.set_psk(ticket.psk)
-        if prior_transcript is not None:
-            transcript = prior_transcript.transcript_hash_with(truncated)
-        else:
-            transcript = KeySchedule(ticket.hash_name).transcript_hash_with(truncated)
-        binder = schedule.binder(transcript)
+        ticket = usable_ticket(self.config, self.server_name, self._now, prior_transcript)
         self._psk_offered = ticket
-        return truncated + partial[len(truncated):len(truncated) + 3] + binder
-
-    def _usable_ticket(self, prior_transcript: KeySchedule | None) -> SessionTicket | None:
-        ticket = self.config.session
-        if ticket is None or not ticket.is_valid(self._now):
-            return None
-        if ticket.server_name != self.server_name:
-            return None
-        if ticket.cipher_suite not in self.config.cipher_suites:
-            return None
-        if prior_transcript is not None and prior_transcript.hash_name != ticket.hash_name:
-            return None  # after HRR the PSK must fit the chosen suite's hash
-        return ticket
+        return build_client_hello(
+            self.config, server_name=self.server_name, random=self._random,
+            session_id=self._session_id,
+            key_shares={group: share.public for group, share in self._key_shares.items()},
+            cookie=cookie, ticket=ticket, now=self._now, prior_transcript=prior_transcript)
 
     # -- ServerHello / HelloRetryRequest -------------------------------------------------
 
@@ -687,25 +625,3 @@ def _type_name(msg_type: int) -> str:
         return HandshakeType(msg_type).name
     except ValueError:
         return f"handshake type {msg_type}"
-
-
-def _normalize_name(name: str | None) -> str | None:
-    """IP addresses as given; host names as lower-case A-labels (IDNA), no trailing dot."""
-    if name is None or _is_ip_address(name):
-        return name
-    try:
-        ascii_name = name.rstrip(".").encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
-        raise TLSUsageError(f"server name {name!r} is not a valid host name: {exc}") from None
-    if not ascii_name or len(ascii_name) > 253:
-        raise TLSUsageError(f"server name {name!r} is not a valid host name")
-    return ascii_name
-
-
-def _is_ip_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
