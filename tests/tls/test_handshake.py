@@ -6,6 +6,8 @@ import datetime
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.tls.fake_server import FakeServer, Script, client_for, pump
 from tests.tls.pki import DAY, NOW, Issued, make_ca, make_leaf
@@ -412,3 +414,41 @@ def test_ticket_age_is_obfuscated_and_expiry_is_honoured(pki: tuple[Issued, Issu
     fresh = client_for(trust_pem=root.pem(), session=ticket, now=ticket.received_at + 1)
     fresh.start_handshake()
     assert ticket.ticket in fresh.data_to_send()
+
+
+ACTIONS = st.lists(st.sampled_from(["server_data", "server_update", "server_update_ask",
+                                    "server_ticket", "client_data", "client_update",
+                                    "client_update_ask", "deliver"]), max_size=30)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions=ACTIONS)
+def test_any_interleaving_of_data_key_updates_and_tickets_keeps_both_streams_intact(
+        pki: tuple[Issued, Issued], actions: list[str]) -> None:
+    client, server = connected(pki)
+    events(client)
+    sent_down, sent_up = bytearray(), bytearray()
+    got_down = bytearray()
+    for i, action in enumerate(actions):
+        chunk = f"<{i}:{action}>".encode() * (i + 1)
+        if action == "server_data":
+            server.send_app(chunk)
+            sent_down += chunk
+        elif action.startswith("server_update"):
+            server.send_key_update(request=action.endswith("ask"))
+        elif action == "server_ticket":
+            server.send_ticket(bytes((i,)))
+        elif action == "client_data":
+            client.send_application_data(chunk)
+            sent_up += chunk
+        elif action.startswith("client_update"):
+            client.request_key_update(ask_peer=action.endswith("ask"))
+        if action == "deliver" or i == len(actions) - 1:
+            pump(client, server)
+            got_down += b"".join(e.data for e in events(client)
+                                 if isinstance(e, ApplicationDataReceived))
+    pump(client, server)
+    got_down += b"".join(e.data for e in events(client) if isinstance(e, ApplicationDataReceived))
+    assert got_down == sent_down
+    assert server.app_received == sent_up
