@@ -94,6 +94,7 @@ class Script:
     replace_server_hello_version: bool = False  # answer like a TLS 1.2 server
     tickets: int = 0
     request_certificate: bool = False
+    certificate_extension_bytes: int = 0  # an unknown extension on the leaf entry
     accept_psk: bool = True
     server_random: bytes | None = None
 
@@ -317,6 +318,10 @@ class FakeServer:
                 request_context=b"", extensions=(signature_algorithms_ext([0x0403]),))))
         if not self.resumed:
             entries = tuple(CertificateEntry(cert_data=c.der()) for c in (self.leaf, *self.chain))
+            if script.certificate_extension_bytes:
+                bulky = Extension(type=0xFAFA, data=bytes(script.certificate_extension_bytes))
+                entries = (CertificateEntry(cert_data=self.leaf.der(), extensions=(bulky,)),
+                           *entries[1:])
             self._send("certificate", serialize_handshake(
                 Certificate(request_context=b"", entries=entries)))
             scheme, signature = sign(self.leaf.key,

@@ -87,6 +87,12 @@ def test_server_bytes_are_accepted_one_byte_at_a_time(pki: tuple[Issued, Issued]
     assert client.handshake_complete
 
 
+def test_certificate_message_spanning_several_records_is_reassembled(
+        pki: tuple[Issued, Issued]) -> None:
+    client, _ = connected(pki, Script(certificate_extension_bytes=40000))
+    assert client.handshake_complete
+
+
 def test_hello_retry_request_with_cookie_is_answered_on_secp256r1(
         pki: tuple[Issued, Issued]) -> None:
     client, server = connected(pki, Script(hello_retry=True))
