@@ -4,6 +4,8 @@ Makes its own namespaces (removed at the end), starts ``vipernet netd`` on the T
 SLiRP-layout test bed, pings 10.0.2.15 from the namespace with the kernel's ping, then
 pings across a veth pair between two fresh namespaces as the reference.  Prints the
 median, p90 and minimum of each.  Needs root.  Target: vipernet median <= 150 us.
+Also prints the reverse direction (NET_PING from netd to the kernel, by the stack's
+clock and as seen by the calling program) and the bare netd IPC round trip.
 
     python benchmarks/ping_rtt.py [--count 500] [--interval 0.002]
 """
@@ -76,9 +78,37 @@ def vipernet_rtts(count: int, interval: float) -> list[float]:
                 raise SystemExit("netd did not start")
             time.sleep(0.05)
         kernel_ping(bed.name, STACK_IP, 20, 0.01)  # warm up ARP and caches
-        return kernel_ping(bed.name, STACK_IP, count, interval)
+        rtts = kernel_ping(bed.name, STACK_IP, count, interval)
+        _vipernet_side(path, count)
+        return rtts
     finally:
         bed.close()
+
+
+def _vipernet_side(path: str, count: int) -> None:
+    """The other direction and the IPC cost, measured through netd's client library."""
+    from vipernet.netclient.client import connect
+
+    with connect(path) as client:
+        client.ping("10.0.2.2", 0, bytes(56), 2.0)  # ARP
+        stack_rtts = []
+        call_rtts = []
+        for seq in range(1, count + 1):
+            started = time.perf_counter()
+            reply = client.ping("10.0.2.2", seq, bytes(56), 2.0)
+            call_rtts.append((time.perf_counter() - started) * 1e6)
+            stack_rtts.append(reply.rtt_ns / 1000)
+        sock = client.create(2)  # UDP, for a bare IPC round trip
+        started = time.perf_counter()
+        for _ in range(count):
+            client.getsockname(sock)
+        ipc = (time.perf_counter() - started) / count * 1e6
+    _EXTRA.append(summary("vipernet -> kernel (stack clock)", stack_rtts, count))
+    _EXTRA.append(summary("vipernet ping call incl. IPC", call_rtts, count))
+    _EXTRA.append(f"{'netd IPC round trip (GETSOCKNAME)':<34} mean {ipc:7.1f} us")
+
+
+_EXTRA: list[str] = []
 
 
 def main() -> int:
@@ -94,6 +124,8 @@ def main() -> int:
     print(f"ICMP echo RTT, {args.count} pings at {args.interval * 1000:.0f} ms intervals")
     print(summary("kernel -> vipernet netd (TAP)", ours, args.count))
     print(summary("kernel -> kernel (veth)", reference, args.count))
+    for line in _EXTRA:
+        print(line)
     if ours:
         target = "met" if statistics.median(ours) <= 150 else "NOT met"
         print(f"target: vipernet median <= 150 us: {target}")
