@@ -156,3 +156,18 @@ def test_other_families_stay_stdlib_sockets_and_ipv6_lookups_are_refused() -> No
         patch.uninstall()
     assert not patch.installed() and socket.socket.__module__ == "socket"
     assert socket.socket is not None and socket.create_connection.__module__ == "socket"
+
+
+def test_requests_and_urllib3_are_routed_too(web: int, netd: tuple[str, Path]) -> None:
+    pytest.importorskip("requests")
+    sock, pcap = netd
+    code = ("import requests, urllib3; "
+            f"print(requests.get('http://10.0.2.2:{web}/').status_code, "
+            f"urllib3.PoolManager().request('GET', 'http://10.0.2.2:{web}/').status)")
+    result = subprocess.run(vipernet_argv("run", "--socket", sock, "--", sys.executable, "-c",
+                                          code), env=env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "200"]
+    wait_for(lambda: pcap.exists() and len(syns_in(pcap, "10.0.2.2", web)) >= 2, timeout=10,
+             what="both SYNs in the capture")
