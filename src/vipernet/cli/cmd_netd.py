@@ -1,7 +1,8 @@
 """``vipernet netd``: run the network daemon on a device.
 
-    vipernet netd --link tap:NAME [--netns NS] [--ip 10.0.2.15/24] [--gateway 10.0.2.2]
-                  [--dns 10.0.2.3] [--mac 52:54:00:12:34:56] [--socket PATH] [--pcap FILE]
+    vipernet netd [--link user|tap:NAME|passt|qemu-stream:PATH] [--netns NS]
+                  [--ip 10.0.2.15/24|dhcp] [--gateway 10.0.2.2] [--dns 10.0.2.3]
+                  [--mac 52:54:00:12:34:56] [--socket PATH] [--pcap FILE]
 
 Defaults are the QEMU SLiRP layout of the spec.  Errors that stop netd from starting (no
 such interface, not permitted, socket in use) are one line on stderr and exit status 1.
@@ -22,8 +23,10 @@ from vipernet.errors import VipernetError
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("netd", help="run the network daemon on a device",
                                    description=__doc__.split("\n\n")[0])
-    parser.add_argument("--link", required=True,
-                        help="device: tap:NAME[@NETNS] (later: user, passt, qemu-stream:PATH)")
+    parser.add_argument("--link", default="user",
+                        help="device: user[:OPTIONS] (default: built-in user-mode networking, "
+                             "no root), tap:NAME[@NETNS], passt[:ADDR/PREFIX], "
+                             "qemu-stream:PATH")
     parser.add_argument("--netns", help="open the device inside this network namespace")
     parser.add_argument("--ip", default="10.0.2.15/24",
                         help="address/prefix (10.0.2.15/24), or 'dhcp' (vipernet.dhcp)")
