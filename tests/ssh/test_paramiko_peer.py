@@ -20,6 +20,7 @@ from vipernet.ssh.client import SSHClient
 from vipernet.ssh.errors import AuthenticationFailed
 from vipernet.ssh.keys import UserKey
 
+
 class Server(paramiko.ServerInterface):
     def __init__(self, allowed_blob: bytes, password: str) -> None:
         self.allowed_blob = allowed_blob
@@ -91,7 +92,7 @@ def _connect(sock: socket.socket, user: UserKey, **kw: Any) -> SSHClient:
 
 
 def test_handshake_auth_and_exec_against_paramiko(peer: Any) -> None:
-    sock, transport, server, user = peer
+    sock, _transport, _server, user = peer
     client = _connect(sock, user)
     try:
         assert client.conn.transport.strict_kex  # paramiko 3.4+ speaks strict KEX too
@@ -104,7 +105,7 @@ def test_handshake_auth_and_exec_against_paramiko(peer: Any) -> None:
 @pytest.mark.parametrize("peer", ["rsa"], indirect=True)
 @pytest.mark.parametrize("alg", ["rsa-sha2-512", "rsa-sha2-256"])
 def test_rsa_host_key_signatures_with_sha2_verify(peer: Any, alg: str) -> None:
-    sock, transport, server, user = peer
+    sock, _transport, _server, user = peer
     with _connect(sock, user, prefs=Preferences(host_key=(alg,))) as client:
         n = client.conn.transport.negotiated
         assert n is not None and n.host_key == alg
@@ -113,7 +114,7 @@ def test_rsa_host_key_signatures_with_sha2_verify(peer: Any, alg: str) -> None:
 def test_password_auth_after_an_unknown_key(peer: Any) -> None:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    sock, transport, server, _user = peer
+    sock, _transport, _server, _user = peer
     stranger = UserKey(ed25519.Ed25519PrivateKey.generate())
     with SSHClient.connect(sock=sock, username="alice", keys=[stranger], password="s3cret",
                            verify_host_key=lambda key: None, timeout=20) as client:
@@ -121,20 +122,20 @@ def test_password_auth_after_an_unknown_key(peer: Any) -> None:
 
 
 def test_wrong_password_is_authentication_failed(peer: Any) -> None:
-    sock, transport, server, _user = peer
+    sock, _transport, _server, _user = peer
     with pytest.raises(AuthenticationFailed, match="password"):
         SSHClient.connect(sock=sock, username="alice", password="nope",
                           verify_host_key=lambda key: None, timeout=20)
 
 
 def test_server_initiated_rekeys_keep_the_session_alive(peer: Any) -> None:
-    sock, transport, server, user = peer
+    sock, transport, _server, user = peer
     with _connect(sock, user) as client:
         for i in range(3):
             # renegotiate_keys() blocks until the rekey is done, and we must pump to do it.
             rekey = threading.Thread(target=transport.renegotiate_keys, daemon=True)
             rekey.start()
-            client.pump(lambda: client.conn.transport.kex_count >= i + 2, timeout=10)
+            client.pump(lambda n=i + 2: client.conn.transport.kex_count >= n, timeout=10)
             rekey.join(10)
             assert client.exec(f"after-{i}").stdout.startswith(f"cmd=after-{i}".encode())
         assert client.conn.transport.kex_count == 4
@@ -143,7 +144,7 @@ def test_server_initiated_rekeys_keep_the_session_alive(peer: Any) -> None:
 def test_keepalive_requests_are_answered_by_paramiko(peer: Any) -> None:
     import time
 
-    sock, transport, server, user = peer
+    sock, _transport, _server, user = peer
     with _connect(sock, user, keepalive_interval=0.05) as client:
         end = time.monotonic() + 0.5
         client.pump(lambda: time.monotonic() > end, timeout=5)
