@@ -8,9 +8,12 @@ whole record with the trace's ciphertext.
 from __future__ import annotations
 
 import hashlib
+import random
 
 from cryptography.hazmat.primitives.asymmetric import x25519
 
+from vipernet.tls.config import TLSConfig
+from vipernet.tls.connection import TLSClientConnection
 from vipernet.tls.constants import CipherSuite
 from vipernet.tls.key_schedule import (
     SUITES,
@@ -142,3 +145,70 @@ def test_expand_label_encodes_length_label_and_context() -> None:
     early = H("33ad0a1c607ec03b09e6cd9893680ce210adf300aa1f2660e1b22e10f170f92a")
     assert hkdf_expand_label("sha256", early, b"derived", empty, 32).hex() == (
         "6f2615a108c702c5678f54fc9dbab69716c076189c48250cebeac3576c3611ba")
+
+
+SERVER_FLIGHT_RECORD = H(
+    "17030302a2d1ff334a56f5bff6594a07cc87b580233f500f45e489e7f33af35edf7869fcf40aa40aa2b8ea73f848"
+    "a7ca07612ef9f945cb960b4068905123ea78b111b429ba9191cd05d2a389280f526134aadc7fc78c4b729df828b5ec"
+    "f7b13bd9aefb0e57f271585b8ea9bb355c7c79020716cfb9b1183ef3ab20e37d57a6b9d7477609aee6e122a4cf5142"
+    "7325250c7d0e509289444c9b3a648f1d71035d2ed65b0e3cdd0cbae8bf2d0b227812cbb360987255cc744110c453ba"
+    "a4fcd610928d809810e4b7ed1a8fd991f06aa6248204797e36a6a73b70a2559c09ead686945ba246ab66e5edd8044b"
+    "4c6de3fcf2a89441ac66272fd8fb330ef8190579b3684596c960bd596eea520a56a8d650f563aad27409960dca63d3"
+    "e688611ea5e22f4415cf9538d51a200c27034272968a264ed6540c84838d89f72c24461aad6d26f59ecaba9acbbb31"
+    "7b66d902f4f292a36ac1b639c637ce343117b659622245317b49eeda0c6258f100d7d961ffb138647e92ea330faeea"
+    "6dfa31c7a84dc3bd7e1b7a6c7178af36879018e3f252107f243d243dc7339d5684c8b0378bf30244da8c87c843f5e5"
+    "6eb4c5e8280a2b48052cf93b16499a66db7cca71e4599426f7d461e66f99882bd89fc50800becca62d6c74116dbd29"
+    "72fda1fa80f85df881edbe5a37668936b335583b599186dc5c6918a396fa48a181d6b6fa4f9d62d513afbb992f2b99"
+    "2f67f8afe67f76913fa388cb5630c8ca01e0c65d11c66a1e2ac4c85977b7c7a6999bbf10dc35ae69f5515614636c0b"
+    "9b68c19ed2e31c0b3b66763038ebba42f3b38edc0399f3a9f23faa63978c317fc9fa66a73f60f0504de93b5b845e27"
+    "5592c12335ee340bbc4fddd502784016e4b3be7ef04dda49f4b440a30cb5d2af939828fd4ae3794e44f94df5a631ed"
+    "e42c1719bfdabf0253fe5175be898e750edc53370d2b")
+CLIENT_FINISHED_RECORD = H(
+    "170303003575ec4dc238cce60b298044a71e219c56cc77b0517fe9b93c7a4bfc44d87f38f80338ac98fc46deb384bd"
+    "1caeacab6867d726c40546")
+CLIENT_RANDOM = H("cb34ecb1e78163ba1c38c6dacb196a6dffa21a8d9912ec18a2ef6283024dece7")
+
+
+def test_server_flight_record_protection_matches_rfc8448() -> None:
+    _, s = run_simple_handshake()
+    flight = ENCRYPTED_EXTENSIONS + CERTIFICATE + CERTIFICATE_VERIFY + SERVER_FINISHED
+    assert RecordCipher(SHA256, s["s_hs"]).seal(22, flight) == SERVER_FLIGHT_RECORD
+
+
+class TraceRandom(random.Random):
+    """Hands out the trace's client random and X25519 private key, in the order drawn."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.queue = [CLIENT_RANDOM, bytes(32), CLIENT_PRIVATE]
+
+    def randbytes(self, n: int) -> bytes:
+        return self.queue.pop(0)
+
+
+def test_connection_replays_the_rfc8448_server_and_sends_the_trace_client_finished() -> None:
+    """The whole engine, fed the trace's server records, answers with the trace's record.
+
+    Our ClientHello differs from the trace's (extensions), so the test puts the trace's
+    ClientHello in the transcript; the record layer, the state machine, the key schedule,
+    the RSA-PSS CertificateVerify check and the Finished check all run for real.  The trace's
+    1024-bit self-signed certificate is taken in insecure mode.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conn = TLSClientConnection(TLSConfig(server_name="server", insecure=True), now=0,
+                                   rng=TraceRandom())
+    conn.start_handshake()
+    conn.data_to_send()
+    conn._client_hello_raw = CLIENT_HELLO  # the trace's ClientHello, empty session id
+    conn._session_id = b""
+    conn.receive_data(bytes((22, 3, 3, 0, len(SERVER_HELLO))) + SERVER_HELLO)
+    conn.receive_data(SERVER_FLIGHT_RECORD)
+    assert conn.handshake_complete
+    out = conn.data_to_send()
+    assert out[:6] == bytes((20, 3, 3, 0, 1, 1))  # our compatibility CCS
+    assert out[6:] == CLIENT_FINISHED_RECORD
+    _, s = run_simple_handshake()
+    assert conn.exporter_master_secret == s["exp"]

@@ -111,7 +111,10 @@ _SERVER_HELLO_EXTENSIONS = frozenset({ExtensionType.SUPPORTED_VERSIONS, Extensio
 _HRR_EXTENSIONS = frozenset({ExtensionType.SUPPORTED_VERSIONS, ExtensionType.KEY_SHARE,
                              ExtensionType.COOKIE})
 _ENCRYPTED_EXTENSIONS = frozenset({ExtensionType.SERVER_NAME, ExtensionType.SUPPORTED_GROUPS,
-                                   ExtensionType.APPLICATION_LAYER_PROTOCOL_NEGOTIATION})
+                                   ExtensionType.APPLICATION_LAYER_PROTOCOL_NEGOTIATION,
+                                   # Tolerated and ignored: we never send a record above
+                                   # 2^14 anyway (RFC 8448's server sends it).
+                                   ExtensionType.RECORD_SIZE_LIMIT})
 
 
 class TLSClientConnection:
