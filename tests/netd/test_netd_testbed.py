@@ -85,7 +85,8 @@ def _pcap_available() -> bool:
 def netd() -> Iterator[Netd]:
     bed = TestBed("nd")
     try:
-        bed.start_dnsmasq()
+        # big.test has more A records than fit a 512-byte UDP answer: TC, then TCP.
+        bed.start_dnsmasq(*(f"--host-record=big.test,10.1.0.{i}" for i in range(1, 60)))
         path = str(bed.workdir / "netd.sock")
         pcap = str(bed.workdir / "netd.pcap") if _pcap_available() else None
         env = {**os.environ, "PYTHONPATH": SRC, "VIPERNET_SOCKET": path}
@@ -174,6 +175,13 @@ def test_vipernet_dig_resolves_through_dnsmasq(netd: Netd) -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"^example\.test\.\s+IN\s+A\s+10\.0\.2\.2$", result.stdout, re.M)
     assert netd.cli("dig", "+short", "example.test").stdout == "10.0.2.2\n"
+
+
+def test_a_truncated_dns_answer_is_asked_again_over_tcp(netd: Netd) -> None:
+    result = netd.cli("dig", "+short", "big.test")
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split()) == sorted(f"10.1.0.{i}" for i in range(1, 60))
+    assert netd.info()["counters"].get("tcp.active_open", 0) >= 1
 
 
 def test_vipernet_dig_of_a_missing_name_fails_cleanly(netd: Netd) -> None:

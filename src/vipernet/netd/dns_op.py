@@ -7,11 +7,13 @@ retried whenever that socket has a datagram or the core's next deadline passes. 
 and NXDOMAIN are cached (TTL-bound) for every client.  The reply maps the core's
 outcomes onto errnos: NXDOMAIN -> ENOENT, no A record -> ENODATA, timeout -> ETIMEDOUT,
 server failure/refusal -> EIO, invalid name -> EINVAL, CNAME loop -> ELOOP.
-DNS over TCP (for truncated answers) is used only when the stack has TCP.
+A truncated (TC) answer is asked again over a stack TCP connection (2-byte length prefix,
+RFC 7766) when the stack has TCP; otherwise the core moves on as after a failed attempt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
 from typing import Any
@@ -25,13 +27,14 @@ from vipernet.dns.errors import (
     NameNotFound,
     NoRecords,
 )
-from vipernet.dns.query import A, DnsQuery, SendQuery, WaitUntil
+from vipernet.dns.query import A, DnsQuery, SendQuery, WaitUntil, tcp_frame
 from vipernet.netd import protocol as p
 from vipernet.netd.protocol import Message
 from vipernet.netd.service import NetService, Session, Waiter
 
 DEFAULT_LIFETIME = 5.0  # when the client asked to wait forever
 MAX_LIFETIME = 60.0
+MAX_TCP_ANSWER = 65535
 ATTEMPT_TIMEOUT = 1.0
 
 
@@ -74,7 +77,7 @@ class DnsHandler:
         try:
             query = DnsQuery(body.hostname, servers=self.servers, now=now,
                              rng=self.rng, timeout=min(ATTEMPT_TIMEOUT, lifetime),
-                             attempts=2, lifetime=lifetime)
+                             attempts=2, lifetime=lifetime, allow_tcp=True)
         except DnsError as exc:
             return p.error_reply(request, _errno_for(exc), str(exc))
         job = _Job(self, service, request, query)
@@ -94,7 +97,11 @@ class _Job:
         self.service = service
         self.request = request
         self.query = query
-        self.sock: Any = None
+        self.sock: Any = None  # the current attempt's socket (UDP, or TCP after TC)
+        self.over_tcp = False
+        self.server: tuple[str, int] = ("0.0.0.0", 0)
+        self.tcp_out = b""  # the length-prefixed query still to write
+        self.tcp_in = bytearray()  # the length-prefixed answer read so far
         self.waiter: Waiter | None = None
 
     def start(self, session: Session, now: float) -> Message | None:
@@ -117,7 +124,9 @@ class _Job:
 
     def step(self, now: float, expired: bool) -> Message | None:
         query = self.query
-        if self.sock is not None:
+        if self.sock is not None and self.over_tcp:
+            self._pump_tcp(now)
+        elif self.sock is not None:
             while True:
                 try:
                     data, source = self.sock.recvfrom(65535)
@@ -148,14 +157,58 @@ class _Job:
         return None
 
     def _send(self, action: SendQuery, now: float) -> None:
-        if action.over_tcp:
-            self.query.transport_failed(now)  # TCP fallback needs a stream job; not here yet
-            return
         self.close(now)
+        self.over_tcp = action.over_tcp
+        self.server = action.server
         try:
+            if action.over_tcp:
+                self._connect_tcp(action, now)
+                return
             sock = self.service.stack.udp_socket()
             sock.bind(("0.0.0.0", 0))
             self.sock = sock
             sock.sendto(action.data, action.server, now)
+        except (OSError, ImportError, NotImplementedError):
+            self.close(now)
+            self.query.transport_failed(now)
+
+    # -- DNS over TCP, for answers that came back truncated (RFC 7766) ----------------------
+
+    def _connect_tcp(self, action: SendQuery, now: float) -> None:
+        sock = self.service.stack.tcp_socket()
+        self.sock = sock
+        self.tcp_out = tcp_frame(action.data)
+        self.tcp_in = bytearray()
+        with contextlib.suppress(BlockingIOError):  # EINPROGRESS: pumped once connected
+            sock.connect(action.server, now)
+        self._pump_tcp(now)
+
+    def _pump_tcp(self, now: float) -> None:
+        sock = self.sock
+        try:
+            err = sock.take_error()
+            if err:
+                raise OSError(err, "DNS over TCP failed")
+            while self.tcp_out and sock.writable:
+                n = sock.send(self.tcp_out, now)
+                if n <= 0:
+                    break
+                self.tcp_out = self.tcp_out[n:]
+            while len(self.tcp_in) < 2 + MAX_TCP_ANSWER:
+                try:
+                    chunk = sock.recv(65536)
+                except BlockingIOError:
+                    return
+                if not chunk:
+                    raise OSError(errno.ECONNRESET, "DNS server closed before answering")
+                self.tcp_in += chunk
+                if len(self.tcp_in) >= 2:
+                    length = int.from_bytes(self.tcp_in[:2], "big")
+                    if len(self.tcp_in) >= 2 + length:
+                        answer = bytes(self.tcp_in[2:2 + length])
+                        self.close(now)
+                        self.query.receive(answer, self.server, now, over_tcp=True)
+                        return
         except OSError:
+            self.close(now)
             self.query.transport_failed(now)
