@@ -20,6 +20,8 @@ from vipernet.netd.protocol import Message
 from vipernet.netd.service import NetService, Session, Waiter, deadline_after
 from vipernet.stack.socket_api import SocketKind
 
+MAX_STALE = 128  # more than the stack queues per ping socket
+
 
 class PingHandler:
     """NET_PING: one echo request, parked until its reply, an ICMP error or the timeout."""
@@ -40,7 +42,7 @@ class PingHandler:
                  now: float) -> Message | None:
         body = p.PingRequest.decode(request.body)
         sock = self._socket(service, session, now)
-        while True:  # forget replies to earlier, timed-out requests
+        for _ in range(MAX_STALE):  # forget replies (and errors) of earlier, timed-out pings
             try:
                 sock.recv_reply()
             except BlockingIOError:
