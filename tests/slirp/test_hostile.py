@@ -113,3 +113,38 @@ def test_incremental_checksum_update_matches_a_full_recomputation(
     partial_before = ones_complement_sum(data)
     assert adjust_checksum(partial_before, data[at:at + 2], new, complemented=False) == \
         ones_complement_sum(changed)
+
+
+def test_a_handshake_the_guest_never_finishes_is_dropped_with_its_host_socket() -> None:
+    import socket
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    device = SlirpDevice(SlirpConfig(handshake_timeout=1.0), rng=random.Random(0))
+    try:
+        device.send(Frame(tcp_syn("10.0.2.2", port)), 0.0)
+        end = time.monotonic() + 10
+        while device._relays and next(iter(device._relays)).connecting:
+            assert time.monotonic() < end
+            device.receive(0.1)  # the host connect completes; the SYN goes in
+        assert len(device._relays) == 1
+        device.receive(30.0)  # the sweep: no ACK from the guest ever came
+        assert not device._relays
+        assert device.counters["tcp.handshake_timeout"] == 1
+    finally:
+        device.close()
+        server.close()
+
+
+def test_the_number_of_flows_is_capped() -> None:
+    device = SlirpDevice(SlirpConfig(max_flows=2, dns_upstream=("127.0.0.1", 9)),
+                         rng=random.Random(0))
+    try:
+        for port in (1001, 1002, 1003):
+            device.send(Frame(udp_datagram("10.0.2.2", port, b"x")), 0.0)
+        assert len(device.flows) == 2 and device.counters["nat.full"] == 1
+    finally:
+        device.close()

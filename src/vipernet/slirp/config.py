@@ -53,6 +53,8 @@ class SlirpConfig:
     dns_idle_timeout: float = 10.0
     tcp_linger: float = 120.0  # a finished TCP flow's translation is kept this long (2 MSL)
     buffer_limit: int = 256 * 1024  # bytes held per direction per TCP flow
+    max_flows: int = 4096  # translations at once (each live one holds a host socket)
+    handshake_timeout: float = 75.0  # a SYN let in whose handshake never completes
 
     def host_target(self, dst: IPv4Address, port: int, *, resolv_conf: str = "/etc/resolv.conf"
                     ) -> tuple[str, int] | None:

@@ -99,6 +99,7 @@ class TcpRelay:
     guest_shut: bool = False
     interest: int = 0
     local_port: int = 0  # a forward's gateway-side port (not translated)
+    created: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
@@ -162,7 +163,8 @@ class SlirpDevice:
         if self._inbox or self._dirty:
             return self._last_now
         due = [d for d in (self.gateway.next_deadline(),
-                           self._next_sweep if len(self.flows) else None) if d is not None]
+                           self._next_sweep if len(self.flows) or self._relays else None)
+               if d is not None]
         return min(due) if due else None
 
     def send(self, frame: Frame, now: float) -> None:
@@ -334,6 +336,9 @@ class SlirpDevice:
             # A segment of a flow we never saw or long forgot: dropped, as a NAT would.
             self.counters["tcp.no_flow"] += 1
             return None
+        if len(self.flows) >= self.config.max_flows:
+            self.counters["nat.full"] += 1
+            return None
         target = self.config.host_target(IPv4Address(packet.dst), packet.dport)
         if target is None:
             self.counters[f"{_pname(packet.proto)}.refused"] += 1
@@ -370,7 +375,8 @@ class SlirpDevice:
         except BaseException:
             sock.close()
             raise
-        relay = TcpRelay(flow=flow, host=sock, held_syn=syn, guest_mac=bytes(syn.data[6:12]))
+        relay = TcpRelay(flow=flow, host=sock, held_syn=syn, guest_mac=bytes(syn.data[6:12]),
+                         created=self._last_now)
         self._register(relay, sock, _OUT)
         self._relays.add(relay)
         return relay
@@ -626,6 +632,12 @@ class SlirpDevice:
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + _SWEEP_INTERVAL
+        for relay in list(self._relays):
+            # Host connected and the SYN went in, but the guest never finished the handshake.
+            if relay.gw is None and relay.flow is not None and not relay.connecting and \
+                    now - relay.created >= self.config.handshake_timeout:
+                self.counters["tcp.handshake_timeout"] += 1
+                self._drop_relay(relay, now)
         for flow in self.flows.flows():
             relay = flow.relay
             if relay is None and now - flow.last_used >= self.config.tcp_linger:
