@@ -170,6 +170,18 @@ def _plain_seq(payload: bytes, seq: int) -> bytes:
     return sealer.seal(payload)
 
 
+def test_a_wrongly_guessed_first_kex_packet_is_ignored() -> None:
+    t = _transport()
+    k = parse_kexinit(_server_kexinit())
+    guessed = build_kexinit(KexInit(
+        cookie=bytes(16), kex=("sntrup761x25519-sha512@openssh.com", *k.kex),
+        host_key=k.host_key, cipher_c2s=k.cipher_c2s, cipher_s2c=k.cipher_s2c,
+        mac_c2s=k.mac_c2s, mac_s2c=k.mac_s2c, first_kex_follows=True))
+    bogus_reply = b"\x1f" + b"\x00" * 12  # would be a malformed KEX_ECDH_REPLY
+    t.receive_data(b"SSH-2.0-X\r\n" + _plain(guessed, bogus_reply), 1.0)
+    assert t.state is State.KEX  # ignored, not a protocol error
+
+
 def test_no_common_cipher_is_a_key_exchange_failure() -> None:
     t = _transport()
     with pytest.raises(KexError, match="no common client-to-server cipher") as info:

@@ -107,6 +107,7 @@ class Transport:
         self.debug_messages: list[str] = []
         self.ignored = 0
         self.disconnect_error: SSHError | None = None
+        self._skip_guessed = False
         self._dispatch: dict[int, Callable[[SSHBuffer, bytes, float], None]] = {
             Msg.DISCONNECT: self._process_disconnect,
             Msg.IGNORE: self._process_ignore,
@@ -259,6 +260,9 @@ class Transport:
             if self.strict_kex_in_progress() and msg not in KEX_MESSAGES:
                 raise SSHProtocolError(f"strict KEX: message {msg} during the initial key "
                                        "exchange")
+            if self._skip_guessed and 30 <= msg <= 49:
+                self._skip_guessed = False
+                continue
             handler = self._dispatch.get(msg)
             if handler is not None:
                 handler(SSHBuffer(payload[1:]), payload, now)
@@ -372,6 +376,10 @@ class Transport:
             if self.strict_kex and self._opener.packets != 1:
                 raise SSHProtocolError("strict KEX: KEXINIT was not the server's first packet")
         self._negotiated = negotiated
+        # RFC 4253 7: a server that guessed and sent its first KEX packet early must have
+        # that packet ignored if the guess (first kex and host key algorithm) was wrong.
+        self._skip_guessed = server.first_kex_follows and (
+            server.kex[:1] != (negotiated.kex,) or server.host_key[:1] != (negotiated.host_key,))
         self._exchange = Curve25519Exchange(self._rng)
         w = SSHWriter()
         w.push_uint8(Msg.KEX_ECDH_INIT)

@@ -14,7 +14,7 @@ import os
 import posixpath
 import stat as statmod
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vipernet.ssh.channel import Channel
@@ -323,9 +323,6 @@ class SFTPClient:
         if self.cwd is None:
             self.cwd = self.realpath(".")
         return self.cwd
-
-    def walk_names(self, path: str) -> Iterator[NameEntry]:
-        yield from self.listdir_attr(path)
 
     # -- pipelined transfers ----------------------------------------------------------
 
