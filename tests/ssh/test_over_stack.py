@@ -82,3 +82,5 @@ def test_vipernet_sftp_through_netd_moves_50_mb_each_way_sha256_equal(
     digest = hashlib.sha256(data).hexdigest()
     assert hashlib.sha256(back.read_bytes()).hexdigest() == digest
     assert not remote.exists()
+    local.unlink()
+    back.unlink()

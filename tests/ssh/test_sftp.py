@@ -50,12 +50,16 @@ def sftp(sshd: Sshd, tmp_path: Path) -> Iterator[SFTPClient]:
 
 def test_get_and_put_of_200_mb_are_sha256_equal(sftp: SFTPClient, tmp_path: Path) -> None:
     src = random_file(tmp_path / "src.bin", 200 * 1024 * 1024)
-    remote = str(tmp_path / "remote.bin")
-    assert sftp.put(src, remote) == src.stat().st_size
-    assert sha256(Path(remote)) == sha256(src)
+    remote = tmp_path / "remote.bin"
     down = tmp_path / "down.bin"
-    assert sftp.get(remote, down) == src.stat().st_size
-    assert sha256(down) == sha256(src)
+    try:
+        assert sftp.put(src, str(remote)) == src.stat().st_size
+        assert sha256(remote) == sha256(src)
+        assert sftp.get(str(remote), down) == src.stat().st_size
+        assert sha256(down) == sha256(src)
+    finally:  # pytest keeps recent tmp dirs; 600 MB of them is not welcome on a shared disk
+        for p in (src, remote, down):
+            p.unlink(missing_ok=True)
 
 
 def test_small_and_odd_sized_files_round_trip(sftp: SFTPClient, tmp_path: Path) -> None:
@@ -160,5 +164,7 @@ def test_a_forced_rekey_every_megabyte_mid_transfer_keeps_data_intact(tmp_path: 
             assert sha256(tmp_path / "up") == sha256(src) == sha256(tmp_path / "down")
             # 48 MB through a server rekeying every MB: dozens of key exchanges.
             assert client.conn.transport.kex_count > 20
+            for name in ("src", "up", "down"):
+                (tmp_path / name).unlink()
     finally:
         server.stop()
