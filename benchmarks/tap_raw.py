@@ -15,6 +15,12 @@ The reference in the same run is the bare loop the device must not be much slowe
 Needs root (CAP_NET_ADMIN); prints why and exits 0 otherwise.
 
     PYTHONPATH=src python benchmarks/tap_raw.py [--frames 200000]
+
+Measured on the shared 2-core test machine (Nov 2026; figures halve when it is busy):
+read 520-560k frames/s (bare loop 0.9-1.06M, ratio ~0.5), write 0.7-1.4M frames/s (bare
+0.94-2.0M, ratio ~0.7), 64 KiB TSO frames 7-15 GB/s of payload handed to the kernel (bare
+17-23 GB/s), every GSO frame accepted by the kernel with no checksum error.  The device is
+not the bottleneck of the stack: one Python-level TCP segment costs more than one frame here.
 """
 
 from __future__ import annotations
