@@ -52,6 +52,7 @@ class PeerEcho:
         self.udp = self.stack.udp_socket()
         self.udp.bind(("0.0.0.0", 7))
         self.tcp_children: list[Any] = []
+        self.backlog: dict[int, bytearray] = {}
         try:
             self.listener = self.stack.tcp_socket()
             self.listener.bind(("0.0.0.0", 7))
@@ -79,19 +80,34 @@ class PeerEcho:
                 except BlockingIOError:
                     break
             for child in list(self.tcp_children):
+                self._pump(child, now)
+        return now + 0.002
+
+    def _pump(self, child: Any, now: float) -> None:
+        """Echo what arrives, holding back what the send buffer cannot take yet."""
+        backlog = self.backlog.setdefault(id(child), bytearray())
+        try:
+            while True:
+                if backlog:
+                    try:
+                        sent = child.send(bytes(backlog), now)
+                    except BlockingIOError:
+                        return
+                    del backlog[:sent]
+                    if backlog:
+                        return
                 try:
                     data = child.recv(65536)
                 except BlockingIOError:
-                    continue
-                except OSError:
-                    self.tcp_children.remove(child)
-                    continue
+                    return
                 if not data:
                     child.close(now)
                     self.tcp_children.remove(child)
-                    continue
-                child.send(data, now)  # small test payloads fit the send buffer
-        return now + 0.002
+                    return
+                backlog += data
+        except OSError:
+            if child in self.tcp_children:
+                self.tcp_children.remove(child)
 
     def close(self) -> None:
         self.runtime.close()
@@ -238,7 +254,7 @@ def test_tcp_echo_with_sendall_makefile_and_shutdown(client: NetClient) -> None:
         pytest.skip(f"TCP not usable in this build: {exc}")
     with sock:
         sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
-        payload = random.randbytes(20000)
+        payload = random.randbytes(300_000)  # two SEND messages of <= 256 KiB
         sock.sendall(payload)
         received = bytearray()
         while len(received) < len(payload):

@@ -9,4 +9,5 @@
   channel interface (``VIPERNET_LINK=tap:NAME[@NETNS]``).
 * :mod:`.sockets` - the stdlib-shaped ``socket`` class and module functions, re-exported
   as :mod:`vipernet.socket`.
+* :mod:`.aio` - asyncio streams (``open_connection``) on an asynchronous netd channel.
 """
