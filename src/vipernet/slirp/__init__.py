@@ -4,6 +4,9 @@
   (a second vipernet stack) that answers ARP and ping and relays TCP/UDP to host sockets;
   DNS at 10.0.2.3 goes to the host's resolver; optional host->guest TCP port forwards.
 * :mod:`.nat` - the address/port translation in front of the gateway stack (pure).
+* :mod:`.relay` - one relayed TCP connection and the non-blocking splice between sockets.
+* :mod:`.replies` - frames the gateway makes itself (RST, ARP for 10.0.2.3, DHCP).
+* :mod:`.dhcp_server` - the gateway's one-address DHCP server (``--ip dhcp``).
 * :mod:`.config` - :class:`SlirpConfig` and the ``--link user:OPTIONS`` syntax.
 * :mod:`.passt` - ``--link passt``: Debian's passt as the far end instead.
 

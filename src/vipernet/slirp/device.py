@@ -36,11 +36,10 @@ import random
 import select
 import socket
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from vipernet.dhcp.codec import DhcpMessage, MessageType, build_dhcp, parse_dhcp
+from vipernet.dhcp.codec import DhcpMessage, MessageType, parse_dhcp
 from vipernet.errors import ProtocolError
 from vipernet.link.frame import DeviceCapabilities, Frame
 from vipernet.slirp.config import Forward, SlirpConfig
@@ -57,12 +56,12 @@ from vipernet.slirp.nat import (
     to_gateway,
     to_guest,
 )
+from vipernet.slirp.relay import TcpRelay, UdpRelay, splice
+from vipernet.slirp.replies import arp_reply, dhcp_reply_frame, rst_for
 from vipernet.stack import Stack, StackConfig
-from vipernet.wire.arp import ArpOp, ArpPacket, build_arp, parse_arp
-from vipernet.wire.ethernet import BROADCAST_MAC, EthernetHeader, EtherType, build_ethernet
-from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4
-from vipernet.wire.tcp import TcpFlags, TcpHeader, build_tcp
-from vipernet.wire.udp import build_udp
+from vipernet.wire.arp import ArpOp, parse_arp
+from vipernet.wire.ethernet import EtherType
+from vipernet.wire.tcp import TcpFlags
 
 log = logging.getLogger(__name__)
 
@@ -79,33 +78,6 @@ class SlirpCounters(Counter[str]):
 
     def snapshot(self) -> dict[str, int]:
         return dict(self)
-
-
-@dataclass(slots=True, eq=False)
-class TcpRelay:
-    """One guest TCP connection spliced to one host socket."""
-
-    flow: Flow | None
-    host: socket.socket
-    gw: Any = None  # the gateway stack's TcpSocket once accepted / connected
-    connecting: bool = True  # host connect (or, for a forward, the gateway's) in progress
-    held_syn: Frame | None = None
-    guest_mac: bytes = b""
-    to_host: bytearray = field(default_factory=bytearray)
-    to_guest: bytearray = field(default_factory=bytearray)
-    guest_eof: bool = False
-    host_eof: bool = False
-    host_shut: bool = False
-    guest_shut: bool = False
-    interest: int = 0
-    local_port: int = 0  # a forward's gateway-side port (not translated)
-    created: float = 0.0
-
-
-@dataclass(slots=True, eq=False)
-class UdpRelay:
-    flow: Flow
-    host: socket.socket
 
 
 class SlirpDevice:
@@ -301,12 +273,7 @@ class SlirpDevice:
             self.counters["guest.bad_arp"] += 1
             return
         if arp.op == ArpOp.REQUEST and arp.target_ip == self.config.dns:
-            reply = ArpPacket(op=ArpOp.REPLY, sender_mac=self.config.gateway_mac,
-                              sender_ip=self.config.dns, target_mac=arp.sender_mac,
-                              target_ip=arp.sender_ip)
-            self._inbox.append(Frame(build_ethernet(
-                EthernetHeader(dst=arp.sender_mac, src=self.config.gateway_mac,
-                               ethertype=EtherType.ARP), build_arp(reply))))
+            self._inbox.append(arp_reply(arp, self.config.gateway_mac))
             self.counters["arp.dns_answered"] += 1
             return
         self._to_gateway(frame, now)
@@ -323,12 +290,7 @@ class SlirpDevice:
         if reply is None:
             self.counters["dhcp.ignored"] += 1
             return
-        broadcast = IPv4Address("255.255.255.255")
-        udp = build_udp(67, 68, build_dhcp(reply), src=cfg.gateway, dst=broadcast)
-        ip = build_ipv4(IPv4Header(src=cfg.gateway, dst=broadcast, proto=IpProto.UDP), udp)
-        self._inbox.append(Frame(build_ethernet(
-            EthernetHeader(dst=BROADCAST_MAC, src=cfg.gateway_mac, ethertype=EtherType.IPV4),
-            ip)))
+        self._inbox.append(dhcp_reply_frame(reply, cfg.gateway, cfg.gateway_mac))
         self.counters[f"dhcp.{_type_name(reply)}"] += 1
 
     def _new_flow(self, frame: Frame, packet: Packet, now: float) -> Flow | None:
@@ -422,28 +384,7 @@ class SlirpDevice:
 
     def _reset_guest(self, frame: Frame, packet: Packet) -> None:
         """An RST from ``packet``'s destination, as a refusing host would send."""
-        data = frame.data
-        l4 = packet.l4
-        seq = int.from_bytes(data[l4 + 4:l4 + 8], "big")
-        ack = int.from_bytes(data[l4 + 8:l4 + 12], "big")
-        ip_len = (data[ETH + 2] << 8) | data[ETH + 3]
-        hlen = (data[l4 + 12] >> 4) * 4
-        seg_len = max(0, ip_len - (l4 - ETH) - hlen)
-        if packet.tcp_flags & _SYN:
-            seg_len += 1
-        if packet.tcp_flags & _ACK:
-            header = TcpHeader(src_port=packet.dport, dst_port=packet.sport, seq=ack, ack=0,
-                               flags=TcpFlags.RST, window=0)
-        else:
-            header = TcpHeader(src_port=packet.dport, dst_port=packet.sport, seq=0,
-                               ack=(seq + seg_len) & 0xFFFFFFFF,
-                               flags=TcpFlags.RST | TcpFlags.ACK, window=0)
-        src, dst = IPv4Address(packet.dst), IPv4Address(packet.src)
-        tcp = build_tcp(header, b"", src=src, dst=dst)
-        ip = build_ipv4(IPv4Header(src=src, dst=dst, proto=IpProto.TCP), tcp)
-        self._inbox.append(Frame(build_ethernet(
-            EthernetHeader(dst=bytes(data[6:12]), src=self.config.gateway_mac,
-                           ethertype=EtherType.IPV4), ip)))
+        self._inbox.append(rst_for(frame, packet, self.config.gateway_mac))
         self.counters["tcp.rst_sent"] += 1
 
     # -- host sockets -------------------------------------------------------------------------
@@ -506,57 +447,17 @@ class SlirpDevice:
             relay.gw = sock
 
     def _pump(self, relay: TcpRelay, now: float) -> None:
-        gw = relay.gw
-        if gw is None or relay.connecting:
+        if relay.gw is None or relay.connecting:
             return
         limit = self.config.buffer_limit
-        host = relay.host
         try:
-            # guest -> host
-            if not relay.guest_eof and len(relay.to_host) < limit:
-                try:
-                    data = gw.recv(limit - len(relay.to_host))
-                    if data:
-                        relay.to_host += data
-                    else:
-                        relay.guest_eof = True
-                except BlockingIOError:
-                    pass
-            if relay.to_host:
-                try:
-                    sent = host.send(relay.to_host)
-                    del relay.to_host[:sent]
-                except BlockingIOError:
-                    pass
-            if relay.guest_eof and not relay.to_host and not relay.host_shut:
-                relay.host_shut = True
-                with contextlib.suppress(OSError):
-                    host.shutdown(socket.SHUT_WR)
-            # host -> guest
-            if not relay.host_eof and len(relay.to_guest) < limit:
-                try:
-                    data = host.recv(limit - len(relay.to_guest))
-                    if data:
-                        relay.to_guest += data
-                    else:
-                        relay.host_eof = True
-                except BlockingIOError:
-                    pass
-            if relay.to_guest:
-                try:
-                    sent = gw.send(relay.to_guest, now)
-                    del relay.to_guest[:sent]
-                except BlockingIOError:
-                    pass
-            if relay.host_eof and not relay.to_guest and not relay.guest_shut:
-                relay.guest_shut = True
-                gw.shutdown(socket.SHUT_WR, now)
+            finished = splice(relay, limit, now)
         except OSError as exc:
             self.counters["tcp.relay_error"] += 1
             log.debug("slirp: relay ended by %s", exc)
             self._drop_relay(relay, now)
             return
-        if relay.guest_eof and relay.host_eof and relay.guest_shut and relay.host_shut:
+        if finished:
             self._drop_relay(relay, now)
             return
         want = 0
