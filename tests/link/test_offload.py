@@ -148,3 +148,21 @@ def test_check_frame_size_refuses_oversized_and_runt_frames() -> None:
         check_frame_size("d", Frame(bytes(1515)), caps)
     with pytest.raises(LinkUsageError):
         check_frame_size("d", Frame(bytes(13)), caps)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 20000), st.integers(200, 9000), st.integers(0, 0xFFFFFFFF),
+       st.integers(0, 0xFFFF))
+def test_segment_gso_preserves_the_byte_stream_for_any_size_and_mss(
+        size: int, mss: int, seq: int, ident: int) -> None:
+    payload = (bytes(range(251)) * (size // 251 + 1))[:size]
+    segments = segment_gso(gso_tcp(payload, mss, seq=seq, ident=ident))
+    assert len(segments) == max(1, -(-size // mss))
+    joined = b""
+    for index, segment in enumerate(segments):
+        ip, tcp, data = parse_frame_tcp(bytes(segment.data))  # both checksums verified
+        assert ip.ident == (ident + index) & 0xFFFF  # type: ignore[attr-defined]
+        assert tcp.seq == (seq + len(joined)) & 0xFFFFFFFF  # type: ignore[attr-defined]
+        assert len(data) <= mss
+        joined += data
+    assert joined == payload
