@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import time
 from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
 
 import pytest
 
@@ -16,16 +21,17 @@ from vipernet.runtime import Runtime
 from vipernet.stack import Stack, StackConfig
 
 MAC = bytes.fromhex("525400abcdef")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 pytestmark = pytest.mark.testbed
 
 
-def start_dhcp_server(bed: TestBed) -> None:
+def start_dhcp_server(bed: TestBed, address: str = "10.0.2.15") -> None:
     dnsmasq = require_binary("dnsmasq")
     bed.start([
         dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
         "--port=0", f"--interface={bed.tap}", "--bind-interfaces", "--user=root",
         "--no-ping", "--dhcp-authoritative",
-        "--dhcp-range=10.0.2.15,10.0.2.15,255.255.255.0,2m",
+        f"--dhcp-range={address},{address},255.255.255.0,2m",
         "--dhcp-option=option:router,10.0.2.2", "--dhcp-option=option:dns-server,10.0.2.3",
         f"--dhcp-leasefile={bed.workdir / 'leases'}", f"--pid-file={bed.workdir / 'pid'}",
     ])
@@ -79,3 +85,24 @@ def test_a_lease_from_dnsmasq_is_obtained_used_and_renewed_at_t1() -> None:
             if runtime is not None:
                 runtime.close()
             device.close()
+
+
+def test_netd_ip_dhcp_on_a_tap_takes_the_address_dnsmasq_hands_out() -> None:
+    with TestBed("dhc") as bed:
+        start_dhcp_server(bed, address="10.0.2.40")
+        sock = str(bed.workdir / "netd.sock")
+        env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        cli = [sys.executable, "-m", "vipernet.cli.main"]
+        proc = bed.start([*cli, "netd", "--link", f"tap:{bed.tap}", "--ip", "dhcp",
+                          "--socket", sock], env=env)
+        wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, timeout=30,
+                 what="netd's socket")
+        assert proc.poll() is None
+        info = subprocess.run([*cli, "info", "--json", "--socket", sock], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert info.returncode == 0, info.stderr
+        report = json.loads(info.stdout)
+        assert (report["ip"], report["prefix"], report["gateway"]) == ("10.0.2.40", 24,
+                                                                       "10.0.2.2")
+        ping = bed.ns(["ping", "-c", "1", "-W", "3", "10.0.2.40"], check=False)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
