@@ -181,3 +181,38 @@ def test_ssh_audit_client_mode_lists_our_algorithms_and_strict_kex(tmp_path: Pat
                 "hmac-sha1"):
         assert f") {alg} " in out or f") {alg}\n" in out, alg
     assert "(key) ssh-rsa " not in out  # no SHA-1 RSA signatures offered
+
+
+def test_interactive_sftp_on_a_tty_asks_about_the_host_key_and_shows_progress(
+        sshd: Sshd, tmp_path: Path) -> None:
+    local = tmp_path / "payload.bin"
+    local.write_bytes(os.urandom(30_000_000))
+    argv = [*_argv(sshd, tmp_path, "sftp", "-P"), "root@127.0.0.1"]
+    argv[argv.index("StrictHostKeyChecking=accept-new")] = "StrictHostKeyChecking=ask"
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.chdir(tmp_path)
+            os.execve(sys.executable, argv, _env())
+        finally:
+            os._exit(127)
+    seen = bytearray()
+    try:
+        _read_until(fd, b"(yes/no)? ", seen)
+        assert b"ssh-ed25519 key fingerprint is SHA256:" in seen
+        os.write(fd, b"yes\n")
+        _read_until(fd, b"sftp> ", seen)
+        os.write(fd, f"put payload.bin {tmp_path / 'remote.bin'}\n".encode())
+        _read_until(fd, b"100.0%", seen)
+        _read_until(fd, b"sftp> ", seen)
+        assert b"MB/s" in seen
+        os.write(fd, b"bye\n")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert (tmp_path / "remote.bin").read_bytes() == local.read_bytes()
+    assert (tmp_path / "kh").read_text().startswith("|1|")  # the answer was recorded

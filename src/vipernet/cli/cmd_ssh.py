@@ -62,13 +62,15 @@ def parse_options(items: list[str]) -> dict[str, str]:
 
 
 def _ask(question: str) -> bool:
+    """Ask on the controlling terminal (not stdin, which may carry data or a batch)."""
     try:
-        with open("/dev/tty", "r+") as tty_file:
-            tty_file.write(question)
-            tty_file.flush()
-            return tty_file.readline().strip().lower() in ("yes", "y")
+        # Unbuffered binary: a tty is not seekable, which text mode "r+" would require.
+        with open("/dev/tty", "r+b", buffering=0) as tty_file:
+            tty_file.write(question.encode())
+            answer = tty_file.readline()
     except OSError:
         return False
+    return answer.strip().lower() in (b"yes", b"y")
 
 
 def open_client(args: argparse.Namespace) -> SSHClient:
