@@ -243,3 +243,10 @@ def test_a_closed_device_refuses_use(bed: TestBed) -> None:
         tap.receive(0.0)
     with pytest.raises(DeviceClosed):
         tap.send(Frame(arp_request()), 0.0)
+
+
+def test_a_namespace_can_be_named_by_path(bed: TestBed) -> None:
+    with TapDevice.open(bed.tap, netns=f"/run/netns/{bed.name}") as tap:
+        gateway_mac(tap)
+    with pytest.raises(NoSuchInterface, match="namespace"):
+        TapDevice.open(bed.tap, netns="../etc")

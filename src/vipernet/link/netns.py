@@ -34,7 +34,12 @@ def _setns(fd: int, nstype: int) -> None:
 
 
 def namespace_path(name: str) -> str:
-    """Where ``ip netns`` keeps the namespace called ``name``; refuses path tricks."""
+    """Where ``ip netns`` keeps the namespace called ``name``; refuses path tricks.
+
+    An absolute path (``/proc/PID/ns/net``, a bind mount elsewhere) is taken as is.
+    """
+    if name.startswith("/"):
+        return name
     if not name or "/" in name or name in (".", ".."):
         raise NoSuchInterface(f"invalid network namespace name: {name!r}")
     return os.path.join(NETNS_RUN_DIR, name)
