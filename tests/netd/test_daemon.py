@@ -106,3 +106,8 @@ def test_link_specs_parse(text: str, netns: str | None, expected: LinkSpec) -> N
 def test_bad_link_specs_are_usage_errors(text: str) -> None:
     with pytest.raises(LinkSpecError):
         parse_link(text, netns="n2" if "@" in text else None)
+
+
+def test_link_specs_print_as_given() -> None:
+    assert str(parse_link("tap:vt0@ns1")) == "tap:vt0@ns1"
+    assert str(LinkSpec(kind="user", argument="")) == "user"

@@ -35,7 +35,8 @@ class LinkSpec:
 
     def __str__(self) -> str:
         where = f"@{self.netns}" if self.netns else ""
-        return f"{self.kind}:{self.argument}{where}"
+        argument = f":{self.argument}" if self.argument else ""
+        return f"{self.kind}{argument}{where}"
 
 
 def parse_link(text: str, *, netns: str | None = None) -> LinkSpec:
