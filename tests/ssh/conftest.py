@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -27,3 +29,19 @@ def sshd() -> Iterator[Sshd]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def throwaway_user() -> Iterator[tuple[str, str]]:
+    """A local user with a known password (for password / keyboard-interactive auth),
+    deleted afterwards."""
+    name = f"vn{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    subprocess.run(["useradd", "-M", "-d", "/tmp", "-s", "/bin/sh", name], check=True,
+                   capture_output=True)
+    try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}", text=True, check=True,
+                       capture_output=True)
+        yield name, password
+    finally:
+        subprocess.run(["userdel", "-f", name], check=False, capture_output=True)

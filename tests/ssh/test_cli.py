@@ -216,3 +216,31 @@ def test_interactive_sftp_on_a_tty_asks_about_the_host_key_and_shows_progress(
         os.close(fd)
     assert (tmp_path / "remote.bin").read_bytes() == local.read_bytes()
     assert (tmp_path / "kh").read_text().startswith("|1|")  # the answer was recorded
+
+
+def test_vipernet_ssh_asks_for_the_password_on_the_terminal(
+        sshd: Sshd, tmp_path: Path, throwaway_user: tuple[str, str]) -> None:
+    name, password = throwaway_user
+    argv = [sys.executable, "-m", "vipernet.cli.main", "ssh", "-p", str(sshd.port), "-o",
+            "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={tmp_path / 'kh'}",
+            f"{name}@127.0.0.1", "id -un; exit 9"]
+    env = dict(_env(), HOME=str(tmp_path))  # no default keys to try first
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(127)
+    seen = bytearray()
+    try:
+        _read_until(fd, f"{name}@127.0.0.1's password: ".encode(), seen)
+        os.write(fd, password.encode() + b"\n")
+        _read_until(fd, name.encode() + b"\r\n", seen)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 9
+        assert password.encode() not in seen  # not echoed
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)

@@ -6,8 +6,6 @@ import hashlib
 import os
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,20 +161,6 @@ def test_unknown_host_is_refused_under_strict_checking_and_learned_under_accept_
     found = subprocess.run(["ssh-keygen", "-F", f"[127.0.0.1]:{sshd.port}", "-f", str(kh)],
                            capture_output=True, text=True)
     assert found.returncode == 0 and "ssh-ed25519" in found.stdout
-
-
-@pytest.fixture
-def throwaway_user() -> Iterator[tuple[str, str]]:
-    name = f"vn{uuid.uuid4().hex[:8]}"
-    password = uuid.uuid4().hex
-    subprocess.run(["useradd", "-M", "-d", "/tmp", "-s", "/bin/sh", name], check=True,
-                   capture_output=True)
-    try:
-        subprocess.run(["chpasswd"], input=f"{name}:{password}", text=True, check=True,
-                       capture_output=True)
-        yield name, password
-    finally:
-        subprocess.run(["userdel", "-f", name], check=False, capture_output=True)
 
 
 def test_password_authentication_with_a_throwaway_user(sshd: Sshd, tmp_path: Path,
