@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import socket
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -44,10 +46,46 @@ SEEDS = [tcp_syn("10.0.2.9", 80), tcp_syn("10.0.2.2", 9), udp_datagram("10.0.2.9
          udp_datagram("10.0.2.3", 9, b"x" * 40)]
 
 
-def new_device() -> SlirpDevice:
-    # restrict: nothing a fuzzed frame says can reach past loopback or the DNS upstream.
-    return SlirpDevice(SlirpConfig(restrict=True, dns_upstream=("127.0.0.1", 9)),
-                       rng=random.Random(0))
+def _sink_port() -> int:
+    """A loopback port this module holds for both TCP and UDP: where every relay goes."""
+    for _ in range(50):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = int(udp.getsockname()[1])
+        tcp = socket.socket()
+        try:
+            tcp.bind(("127.0.0.1", port))
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        tcp.listen(64)
+        _SINKS.extend((udp, tcp))
+        return port
+    raise RuntimeError("no loopback port free for both TCP and UDP")
+
+
+_SINKS: list[socket.socket] = []
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SinkConfig(SlirpConfig):
+    """Whatever a fuzzed frame names, the relay only ever reaches this test's own sockets
+    (never a port another test on this machine listens on)."""
+
+    sink: int = 0
+
+    def host_target(self, dst: IPv4Address, port: int, *,
+                    resolv_conf: str = "/etc/resolv.conf") -> tuple[str, int] | None:
+        if SlirpConfig.host_target(self, dst, port, resolv_conf=resolv_conf) is None:
+            return None
+        return ("127.0.0.1", self.sink)
+
+
+def new_device(*, max_flows: int = 4096) -> SlirpDevice:
+    sink = _sink_port() if not _SINKS else int(_SINKS[0].getsockname()[1])
+    return SlirpDevice(SinkConfig(sink=sink, dns_upstream=("127.0.0.1", sink),
+                                  max_flows=max_flows), rng=random.Random(0))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -81,7 +119,7 @@ def test_corrupted_real_frames_never_break_the_gateway(seed: bytes, at: int, jun
 
 
 def test_a_syn_to_a_restricted_destination_gets_an_rst_with_a_valid_checksum() -> None:
-    device = new_device()
+    device = SlirpDevice(SlirpConfig(restrict=True), rng=random.Random(0))
     try:
         device.send(Frame(tcp_syn("192.0.2.1", 80)), 0.0)
         [rst] = [f for f in device.receive(0.0) if inspect(f.data) is not None]
@@ -140,8 +178,7 @@ def test_a_handshake_the_guest_never_finishes_is_dropped_with_its_host_socket() 
 
 
 def test_the_number_of_flows_is_capped() -> None:
-    device = SlirpDevice(SlirpConfig(max_flows=2, dns_upstream=("127.0.0.1", 9)),
-                         rng=random.Random(0))
+    device = new_device(max_flows=2)
     try:
         for port in (1001, 1002, 1003):
             device.send(Frame(udp_datagram("10.0.2.2", port, b"x")), 0.0)
