@@ -17,7 +17,7 @@ import pytest
 
 from vipernet.ssh.algorithms import Preferences
 from vipernet.ssh.client import SSHClient
-from vipernet.ssh.errors import AuthenticationFailed
+from vipernet.ssh.errors import AuthenticationFailed, SSHTimeout
 from vipernet.ssh.keys import UserKey
 
 
@@ -149,3 +149,48 @@ def test_keepalive_requests_are_answered_by_paramiko(peer: Any) -> None:
         end = time.monotonic() + 0.5
         client.pump(lambda: time.monotonic() > end, timeout=5)
         assert client.conn._keepalive_unanswered <= 1
+
+
+def test_a_server_that_goes_silent_is_detected_by_keepalives(peer: Any) -> None:
+    import time
+
+    sock, _transport, _server, user = peer
+    # A relay between our client and the paramiko server that can stop passing replies.
+    ours, relay_end = socket.socketpair()
+    silent = threading.Event()
+    stop = threading.Event()
+
+    def relay(src: socket.socket, dst: socket.socket, gated: bool) -> None:
+        src.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                data = src.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            if not (gated and silent.is_set()):
+                dst.sendall(data)
+
+    threads = [threading.Thread(target=relay, args=(relay_end, sock, False), daemon=True),
+               threading.Thread(target=relay, args=(sock, relay_end, True), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        client = SSHClient.connect(sock=ours, username="alice", keys=[user],
+                                   verify_host_key=lambda key: None, timeout=20,
+                                   keepalive_interval=0.1)
+        silent.set()
+        start = time.monotonic()
+        with pytest.raises(SSHTimeout, match="keepalive"):
+            client.pump(lambda: False, timeout=10)
+        assert time.monotonic() - start < 2.0  # 3 unanswered at 0.1 s intervals
+        client.close()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(2)
+        ours.close()
+        relay_end.close()
