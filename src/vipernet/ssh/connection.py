@@ -142,6 +142,11 @@ class SSHConnection:
             raise
         if self._keepalive_at is not None and now >= self._keepalive_at \
                 and self.keepalive_interval:
+            if not self.auth.done:
+                # Global requests are only meaningful after authentication (the handshake
+                # has its own timeout); try again one interval later.
+                self._keepalive_at = now + self.keepalive_interval
+                return
             if self._keepalive_unanswered >= self.keepalive_max:
                 self.error = SSHTimeout(f"server did not answer {self.keepalive_max} "
                                         "keepalives")
