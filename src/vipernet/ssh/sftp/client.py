@@ -70,8 +70,8 @@ class SFTPClient:
     @classmethod
     def start(cls, ssh: SSHClient, timeout: float = 30.0) -> SFTPClient:
         ch = ssh.open_channel(window=SFTP_WINDOW, max_packet=256 * 1024)
+        client = cls(ssh, ch)  # takes the channel's data from now on
         ssh.request(ch, lambda: ch.subsystem("sftp"), "the sftp subsystem")
-        client = cls(ssh, ch)
         ch.write(_U32.pack(5) + bytes([Fxp.INIT]) + _U32.pack(SFTP_VERSION))
         ssh.pump(lambda: client._version is not None or ch.closed, timeout=timeout,
                  what="SFTP VERSION")
