@@ -322,7 +322,8 @@ class Framer:
         if len(buf) < 4 + length:
             return None
         (rid,) = _U32.unpack_from(buf, 5)
-        body = bytes(buf[9 : 4 + length])
+        with memoryview(buf) as view:  # one copy, and released before the resize below
+            body = bytes(view[9 : 4 + length])
         del buf[: 4 + length]
         return kind, rid, body
 
