@@ -63,6 +63,20 @@ print(total, elapsed, flush=True)
 """
 
 
+def _accepting(path: str) -> bool:
+    """netd's socket file appears at bind(); it is usable once connect() succeeds."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
 def mbps(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e6
 
@@ -177,7 +191,8 @@ def through_netd(mb: int) -> tuple[float, float]:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "VIPERNET_SOCKET": path}
         proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
                           f"tap:{bed.tap}", "--socket", path], env=env)
-        wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd socket")
+        wait_for(lambda: _accepting(path) or proc.poll() is not None, what="netd socket",
+                 timeout=30)
         os.environ["VIPERNET_SOCKET"] = path
         os.environ.pop("VIPER_KERNEL_ENABLE_NET", None)
         from vipernet import socket as vsocket

@@ -94,6 +94,20 @@ while True:
 """
 
 
+def _accepting(path: str) -> bool:
+    """netd's socket file appears at bind(); it is usable once connect() succeeds."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
 def rss_mb(pid: int | str = "self") -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -241,7 +255,8 @@ def netd_idle(n_idle: int) -> tuple[float, float, float, float]:
         env.pop("VIPER_KERNEL_ENABLE_NET", None)
         proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
                           f"tap:{bed.tap}", "--socket", path], env=env)
-        wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd socket")
+        wait_for(lambda: _accepting(path) or proc.poll() is not None, what="netd socket",
+                 timeout=30)
         srv = bed.start([sys.executable, "-c", ACCEPTOR, "10.0.2.2", "hold"],
                         stdout=subprocess.PIPE)
         assert srv.stdout is not None

@@ -22,6 +22,19 @@ MB = int(os.environ.get("VIPERNET_TCP_NETD_MB", "100"))
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
+def _accepting(path: str) -> bool:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
 @pytest.fixture
 def netd(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestBed]:
     from vipernet.netclient import client as netclient
@@ -34,7 +47,9 @@ def netd(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestBed]:
         env.pop("VIPER_KERNEL_ENABLE_NET", None)
         proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
                           f"tap:{bed.tap}", "--socket", path], env=env)
-        wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd socket")
+        # the socket file appears at bind(); wait until netd really accepts on it
+        wait_for(lambda: _accepting(path) or proc.poll() is not None, what="netd socket",
+                 timeout=30)
         assert proc.poll() is None, "netd exited"
         monkeypatch.setenv("VIPERNET_SOCKET", path)
         monkeypatch.delenv("VIPER_KERNEL_ENABLE_NET", raising=False)
