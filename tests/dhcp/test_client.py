@@ -6,6 +6,8 @@ import random
 from ipaddress import IPv4Address, IPv4Interface
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.dhcp.server import (
     CLIENT_MAC,
@@ -311,3 +313,23 @@ def test_a_missing_mask_falls_back_to_the_classful_prefix_and_off_link_routers_a
     lease = lease_from_ack(ack, SERVER_MAC, 5.0)
     assert lease.address == IPv4Interface("10.9.8.7/8")
     assert lease.router is None and lease.expires_at == 605.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([MessageType.OFFER, MessageType.ACK, MessageType.NAK]),
+       st.integers(min_value=14, max_value=340), st.binary(min_size=1, max_size=8),
+       st.booleans())
+def test_corrupted_replies_in_any_state_never_raise(kind: MessageType, at: int, junk: bytes,
+                                                    trusted: bool) -> None:
+    client = bound() if kind != MessageType.OFFER else new_client()
+    if client.state is State.INIT:
+        client.start(0.0)
+    elif client.lease is not None:
+        client.poll(client.lease.renew_at)  # RENEWING: ACK and NAK are both expected
+    frames = client.transmit()
+    request = parse_frame_as_server(frames[-1])[2]
+    data = bytearray(reply(request, kind).data)
+    data[at:at + len(junk)] = junk
+    client.receive(Frame(bytes(data), Offload(data_valid=True) if trusted else None), 500.0)
+    assert client.state in (State.SELECTING, State.REQUESTING, State.RENEWING, State.BOUND)
+    client.poll(1e6)  # timers still run after whatever that frame did
