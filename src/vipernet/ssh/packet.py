@@ -220,5 +220,6 @@ class PacketOpener:
             self.sequence = (self.sequence + 1) & 0xFFFFFFFF
             self.packets += 1
             self.bytes_since_rekey += total
-            return first[5:] + rest[: len(rest) - pad]
+            payload: bytes = first[5:] + rest[: len(rest) - pad]
+            return payload
         return self._finish(first[4:] + rest, total)
