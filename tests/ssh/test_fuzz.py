@@ -128,3 +128,29 @@ def test_sftp_framer_and_response_parser_only_raise_typed_errors(data: bytes) ->
 def test_each_sftp_response_type_only_raises_typed_errors(kind: int, body: bytes) -> None:
     with contextlib.suppress(VipernetError):
         parse_response(kind, body)
+
+
+@SETTINGS
+@given(st.sampled_from([6, 51, 52, 53, 60, 61, 99]), st.binary(max_size=120))
+def test_authentication_messages_only_raise_typed_errors(msg: int, body: bytes) -> None:
+    from vipernet.ssh.auth import AuthClient
+
+    auth = AuthClient("u", password="pw")
+    with contextlib.suppress(VipernetError):
+        auth.handle(bytes([Msg.SERVICE_ACCEPT]) + b"\x00\x00\x00\x0cssh-userauth", b"s", ())
+        auth.handle(bytes([msg]) + body, b"sid", ())
+        auth.method = "keyboard-interactive"
+        auth.handle(bytes([60]) + body, b"sid", ())
+
+
+@SETTINGS
+@given(st.sampled_from(["ssh-ed25519", "rsa-sha2-256", "ecdsa-sha2-nistp256"]),
+       st.binary(max_size=200), st.binary(max_size=200))
+def test_host_key_and_signature_checks_only_raise_typed_errors(alg: str, blob: bytes,
+                                                               sig: bytes) -> None:
+    from vipernet.ssh.hostkey import KEY_TYPE_OF_ALGORITHM, parse_host_key, verify_signature
+
+    key_type = KEY_TYPE_OF_ALGORITHM[alg].encode()
+    blob = len(key_type).to_bytes(4, "big") + key_type + blob
+    with contextlib.suppress(VipernetError):
+        verify_signature(parse_host_key(blob), alg, sig, b"exchange hash")
