@@ -179,3 +179,72 @@ def test_a_failing_device_stops_the_loop_thread_and_wakes_waiters(rig: Rig) -> N
     assert runtime.wait_until(lambda: False, timeout=5.0) is False
     assert isinstance(runtime.error, OSError)
     runtime.stop()
+
+
+def test_client_threads_exchange_datagrams_over_loopback_in_thread_mode(rig: Rig) -> None:
+    stack, _device, runtime = rig
+    runtime.start_thread()
+    try:
+        server = runtime.call(stack.udp_socket)
+        runtime.call(lambda: server.bind(("", 7)))
+        errors: list[BaseException] = []
+
+        def echo() -> None:
+            try:
+                for _ in range(400):
+                    assert runtime.wait_until(lambda: server.readable, timeout=5.0)
+                    data, peer = runtime.call(lambda: server.recvfrom(65536))
+                    runtime.call(lambda d=data, p=peer: server.sendto(  # type: ignore[misc]
+                        d, p, runtime.clock()))
+            except BaseException as exc:  # surfaced by the main thread
+                errors.append(exc)
+
+        def client(tag: int) -> None:
+            try:
+                sock = runtime.call(stack.udp_socket)
+                runtime.call(lambda: sock.connect(("10.0.2.15", 7), runtime.clock()))
+                for i in range(200):
+                    message = b"%d:%d" % (tag, i)
+                    runtime.call(lambda m=message: sock.send(m, runtime.clock()))  # type: ignore[misc]
+                    assert runtime.wait_until(lambda: sock.readable, timeout=5.0)
+                    assert runtime.call(lambda: sock.recv(100)) == message
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=echo)] + [
+            threading.Thread(target=client, args=(t,)) for t in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30.0)
+        assert errors == []
+        assert stack.counters["ipv4.tx.loopback"] == 800
+    finally:
+        runtime.stop()
+
+
+def test_datagram_to_ourselves_from_an_fd_callback_is_seen_by_hooks_in_the_same_iteration(
+        rig: Rig) -> None:
+    stack, _device, runtime = rig
+    server = stack.udp_socket()
+    server.bind(("", 7))
+    client = stack.udp_socket()
+    seen: list[set[object]] = []
+    runtime.add_hook(lambda now: seen.append(stack.take_changed()) or None)  # type: ignore[func-returns-value]
+    a, b = socket.socketpair()
+    try:
+        def on_ready(mask: int) -> None:
+            a.recv(10)
+            client.sendto(b"self", ("10.0.2.15", 7), runtime.clock())
+
+        runtime.register(a, on_ready)
+        runtime.run_once(0)
+        seen.clear()
+        b.send(b"go")
+        runtime.run_once(1.0)
+        assert any(server in changed for changed in seen)
+        assert server.recv(10) == b"self"
+        runtime.unregister(a)
+    finally:
+        a.close()
+        b.close()

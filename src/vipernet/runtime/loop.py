@@ -51,6 +51,7 @@ Clock = Callable[[], float]
 Hook = Callable[[float], float | None]
 FdCallback = Callable[[int], None]
 
+_LOCAL_ROUNDS = 4
 _DEVICE = object()  # selector data markers for our own fds
 _WAKE = object()
 
@@ -181,7 +182,14 @@ class Runtime:
         stack_deadline = stack.next_deadline()
         if stack_deadline is not None and stack_deadline <= now:
             stack.poll(now)
-        self._run_hooks(now)
+        # Packets to our own address (sent by fd callbacks, timers, hooks) are delivered
+        # before the hooks look at readiness, and again after hooks that sent more; a
+        # ping-pong with ourselves is cut after a few rounds (next_deadline() is then 0).
+        for _ in range(_LOCAL_ROUNDS):
+            stack.deliver_local(now)
+            self._run_hooks(now)
+            if not stack.has_local:
+                break
         self._flush(now)
 
     def _run_timers(self, now: float) -> None:
@@ -285,6 +293,9 @@ class Runtime:
                 deadline = self.next_deadline()
                 if deadline is not None and deadline < self._wait_until:
                     self.wake()
+                # fn may have made another thread's socket ready without any frame moving
+                # (a datagram to ourselves): let every waiter re-check its predicate.
+                self._cond.notify_all()
         return result
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool:

@@ -165,6 +165,20 @@ class Stack:
                 deadlines.append(tcp)
         return min(deadlines) if deadlines else None
 
+    @property
+    def has_local(self) -> bool:
+        """Packets we sent to our own address are waiting for :meth:`deliver_local`."""
+        return self.ipv4.has_loopback
+
+    def deliver_local(self, now: float) -> None:
+        """Deliver the packets we sent to ourselves (``transmit()`` and ``poll()`` do it too).
+
+        A driver that watches ``take_changed()`` calls this before looking, so a datagram
+        sent to our own address makes its receiver ready in the same iteration.
+        """
+        if self.ipv4.has_loopback:
+            self._run_loopback(now)
+
     def _run_loopback(self, now: float | None = None) -> None:
         # Loopback delivery has no clock of its own; the last known time is close enough
         # (no timer depends on a looped-back packet's arrival time).
