@@ -235,3 +235,17 @@ def test_rekey_by_time_happens_when_the_interval_passes(sshd: Sshd, tmp_path: Pa
         client.pump(lambda: time.monotonic() > deadline, timeout=5)
         assert client.exec("echo after").stdout == b"after\n"
         assert client.conn.transport.kex_count >= 3
+
+
+def test_an_ecdsa_host_key_verifies_when_asked_for(tmp_path: Path) -> None:
+    server = Sshd(host_keys=("ecdsa",), user_keys=("ed25519",))
+    try:
+        with SSHClient.connect("127.0.0.1", server.port, username="root",
+                               key_filename=str(server.user_keys["ed25519"]),
+                               known_hosts=str(tmp_path / "kh"),
+                               prefs=Preferences(host_key=("ecdsa-sha2-nistp256",))) as client:
+            n = client.conn.transport.negotiated
+            assert n is not None and n.host_key == "ecdsa-sha2-nistp256"
+            assert client.exec("echo ec").stdout == b"ec\n"
+    finally:
+        server.stop()
