@@ -92,6 +92,16 @@ def test_listing_rename_remove_mkdir_rmdir(sftp: SFTPClient, tmp_path: Path) -> 
     assert not d.exists()
 
 
+def test_rename_refuses_an_existing_target_but_posix_rename_replaces_it(
+        sftp: SFTPClient, tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"new")
+    (tmp_path / "b").write_bytes(b"old")
+    with pytest.raises(SFTPError):
+        sftp.rename(str(tmp_path / "a"), str(tmp_path / "b"))
+    sftp.posix_rename(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert (tmp_path / "b").read_bytes() == b"new" and not (tmp_path / "a").exists()
+
+
 def test_stat_lstat_fstat_setstat_and_symlinks(sftp: SFTPClient, tmp_path: Path) -> None:
     f = tmp_path / "f"
     f.write_bytes(b"x" * 1234)

@@ -296,6 +296,14 @@ class SFTPClient:
     def rename(self, old: str, new: str) -> None:
         self._expect_status(self._call(Fxp.RENAME, self._path(old), self._path(new), path=old))
 
+    def posix_rename(self, old: str, new: str) -> None:
+        """Rename, replacing ``new`` if it exists (OpenSSH's posix-rename extension; plain
+        SFTP v3 RENAME refuses an existing target)."""
+        if "posix-rename@openssh.com" not in self.extensions:
+            raise SFTPError("server lacks posix-rename@openssh.com", Fx.OP_UNSUPPORTED, old)
+        self._expect_status(self._call(Fxp.EXTENDED, "posix-rename@openssh.com",
+                                       self._path(old), self._path(new), path=old))
+
     def _name(self, resp: object) -> str:
         if not isinstance(resp, list) or len(resp) != 1:
             raise SFTPProtocolError("expected a NAME with one entry")
