@@ -158,3 +158,18 @@ def test_off_link_destination_without_a_gateway_is_enetunreach() -> None:
     with pytest.raises(OSError) as info:
         stack.udp_socket().sendto(b"far", ("192.0.2.1", 9), 0.0)
     assert info.value.errno == errno.ENETUNREACH
+
+
+def test_set_address_keeps_an_on_link_gateway_and_drops_an_off_link_one() -> None:
+    stack = make_stack()
+    stack.set_address(IPv4Interface("10.0.2.20/24"), 1.0)
+    assert stack.config.gateway == IPv4Address("10.0.2.2")
+    stack.set_address(IPv4Interface("192.168.7.5/24"), 2.0)
+    assert stack.config.gateway is None
+    stack.set_address(IPv4Interface("192.168.7.5/24"), 3.0, gateway=IPv4Address("192.168.7.1"))
+    assert stack.config.gateway == IPv4Address("192.168.7.1")
+    sock = stack.udp_socket()
+    sock.sendto(b"x", ("8.8.8.8", 53), 4.0)
+    [request] = [a for a in arps(stack.transmit()) if a.target_ip != a.sender_ip]
+    assert request.target_ip == IPv4Address("192.168.7.1")
+    assert request.sender_ip == IPv4Address("192.168.7.5")

@@ -31,6 +31,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
+from vipernet.errors import UsageError
 from vipernet.link.frame import DeviceCapabilities, Frame, Offload
 from vipernet.stack.arp_cache import QueuedPacket
 from vipernet.stack.arp_layer import ArpLayer
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 _ETHERTYPE_IPV4 = 0x0800
 _ETHERTYPE_ARP = 0x0806
 _IPV4_TYPE_BYTES = b"\x08\x00"
+
+KEEP_GATEWAY: object = object()  # set_address(): leave the gateway as it is
 
 IcmpErrorListener = Callable[[IcmpErrorEvent, float], None]
 
@@ -265,11 +268,24 @@ class Stack:
     # -- configuration --------------------------------------------------------------------------
 
     def set_address(self, ip: IPv4Interface, now: float, *,
-                    gateway: IPv4Address | None = None) -> None:
-        """Change our address (and gateway); announces it with a gratuitous ARP."""
+                    gateway: IPv4Address | object | None = KEEP_GATEWAY) -> None:
+        """Change our address (and, if given, the gateway; None removes it).
+
+        Without ``gateway`` the current one is kept if it is on-link in the new network,
+        dropped otherwise.  The change is announced with a gratuitous ARP, and a TCP layer
+        offering ``address_changed(ip)`` is told.
+        """
+        if gateway is KEEP_GATEWAY:
+            old = self.config.gateway
+            gateway = old if old is not None and old in ip.network else None
+        if gateway is not None and not isinstance(gateway, IPv4Address):
+            raise UsageError(f"gateway must be an IPv4Address or None, not {gateway!r}")
         self.config = replace(self.config, ip=ip, gateway=gateway)
         self._our_ip = ip.ip.packed
         self.arp.gratuitous()
+        notify = getattr(self._tcp, "address_changed", None)
+        if notify is not None:
+            notify(ip.ip)
 
     def arp_entries(self, now: float) -> dict[IPv4Address, bytes]:
         return self.arp.cache.entries(now)
