@@ -47,6 +47,19 @@ def test_vipernet_ssh_runs_a_command_and_returns_its_exit_status(sshd: Sshd,
     assert (r.returncode, r.stdout, r.stderr) == (7, b"out\n", b"err\n")
 
 
+def test_vipernet_ssh_shows_the_server_banner_on_stderr(tmp_path: Path) -> None:
+    banner = tmp_path / "banner"
+    banner.write_text("Authorised use only.\n")
+    server = Sshd(extra=f"Banner {banner}\n", user_keys=("ed25519",))
+    try:
+        r = subprocess.run([*_argv(server, tmp_path, "ssh", "-p"), "root@127.0.0.1", "true"],
+                           env=_env(), capture_output=True, stdin=subprocess.DEVNULL,
+                           timeout=30)
+    finally:
+        server.stop()
+    assert (r.returncode, r.stderr) == (0, b"Authorised use only.\n")
+
+
 def test_vipernet_ssh_forwards_stdin_to_the_command(sshd: Sshd, tmp_path: Path) -> None:
     data = os.urandom(500_000)
     r = subprocess.run([*_argv(sshd, tmp_path, "ssh", "-p"), "root@127.0.0.1", "sha256sum"],

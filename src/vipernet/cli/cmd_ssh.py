@@ -100,11 +100,14 @@ def open_client(args: argparse.Namespace) -> SSHClient:
             return None
         return getpass.getpass(f"{user}@{host}'s password: ")
 
-    return SSHClient.connect(
+    client = SSHClient.connect(
         host, args.port, username=user, keys=keys, known_hosts=known, policy=policy,
         ask=_ask, timeout=timeout, keepalive_interval=alive,
         password_prompt=password_prompt if use_password else None,
         connect=lambda h, p, t: transport_connect(h, p, timeout=t))
+    if client.conn.auth.banner:  # the server's pre-login banner, shown as OpenSSH does
+        sys.stderr.write(client.conn.auth.banner)
+    return client
 
 
 @contextlib.contextmanager
