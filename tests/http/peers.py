@@ -25,7 +25,8 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
-    access_log off;
+    log_format conn '$connection $connection_requests "$request"';
+    access_log {access_log};
     client_body_temp_path {d}/tmp_body;
     proxy_temp_path {d}/tmp_proxy;
     fastcgi_temp_path {d}/tmp_fastcgi;
@@ -64,10 +65,11 @@ class Nginx:
     def __init__(self, binary: str, host: str = "127.0.0.1", *,
                  prefix: Sequence[str] = (), port: int | None = None,
                  ready: Callable[[str, int], bool] = port_open,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, log_requests: bool = False) -> None:
         """``prefix`` runs nginx under e.g. ``ip netns exec NS``; then give ``port`` and a
         ``ready(host, port)`` probe that looks inside the namespace; ``tls`` is a
-        (certificate, key) pair to serve https (TLS 1.3 only)."""
+        (certificate, key) pair to serve https (TLS 1.3 only); ``log_requests`` keeps an
+        access log that :meth:`requests` reads (off by default: benchmarks run without)."""
         self.dir = Path(tempfile.mkdtemp(prefix="vipernet-http-nginx-"))
         os.chmod(self.dir, 0o755)  # workers run as nobody and must read the web root
         self.www = self.dir / "www"
@@ -82,8 +84,9 @@ class Nginx:
                 tls_conf = "" if tls is None else (
                     f" ssl;\n        ssl_certificate {tls[0]};\n"
                     f"        ssl_certificate_key {tls[1]};\n        ssl_protocols TLSv1.3")
+                log = f"{self.dir}/access.log conn" if log_requests else "off"
                 conf.write_text(NGINX_CONF.format(d=self.dir, host=host, port=self.port,
-                                                  tls=tls_conf))
+                                                  tls=tls_conf, access_log=log))
                 self.proc = subprocess.Popen(
                     [*prefix, binary, "-c", str(conf), "-p", str(self.dir), "-e",
                      str(self.dir / "error.log")],
@@ -101,6 +104,17 @@ class Nginx:
         except BaseException:
             self.close()
             raise
+
+    def requests(self) -> list[tuple[int, str]]:
+        """(nginx's serial number of the TCP connection, request line) for each request
+        served so far, oldest first; needs ``log_requests``."""
+        path = self.dir / "access.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        served = []
+        for line in lines:
+            connection, _count, request = line.split(" ", 2)
+            served.append((int(connection), request.strip('"')))
+        return served
 
     def add_file(self, name: str, data: bytes) -> Path:
         path = self.www / name

@@ -46,7 +46,7 @@ def stack_bed() -> Iterator[StackBed]:
     nginx = None
     try:
         nginx = Nginx(nginx_bin, GATEWAY, prefix=bed.ns_argv([]), port=80,
-                      ready=bed.tcp_port_open)
+                      ready=bed.tcp_port_open, log_requests=True)
         data = os.urandom(SIZE)
         nginx.add_file("file", data)
         nginx.add_file("small", b"small over the stack\n")
@@ -91,6 +91,10 @@ def test_sequential_requests_through_netd_reuse_one_tcp_connection(
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert proc.stdout == b"small over the stack\n" * 3
     assert b"connections opened 1, reused 2" in proc.stderr
+    # nginx agrees: the three requests arrived over one and the same TCP connection.
+    served = stack_bed.nginx.requests()[-3:]
+    assert [request for _, request in served] == ["GET /small HTTP/1.1"] * 3
+    assert len({connection for connection, _ in served}) == 1
 
 
 def test_https_through_netd_to_openssl_s_server_with_a_test_ca(stack_bed: StackBed) -> None:
