@@ -284,3 +284,28 @@ def test_a_request_for_another_address_is_nakked() -> None:
         (OptionCode.MESSAGE_TYPE, bytes((MessageType.RELEASE,))),))
     assert answer(release, address=IPv4Interface("10.0.2.15/24"),
                   server=IPv4Address("10.0.2.2"), dns=IPv4Address("10.0.2.3")) is None
+
+
+def test_a_refused_datagram_comes_back_to_the_guest_as_port_unreachable(rig: Rig) -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nobody listens there now: the host answers ICMP port unreachable
+    sock = rig.guest.udp_socket()
+    sock.connect(("10.0.2.2", port), time.monotonic())
+    sock.send(b"anyone?", time.monotonic())
+    errors: list[int] = []
+
+    def refused() -> bool:
+        try:
+            sock.recv(100)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            errors.append(exc.errno or 0)
+            return True
+        return False
+
+    rig.until(refused)
+    assert errors == [errno.ECONNREFUSED]
+    assert rig.device.counters["udp.unreachable_sent"] == 1

@@ -57,7 +57,7 @@ from vipernet.slirp.nat import (
     to_guest,
 )
 from vipernet.slirp.relay import TcpRelay, UdpRelay, splice
-from vipernet.slirp.replies import arp_reply, dhcp_reply_frame, rst_for
+from vipernet.slirp.replies import arp_reply, dhcp_reply_frame, port_unreachable, rst_for
 from vipernet.stack import Stack, StackConfig
 from vipernet.wire.arp import ArpOp, parse_arp
 from vipernet.wire.ethernet import EtherType
@@ -254,6 +254,8 @@ class SlirpDevice:
             return
         if packet.more:
             _remember(self._frag_out, (packet.src, packet.ident), flow)
+        if isinstance(relay, UdpRelay):
+            relay.quote = bytes(data[ETH:packet.l4 + 8])
         self._translate_in(frame, packet, flow, now)
 
     def _translate_in(self, frame: Frame, packet: Packet, flow: Flow, now: float) -> None:
@@ -520,8 +522,16 @@ class SlirpDevice:
                 data = relay.host.recv(65535)
             except BlockingIOError:
                 return
+            except ConnectionRefusedError:
+                # The host said "port unreachable": tell the guest the same way.
+                self.counters["udp.unreachable_sent"] += 1
+                if relay.quote and self._guest_mac:
+                    self._inbox.append(port_unreachable(
+                        relay.quote, src=IPv4Address(flow.dest_ip), dst_mac=self._guest_mac,
+                        gateway_mac=self.config.gateway_mac))
+                continue
             except OSError:
-                self.counters["udp.host_error"] += 1  # e.g. ECONNREFUSED from an ICMP error
+                self.counters["udp.host_error"] += 1
                 continue
             flow.last_used = now
             try:

@@ -41,6 +41,7 @@ class TcpRelay:
 class UdpRelay:
     flow: Flow
     host: socket.socket
+    quote: bytes = b""  # the guest's last datagram's IP header + 8 bytes, for ICMP errors
 
 
 def splice(relay: TcpRelay, limit: int, now: float) -> bool:

@@ -1,5 +1,6 @@
-"""Frames the gateway makes up itself: an RST for a refused connection, an ARP reply for
-the DNS address, a DHCP reply (broadcast: the guest has no address yet)."""
+"""Frames the gateway makes up itself: an RST for a refused connection, an ICMP port
+unreachable for a refused datagram, an ARP reply for the DNS address, a DHCP reply
+(broadcast: the guest has no address yet)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from vipernet.link.frame import Frame
 from vipernet.slirp.nat import ETH, Packet
 from vipernet.wire.arp import ArpOp, ArpPacket, build_arp
 from vipernet.wire.ethernet import BROADCAST_MAC, EthernetHeader, EtherType, build_ethernet
+from vipernet.wire.icmp import IcmpError, IcmpType, UnreachableCode, build_icmp
 from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4
 from vipernet.wire.tcp import TcpFlags, TcpHeader, build_tcp
 from vipernet.wire.udp import build_udp
@@ -56,4 +58,16 @@ def dhcp_reply_frame(reply: DhcpMessage, server: IPv4Address, server_mac: bytes)
     udp = build_udp(67, 68, build_dhcp(reply), src=server, dst=_BROADCAST_IP)
     ip = build_ipv4(IPv4Header(src=server, dst=_BROADCAST_IP, proto=IpProto.UDP), udp)
     return Frame(build_ethernet(EthernetHeader(dst=BROADCAST_MAC, src=server_mac,
+                                               ethertype=EtherType.IPV4), ip))
+
+
+def port_unreachable(quote: bytes, *, src: IPv4Address, dst_mac: bytes,
+                     gateway_mac: bytes) -> Frame:
+    """ICMP destination unreachable (port) from ``src``, quoting the guest's datagram
+    (``quote``: its IP header and first 8 payload bytes, as the guest sent them)."""
+    guest = IPv4Address(quote[12:16])
+    icmp = build_icmp(IcmpError(type=IcmpType.DEST_UNREACHABLE, code=UnreachableCode.PORT,
+                                quoted=quote))
+    ip = build_ipv4(IPv4Header(src=src, dst=guest, proto=IpProto.ICMP), icmp)
+    return Frame(build_ethernet(EthernetHeader(dst=dst_mac, src=gateway_mac,
                                                ethertype=EtherType.IPV4), ip))
