@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -214,8 +215,6 @@ def test_https_to_a_plain_http_port_is_a_tls_failure(nginx: tuple[Nginx, str]) -
     assert proc.returncode == 35, proc.stderr
 
 
-
-
 @pytest.mark.testbed
 def test_httpx_over_vipernet_tls_fetches_from_s_server(s_server: dict[str, Any]) -> None:
     import httpx
@@ -280,4 +279,5 @@ def test_cli_shows_a_progress_bar_only_when_stderr_is_a_terminal(
     assert sha256_file(out) == digest
     assert b"big.bin" in shown  # the label
     assert b"MB/s" in shown or b"GB/s" in shown  # the rate column
+    assert re.search(rb"\d:\d\d:\d\d", shown)  # the time-remaining (ETA) column
     assert b"52.4/52.4 MB" in shown  # finished: all bytes counted
