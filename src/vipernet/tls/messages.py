@@ -9,13 +9,14 @@ build and read the payloads this client understands.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from vipernet.buffer import Buffer, Writer
 from vipernet.errors import ProtocolError
 from vipernet.tls.constants import LEGACY_VERSION, ExtensionType, HandshakeType
-from vipernet.tls.errors import DecodeError, IllegalParameter
+from vipernet.tls.errors import DecodeError, IllegalParameter, TLSError
 
 MAX_HANDSHAKE_MESSAGE = 1 << 18  # far above any real certificate chain; a cap for hostile peers
 
@@ -165,7 +166,7 @@ def pull_client_hello(buf: Buffer) -> ClientHello:
     suites_raw = buf.pull_vector(2, "cipher_suites")
     if len(suites_raw) % 2 or not suites_raw:
         raise DecodeError(f"cipher_suites vector of {len(suites_raw)} bytes")
-    suites = tuple(int.from_bytes(suites_raw[i:i + 2], "big") for i in range(0, len(suites_raw), 2))
+    suites = _bytes_to_u16s(suites_raw)
     compression = buf.pull_vector(1, "legacy_compression_methods")
     return ClientHello(legacy_version=legacy_version, random=random, legacy_session_id=session_id,
                        cipher_suites=suites, legacy_compression_methods=compression,
@@ -176,7 +177,7 @@ def push_client_hello(w: Writer, msg: ClientHello) -> None:
     w.push_uint16(msg.legacy_version)
     w.push_bytes(msg.random)
     w.push_vector(1, msg.legacy_session_id)
-    w.push_vector(2, b"".join(s.to_bytes(2, "big") for s in msg.cipher_suites))
+    w.push_vector(2, _u16s_to_bytes(msg.cipher_suites))
     w.push_vector(1, msg.legacy_compression_methods)
     push_extensions(w, msg.extensions)
 
@@ -354,21 +355,52 @@ def serialize_handshake(msg: HandshakeMessage) -> bytes:
 # -- extension payloads ----------------------------------------------------------------
 
 
+def _u16s_to_bytes(values: Sequence[int]) -> bytes:
+    return b"".join(v.to_bytes(2, "big") for v in values)
+
+
+def _bytes_to_u16s(raw: bytes) -> tuple[int, ...]:
+    """Big-endian 16-bit values; the caller has checked that ``len(raw)`` is even."""
+    return tuple(int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2))
+
+
 def _u16_list(values: Sequence[int], prefix: int = 2) -> bytes:
     w = Writer()
-    w.push_vector(prefix, b"".join(v.to_bytes(2, "big") for v in values))
+    w.push_vector(prefix, _u16s_to_bytes(values))
     return w.data()
 
 
-def _pull_u16_list(data: bytes, prefix: int, what: str) -> tuple[int, ...]:
+@contextmanager
+def _payload(data: bytes, what: str) -> Iterator[Buffer]:
+    """A reader over one extension payload that must be consumed exactly.
+
+    Running short, a block length that does not add up, or bytes left over all become a
+    DecodeError naming the extension (the checks the reader raises itself pass through).
+    """
     buf = Buffer(data)
     try:
-        raw = buf.pull_vector(prefix, what)
+        yield buf
+    except TLSError:
+        raise
     except ProtocolError as exc:
-        raise DecodeError(str(exc)) from None
-    if len(raw) % 2 or not buf.eof():
-        raise DecodeError(f"{what}: malformed list")
-    return tuple(int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2))
+        raise DecodeError(f"{what}: {exc}") from None
+    if not buf.eof():
+        raise DecodeError(f"{what}: {buf.remaining} trailing bytes")
+
+
+def _pull_u16_list(data: bytes, prefix: int, what: str) -> tuple[int, ...]:
+    with _payload(data, what) as buf:
+        raw = buf.pull_vector(prefix, what)
+        if len(raw) % 2:
+            raise DecodeError(f"{what}: malformed list")
+    return _bytes_to_u16s(raw)
+
+
+def _parse_u16(data: bytes, what: str) -> int:
+    """An extension whose whole payload is one uint16."""
+    with _payload(data, what) as buf:
+        value = buf.pull_uint16(what)
+    return value
 
 
 def server_name_ext(host: str) -> Extension:
@@ -439,49 +471,26 @@ def binders_length(binder_lengths: Sequence[int]) -> int:
     return 2 + sum(1 + n for n in binder_lengths)
 
 
-def _reader(data: bytes) -> Buffer:
-    return Buffer(data)
-
-
-def _finish(buf: Buffer, what: str) -> None:
-    if not buf.eof():
-        raise DecodeError(f"{what}: {buf.remaining} trailing bytes")
-
-
 def parse_server_supported_version(data: bytes) -> int:
-    buf = _reader(data)
-    try:
-        version = buf.pull_uint16("selected_version")
-    except ProtocolError as exc:
-        raise DecodeError(str(exc)) from None
-    _finish(buf, "supported_versions")
-    return version
+    return _parse_u16(data, "supported_versions")
 
 
 def parse_server_key_share(data: bytes) -> tuple[int, bytes]:
-    buf = _reader(data)
-    try:
+    with _payload(data, "key_share") as buf:
         group = buf.pull_uint16("key_share group")
         key = buf.pull_vector(2, "key_exchange")
-    except ProtocolError as exc:
-        raise DecodeError(str(exc)) from None
-    _finish(buf, "key_share")
     if not key:
         raise IllegalParameter("empty key_exchange in server key_share")
     return group, key
 
 
 def parse_hrr_key_share(data: bytes) -> int:
-    return parse_server_supported_version(data)  # same shape: one uint16 (selected_group)
+    return _parse_u16(data, "key_share selected_group")
 
 
 def parse_cookie(data: bytes) -> bytes:
-    buf = _reader(data)
-    try:
+    with _payload(data, "cookie") as buf:
         cookie = buf.pull_vector(2, "cookie")
-    except ProtocolError as exc:
-        raise DecodeError(str(exc)) from None
-    _finish(buf, "cookie")
     if not cookie:
         raise DecodeError("empty cookie")
     return cookie
@@ -489,22 +498,15 @@ def parse_cookie(data: bytes) -> bytes:
 
 def parse_server_alpn(data: bytes) -> bytes:
     """The server's ALPN answer: exactly one protocol name (RFC 7301 3.1)."""
-    buf = _reader(data)
-    try:
-        with buf.pull_block(2, "protocol_name_list"):
-            name = buf.pull_vector(1, "protocol_name")
-    except DecodeError:
-        raise
-    except ProtocolError as exc:
-        raise DecodeError(f"ALPN: {exc}") from None
-    _finish(buf, "ALPN")
+    with _payload(data, "ALPN") as buf, buf.pull_block(2, "protocol_name_list"):
+        name = buf.pull_vector(1, "protocol_name")
     if not name:
         raise DecodeError("ALPN: empty protocol name")
     return name
 
 
 def parse_server_pre_shared_key(data: bytes) -> int:
-    return parse_server_supported_version(data)  # selected_identity: one uint16
+    return _parse_u16(data, "pre_shared_key selected_identity")
 
 
 def parse_signature_algorithms(data: bytes) -> tuple[int, ...]:
@@ -516,10 +518,6 @@ def parse_supported_groups(data: bytes) -> tuple[int, ...]:
 
 
 def parse_max_early_data(data: bytes) -> int:
-    buf = _reader(data)
-    try:
+    with _payload(data, "early_data") as buf:
         value = buf.pull_uint32("max_early_data_size")
-    except ProtocolError as exc:
-        raise DecodeError(str(exc)) from None
-    _finish(buf, "early_data")
     return value
