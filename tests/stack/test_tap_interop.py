@@ -10,10 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.testbed import GATEWAY, STACK_IP, TestBed
+from tests.testbed import GATEWAY, STACK_IP, TestBed, require_binary
+from vipernet.link.pcap import CapturingDevice, PcapWriter
 from vipernet.runtime import Runtime
 from vipernet.stack import Stack, StackConfig, UdpSocket
 from vipernet.wire import mac_to_str
@@ -49,6 +51,8 @@ class Rig:
     bed: TestBed
     stack: Stack
     runtime: Runtime
+    pcap: Path
+    writer: PcapWriter
 
 
 @pytest.fixture
@@ -57,19 +61,22 @@ def rig() -> Iterator[Rig]:
 
     bed = TestBed("stk")
     try:
-        device = TapDevice.open(bed.tap, netns=bed.name)
+        pcap = bed.workdir / "stack.pcap"
+        writer = PcapWriter(pcap)
+        device = CapturingDevice(TapDevice.open(bed.tap, netns=bed.name), writer)
         try:
             stack = Stack(StackConfig(), capabilities=device.capabilities, now=time.monotonic(),
                           rng=random.Random())
             runtime = Runtime(stack, device)
             runtime.start_thread()
             try:
-                yield Rig(bed, stack, runtime)
+                yield Rig(bed, stack, runtime, pcap, writer)
             finally:
                 runtime.close()
                 assert stack.counters["stack.rx.internal_error"] == 0
         finally:
             device.close()
+            writer.close()
     finally:
         bed.close()
 
@@ -157,3 +164,39 @@ def test_stack_pings_the_kernel_and_measures_the_round_trip(rig: Rig) -> None:
         reply = runtime.call(ping.recv_reply)
         assert reply.seq == seq and reply.payload == b"v" * 56
         assert 0 < reply.received_at - sent < 2.0
+
+
+CLOSED_PORT_PROBE = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("10.0.2.15", 9))
+s.send(b"nobody home?")
+s.settimeout(5)
+try:
+    s.recv(100)
+except ConnectionRefusedError:
+    print("refused", flush=True)
+"""
+
+
+def test_capture_of_fragments_pings_and_icmp_errors_is_clean_for_tshark(rig: Rig) -> None:
+    tshark = require_binary("tshark")
+    assert "3 received" in _ping(rig.bed, "-c", "3", "-i", "0.2", "-W", "2", "-s", "8000").stdout
+    port = _start_echo_server(rig.bed)
+    sock = rig.runtime.call(rig.stack.udp_socket)
+    rig.runtime.call(lambda: sock.connect((GATEWAY, port), rig.runtime.clock()))
+    assert _exchange(rig, sock, b"f" * 8192) == b"f" * 8192
+    probe = rig.bed.ns([sys.executable, "-c", CLOSED_PORT_PROBE], check=False, timeout=30)
+    assert probe.stdout.strip() == "refused"  # the kernel heard our ICMP port unreachable
+    rig.runtime.call(rig.writer.flush)
+    out = subprocess.run([tshark, "-r", str(rig.pcap), "-o", "ip.check_checksum:TRUE",
+                          "-o", "udp.check_checksum:TRUE", "-z", "expert", "-q"],
+                         capture_output=True, text=True, timeout=60)
+    report = out.stdout + out.stderr
+    assert out.returncode == 0 and "unknown preference" not in report, report
+    assert "alformed" not in report, report
+    assert not re.search(r"[Bb]ad checksum|incorrect", report), report
+    listing = subprocess.run([tshark, "-r", str(rig.pcap)], capture_output=True, text=True,
+                             timeout=60).stdout
+    assert "Fragmented IP protocol" in listing and "Destination unreachable" in listing
+    assert "Echo (ping) reply" in listing and "ARP" in listing
