@@ -10,6 +10,14 @@ import pytest
 from tests.tcp.harness import LPORT, PEER_ISS, RPORT, F, Harness, Peer
 from vipernet.wire.tcp import TcpOptions
 
+
+def quiet(sock: object) -> None:
+    """End the quick-ACK phase (the first segments of a stream are ACKed one by one) so a
+    test sees the steady-state delayed-ACK behaviour."""
+    conn = sock.connection  # type: ignore[attr-defined]
+    conn.quickacks = 0
+
+
 # -- CLOSED (no socket) and LISTEN ----------------------------------------------------------
 
 
@@ -229,6 +237,7 @@ def test_syn_received_data_with_the_handshake_ack_is_delivered() -> None:
 def test_established_receives_one_segment_delays_the_ack() -> None:
     h = Harness()
     peer, sock = h.established()
+    quiet(sock)
     h.send(peer, F.ACK | F.PSH, payload=b"a" * 100)
     h.recv_nothing()
     assert sock.readable and sock.recv(1000) == b"a" * 100
@@ -241,7 +250,8 @@ def test_established_receives_one_segment_delays_the_ack() -> None:
 
 def test_established_receives_two_segments_acks_at_once() -> None:
     h = Harness()
-    peer, _sock = h.established()
+    peer, sock = h.established()
+    quiet(sock)
     h.send(peer, F.ACK, payload=b"a" * 1460)
     h.recv_nothing()
     h.send(peer, F.ACK, payload=b"b" * 1460)
@@ -353,6 +363,7 @@ def test_established_receives_segment_beyond_window_answers_ack() -> None:
 def test_established_receives_fin_becomes_close_wait_and_reads_eof() -> None:
     h = Harness()
     peer, sock = h.established()
+    quiet(sock)
     h.send(peer, F.ACK, payload=b"last")
     h.send(peer, F.FIN | F.ACK)
     assert h.recv_one().h.ack == peer.seq
@@ -790,6 +801,7 @@ def test_socket_errors_match_linux() -> None:
 def test_window_scale_is_negotiated_both_ways() -> None:
     h = Harness()
     peer, sock = h.established(options=TcpOptions(mss=1460, window_scale=3))
+    quiet(sock)
     conn = sock.connection
     assert conn is not None
     assert conn.snd_wscale == 3 and conn.rcv_wscale == 7
@@ -804,6 +816,7 @@ def test_window_scale_is_negotiated_both_ways() -> None:
 def test_window_scale_absent_from_syn_ack_disables_it() -> None:
     h = Harness()
     peer, sock = h.established(options=TcpOptions(mss=1460))
+    quiet(sock)
     conn = sock.connection
     assert conn is not None and conn.snd_wscale == 0 and conn.rcv_wscale == 0
     h.send(peer, F.ACK, payload=b"x" * 1460)
@@ -945,3 +958,26 @@ def test_established_with_tso_sends_one_large_segment_for_the_device_to_cut() ->
     assert off.hdr_len == 20
     folded = pseudo_header_sum(h.stack.config.ip.ip, dst, 6, len(data))
     assert int.from_bytes(data[16:18], "big") in (folded, folded % 0xFFFF or 0xFFFF)
+
+
+def test_established_acks_every_segment_in_quick_ack_mode_then_every_second() -> None:
+    h = Harness()
+    peer, _sock = h.established()
+    acks = 0
+    for _ in range(24):
+        h.send(peer, F.ACK, payload=b"q" * 1460)
+        acks += len(h.recv())
+    assert acks == 16 + 4  # sixteen quick ACKs, then one per two segments
+
+
+def test_established_out_of_order_data_restarts_quick_ack_mode() -> None:
+    h = Harness()
+    peer, sock = h.established()
+    quiet(sock)
+    h.send(peer, F.ACK, seq=peer.seq + 1460, payload=b"b" * 1460, advance=False)
+    assert len(h.recv()) == 1  # dup ACK at once
+    h.send(peer, F.ACK, payload=b"a" * 1460)
+    h.recv()
+    peer.seq += 1460
+    h.send(peer, F.ACK, payload=b"c" * 1460)
+    assert len(h.recv()) == 1  # quick-ACK mode again: no delay for this one

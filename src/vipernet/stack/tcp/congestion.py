@@ -49,8 +49,11 @@ class NewReno:
         self.cwnd = max(self.cwnd - acked + self.mss, self.mss)
 
     def exit_recovery(self, flight: int) -> None:
-        """Full ACK: RFC 6582 option (1) ``min(ssthresh, flight + SMSS)``."""
-        self.cwnd = max(min(self.ssthresh, flight + self.mss), 2 * self.mss)
+        """Full ACK: RFC 6582 option (2), ``cwnd = ssthresh`` (as Linux's PRR ends).
+
+        Option (1), ``min(ssthresh, flight + SMSS)``, restarts from almost nothing when the
+        recovery drained the pipe, which on a lossy LAN path halved our throughput again."""
+        self.cwnd = max(self.ssthresh, 2 * self.mss)
 
     def on_timeout(self, flight: int) -> None:
         self.ssthresh = max(flight // 2, 2 * self.mss)
