@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from vipernet.stack.icmp_layer import IcmpErrorEvent
 from vipernet.stack.ports import PortAllocator
-from vipernet.stack.socket_api import Address, SocketKind
+from vipernet.stack.socket_api import Address, SocketKind, StackSocket
 from vipernet.stack.sockets_common import ANY, format_address, os_error, parse_address
 from vipernet.wire.icmp import IcmpEcho, IcmpType, build_icmp
 from vipernet.wire.ipv4 import IpProto, IPv4Header
@@ -243,3 +243,8 @@ class PingSocket:
     def _check_open(self) -> None:
         if self._closed:
             raise os_error(errno.EBADF)
+
+
+if TYPE_CHECKING:
+    def _conforms(sock: PingSocket) -> StackSocket:
+        return sock  # mypy proves PingSocket implements the StackSocket protocol

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from vipernet.link.frame import Offload
 from vipernet.stack.icmp_layer import IcmpErrorEvent
 from vipernet.stack.ports import PortAllocator
-from vipernet.stack.socket_api import Address, SocketKind
+from vipernet.stack.socket_api import Address, SocketKind, StackSocket
 from vipernet.stack.sockets_common import ANY, format_address, os_error, parse_address
 from vipernet.wire.errors import WireError
 from vipernet.wire.icmp import UnreachableCode
@@ -296,3 +296,8 @@ class UdpSocket:
     def _check_open(self) -> None:
         if self._closed:
             raise os_error(errno.EBADF)
+
+
+if TYPE_CHECKING:
+    def _conforms(sock: UdpSocket) -> StackSocket:
+        return sock  # mypy proves UdpSocket implements the StackSocket protocol
