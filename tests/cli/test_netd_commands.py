@@ -8,35 +8,20 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.netclient.test_sockets import PEER, PeerEcho
+from tests.netd_rig import PEER, memory_netd
 from vipernet.cli import cmd_info, cmd_ping, cmd_stat
 from vipernet.cli.main import main
-from vipernet.link.memory import MemoryLink
-from vipernet.netd.daemon import Netd, NetdConfig
-from vipernet.netd.links import LinkSpec
 
 
 @pytest.fixture
 def netd_path(tmp_path: Path) -> Iterator[str]:
-    ours, theirs = MemoryLink.pair()
-    peer = PeerEcho(theirs)
-    path = str(tmp_path / "netd.sock")
-    netd = Netd(NetdConfig(link=LinkSpec(kind="tap", argument="mem0"), socket_path=path,
-                           dns=()), device=ours)
-    thread = threading.Thread(target=netd.run, daemon=True)
-    thread.start()
-    try:
+    with memory_netd(tmp_path, name="mem0") as path:
         yield path
-    finally:
-        netd.stop()
-        thread.join(10)
-        peer.close()
 
 
 def test_rtt_is_formatted_like_iputils() -> None:

@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.netclient.test_sockets import PEER, PeerEcho
-from vipernet.link.memory import MemoryLink
+from tests.netd_rig import PEER, memory_netd
 from vipernet.netclient import aio
-from vipernet.netd.daemon import Netd, NetdConfig
-from vipernet.netd.links import LinkSpec
 
 
 @pytest.fixture
 def netd_path(tmp_path: Path) -> Iterator[str]:
-    ours, theirs = MemoryLink.pair()
-    peer = PeerEcho(theirs)
-    path = str(tmp_path / "netd.sock")
-    netd = Netd(NetdConfig(link=LinkSpec(kind="tap", argument="mem"), socket_path=path,
-                           dns=()), device=ours)
-    thread = threading.Thread(target=netd.run, daemon=True)
-    thread.start()
-    try:
+    with memory_netd(tmp_path, name="mem") as path:
         yield path
-    finally:
-        netd.stop()
-        thread.join(10)
-        peer.close()
 
 
 def test_streams_echo_lines_and_bulk_through_netd(netd_path: str) -> None:

@@ -15,10 +15,10 @@ import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.netd_rig import OURS, PEER, PeerEcho, memory_netd
 from vipernet.link.memory import MemoryLink
 from vipernet.netclient.client import NetClient, connect
 from vipernet.netclient.inprocess import InProcessStack
@@ -31,107 +31,21 @@ from vipernet.netclient.sockets import (
     TCP_NODELAY,
     socket,
 )
-from vipernet.netd.daemon import Netd, NetdConfig
-from vipernet.netd.links import LinkSpec
-from vipernet.runtime import Runtime
 from vipernet.stack import Stack, StackConfig
-
-OURS = "10.0.2.15"
-PEER = "10.0.2.2"
-
-
-class PeerEcho:
-    """Stack B with UDP and TCP echo on port 7, driven by its own runtime thread."""
-
-    def __init__(self, device: Any) -> None:
-        now = time.monotonic()
-        config = StackConfig(mac=bytes.fromhex("525400000002"),
-                             ip=IPv4Interface(f"{PEER}/24"), gateway=None, dns=())
-        self.stack = Stack(config, capabilities=device.capabilities, now=now,
-                           rng=random.Random(2))
-        self.udp = self.stack.udp_socket()
-        self.udp.bind(("0.0.0.0", 7))
-        self.tcp_children: list[Any] = []
-        self.backlog: dict[int, bytearray] = {}
-        try:
-            self.listener = self.stack.tcp_socket()
-            self.listener.bind(("0.0.0.0", 7))
-            self.listener.listen(8)
-        except Exception:
-            self.listener = None
-        self.runtime = Runtime(self.stack, device)
-        self.runtime.add_hook(self._echo)
-        self.runtime.start_thread("peer-echo")
-
-    def _echo(self, now: float) -> float | None:
-        self.stack.take_changed()
-        while True:
-            try:
-                data, source = self.udp.recvfrom(65535)
-            except BlockingIOError:
-                break
-            except OSError:
-                continue
-            self.udp.sendto(data, source, now)
-        if self.listener is not None:
-            while True:
-                try:
-                    self.tcp_children.append(self.listener.accept())
-                except BlockingIOError:
-                    break
-            for child in list(self.tcp_children):
-                self._pump(child, now)
-        return now + 0.002
-
-    def _pump(self, child: Any, now: float) -> None:
-        """Echo what arrives, holding back what the send buffer cannot take yet."""
-        backlog = self.backlog.setdefault(id(child), bytearray())
-        try:
-            while True:
-                if backlog:
-                    try:
-                        sent = child.send(bytes(backlog), now)
-                    except BlockingIOError:
-                        return
-                    del backlog[:sent]
-                    if backlog:
-                        return
-                try:
-                    data = child.recv(65536)
-                except BlockingIOError:
-                    return
-                if not data:
-                    child.close(now)
-                    self.tcp_children.remove(child)
-                    return
-                backlog += data
-        except OSError:
-            if child in self.tcp_children:
-                self.tcp_children.remove(child)
-
-    def close(self) -> None:
-        self.runtime.close()
 
 
 @pytest.fixture(params=["netd", "kernel"])
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NetClient]:
-    ours, theirs = MemoryLink.pair()
-    peer = PeerEcho(theirs)
     if request.param == "netd":
-        path = str(tmp_path / "netd.sock")
-        netd = Netd(NetdConfig(link=LinkSpec(kind="tap", argument="mem"), socket_path=path,
-                               dns=()), device=ours)
-        thread = threading.Thread(target=netd.run, daemon=True)
-        thread.start()
-        client = connect(path)
-        try:
-            yield client
-        finally:
-            client.close_channel()
-            netd.stop()
-            thread.join(10)
-            peer.close()
+        with memory_netd(tmp_path) as path:
+            client = connect(path)
+            try:
+                yield client
+            finally:
+                client.close_channel()
     else:
+        ours, theirs = MemoryLink.pair()
+        peer = PeerEcho(theirs)
         now = time.monotonic()
         stack = Stack(StackConfig(ip=IPv4Interface(f"{OURS}/24"), gateway=IPv4Address(PEER),
                                   dns=()), capabilities=ours.capabilities, now=now,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from vipernet.link.errors import DeviceClosed
 from vipernet.link.frame import Frame
 from vipernet.link.memory import MemoryLink
 from vipernet.netclient.client import connect
@@ -19,9 +20,12 @@ from vipernet.netd.links import LinkSpec, LinkSpecError, parse_link
 class FlakyDevice:
     """A memory device whose receive() fails ``failures`` times."""
 
-    def __init__(self, inner: Any, failures: int) -> None:
+    def __init__(self, inner: Any, failures: int,
+                 error: Exception | None = None) -> None:
         self.inner = inner
         self.failures = failures
+        self.error = error if error is not None else OSError(5, "device hiccup")
+        self.calls = 0
         self.name = inner.name
         self.capabilities = inner.capabilities
 
@@ -29,9 +33,10 @@ class FlakyDevice:
         return None
 
     def receive(self, now: float) -> list[Frame]:
+        self.calls += 1
         if self.failures > 0:
             self.failures -= 1
-            raise OSError(5, "device hiccup")
+            raise self.error
         frames: list[Frame] = self.inner.receive(now)
         return frames
 
@@ -45,11 +50,11 @@ class FlakyDevice:
         self.inner.close()
 
 
-def make(tmp_path: Path, failures: int) -> Netd:
+def make(tmp_path: Path, failures: int, **kwargs: Any) -> Netd:
     ours, _theirs = MemoryLink.pair()
     return Netd(NetdConfig(link=LinkSpec(kind="tap", argument="mem"),
                            socket_path=str(tmp_path / "netd.sock"), dns=()),
-                device=FlakyDevice(ours, failures))
+                device=FlakyDevice(ours, failures, **kwargs))
 
 
 def test_a_transient_loop_error_does_not_stop_netd(tmp_path: Path) -> None:
@@ -70,6 +75,14 @@ def test_a_persistent_loop_error_ends_run_with_the_error(tmp_path: Path) -> None
     netd = make(tmp_path, failures=1000)
     with pytest.raises(OSError, match="hiccup"):
         netd.run()
+    assert not os.path.exists(netd.config.socket_path)
+
+
+def test_a_closed_device_ends_run_at_once_without_retrying(tmp_path: Path) -> None:
+    netd = make(tmp_path, failures=1000, error=DeviceClosed("stream: peer closed the connection"))
+    with pytest.raises(DeviceClosed, match="peer closed"):
+        netd.run()
+    assert netd.device.calls == 1
     assert not os.path.exists(netd.config.socket_path)
 
 
@@ -97,6 +110,9 @@ def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
     ("tap:vt0", "ns2", LinkSpec(kind="tap", argument="vt0", netns="ns2")),
     ("qemu-stream:/run/passt.sock", None,
      LinkSpec(kind="qemu-stream", argument="/run/passt.sock")),
+    ("qemu-stream:127.0.0.1:5000,server", None,
+     LinkSpec(kind="qemu-stream", argument="127.0.0.1:5000,server")),
+    ("qemu-dgram:/a.sock,/b.sock", None, LinkSpec(kind="qemu-dgram", argument="/a.sock,/b.sock")),
 ])
 def test_link_specs_parse(text: str, netns: str | None, expected: LinkSpec) -> None:
     assert parse_link(text, netns=netns) == expected

@@ -16,28 +16,17 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.netd_rig import cli_env, start_udp_echo, vipernet_cli
 from tests.testbed import GATEWAY, STACK_IP, TestBed, require_binary, stop_process, wait_for
 from vipernet import socket as vsocket
 from vipernet.netclient import client as netclient
 from vipernet.netd import protocol as p
 
 pytestmark = pytest.mark.testbed
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-UDP_ECHO = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("10.0.2.2", 0))
-print(s.getsockname()[1], flush=True)
-while True:
-    data, peer = s.recvfrom(65535)
-    s.sendto(data, peer)
-"""
 
 PARKED_CLIENT = """
 import sys
@@ -58,8 +47,7 @@ class Netd:
     env: dict[str, str]
 
     def cli(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "vipernet.cli.main", *argv], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        return vipernet_cli(*argv, env=self.env, timeout=timeout)
 
     def client(self) -> netclient.NetClient:
         return netclient.connect(self.path)
@@ -89,7 +77,7 @@ def netd() -> Iterator[Netd]:
         bed.start_dnsmasq(*(f"--host-record=big.test,10.1.0.{i}" for i in range(1, 60)))
         path = str(bed.workdir / "netd.sock")
         pcap = str(bed.workdir / "netd.pcap") if _pcap_available() else None
-        env = {**os.environ, "PYTHONPATH": SRC, "VIPERNET_SOCKET": path}
+        env = cli_env(VIPERNET_SOCKET=path)
         argv = [sys.executable, "-m", "vipernet.cli.main", "netd", "--link", f"tap:{bed.tap}",
                 "--socket", path]
         if pcap:
@@ -116,9 +104,7 @@ def env_socket(netd: Netd, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def udp_echo(netd: Netd) -> Iterator[int]:
-    proc = netd.bed.start([sys.executable, "-c", UDP_ECHO], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline())
+    proc, port = start_udp_echo(netd.bed)
     yield port
     stop_process(proc)
 

@@ -18,6 +18,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
 from vipernet.errors import VipernetError
+from vipernet.link.errors import DeviceClosed
 
 
 def register(subparsers: Any) -> None:
@@ -66,8 +67,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="netd: %(levelname)s %(message)s")
+    _setup_logging(args.verbose)
     from vipernet.netd.daemon import Netd
 
     try:
@@ -83,15 +83,46 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, VipernetError, OSError) as exc:
         print(f"vipernet netd: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # e.g. while qemu-stream:...,server waits for its peer
+        print("vipernet netd: interrupted before it started", file=sys.stderr)
+        return 130
     netd.install_signal_handlers()
     print(f"netd: {config.ip} on {config.link}, serving {config.socket_path}",
           file=sys.stderr, flush=True)
     try:
         netd.run()
-    except Exception as exc:  # logged in full by the loop; one line here
+    except DeviceClosed as exc:
+        print(f"vipernet netd: the link went away: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # logged in full by the loop (with -v); one line here
         print(f"vipernet netd: stopped by an error: {_one_line(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+class _BriefFormatter(logging.Formatter):
+    """Log records as one line each: tracebacks only with ``-v``.
+
+    The fatal error is printed once more as netd's last line, so without ``-v`` a user
+    sees what stopped netd, not a stack dump.
+    """
+
+    def formatException(self, ei: Any) -> str:  # logging names it so
+        return ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).rstrip()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({_one_line(record.exc_info[1])})"
+        return text
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    fmt = "netd: %(levelname)s %(message)s"
+    handler.setFormatter(logging.Formatter(fmt) if verbose else _BriefFormatter(fmt))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        handlers=[handler])
 
 
 def _one_line(exc: BaseException) -> str:

@@ -28,6 +28,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from types import FrameType
 from typing import Any
 
+from vipernet.link.errors import DeviceClosed
 from vipernet.netd.extensions import InfoHandler, PingHandler
 from vipernet.netd.links import LinkSpec, open_link
 from vipernet.netd.protocol import Code
@@ -122,13 +123,18 @@ class Netd:
     def run(self) -> None:
         """Serve until stopped.  A loop error is logged and the loop resumed (one bad turn
         must not drop every client), unless errors repeat: more than
-        :data:`MAX_LOOP_ERRORS` within a minute (a vanished device, say) re-raise."""
+        :data:`MAX_LOOP_ERRORS` within a minute re-raise.  :class:`DeviceClosed` (the
+        link's peer went away) ends the loop at once."""
         errors: deque[float] = deque()
         try:
             while True:
                 try:
                     self.runtime.run_forever()
                     return
+                except DeviceClosed:
+                    # The peer hung up (a stream link's EOF) or the device vanished: no
+                    # retry can bring it back, so stop at once with the reason.
+                    raise
                 except Exception:
                     now = self.clock()
                     errors.append(now)

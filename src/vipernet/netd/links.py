@@ -5,8 +5,11 @@ Kinds register an opener in :data:`OPENERS`, so new ones (``user``, ``passt``,
 
 * ``tap:NAME`` / ``tap:NAME@NETNS`` - an existing Linux TAP (virtio-net header on), opened
   inside namespace NETNS if given (``--netns`` says the same).
-* ``qemu-stream:PATH`` - a QEMU ``-netdev stream`` / passt UNIX socket (when the link
-  package provides it).
+* ``qemu-stream:ADDRESS`` - connect to a QEMU ``-netdev stream`` / passt socket: ADDRESS is
+  a UNIX path or ``HOST:PORT``; ``qemu-stream:ADDRESS,server`` listens there instead and
+  waits for one peer (QEMU's ``server=on``: start netd first, then the peer).
+* ``qemu-dgram:LOCAL,REMOTE`` - QEMU ``-netdev dgram``: one frame per datagram, bound at
+  LOCAL and sent to REMOTE (both UNIX paths or both ``HOST:PORT``).
 * ``passt`` / ``passt:ADDRESS/PREFIX`` - start Debian's passt (``vipernet.slirp.passt``),
   which hands out ADDRESS (10.0.2.15/24) by DHCP: use with ``--ip dhcp``.
 * ``user`` / ``user:OPTIONS`` - the built-in user-mode gateway (``vipernet.slirp``, no
@@ -66,12 +69,39 @@ def _open_tap(spec: LinkSpec, mtu: int) -> Any:
     return TapDevice.open(spec.argument, netns=spec.netns, mtu=mtu)
 
 
+def socket_address(text: str) -> str | tuple[str, int]:
+    """``"/run/x.sock"`` -> the path; ``"127.0.0.1:5000"`` -> ("127.0.0.1", 5000).
+
+    A UNIX path is anything with a ``/`` or without a ``HOST:PORT`` shape, so a relative
+    ``./x.sock`` or ``x.sock`` names a file.
+    """
+    host, sep, port = text.rpartition(":")
+    if "/" in text or not sep or not host:
+        return text
+    if not port.isdigit() or not 0 < int(port) <= 0xFFFF:
+        raise LinkSpecError(f"bad port in {text!r} (want HOST:PORT or a UNIX path)")
+    return (host, int(port))
+
+
 def _open_qemu_stream(spec: LinkSpec, mtu: int) -> Any:
-    try:
-        qemu = importlib.import_module("vipernet.link.qemu")
-    except ModuleNotFoundError:
-        raise LinkSpecError("qemu-stream links are not available in this build") from None
-    return qemu.StreamDevice.connect(spec.argument, mtu=mtu)
+    from vipernet.link.qemu import StreamDevice
+
+    where, _, mode = spec.argument.partition(",")
+    if mode not in ("", "server"):
+        raise LinkSpecError(f"--link qemu-stream: unknown option {mode!r} (only 'server')")
+    address = socket_address(where)
+    if mode == "server":  # QEMU server=on: wait here until the peer connects
+        return StreamDevice.listen(address, mtu=mtu)
+    return StreamDevice.connect(address, mtu=mtu)
+
+
+def _open_qemu_dgram(spec: LinkSpec, mtu: int) -> Any:
+    from vipernet.link.qemu import DgramDevice
+
+    local, sep, remote = spec.argument.partition(",")
+    if not sep or not local or not remote:
+        raise LinkSpecError("--link qemu-dgram needs LOCAL,REMOTE (two paths or HOST:PORTs)")
+    return DgramDevice.open(socket_address(local), socket_address(remote), mtu=mtu)
 
 
 def _open_passt(spec: LinkSpec, mtu: int) -> Any:
@@ -92,6 +122,7 @@ def _open_user(spec: LinkSpec, mtu: int) -> Any:
 OPENERS: dict[str, Callable[[LinkSpec, int], Any]] = {
     "tap": _open_tap,
     "qemu-stream": _open_qemu_stream,
+    "qemu-dgram": _open_qemu_dgram,
     "passt": _open_passt,
     "user": _open_user,
 }
