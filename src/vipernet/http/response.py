@@ -91,25 +91,15 @@ class Response:
         conn = self._conn
         if conn is None:
             raise HTTPError("the response body was already consumed or the response closed")
-        limit = self._max_body
         try:
-            while True:
-                chunk = conn.read_body()
-                if chunk is None:
-                    break
-                self.bytes_read += len(chunk)
-                if limit is not None and self.bytes_read > limit:
-                    raise ResponseTooLarge(limit)
+            while (chunk := conn.read_body()) is not None:
+                self._count(chunk)
                 yield chunk
         except BaseException:
-            self._conn = None
-            conn.close()
-            self._release(conn)
+            self.close()  # an unfinished body leaves the connection unusable
             raise
-        self._conn = None
-        self._done = True
+        self._body_ended(conn)
         self._content = b""  # consumed: later iterations yield nothing
-        self._release(conn)
 
     def read(self) -> bytes:
         """The whole body (kept, so calling again returns it again)."""
@@ -120,14 +110,11 @@ class Response:
         conn = self._conn
         if conn is None:
             raise HTTPError("the response was closed before its body was read")
-        limit = self._max_body
         first: bytes | None = None
         buf: io.BytesIO | None = None  # grows in place; pieces are freed as they are copied
         try:
             while (chunk := conn.read_body()) is not None:
-                self.bytes_read += len(chunk)
-                if limit is not None and self.bytes_read > limit:
-                    raise ResponseTooLarge(limit)
+                self._count(chunk)
                 if first is None:
                     first = chunk
                     continue
@@ -136,16 +123,24 @@ class Response:
                     buf.write(first)
                 buf.write(chunk)
         except BaseException:
-            self._conn = None
-            conn.close()
-            self._release(conn)
+            self.close()
             raise
-        self._conn = None
-        self._done = True
-        self._release(conn)
+        self._body_ended(conn)
         body = buf.getvalue() if buf is not None else bytes(first) if first is not None else b""
         self._content = body
         return body
+
+    def _count(self, chunk: bytes) -> None:
+        """Account for one piece of body, enforcing ``max_body`` as the bytes arrive."""
+        self.bytes_read += len(chunk)
+        if self._max_body is not None and self.bytes_read > self._max_body:
+            raise ResponseTooLarge(self._max_body)
+
+    def _body_ended(self, conn: HTTPConnection) -> None:
+        """The body arrived whole: the connection goes back to the pool for reuse."""
+        self._conn = None
+        self._done = True
+        self._release(conn)
 
     @property
     def content(self) -> bytes:
