@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from tests.http.conftest import os_connect
 from tests.http.scripted import Peer, ScriptedServer, response, serve_forever
-from vipernet.http import Client, ConnectError, IncompleteBody, ResolveError
+from vipernet.http import (
+    Client,
+    ConnectError,
+    ConnectionClosed,
+    IncompleteBody,
+    ResolveError,
+)
 
 
 def test_sequential_requests_reuse_one_connection_and_are_counted(client: Client) -> None:
@@ -134,14 +142,25 @@ class _NoFileno:
         self._sock.close()  # type: ignore[attr-defined]
 
 
-def test_request_on_a_stale_connection_is_retried_once_on_a_new_one() -> None:
+@contextlib.contextmanager
+def stale_connection(body: bytes) -> Iterator[tuple[ScriptedServer, Client]]:
+    """A client whose one pooled connection the server has closed behind its back.
+
+    The server answers one request per connection with ``body``; the client cannot see
+    the close (no fileno to peek at), so its next request meets the stale connection.
+    """
     def handler(peer: Peer) -> None:
         if peer.read_request() is not None:
-            peer.send(response(b"again"))
+            peer.send(response(body))
     with ScriptedServer(handler) as server, \
             Client(connect=lambda h, p, t: _NoFileno(os_connect(h, p, t))) as client:
         client.get(server.url())
         server.wait_closed()
+        yield server, client
+
+
+def test_request_on_a_stale_connection_is_retried_once_on_a_new_one() -> None:
+    with stale_connection(b"again") as (server, client):
         r = client.post(server.url(), body=b"replayable")
     assert r.content == b"again"
     assert client.stats.retries == 1
@@ -149,17 +168,8 @@ def test_request_on_a_stale_connection_is_retried_once_on_a_new_one() -> None:
 
 
 def test_one_shot_body_on_a_stale_connection_is_not_resent() -> None:
-    from vipernet.http import ConnectionClosed
-
-    def handler(peer: Peer) -> None:
-        if peer.read_request() is not None:
-            peer.send(response(b"x"))
-    with ScriptedServer(handler) as server, \
-            Client(connect=lambda h, p, t: _NoFileno(os_connect(h, p, t))) as client:
-        client.get(server.url())
-        server.wait_closed()
-        with pytest.raises(ConnectionClosed):
-            client.post(server.url(), body=iter([b"one", b"shot"]))
+    with stale_connection(b"x") as (server, client), pytest.raises(ConnectionClosed):
+        client.post(server.url(), body=iter([b"one", b"shot"]))
     assert client.stats.retries == 0
 
 
