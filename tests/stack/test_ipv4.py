@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from ipaddress import IPv4Address
 
 from tests.stack.helpers import (
@@ -16,7 +17,7 @@ from tests.stack.helpers import (
     teach_peer,
     udp_frame,
 )
-from vipernet.link.frame import Frame, GsoType, Offload
+from vipernet.link.frame import DeviceCapabilities, Frame, GsoType, Offload
 from vipernet.stack import Stack
 from vipernet.wire import IcmpEcho, IcmpError, IcmpType, IpProto, build_icmp, build_udp
 
@@ -136,3 +137,12 @@ def test_martian_sources_are_dropped_on_both_echo_paths() -> None:
             src=IPv4Address(src))), 0.0)
     assert stack.counters["ipv4.rx.martian_source"] == 10
     assert stack.transmit() == []
+
+
+def test_the_devices_smaller_mtu_wins_over_the_configured_one() -> None:
+    stack = Stack(make_stack().config, capabilities=DeviceCapabilities(mtu=576),
+                  now=0.0, rng=random.Random(1))
+    teach_peer(stack)
+    stack.udp_socket().sendto(b"x" * 1000, ("10.0.2.2", 9), 0.0)
+    frames = ipv4s(stack.transmit())
+    assert len(frames) == 2 and all(20 + len(body) <= 576 for _ip, body in frames)

@@ -35,7 +35,7 @@ def answer_echo_fast(stack: Stack, ip: memoryview, offload: Offload | None,
     if ip[6] & 0xBF or ip[7]:  # a fragment, or the reserved flag: general path
         return False
     total = (ip[2] << 8) | ip[3]
-    if total < 28 or total > len(ip) or total > stack.config.mtu:
+    if total < 28 or total > len(ip) or total > stack.mtu:
         return False
     if ip[16:20] != our_ip:
         return False

@@ -152,7 +152,7 @@ class Ipv4Layer:
         next_hop = self.route(dst)
         if offload_l4 is not None:
             limit = (stack.capabilities.max_frame - ETH_HEADER
-                     if offload_l4.gso_type != GsoType.NONE else config.mtu)
+                     if offload_l4.gso_type != GsoType.NONE else stack.mtu)
             if size > limit:
                 stack.counters.inc("ipv4.tx.too_big")
                 raise os_error(errno.EMSGSIZE, f"{size}-byte packet > {limit} with offload")
@@ -163,7 +163,7 @@ class Ipv4Layer:
                 gso_type=o.gso_type, gso_size=o.gso_size, hdr_len=o.hdr_len + _L4_SHIFT)
             header = self._header(dst.packed, proto, size, ttl, tos, flags)
             self._output(next_hop, header, payload, offload, now)
-        elif size <= config.mtu:
+        elif size <= stack.mtu:
             header = self._header(dst.packed, proto, size, ttl, tos, flags)
             self._output(next_hop, header, payload, None, now)
         else:
@@ -173,7 +173,7 @@ class Ipv4Layer:
     def _fragment(self, next_hop: IPv4Address, dst: bytes, proto: int, ttl: int, tos: int,
                   payload: bytes, now: float) -> None:
         stack = self._stack
-        chunk = (stack.config.mtu - 20) // 8 * 8
+        chunk = (stack.mtu - 20) // 8 * 8
         view = memoryview(payload)
         total = len(payload)
         ident = self.next_ident()  # every fragment of one datagram shares it

@@ -65,6 +65,8 @@ class Stack:
                  now: float, rng: random.Random) -> None:
         self.config = config
         self.capabilities = capabilities or DeviceCapabilities(mtu=config.mtu)
+        # The device's limit wins over the configured one: a frame it cannot take is lost.
+        self.mtu = min(config.mtu, self.capabilities.mtu)
         self.rng = rng
         self.counters = Counters()
         self.icmp_error_listeners: list[IcmpErrorListener] = []
