@@ -66,7 +66,7 @@ class HostServer:
     def __init__(self, handler: Callable[[socket.socket], None]) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.handler = handler
         self.errors: list[BaseException] = []
@@ -79,11 +79,14 @@ class HostServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            try:
-                with conn:
-                    self.handler(conn)
-            except BaseException as exc:  # reported by the test
-                self.errors.append(exc)
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                self.handler(conn)
+        except BaseException as exc:  # reported by the test
+            self.errors.append(exc)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

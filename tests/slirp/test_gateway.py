@@ -309,3 +309,45 @@ def test_a_refused_datagram_comes_back_to_the_guest_as_port_unreachable(rig: Rig
     rig.until(refused)
     assert errors == [errno.ECONNREFUSED]
     assert rig.device.counters["udp.unreachable_sent"] == 1
+
+
+def test_fifty_concurrent_connections_each_get_their_own_bytes(rig: Rig) -> None:
+    def handler(conn: socket.socket) -> None:
+        tag = conn.recv(16)
+        conn.sendall(tag * 4096)  # 64 KiB naming the connection it belongs to
+
+    server = HostServer(handler)
+    try:
+        socks = []
+        for i in range(50):
+            sock = rig.guest.tcp_socket()
+            with contextlib.suppress(BlockingIOError):
+                sock.connect(("10.0.2.2", server.port), time.monotonic())
+            socks.append((f"conn{i:012d}".encode(), sock, bytearray()))
+        rig.until(lambda: all(s.writable for _, s, _ in socks), timeout=30)
+        for tag, sock, _ in socks:
+            sock.send(tag, time.monotonic())
+        done: set[bytes] = set()
+
+        def drain() -> bool:
+            for tag, sock, got in socks:
+                if tag in done:
+                    continue
+                while True:
+                    try:
+                        data = sock.recv(1 << 20)
+                    except BlockingIOError:
+                        break
+                    if not data:
+                        done.add(tag)
+                        break
+                    got.extend(data)
+            return len(done) == len(socks)
+
+        rig.until(drain, timeout=60)
+        for tag, sock, got in socks:
+            assert bytes(got) == tag * 4096
+            sock.close(time.monotonic())
+        assert not server.errors
+    finally:
+        server.close()
