@@ -128,7 +128,8 @@ def test_resumption_with_a_hello_retry_request_for_p256(root: Issued, cafile: st
 
 
 def test_server_key_update_is_answered(root: Issued, cafile: str) -> None:
-    with OpenSSLServer(make_leaf(root), args=()) as server:
+    # -msg makes s_server print every handshake message it receives, in hex.
+    with OpenSSLServer(make_leaf(root), args=("-msg",)) as server:
         sock = tls.wrap(server.connect(), server_hostname="localhost", cafile=cafile)
         sock.sendall(b"before\n")
         assert b"before" in server.read_output_until(b"before")
@@ -142,9 +143,12 @@ def test_server_key_update_is_answered(root: Issued, cafile: str) -> None:
             got += sock.recv(4096)
         assert sock.connection.counters["key_updates_received"] == 1
         assert sock.connection.counters["key_updates_sent"] == 1
-        # The server reads our data under our new key only if we answered its request.
+        # Our data after the answer is read under our new key, and s_server saw the answer:
+        # a KeyUpdate with update_not_requested (0), so the two do not ping-pong.
         sock.sendall(b"client after update\n")
-        assert b"client after update" in server.read_output_until(b"client after update")
+        output = server.read_output_until(b"client after update")
+        assert b"client after update" in output
+        assert b"<<< TLS 1.3, Handshake [length 0005], KeyUpdate\n    18 00 00 01 00\n" in output
         sock.close()
 
 
