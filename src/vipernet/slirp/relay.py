@@ -52,7 +52,9 @@ def splice(relay: TcpRelay, limit: int, now: float) -> bool:
     gw = relay.gw
     host = relay.host
     # guest -> host
-    if not relay.guest_eof and len(relay.to_host) < limit:
+    # ``readable``/``writable`` are cheap properties: checking them first spares the idle
+    # relays an exception each round (receive() pumps every relay).
+    if not relay.guest_eof and len(relay.to_host) < limit and gw.readable:
         try:
             data = gw.recv(limit - len(relay.to_host))
             if data:
@@ -81,7 +83,7 @@ def splice(relay: TcpRelay, limit: int, now: float) -> bool:
                 relay.host_eof = True
         except BlockingIOError:
             pass
-    if relay.to_guest:
+    if relay.to_guest and gw.writable:
         try:
             sent = gw.send(relay.to_guest, now)
             del relay.to_guest[:sent]
