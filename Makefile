@@ -7,8 +7,10 @@ export PYTHONPATH := $(CURDIR)/src
 run: setup
 	$(PYTHON) -m vipernet.cli.main demo
 
-# Installs what the tests need, then runs the whole suite.
+# Installs what the tests need, then runs the whole suite (lint and types first).
 test: setup
+	$(PYTHON) -m ruff check src tests benchmarks
+	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest -q
 
 setup:
