@@ -58,7 +58,12 @@ def stack_bed() -> Iterator[StackBed]:
         bed.start([openssl, "s_server", "-accept", f"{GATEWAY}:4433", "-cert", str(cert),
                    "-key", str(key), "-tls1_3", "-WWW", "-quiet"], cwd=str(www),
                   stdin=subprocess.DEVNULL)
-        wait_for(lambda: bed.tcp_port_open(GATEWAY, 4433), what="openssl s_server")
+        # And one with -www, which answers any GET with a page describing the session.
+        bed.start([openssl, "s_server", "-accept", f"{GATEWAY}:4434", "-cert", str(cert),
+                   "-key", str(key), "-tls1_3", "-www", "-quiet"], cwd=str(www),
+                  stdin=subprocess.DEVNULL)
+        wait_for(lambda: bed.tcp_port_open(GATEWAY, 4433), what="openssl s_server -WWW")
+        wait_for(lambda: bed.tcp_port_open(GATEWAY, 4434), what="openssl s_server -www")
         path = str(bed.workdir / "netd.sock")
         env = {**os.environ, "PYTHONPATH": SRC, "VIPERNET_SOCKET": path}
         env.pop("VIPERNET_TRANSPORT", None)
@@ -102,6 +107,15 @@ def test_https_through_netd_to_openssl_s_server_with_a_test_ca(stack_bed: StackB
                            f"example.test:4433:{GATEWAY}", "https://example.test:4433/hello.txt")
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert proc.stdout == b"hello over vipernet TCP and vipernet TLS\n"
+
+
+def test_https_through_netd_to_openssl_s_server_www_reports_a_tls13_session(
+        stack_bed: StackBed) -> None:
+    proc = stack_bed.fetch("--cacert", str(stack_bed.ca), "--resolve",
+                           f"example.test:4434:{GATEWAY}", "https://example.test:4434/")
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    # s_server's own account of the session it served us.
+    assert b"New, TLSv1.3, Cipher is TLS_" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_names_resolve_through_netd_dns_and_unknown_names_exit_6(stack_bed: StackBed) -> None:
