@@ -458,3 +458,26 @@ def test_any_interleaving_of_data_key_updates_and_tickets_keeps_both_streams_int
     got_down += b"".join(e.data for e in events(client) if isinstance(e, ApplicationDataReceived))
     assert got_down == sent_down
     assert server.app_received == sent_up
+
+
+def test_crossing_key_update_requests_are_each_answered(pki: tuple[Issued, Issued]) -> None:
+    # RFC 8446 4.6.3: when both sides ask at once and the requests cross, each side still
+    # answers the other's; our own pending request does not excuse us from answering.
+    client, server = connected(pki)
+    events(client)
+    client.request_key_update(ask_peer=True)  # in flight, not yet seen by the server
+    server.send_key_update(request=True)  # the server's own request crosses it
+    client.receive_data(server.output())
+    assert client.counters["key_updates_sent"] == 2  # our request, then our answer
+    server.receive(client.data_to_send())
+    assert server.key_updates_received == 2
+    # Each side has moved its write key twice (the server once for its request and once
+    # for its answer to ours) and both streams still read.
+    client.receive_data(server.output())
+    server.send_app(b"down")
+    client.send_application_data(b"up")
+    client.receive_data(server.output())
+    server.receive(client.data_to_send())
+    assert [e for e in events(client) if isinstance(e, ApplicationDataReceived)] == [
+        ApplicationDataReceived(data=b"down")]
+    assert server.app_received == b"up"

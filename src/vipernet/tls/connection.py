@@ -154,7 +154,6 @@ class TLSClientConnection:
         self._certificate_requested: bytes | None = None
         self._peer_public_key: Any = None
         self._resumption_master_secret = b""
-        self._key_update_pending = False
         # Outcomes, readable by the caller.
         self.cipher_suite: CipherSuite | None = None
         self.group: int | None = None
@@ -227,7 +226,6 @@ class TLSClientConnection:
             raise TLSUsageError(f"cannot update keys in state {self.state.value}")
         self._send_key_update(KeyUpdateRequest.UPDATE_REQUESTED if ask_peer
                               else KeyUpdateRequest.UPDATE_NOT_REQUESTED)
-        self._key_update_pending = ask_peer
 
     def close(self) -> None:
         """Queue close_notify; no more application data may be sent."""
@@ -607,9 +605,11 @@ class TLSClientConnection:
                                                                              cipher.secret))
         self.counters["key_updates_received"] += 1
         requested = msg.request_update == KeyUpdateRequest.UPDATE_REQUESTED
-        if requested and not self._key_update_pending and not self.close_notify_sent:
+        # Every request is answered, even one that crossed a request of ours in flight
+        # (RFC 8446 4.6.3: both sides then answer, and each moves two generations on).  The
+        # answer never asks back, so two peers cannot keep each other updating.
+        if requested and not self.close_notify_sent:
             self._send_key_update(KeyUpdateRequest.UPDATE_NOT_REQUESTED)
-        self._key_update_pending = False
         self._events.append(KeyUpdateReceived(update_requested=requested))
         return True
 
