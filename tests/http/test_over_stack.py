@@ -19,9 +19,9 @@ import pytest
 from tests.http.certs import make_ca_and_server
 from tests.http.peers import Nginx
 from tests.testbed import GATEWAY, TestBed, require_binary, wait_for
+from tests.tls.netd_bed import start_netd
 
 pytestmark = pytest.mark.testbed
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 SIZE = 50 * 1024 * 1024
 
 
@@ -64,16 +64,7 @@ def stack_bed() -> Iterator[StackBed]:
                   stdin=subprocess.DEVNULL)
         wait_for(lambda: bed.tcp_port_open(GATEWAY, 4433), what="openssl s_server -WWW")
         wait_for(lambda: bed.tcp_port_open(GATEWAY, 4434), what="openssl s_server -www")
-        path = str(bed.workdir / "netd.sock")
-        env = {**os.environ, "PYTHONPATH": SRC, "VIPERNET_SOCKET": path}
-        env.pop("VIPERNET_TRANSPORT", None)
-        env.pop("VIPER_KERNEL_ENABLE_NET", None)
-        err = open(bed.workdir / "netd.err", "wb")  # noqa: SIM115
-        proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
-                          f"tap:{bed.tap}", "--socket", path], env=env, stderr=err)
-        wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd socket")
-        if proc.poll() is not None:
-            pytest.fail(f"netd exited: {(bed.workdir / 'netd.err').read_text()}")
+        env = start_netd(bed)
         yield StackBed(bed, nginx, env, hashlib.sha256(data).hexdigest(), ca)
     finally:
         if nginx is not None:

@@ -10,15 +10,14 @@ import hashlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.testbed import GATEWAY, TestBed, require_binary, wait_for
+from tests.tls.netd_bed import start_netd
 from tests.tls.pki import make_ca, make_leaf, write_server_files
 
 pytestmark = pytest.mark.testbed
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 SIZE = 16 * 1024 * 1024
 
 CLIENT = r"""
@@ -52,15 +51,7 @@ def test_download_over_netd_tcp_to_openssl_in_namespace_is_sha256_equal() -> Non
                    "-key", str(key), "-tls1_3", "-WWW"], cwd=str(www),
                   stdin=subprocess.DEVNULL)
         wait_for(lambda: bed.tcp_port_open(GATEWAY, 4433), what="openssl s_server")
-        path = str(bed.workdir / "netd.sock")
-        env = {**os.environ, "PYTHONPATH": SRC, "VIPERNET_SOCKET": path}
-        env.pop("VIPERNET_TRANSPORT", None)
-        env.pop("VIPER_KERNEL_ENABLE_NET", None)
-        with open(bed.workdir / "netd.err", "wb") as err:
-            netd = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
-                              f"tap:{bed.tap}", "--socket", path], env=env, stderr=err)
-        wait_for(lambda: os.path.exists(path) or netd.poll() is not None, what="netd socket")
-        assert netd.poll() is None, (bed.workdir / "netd.err").read_text()
+        env = start_netd(bed)
         proc = subprocess.run([sys.executable, "-c", CLIENT, GATEWAY, str(cafile)], env=env,
                               capture_output=True, timeout=240)
         assert proc.returncode == 0, proc.stderr.decode(errors="replace")
