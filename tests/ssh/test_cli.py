@@ -257,3 +257,42 @@ def test_vipernet_ssh_asks_for_the_password_on_the_terminal(
             os.kill(pid, 9)
             os.waitpid(pid, 0)
         os.close(fd)
+
+
+def test_the_shell_runs_with_the_local_terminal_raw_and_restores_it_on_exit(
+        sshd: Sshd, tmp_path: Path) -> None:
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(sys.executable, [*_argv(sshd, tmp_path, "ssh", "-p"), "root@127.0.0.1"],
+                      _env())
+        finally:
+            os._exit(127)
+    seen = bytearray()
+    try:
+        cooked = termios.tcgetattr(fd)[3]  # lflag, before vipernet ssh changes it
+        _read_until(fd, b"# ", seen)
+        lflag = termios.tcgetattr(fd)[3]  # the master reads the terminal's settings
+        assert cooked & termios.ICANON and not lflag & (termios.ICANON | termios.ECHO
+                                                        | termios.ISIG)
+        # Raw: Ctrl-C is a byte for the remote shell (which interrupts its sleep), not a
+        # SIGINT for vipernet ssh.
+        os.write(fd, b"sleep 30\r")
+        time.sleep(0.3)
+        os.write(fd, b"\x03")
+        os.write(fd, b"echo alive-$((1+1))\r")
+        _read_until(fd, b"alive-2", seen, timeout=10)
+        os.write(fd, b"exit 0\r")
+        deadline = time.monotonic() + 15
+        while not os.waitpid(pid, os.WNOHANG)[0]:
+            if time.monotonic() > deadline:
+                raise AssertionError("vipernet ssh did not exit")
+            if select.select([fd], [], [], 0.1)[0]:
+                with contextlib.suppress(OSError):
+                    seen.extend(os.read(fd, 4096))
+        assert termios.tcgetattr(fd)[3] == cooked  # the saved settings came back
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)

@@ -18,6 +18,7 @@ from vipernet.ssh.errors import (
     ChannelError,
     HostKeyMismatch,
     HostKeyUnknown,
+    KexError,
 )
 from vipernet.ssh.keys import KeyLoadError, PassphraseRequired, load_private_key
 
@@ -247,5 +248,28 @@ def test_an_ecdsa_host_key_verifies_when_asked_for(tmp_path: Path) -> None:
             n = client.conn.transport.negotiated
             assert n is not None and n.host_key == "ecdsa-sha2-nistp256"
             assert client.exec("echo ec").stdout == b"ec\n"
+    finally:
+        server.stop()
+
+
+def test_a_sha1_ssh_rsa_host_key_is_accepted_only_when_asked_for_and_allowed(
+        tmp_path: Path) -> None:
+    # OpenSSH 9 refuses SHA-1 RSA signatures by default; this server is configured to sign
+    # with nothing else.  Our default offer fails against it; listing ssh-rsa works.
+    server = Sshd(extra="HostKeyAlgorithms ssh-rsa\n", host_keys=("rsa",),
+                  user_keys=("ed25519",))
+    try:
+        with pytest.raises(KexError):
+            SSHClient.connect("127.0.0.1", server.port, username="root",
+                              key_filename=str(server.user_keys["ed25519"]),
+                              known_hosts=str(tmp_path / "kh"), timeout=20)
+        with SSHClient.connect("127.0.0.1", server.port, username="root",
+                               key_filename=str(server.user_keys["ed25519"]),
+                               known_hosts=str(tmp_path / "kh"), timeout=20,
+                               prefs=Preferences(host_key=("rsa-sha2-512", "ssh-rsa"))
+                               ) as client:
+            t = client.conn.transport
+            assert t.negotiated is not None and t.negotiated.host_key == "ssh-rsa"
+            assert client.exec("echo sha1").stdout == b"sha1\n"
     finally:
         server.stop()

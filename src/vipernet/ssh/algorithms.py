@@ -30,6 +30,9 @@ HOST_KEY_ALGORITHMS: tuple[str, ...] = (
     "ecdsa-sha2-nistp256",
     "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521",
+    # SHA-1 RSA signatures: never offered by default (OpenSSH 9 disables them too); a
+    # caller may list it for an old server that has nothing better.
+    "ssh-rsa",
 )
 
 

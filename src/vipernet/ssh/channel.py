@@ -13,16 +13,24 @@ import enum
 import struct
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from vipernet.ssh.codec import SSHWriter
 from vipernet.ssh.errors import ChannelError, SSHProtocolError, SSHUsageError
 from vipernet.ssh.messages import Msg
+from vipernet.ssh.packet import Data
 
 _DATA_HEADER = struct.Struct(">BII")
 _WINDOW_ADJUST = struct.Struct(">BII")
 
 DEFAULT_WINDOW = 8 * 1024 * 1024
 DEFAULT_MAX_PACKET = 256 * 1024
+
+
+class Sender(Protocol):
+    """How a channel sends a message: ``payload + tail`` (see :meth:`Transport.send`)."""
+
+    def __call__(self, payload: Data, tail: Data = b"") -> None: ...
 
 
 class ChannelState(enum.Enum):
@@ -33,7 +41,7 @@ class ChannelState(enum.Enum):
 
 
 class Channel:
-    def __init__(self, local_id: int, send: Callable[[bytes], None], *,
+    def __init__(self, local_id: int, send: Sender, *,
                  window: int = DEFAULT_WINDOW, max_packet: int = DEFAULT_MAX_PACKET) -> None:
         self.local_id = local_id
         self.remote_id = 0
@@ -48,7 +56,7 @@ class Channel:
         self.stderr = bytearray()
         self._consumed = 0
         self.on_data: Callable[[memoryview], None] | None = None
-        self._outgoing: deque[bytes | memoryview] = deque()
+        self._outgoing: deque[Data] = deque()
         self._queued = 0
         self.eof_received = False
         self.eof_sent = False
@@ -124,13 +132,18 @@ class Channel:
         w.push_string(value)
         return self.request("env", w.data())
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue data; whatever the peer's window allows goes out now, the rest later."""
+    def write(self, data: Data, *, take: bool = False) -> None:
+        """Queue data; whatever the peer's window allows goes out now, the rest later.
+
+        The channel copies a mutable ``data`` unless ``take`` is true: then it keeps the
+        object itself, and the caller must not modify it afterwards (the SFTP client
+        hands over the buffers it read the file into).
+        """
         self._require_open()
         if self.eof_sent or self._eof_pending:
             raise SSHUsageError("write after EOF")
         if data:
-            self._outgoing.append(data if isinstance(data, bytes) else bytes(data))
+            self._outgoing.append(data if take or isinstance(data, bytes) else bytes(data))
             self._queued += len(data)
             self._flush()
 
@@ -193,7 +206,7 @@ class Channel:
                 head = view[:n]
             self._queued -= n
             self.remote_window -= n
-            send(pack(Msg.CHANNEL_DATA, self.remote_id, n) + head)
+            send(pack(Msg.CHANNEL_DATA, self.remote_id, n), head)  # no join: see seal_to
         if self._eof_pending and not out and not self.close_sent:
             self._eof_pending = False
             self.eof_sent = True

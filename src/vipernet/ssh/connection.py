@@ -26,6 +26,7 @@ from vipernet.ssh.errors import DisconnectReason, SSHError, SSHProtocolError, SS
 from vipernet.ssh.hostkey import HostKey
 from vipernet.ssh.keys import UserKey
 from vipernet.ssh.messages import Msg
+from vipernet.ssh.packet import Payload
 from vipernet.ssh.transport import State, Transport
 
 _U32 = struct.Struct(">I")
@@ -66,7 +67,7 @@ class SSHConnection:
         self._keepalive_at: float | None = None
         self._keepalive_unanswered = 0
         self.error: SSHError | None = None
-        self._dispatch: dict[int, Callable[[bytes], None]] = {
+        self._dispatch: dict[int, Callable[[Payload], None]] = {
             Msg.GLOBAL_REQUEST: self._process_global_request,
             Msg.REQUEST_SUCCESS: self._process_request_success,
             Msg.REQUEST_FAILURE: self._process_request_failure,
@@ -197,7 +198,7 @@ class SSHConnection:
 
     # -- dispatch ---------------------------------------------------------------------
 
-    def _handle(self, payload: bytes) -> None:
+    def _handle(self, payload: Payload) -> None:
         msg = payload[0]
         if msg in AUTH_MESSAGES or (msg in (60, 61) and not self.auth.done):
             if self.auth.done:
@@ -205,7 +206,7 @@ class SSHConnection:
                     return  # a duplicate success is harmless
                 raise SSHProtocolError(f"authentication message {msg} after authentication")
             t = self.transport
-            for out in self.auth.handle(payload, t.session_id, t.server_sig_algs):
+            for out in self.auth.handle(bytes(payload), t.session_id, t.server_sig_algs):
                 t.send(out)
             return
         if not self.auth.done:
@@ -215,7 +216,7 @@ class SSHConnection:
             raise SSHProtocolError(f"unexpected message {msg}")
         handler(payload)
 
-    def _channel(self, payload: bytes) -> Channel:
+    def _channel(self, payload: Payload) -> Channel:
         if len(payload) < 5:
             raise SSHProtocolError(f"message {payload[0]}: no recipient channel")
         (cid,) = _U32.unpack_from(payload, 1)
@@ -224,25 +225,25 @@ class SSHConnection:
             raise SSHProtocolError(f"message {payload[0]} for unknown channel {cid}")
         return ch
 
-    def _process_global_request(self, payload: bytes) -> None:
+    def _process_global_request(self, payload: Payload) -> None:
         buf = SSHBuffer(payload[1:])
         buf.pull_string("request name")
         if buf.pull_bool("want reply"):
             self.transport.send(bytes([Msg.REQUEST_FAILURE]))
 
-    def _global_reply(self, ok: bool, payload: bytes) -> None:
+    def _global_reply(self, ok: bool, payload: Payload) -> None:
         self._keepalive_unanswered = 0
         if not self._global_replies:
             raise SSHProtocolError("global request reply without a request")
-        self._global_replies.popleft()(ok, payload[1:])
+        self._global_replies.popleft()(ok, bytes(payload[1:]))
 
-    def _process_request_success(self, payload: bytes) -> None:
+    def _process_request_success(self, payload: Payload) -> None:
         self._global_reply(True, payload)
 
-    def _process_request_failure(self, payload: bytes) -> None:
+    def _process_request_failure(self, payload: Payload) -> None:
         self._global_reply(False, payload)
 
-    def _process_channel_open(self, payload: bytes) -> None:
+    def _process_channel_open(self, payload: Payload) -> None:
         # A client accepts no channels from the server (no forwarding, no agent).
         buf = SSHBuffer(payload[1:])
         buf.pull_string("channel type")
@@ -255,7 +256,7 @@ class SSHConnection:
         w.push_string("")
         self.transport.send(w.data())
 
-    def _process_channel_open_confirmation(self, payload: bytes) -> None:
+    def _process_channel_open_confirmation(self, payload: Payload) -> None:
         ch = self._channel(payload)
         buf = SSHBuffer(payload[5:])
         remote = buf.pull_uint32("sender channel")
@@ -263,7 +264,7 @@ class SSHConnection:
         max_packet = buf.pull_uint32("maximum packet")
         ch.on_open_confirmation(remote, window, max_packet)
 
-    def _process_channel_open_failure(self, payload: bytes) -> None:
+    def _process_channel_open_failure(self, payload: Payload) -> None:
         ch = self._channel(payload)
         buf = SSHBuffer(payload[5:])
         code = buf.pull_uint32("reason code")
@@ -272,13 +273,13 @@ class SSHConnection:
             raise SSHProtocolError(f"channel {ch.local_id}: open failure while {ch.state}")
         ch.on_open_failure(code, description)
 
-    def _process_channel_window_adjust(self, payload: bytes) -> None:
+    def _process_channel_window_adjust(self, payload: Payload) -> None:
         ch = self._channel(payload)
         if len(payload) != 9:
             raise SSHProtocolError("WINDOW_ADJUST: bad length")
         ch.on_window_adjust(_U32.unpack_from(payload, 5)[0])
 
-    def _process_channel_data(self, payload: bytes) -> None:
+    def _process_channel_data(self, payload: Payload) -> None:
         ch = self._channel(payload)
         if len(payload) < 9:
             raise SSHProtocolError("CHANNEL_DATA: truncated")
@@ -287,7 +288,7 @@ class SSHConnection:
             raise SSHProtocolError(f"CHANNEL_DATA: length {n} but {len(payload) - 9} bytes")
         ch.receive(memoryview(payload)[9:], extended=False)
 
-    def _process_channel_extended_data(self, payload: bytes) -> None:
+    def _process_channel_extended_data(self, payload: Payload) -> None:
         ch = self._channel(payload)
         if len(payload) < 13:
             raise SSHProtocolError("CHANNEL_EXTENDED_DATA: truncated")
@@ -296,13 +297,13 @@ class SSHConnection:
             raise SSHProtocolError("CHANNEL_EXTENDED_DATA: bad length")
         ch.receive(memoryview(payload)[13:], extended=True)
 
-    def _process_channel_eof(self, payload: bytes) -> None:
+    def _process_channel_eof(self, payload: Payload) -> None:
         self._channel(payload).on_eof()
 
-    def _process_channel_close(self, payload: bytes) -> None:
+    def _process_channel_close(self, payload: Payload) -> None:
         self._channel(payload).on_close()
 
-    def _process_channel_request(self, payload: bytes) -> None:
+    def _process_channel_request(self, payload: Payload) -> None:
         ch = self._channel(payload)
         buf = SSHBuffer(payload[5:])
         name = buf.pull_string("request type")
@@ -317,8 +318,8 @@ class SSHConnection:
             # we are alive.
             self.transport.send(struct.pack(">BI", Msg.CHANNEL_FAILURE, ch.remote_id))
 
-    def _process_channel_success(self, payload: bytes) -> None:
+    def _process_channel_success(self, payload: Payload) -> None:
         self._channel(payload).on_reply(True)
 
-    def _process_channel_failure(self, payload: bytes) -> None:
+    def _process_channel_failure(self, payload: Payload) -> None:
         self._channel(payload).on_reply(False)

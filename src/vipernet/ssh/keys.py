@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from vipernet.ssh.codec import mpint, string
-from vipernet.ssh.errors import SSHError
+from vipernet.ssh.errors import SSHError, SSHUsageError
 
 PrivateKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -32,6 +32,10 @@ class PassphraseRequired(KeyLoadError):
 
 _EC_HASH: dict[str, hashes.HashAlgorithm] = {
     "secp256r1": hashes.SHA256(), "secp384r1": hashes.SHA384(), "secp521r1": hashes.SHA512(),
+}
+# RSA signature algorithm -> its hash (RFC 8332; ssh-rsa is RFC 4253's SHA-1).
+_RSA_HASH: dict[str, hashes.HashAlgorithm] = {
+    "rsa-sha2-512": hashes.SHA512(), "rsa-sha2-256": hashes.SHA256(), "ssh-rsa": hashes.SHA1(),
 }
 _EC_NAME = {"secp256r1": "nistp256", "secp384r1": "nistp384", "secp521r1": "nistp521"}
 
@@ -51,7 +55,12 @@ class UserKey:
         if isinstance(self.key, rsa.RSAPrivateKey):
             algs = ["rsa-sha2-512", "rsa-sha2-256"]
             if server_sig_algs:
-                algs = [a for a in algs if a in server_sig_algs] or algs
+                sha2 = [a for a in algs if a in server_sig_algs]
+                # SHA-1 signatures (plain ssh-rsa) only when the server says that is all it
+                # takes: OpenSSH 9 refuses them unless configured to accept them.
+                if not sha2 and "ssh-rsa" in server_sig_algs:
+                    return ["ssh-rsa"]
+                algs = sha2 or algs
             return algs
         return [self.key_type]
 
@@ -61,7 +70,9 @@ class UserKey:
         if isinstance(key, ed25519.Ed25519PrivateKey):
             raw = key.sign(data)
         elif isinstance(key, rsa.RSAPrivateKey):
-            digest = hashes.SHA512() if algorithm == "rsa-sha2-512" else hashes.SHA256()
+            digest = _RSA_HASH.get(algorithm)
+            if digest is None:
+                raise SSHUsageError(f"{algorithm} is not an RSA signature algorithm")
             raw = key.sign(data, padding.PKCS1v15(), digest)
         else:
             der = key.sign(data, ec.ECDSA(_EC_HASH[key.curve.name]))

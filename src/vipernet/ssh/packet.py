@@ -26,6 +26,13 @@ MAX_PACKET = 256 * 1024 + 1024
 MIN_PADDING = 4
 _U32 = struct.Struct(">I")
 _LEN_PAD = struct.Struct(">IB")
+# update_into() wants room for one block more than it writes (minus one byte).
+_SLACK = 15
+
+Data = bytes | bytearray | memoryview
+# Received payloads are bytearrays: each is the buffer the cipher decrypted into, trimmed
+# in place, so a payload costs one copy (the decryption) however large it is.
+Payload = bytes | bytearray
 
 
 class PacketKeys:
@@ -63,9 +70,22 @@ class PacketSealer:
     def encrypted(self) -> bool:
         return self._keys is not None
 
-    def seal(self, payload: bytes | bytearray | memoryview) -> bytes:
+    def seal(self, payload: Data, tail: Data = b"") -> bytes:
+        """The wire bytes of one packet whose payload is ``payload + tail``."""
+        out: list[Data] = []
+        self.seal_to(out, payload, tail)
+        return b"".join(out)
+
+    def seal_to(self, out: list[Data], payload: Data, tail: Data = b"") -> None:
+        """Append the wire pieces of one packet (payload ``payload + tail``) to ``out``.
+
+        The payload arrives in two parts so that a channel can pass its small header and a
+        slice of queued data without joining them; CTR is a stream and HMAC incremental,
+        so encrypting and MACing the parts one after the other equals doing the joined
+        whole, and the only copy of the data is the cipher's output.
+        """
         keys = self._keys
-        n = len(payload)
+        n = len(payload) + len(tail)
         bs = keys.block_size if keys is not None else 8
         # etm: the length field is outside the encrypted (block-aligned) part.
         aligned = 1 + n if keys is not None and keys.etm else 5 + n
@@ -78,23 +98,25 @@ class PacketSealer:
         seq = _U32.pack(self.sequence)
         self.sequence = (self.sequence + 1) & 0xFFFFFFFF
         self.packets += 1
+        self.bytes_since_rekey += 4 + n + pad + 1 + (keys.mac_size if keys is not None else 0)
         if keys is None:
-            out = b"".join((header, payload, padding))
-        elif keys.etm:
-            body = keys.crypt.update(b"".join((header[4:], payload, padding)))
-            mac = keys.mac.copy()
-            mac.update(seq)
+            out += (header, payload, tail, padding)
+            return
+        crypt = keys.crypt.update
+        mac = keys.mac.copy()
+        mac.update(seq)
+        if keys.etm:
+            parts = (crypt(header[4:]), crypt(payload), crypt(tail), crypt(padding))
             mac.update(header[:4])
-            mac.update(body)
-            out = b"".join((header[:4], body, mac.digest()))
+            for part in parts:
+                mac.update(part)
+            out.append(header[:4])
+            out += parts
         else:
-            plain = b"".join((header, payload, padding))
-            mac = keys.mac.copy()
-            mac.update(seq)
-            mac.update(plain)
-            out = keys.crypt.update(plain) + mac.digest()
-        self.bytes_since_rekey += len(out)
-        return out
+            for part in (header, payload, tail, padding):
+                mac.update(part)
+            out += (crypt(header), crypt(payload), crypt(tail), crypt(padding))
+        out.append(mac.digest())
 
 
 class PacketOpener:
@@ -116,7 +138,7 @@ class PacketOpener:
         if reset_sequence:
             self.sequence = 0
 
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
+    def feed(self, data: Data) -> None:
         self._buf += data
 
     @property
@@ -129,7 +151,7 @@ class PacketOpener:
         self._buf.clear()
         return data
 
-    def next(self) -> bytes | None:
+    def next(self) -> Payload | None:
         """The next payload, or None if a whole packet has not arrived yet."""
         keys = self._keys
         buf = self._buf
@@ -145,16 +167,25 @@ class PacketOpener:
         if (length + aligned_extra) % bs:
             raise SSHProtocolError(f"packet length {length} is not a multiple of block size {bs}")
 
-    def _finish(self, plain: bytes | bytearray, consumed: int) -> bytes:
-        pad = plain[0]
-        if pad < MIN_PADDING or pad + 1 > len(plain):
-            raise SSHProtocolError(f"padding length {pad} invalid for a {len(plain)}-byte packet")
+    def _finish(self, plain: bytearray, start: int, end: int, consumed: int) -> bytearray:
+        """Trim ``plain[start:end]`` (padding length byte, payload, padding) to the payload
+        in place: deleting at the front of a bytearray moves a pointer, not the data."""
+        pad = plain[start]
+        if pad < MIN_PADDING or pad + 1 > end - start:
+            raise SSHProtocolError(f"padding length {pad} invalid for a {end - start}-byte "
+                                   "packet")
         self.sequence = (self.sequence + 1) & 0xFFFFFFFF
         self.packets += 1
         self.bytes_since_rekey += consumed
-        return bytes(plain[1 : len(plain) - pad])
+        del plain[end - pad :]
+        del plain[: start + 1]
+        return plain
 
-    def _next_plain(self, buf: bytearray) -> bytes | None:
+    def _mac_error(self) -> MACError:
+        return MACError(f"MAC check failed on packet {self.sequence}: data was tampered "
+                        "with or corrupted in transit")
+
+    def _next_plain(self, buf: bytearray) -> Payload | None:
         if len(buf) < 4:
             return None
         (length,) = _U32.unpack_from(buf, 0)
@@ -165,9 +196,9 @@ class PacketOpener:
             return None
         plain = buf[4 : 4 + length]
         del buf[: 4 + length]
-        return self._finish(plain, 4 + length)
+        return self._finish(plain, 0, length, 4 + length)
 
-    def _next_etm(self, buf: bytearray, keys: PacketKeys) -> bytes | None:
+    def _next_etm(self, buf: bytearray, keys: PacketKeys) -> Payload | None:
         if len(buf) < 4:
             return None
         (length,) = _U32.unpack_from(buf, 0)
@@ -175,21 +206,18 @@ class PacketOpener:
         total = 4 + length + keys.mac_size
         if len(buf) < total:
             return None
-        view = memoryview(buf)
-        mac = keys.mac.copy()
-        mac.update(_U32.pack(self.sequence))
-        mac.update(view[: 4 + length])
-        ok = hmac.compare_digest(mac.digest(), view[4 + length : total])
-        if not ok:
-            view.release()
-            raise MACError(f"MAC check failed on packet {self.sequence}: data was tampered "
-                           "with or corrupted in transit")
-        plain = keys.crypt.update(view[4 : 4 + length])
-        view.release()
+        plain = bytearray(length + _SLACK)
+        with memoryview(buf) as view:
+            mac = keys.mac.copy()
+            mac.update(_U32.pack(self.sequence))
+            mac.update(view[: 4 + length])
+            if not hmac.compare_digest(mac.digest(), view[4 + length : total]):
+                raise self._mac_error()
+            keys.crypt.update_into(view[4 : 4 + length], plain)
         del buf[:total]
-        return self._finish(plain, total)
+        return self._finish(plain, 0, length, total)
 
-    def _next_eam(self, buf: bytearray, keys: PacketKeys) -> bytes | None:
+    def _next_eam(self, buf: bytearray, keys: PacketKeys) -> Payload | None:
         bs = keys.block_size
         if self._first is None:
             if len(buf) < bs:
@@ -201,25 +229,17 @@ class PacketOpener:
         total = 4 + length + keys.mac_size
         if len(buf) < total:
             return None
-        view = memoryview(buf)
-        rest = keys.crypt.update(view[bs : 4 + length])
-        mac = keys.mac.copy()
-        mac.update(_U32.pack(self.sequence))
-        mac.update(first)
-        mac.update(rest)
-        ok = hmac.compare_digest(mac.digest(), view[4 + length : total])
-        view.release()
+        # Decrypt straight into the buffer that becomes the payload (no slicing/joining).
+        plain = bytearray(4 + length + _SLACK)
+        plain[:bs] = first
+        with memoryview(buf) as view, memoryview(plain) as out:
+            keys.crypt.update_into(view[bs : 4 + length], out[bs:])
+            mac = keys.mac.copy()
+            mac.update(_U32.pack(self.sequence))
+            mac.update(out[: 4 + length])
+            ok = hmac.compare_digest(mac.digest(), view[4 + length : total])
         if not ok:
-            raise MACError(f"MAC check failed on packet {self.sequence}: data was tampered "
-                           "with or corrupted in transit")
+            raise self._mac_error()
         self._first = None
         del buf[:total]
-        pad = first[4]
-        if len(first) > 5 and MIN_PADDING <= pad <= len(rest):
-            # The common case: padding lies within ``rest``; build the payload in one copy.
-            self.sequence = (self.sequence + 1) & 0xFFFFFFFF
-            self.packets += 1
-            self.bytes_since_rekey += total
-            payload: bytes = first[5:] + rest[: len(rest) - pad]
-            return payload
-        return self._finish(first[4:] + rest, total)
+        return self._finish(plain, 4, 4 + length, total)

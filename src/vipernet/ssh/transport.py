@@ -44,7 +44,7 @@ from vipernet.ssh.errors import (
 from vipernet.ssh.hostkey import HostKey, parse_host_key, verify_signature
 from vipernet.ssh.kex import Curve25519Exchange, derive_keys, exchange_hash
 from vipernet.ssh.messages import Msg, build_kexinit, parse_kexinit
-from vipernet.ssh.packet import PacketKeys, PacketOpener, PacketSealer
+from vipernet.ssh.packet import Data, PacketKeys, PacketOpener, PacketSealer, Payload
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,9 @@ class Transport:
         self.kex_phase = KexPhase.IDLE
         self._sealer = PacketSealer(rng)
         self._opener = PacketOpener()
-        self._out: list[bytes] = []
-        self._pending: list[bytes] = []  # service payloads held back during a key exchange
+        self._out: list[Data] = []  # wire pieces, joined by data_to_send()
+        # Service payloads (as payload, tail) held back during a key exchange.
+        self._pending: list[tuple[Data, Data]] = []
         self._version_buf = bytearray()
         self._client_kexinit = b""
         self._server_kexinit = b""
@@ -142,14 +143,16 @@ class Transport:
         self._out.clear()
         return data
 
-    def send(self, payload: bytes) -> None:
-        """Send a service-layer message (held back while a key exchange runs)."""
+    def send(self, payload: Data, tail: Data = b"") -> None:
+        """Send a service-layer message ``payload + tail`` (held back while a key exchange
+        runs).  The two parts let a caller add a header to data without joining them;
+        neither may be modified afterwards."""
         if self.state is State.CLOSED:
             raise SSHUsageError("transport is closed")
         if self.state is State.OPEN and self.kex_phase is KexPhase.IDLE:
-            self._out.append(self._sealer.seal(payload))
+            self._sealer.seal_to(self._out, payload, tail)
         else:
-            self._pending.append(payload)
+            self._pending.append((payload, tail))
 
     def wants_rekey(self, now: float) -> bool:
         return self.state is State.OPEN and self.kex_phase is KexPhase.IDLE and (
@@ -203,7 +206,7 @@ class Transport:
                                                    + ("" if self.established
                                                       else " during the handshake"))
 
-    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[bytes]:
+    def receive_data(self, data: Data, now: float) -> list[Payload]:
         """Feed bytes off the wire; returns the service-layer payloads they completed."""
         if self.state is State.CLOSED:
             return []
@@ -237,9 +240,9 @@ class Transport:
         w.push_string(description)
         w.push_string(b"")
         if self.state is not State.VERSION:
-            self._out.append(self._sealer.seal(w.data()))
+            self._sealer.seal_to(self._out, w.data())
 
-    def _receive(self, data: bytes | bytearray | memoryview, now: float) -> list[bytes]:
+    def _receive(self, data: Data, now: float) -> list[Payload]:
         if self.state is State.VERSION:
             self._version_buf += data
             if not self._read_version():
@@ -249,7 +252,7 @@ class Transport:
             self.state = State.KEX
         opener = self._opener
         opener.feed(data)
-        out: list[bytes] = []
+        out: list[Payload] = []
         while self.state is not State.CLOSED:
             payload = opener.next()
             if payload is None:
@@ -265,7 +268,7 @@ class Transport:
                 continue
             handler = self._dispatch.get(msg)
             if handler is not None:
-                handler(SSHBuffer(payload[1:]), payload, now)
+                handler(SSHBuffer(payload[1:]), bytes(payload), now)
             elif msg in self._handled or msg == Msg.SERVICE_ACCEPT:
                 # Between the server's KEXINIT and its NEWKEYS only KEX messages may come.
                 if not self.established or self._server_kexinit:
@@ -315,7 +318,7 @@ class Transport:
                                        DisconnectReason.PROTOCOL_VERSION_NOT_SUPPORTED)
 
     def _send_transport(self, payload: bytes) -> None:
-        self._out.append(self._sealer.seal(payload))
+        self._sealer.seal_to(self._out, payload)
 
     def _send_kexinit(self, now: float) -> None:
         first = self._kex_count == 0 and not self.established
@@ -439,5 +442,5 @@ class Transport:
         self.state = State.OPEN
         self.established = True
         pending, self._pending = self._pending, []
-        for p in pending:
-            self._out.append(self._sealer.seal(p))
+        for head, tail in pending:
+            self._sealer.seal_to(self._out, head, tail)

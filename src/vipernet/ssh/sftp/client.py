@@ -46,6 +46,7 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
 Progress = Callable[[int, int], None]
+Reply = Callable[[int, memoryview], None]  # (type, body view valid during the call)
 DEFAULT_BLOCK = 252 * 1024  # just under OpenSSH's 255 KiB read/write limit
 DEFAULT_REQUESTS = 64
 SFTP_WINDOW = 32 * 1024 * 1024
@@ -57,7 +58,7 @@ class SFTPClient:
         self.channel = channel
         self._framer = Framer()
         self._next_id = 1
-        self._callbacks: dict[int, Callable[[int, bytes], None]] = {}
+        self._callbacks: dict[int, Reply] = {}
         self._replies: dict[int, tuple[int, bytes]] = {}
         self._version: tuple[int, bytes] | None = None
         self.version = 0
@@ -88,35 +89,33 @@ class SFTPClient:
     # -- plumbing ---------------------------------------------------------------------
 
     def _on_data(self, data: memoryview) -> None:
-        framer = self._framer
-        framer.feed(data)
-        while True:
-            pkt = framer.next()
-            if pkt is None:
-                return
-            kind, rid, body = pkt
-            if kind == Fxp.VERSION:
-                if self._version is not None:
-                    raise SFTPProtocolError("second SFTP VERSION")
-                self._version = (rid, body)
-                continue
-            cb = self._callbacks.pop(rid, None)
-            if cb is None:
-                raise SFTPProtocolError(f"SFTP reply type {kind} for unknown request {rid}")
-            cb(kind, body)
+        self._framer.feed(data)
+        self._framer.drain(self._deliver)
+
+    def _deliver(self, kind: int, rid: int, body: memoryview) -> None:
+        """One reply to its callback; ``body`` is only valid during the call (a callback
+        that keeps it copies it, as :meth:`_store` does)."""
+        if kind == Fxp.VERSION:
+            if self._version is not None:
+                raise SFTPProtocolError("second SFTP VERSION")
+            self._version = (rid, bytes(body))
+            return
+        cb = self._callbacks.pop(rid, None)
+        if cb is None:
+            raise SFTPProtocolError(f"SFTP reply type {kind} for unknown request {rid}")
+        cb(kind, body)
 
     def _id(self) -> int:
         rid = self._next_id
         self._next_id = (self._next_id + 1) & 0xFFFFFFFF
         return rid
 
-    def _store(self, rid: int) -> Callable[[int, bytes], None]:
-        def cb(kind: int, body: bytes) -> None:
-            self._replies[rid] = (kind, body)
+    def _store(self, rid: int) -> Reply:
+        def cb(kind: int, body: memoryview) -> None:
+            self._replies[rid] = (kind, bytes(body))
         return cb
 
-    def _send(self, packet: bytes, rid: int, cb: Callable[[int, bytes], None] | None = None
-              ) -> None:
+    def _send(self, packet: bytes, rid: int, cb: Reply | None = None) -> None:
         self._callbacks[rid] = cb or self._store(rid)
         self.channel.write(packet)
 
@@ -366,7 +365,7 @@ class SFTPClient:
         errors: list[SFTPError] = []
         pwrite = os.pwrite
 
-        def on_reply(kind: int, body: bytes, rid: int) -> None:
+        def on_reply(kind: int, body: memoryview, rid: int) -> None:
             off, length = inflight.pop(rid)
             state["replies"] += 1
             if kind == Fxp.DATA:
@@ -375,7 +374,7 @@ class SFTPClient:
                 n = len(body) - 4
                 if _U32.unpack_from(body, 0)[0] != n or n > length:
                     raise SFTPProtocolError("DATA: bad length")
-                pwrite(fd, memoryview(body)[4:], off)
+                pwrite(fd, body[4:], off)
                 state["done"] += n
                 if 0 < n < length:
                     retry.append((off + n, length - n))
@@ -454,7 +453,7 @@ class SFTPClient:
         errors: list[SFTPError] = []
         state = {"done": start, "replies": 0}
 
-        def on_reply(kind: int, body: bytes, rid: int) -> None:
+        def on_reply(kind: int, body: memoryview, rid: int) -> None:
             n = inflight.pop(rid)
             state["replies"] += 1
             resp = parse_response(kind, body)
@@ -471,14 +470,14 @@ class SFTPClient:
         while True:
             while (len(inflight) < max_requests and off < size and not errors
                    and ch.pending_output < max_queued):
-                data = os.pread(fd, min(block, size - off), off)
-                if not data:
-                    break
                 rid = self._id()
+                packet, n = _write_request_from(fd, rid, handle, off, min(block, size - off))
+                if not n:
+                    break
                 self._callbacks[rid] = lambda k, b, r=rid: on_reply(k, b, r)  # type: ignore[misc]
-                inflight[rid] = len(data)
-                ch.write(_write_request(rid, handle, off, data))
-                off += len(data)
+                inflight[rid] = n
+                ch.write(packet, take=True)
+                off += n
             if not inflight:
                 break
             seen = state["replies"]
@@ -525,7 +524,25 @@ def _read_request(rid: int, handle: bytes, offset: int, length: int) -> bytes:
                      handle, _U64.pack(offset), _U32.pack(length)))
 
 
+def _write_header(rid: int, handle: bytes, offset: int, length: int) -> bytes:
+    return b"".join((_READ.pack(len(handle) + length + 21, Fxp.WRITE, rid),
+                     _U32.pack(len(handle)), handle, _U64.pack(offset), _U32.pack(length)))
+
+
 def _write_request(rid: int, handle: bytes, offset: int, data: bytes) -> bytes:
-    return b"".join((_READ.pack(len(handle) + len(data) + 21, Fxp.WRITE, rid),
-                     _U32.pack(len(handle)), handle, _U64.pack(offset),
-                     _U32.pack(len(data)), data))
+    return _write_header(rid, handle, offset, len(data)) + data
+
+
+def _write_request_from(fd: int, rid: int, handle: bytes, offset: int,
+                        length: int) -> tuple[bytearray, int]:
+    """A WRITE of up to ``length`` bytes of ``fd`` at ``offset``, read straight into the
+    request (no join of header and data); returns it and the byte count (0 at EOF)."""
+    header = _write_header(rid, handle, offset, length)
+    packet = bytearray(len(header) + length)
+    with memoryview(packet) as view:
+        n = os.preadv(fd, [view[len(header):]], offset)
+    if n < length:  # the file shrank under us: send what there is
+        header = _write_header(rid, handle, offset, n)
+        del packet[len(header) + n :]
+    packet[: len(header)] = header
+    return packet, n

@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import stat as statmod
 import struct
+from collections.abc import Callable
 
 from vipernet.buffer import BufferUnderflow
 from vipernet.ssh.codec import SSHBuffer, SSHWriter
@@ -313,19 +314,40 @@ class Framer:
 
     def next(self) -> tuple[int, int, bytes] | None:
         """(type, id, body) -- for VERSION the "id" is the version and body the rest."""
+        found: list[tuple[int, int, bytes]] = []
+        self.drain(lambda kind, rid, body: found.append((kind, rid, bytes(body))), limit=1)
+        return found[0] if found else None
+
+    def drain(self, deliver: Callable[[int, int, memoryview], None], *,
+              limit: int = -1) -> None:
+        """Hand each complete packet to ``deliver(type, id, body)`` (at most ``limit``).
+
+        ``body`` is a view into the framer's buffer, valid only during the call: a
+        callback that keeps it must copy it.  The consumed bytes are dropped once, after
+        the last packet, rather than once per packet.
+        """
         buf = self._buf
-        if len(buf) < 5:
-            return None
-        length, kind = _HDR.unpack_from(buf, 0)
-        if length < 5 or length > self._max:
-            raise SFTPProtocolError(f"SFTP packet length {length} outside [5, {self._max}]")
-        if len(buf) < 4 + length:
-            return None
-        (rid,) = _U32.unpack_from(buf, 5)
-        with memoryview(buf) as view:  # one copy, and released before the resize below
-            body = bytes(view[9 : 4 + length])
-        del buf[: 4 + length]
-        return kind, rid, body
+        pos = 0
+        try:
+            with memoryview(buf) as view:
+                while limit and len(buf) - pos >= 5:
+                    length, kind = _HDR.unpack_from(buf, pos)
+                    if length < 5 or length > self._max:
+                        raise SFTPProtocolError(
+                            f"SFTP packet length {length} outside [5, {self._max}]")
+                    end = pos + 4 + length
+                    if len(buf) < end:
+                        break
+                    (rid,) = _U32.unpack_from(buf, pos + 5)
+                    with view[pos + 9 : end] as body:
+                        pos = end  # consumed even if deliver raises
+                        limit -= 1
+                        deliver(kind, rid, body)
+        finally:
+            try:
+                del buf[:pos]
+            except BufferError:  # a callback kept a view after all: leave it its bytes
+                self._buf = buf[pos:]
 
 
 def request(kind: Fxp, rid: int, *fields: bytes | str | int) -> bytes:
