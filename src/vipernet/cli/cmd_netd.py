@@ -1,6 +1,7 @@
 """``vipernet netd``: run the network daemon on a device.
 
     vipernet netd [--link user|tap:NAME|passt|qemu-stream:PATH] [--netns NS]
+                  [--restrict] [--forward tcp:HOSTPORT:GUESTPORT ...]
                   [--ip 10.0.2.15/24|dhcp] [--gateway 10.0.2.2] [--dns 10.0.2.3]
                   [--mac 52:54:00:12:34:56] [--socket PATH] [--pcap FILE]
 
@@ -11,6 +12,7 @@ such interface, not permitted, socket in use) are one line on stderr and exit st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -29,6 +31,11 @@ def register(subparsers: Any) -> None:
                              "no root), tap:NAME[@NETNS], passt[:ADDR/PREFIX], "
                              "qemu-stream:PATH")
     parser.add_argument("--netns", help="open the device inside this network namespace")
+    parser.add_argument("--restrict", action="store_true",
+                        help="user link: reach only 10.0.2.2 (host loopback) and 10.0.2.3 (DNS)")
+    parser.add_argument("--forward", action="append", default=[], metavar="tcp:HOST:GUEST",
+                        help="user link: carry host 127.0.0.1:HOST to the stack's port GUEST "
+                             "(repeatable)")
     parser.add_argument("--ip", default="10.0.2.15/24",
                         help="address/prefix (10.0.2.15/24), or 'dhcp' (vipernet.dhcp)")
     parser.add_argument("--gateway", default="10.0.2.2",
@@ -59,7 +66,15 @@ def _config(args: argparse.Namespace) -> Any:
     gateway = None if args.gateway.lower() == "none" else IPv4Address(args.gateway)
     dns = tuple(IPv4Address(d.strip()) for d in args.dns.split(",") if d.strip())
     dhcp = args.ip.lower() == "dhcp"  # the address comes from the lease (see run())
-    return NetdConfig(link=parse_link(args.link, netns=args.netns),
+    link = parse_link(args.link, netns=args.netns)
+    if args.restrict or args.forward:  # the issue's flags are the user link's options
+        if link.kind != "user":
+            raise ValueError(f"--restrict and --forward need --link user, not {link.kind}")
+        from vipernet.slirp.config import with_options
+
+        link = dataclasses.replace(link, argument=with_options(
+            link.argument, restrict=args.restrict, forwards=args.forward))
+    return NetdConfig(link=link,
                       socket_path=args.socket_path,
                       ip=IPv4Interface("10.0.2.15/24" if dhcp else args.ip),
                       gateway=gateway, dns=dns, mac=mac, mtu=args.mtu, pcap=args.pcap,

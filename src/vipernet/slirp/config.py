@@ -15,6 +15,7 @@ unless ``restrict``; other 10.0.2.x addresses are refused.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -90,6 +91,19 @@ class SlirpConfig:
                     f"unknown --link user option {item!r} (known: restrict, "
                     "forward=tcp:HOSTPORT:GUESTPORT, dns=IP[:PORT])")
         return cls(restrict=restrict, forwards=tuple(forwards), dns_upstream=upstream)
+
+
+def with_options(argument: str, *, restrict: bool = False, forwards: Sequence[str] = ()) -> str:
+    """``--link user:ARGUMENT`` plus netd's ``--restrict`` / ``--forward`` flags, as one argument.
+
+    The flags are the issue's spelling; the link options are the same thing, so the flags
+    are only appended (each forward is checked here, so a bad one is reported by its flag).
+    """
+    for value in forwards:
+        _parse_forward(value)
+    extra = ["restrict"] if restrict else []
+    extra += [f"forward={value}" for value in forwards]
+    return ",".join(part for part in (argument, *extra) if part)
 
 
 def _parse_forward(value: str) -> Forward:
