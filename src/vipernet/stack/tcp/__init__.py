@@ -10,7 +10,12 @@ Files, one concept each:
 * ``congestion``   NewReno (RFC 5681, RFC 6582)
 * ``send_buffer``  the send queue (bytearray with a moving head)
 * ``recv_buffer``  in-order chunks + out-of-order reassembly with bounded memory, SACK blocks
-* ``connection``   one connection: the state machine, RFC 5961/7323/2018, timers, output
+* ``params``       per-connection parameters and the engine's tunables
+* ``tcb``          a connection's state and the transition choke point ``_set_state``
+* ``sender``       output, retransmission timer, tail-loss probe, SACK-driven recovery
+* ``receiver``     segment arrival: RFC 9293 3.10.7, RFC 5961, PAWS, ACKs, data, FIN
+* ``connection``   ``Connection``: opening, timers, the application's calls
+* ``timewait``     the compact record an orphaned connection becomes in TIME_WAIT
 * ``listener``     SYN queue and accept queue
 * ``layer``        demultiplexing, RST for strays, ports, TIME_WAIT, the timer heap
 * ``socket``       ``TcpSocket``, the StackSocket interface netd and kernel mode drive

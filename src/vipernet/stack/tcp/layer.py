@@ -49,6 +49,7 @@ from vipernet.stack.tcp.segment import (
 from vipernet.stack.tcp.seq import HALF, MASK
 from vipernet.stack.tcp.socket import TcpSocket
 from vipernet.stack.tcp.state import SegmentError, TcpState
+from vipernet.stack.tcp.tcb import Tcb
 from vipernet.stack.tcp.timewait import TimeWait
 
 log = logging.getLogger("vipernet.tcp")
@@ -64,6 +65,7 @@ _ESTABLISHED = TcpState.ESTABLISHED
 
 Key = tuple[int, int, int]  # remote ip, remote port, local port
 Entry = Connection | TimeWait
+Timed = Tcb | TimeWait  # what the timer heap and the ConnectionHost calls see
 
 
 class StackHooks(Protocol):
@@ -105,8 +107,8 @@ class TcpLayer:
         self.syn_retries = 6
         self.max_retries = 15
         self.now = 0.0
-        self._heap: list[tuple[float, int, Entry]] = []
-        self._ack_soon: list[Connection] = []  # ACKs owed at the end of this batch
+        self._heap: list[tuple[float, int, Timed]] = []
+        self._ack_soon: list[Tcb] = []  # ACKs owed at the end of this batch
         self._tie = itertools.count()
         self._addr_cache: dict[int, IPv4Address] = {}
         self._chal_second = -1
@@ -210,21 +212,21 @@ class TcpLayer:
 
     # -- ConnectionHost ---------------------------------------------------------------------
 
-    def transmit(self, conn: Entry, segment: bytearray, payload_len: int,
+    def transmit(self, conn: Timed, segment: bytearray, payload_len: int,
                  now: float) -> None:
         self._send(conn.remote_ip, segment, payload_len, conn.smss, now)
 
-    def arm(self, conn: Entry, deadline: float) -> None:
+    def arm(self, conn: Timed, deadline: float) -> None:
         heapq.heappush(self._heap, (deadline, next(self._tie), conn))
 
-    def notify(self, conn: Connection) -> None:
+    def notify(self, conn: Tcb) -> None:
         sock = conn.socket
         if sock is None and conn.listener is not None and conn.state == _ESTABLISHED:
             sock = conn.listener.socket  # type: ignore[attr-defined]
         if sock is not None:
             self.stack.mark_changed(sock)
 
-    def state_changed(self, conn: Entry, old: TcpState, new: TcpState,
+    def state_changed(self, conn: Timed, old: TcpState, new: TcpState,
                       now: float) -> None:
         key = (conn.remote_ip, conn.remote_port, conn.local_port)
         if new == _TIME_WAIT:
@@ -262,12 +264,12 @@ class TcpLayer:
         self.conns[key] = tw
         tw.arm()
 
-    def _drop_port_ref(self, conn: Entry) -> None:
-        if isinstance(conn, Connection) and conn.port_ref:
+    def _drop_port_ref(self, conn: Timed) -> None:
+        if isinstance(conn, Tcb) and conn.port_ref:
             conn.port_ref = False
             self.release_port(conn.local_port)
 
-    def ack_soon(self, conn: Connection) -> None:
+    def ack_soon(self, conn: Tcb) -> None:
         self._ack_soon.append(conn)
 
     def _flush_acks(self, now: float) -> None:

@@ -1,0 +1,393 @@
+"""Output: building segments, the send window, retransmission and loss recovery.
+
+:class:`Sender` adds to the :class:`~vipernet.stack.tcp.tcb.Tcb` everything that puts
+segments on the wire: SYNs, ACKs (with SACK blocks), probes and resets; :meth:`Sender._output`,
+which sends what the peer's window, the congestion window, Nagle (Minshall's variant) and
+sender-side SWS avoidance allow; the retransmission timer with its tail-loss probe; and the
+SACK scoreboard that drives fast recovery, lost-retransmission detection and the Eifel undo
+of spurious retransmissions.
+"""
+
+from __future__ import annotations
+
+from vipernet.stack.tcp.params import DELAYED_ACK, MAX_PERSIST, MAX_REORDERING, wscale_for
+from vipernet.stack.tcp.segment import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    Segment,
+    build_segment,
+    data_options,
+    syn_options,
+)
+from vipernet.stack.tcp.seq import HALF, MASK, unwrap
+from vipernet.stack.tcp.state import TcpState
+from vipernet.stack.tcp.tcb import Tcb
+
+_S = TcpState
+_CLOSED = _S.CLOSED
+_SYN_SENT = _S.SYN_SENT
+_SYN_RECEIVED = _S.SYN_RECEIVED
+_ESTABLISHED = _S.ESTABLISHED
+_FIN_WAIT_1 = _S.FIN_WAIT_1
+_FIN_WAIT_2 = _S.FIN_WAIT_2
+_CLOSE_WAIT = _S.CLOSE_WAIT
+_CLOSING = _S.CLOSING
+_LAST_ACK = _S.LAST_ACK
+_TIME_WAIT = _S.TIME_WAIT
+
+_RECEIVING = (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2)
+_SENDING = (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK)
+
+
+class Sender(Tcb):
+    __slots__ = ()
+
+    # -- control segments -------------------------------------------------------------------
+
+    def _syn_window(self) -> int:
+        win = min(self.p.rcv_buf, 0xFFFF)
+        self.rcv_adv = self.rcv_nxt + win
+        return win
+
+    def _send_syn(self, now: float, *, ack: bool) -> None:
+        ts = (self._tsval(now), self.ts_recent if ack else 0) if self.want_ts else None
+        opts = syn_options(mss=self.p.mtu_mss,
+                           window_scale=wscale_for(self.p.rcv_buf) if self.want_ws else None,
+                           sack_permitted=self.want_sack, timestamps=ts)
+        seg = build_segment(
+            src_port=self.local_port, dst_port=self.remote_port, seq=self.iss,
+            ack=(self.irs + self.rcv_nxt) & MASK if ack else 0,
+            flags=SYN | ACK if ack else SYN, window=self._syn_window(), options=opts)
+        if ack:
+            self.last_ack_sent = self.rcv_nxt
+        self.host.transmit(self, seg, 0, now)
+
+    def _window_field(self) -> int:
+        """The window to advertise now; moves the right edge only forward (no shrinking)
+        and only by a worthwhile amount (receiver-side SWS avoidance, RFC 9293 3.8.6.2.2)."""
+        free = self.p.rcv_buf - self.rb.size
+        if self.rd_shut:
+            free = self.p.rcv_buf
+        edge = self.rcv_nxt + max(free, 0)
+        if edge - self.rcv_adv >= min(self.p.rcv_buf // 2, self.p.mtu_mss) or (
+                free >= self.p.rcv_buf // 2 and edge > self.rcv_adv):
+            self.rcv_adv = edge
+        win = self.rcv_adv - self.rcv_nxt
+        if win < 0:
+            win = 0
+        shift = self.rcv_wscale
+        field = (win + (1 << shift) - 1) >> shift  # round up: rounding down would shrink
+        if field > 0xFFFF:
+            field = 0xFFFF
+        self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << shift))
+        return field
+
+    def _ack_options(self, now: float, with_sack: bool) -> bytes:
+        ts = (self._tsval(now), self.ts_recent) if self.ts_enabled else None
+        blocks = None
+        if with_sack and self.want_sack and self.rb.has_gaps:
+            irs = self.irs
+            blocks = [((irs + s) & MASK, (irs + e) & MASK) for s, e in
+                      self.rb.sack_blocks(3 if ts else 4)]
+        if ts is None and not blocks:
+            return b""
+        return data_options(ts, blocks)
+
+    def send_ack(self, now: float) -> None:
+        """A pure ACK (with SACK blocks when we hold out-of-order data).
+
+        Its sequence number is SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT the
+        peer may already hold everything below SND.MAX, and would drop as out of window a
+        pure ACK whose sequence number lies below its RCV.NXT."""
+        seg = build_segment(
+            src_port=self.local_port, dst_port=self.remote_port,
+            seq=(self.iss + self.snd_max) & MASK, ack=(self.irs + self.rcv_nxt) & MASK,
+            flags=ACK, window=self._window_field(), options=self._ack_options(now, True))
+        self.delack_segs = 0
+        self.t_delack = None
+        self.last_ack_sent = self.rcv_nxt
+        self.host.transmit(self, seg, 0, now)
+
+    def _send_probe(self, now: float) -> None:
+        """Zero-window / keepalive probe: an ACK one below SND.UNA, which the peer must
+        answer with its current ACK and window (RFC 9293 3.8.6.1, 3.8.4)."""
+        seg = build_segment(
+            src_port=self.local_port, dst_port=self.remote_port,
+            seq=(self.iss + self.snd_una - 1) & MASK, ack=(self.irs + self.rcv_nxt) & MASK,
+            flags=ACK, window=self._window_field(), options=self._ack_options(now, False))
+        self.host.transmit(self, seg, 0, now)
+
+    def _send_rst(self, now: float) -> None:
+        seg = build_segment(
+            src_port=self.local_port, dst_port=self.remote_port,
+            seq=(self.iss + self.snd_max) & MASK, ack=(self.irs + self.rcv_nxt) & MASK,
+            flags=RST | ACK, window=0)
+        self.host.transmit(self, seg, 0, now)
+
+    # -- data -------------------------------------------------------------------------------
+
+    def _send_data(self, start: int, length: int, now: float, *, new_fin: bool = False) -> int:
+        """Emit one segment with bytes [start, start+length) (+FIN when it ends the stream
+        and the FIN was sent before, or ``new_fin`` says this is its first transmission).
+
+        Returns the sequence space used."""
+        data_end = self.sb.end
+        flags = ACK
+        space = length
+        if start + length == data_end:
+            flags |= PSH
+            if self.fin_queued and (new_fin or self.snd_max > data_end):
+                flags |= FIN
+                space += 1
+        opts = (data_options((self._tsval(now), self.ts_recent), None)
+                if self.ts_enabled else b"")
+        seg = build_segment(
+            src_port=self.local_port, dst_port=self.remote_port,
+            seq=(self.iss + start) & MASK, ack=(self.irs + self.rcv_nxt) & MASK,
+            flags=flags, window=self._window_field(), options=opts)
+        if length:
+            self.sb.copy_into(seg, start, length)
+        self.delack_segs = 0
+        self.t_delack = None
+        self.last_ack_sent = self.rcv_nxt
+        self.host.transmit(self, seg, length, now)
+        return space
+
+    def _output(self, now: float) -> None:
+        """Send whatever the windows, Nagle and SWS avoidance allow."""
+        if self.state not in _SENDING:
+            return
+        sb = self.sb
+        limit = self.smss
+        if self.p.max_payload > 2 * limit:  # TSO: whole MSS multiples up to ~64 KiB
+            limit = self.p.max_payload - self.p.max_payload % limit
+        while True:
+            data_end = sb.end
+            total_end = data_end + 1 if self.fin_queued else data_end
+            nxt = self.snd_nxt
+            if nxt >= total_end:
+                break
+            if nxt < self.snd_max and self.sacked:
+                nxt = self._skip_sacked(nxt)
+                if nxt != self.snd_nxt:
+                    self.snd_nxt = nxt
+                    continue
+            cwnd = self.cc.cwnd
+            if 0 < self.dupacks < 3 and not self.in_recovery:
+                cwnd += self.dupacks * self.smss  # limited transmit (RFC 3042)
+            wnd = self.snd_wnd if self.snd_wnd < cwnd else cwnd
+            usable = self.snd_una + wnd - nxt
+            avail = data_end - nxt
+            if avail <= 0:
+                # only the FIN is left; it needs no window space of its own
+                if usable < 0:
+                    break
+                n = 0
+            else:
+                if usable <= 0:
+                    break
+                n = min(avail, usable, limit)
+                if nxt < self.snd_max:
+                    # retransmission after a timeout: stop before SACKed data
+                    edge = self._next_sacked_start(nxt)
+                    if edge is not None and nxt + n > edge:
+                        n = edge - nxt
+                elif n < avail and n < self.smss:
+                    # sender SWS avoidance (RFC 9293 3.8.6.2.1): no runt while more is queued,
+                    # unless nothing is in flight (then nothing else will clock us out)
+                    if self.snd_max > self.snd_una and n < self.max_snd_wnd // 2:
+                        break
+                elif (n == avail and n < self.smss and not self.p.nodelay
+                      and not self.fin_queued and self.snd_sml > self.snd_una):
+                    # Nagle, Minshall's variant (as Linux): hold a runt only while an
+                    # earlier runt is unacknowledged, so a write's tail goes out at once
+                    break
+            used = self._send_data(nxt, n, now, new_fin=True)
+            if n < self.smss:
+                self.snd_sml = nxt + used
+            self.snd_nxt = nxt + used
+            if self.snd_nxt > self.snd_max:
+                if self.rtt_seq is None:
+                    self.rtt_seq = self.snd_nxt
+                    self.rtt_time = now
+                self.snd_max = self.snd_nxt
+            if self.t_rtx is None:
+                self._arm_rtx(now)
+            self.t_persist = None
+        # Zero window with data waiting and nothing in flight: the persist timer probes.
+        if (self.snd_wnd == 0 and self.snd_max == self.snd_una and self.t_persist is None
+                and (sb.end > self.snd_una or (self.fin_queued and self.snd_max <= sb.end))):
+            self.t_rtx = None
+            self.t_persist = now + min(
+                MAX_PERSIST, self.rto.current() * (1 << min(self.persist_backoff, 16)))
+
+    def _skip_sacked(self, off: int) -> int:
+        for s, e in self.sacked:
+            if s <= off < e:
+                return e
+            if s > off:
+                break
+        return off
+
+    def _next_sacked_start(self, off: int) -> int | None:
+        for s, _e in self.sacked:
+            if s > off:
+                return s
+        return None
+
+    def _retransmit_hole(self, now: float) -> bool:
+        """Fast recovery: resend the next un-SACKed segment at or after ``rtx_next``."""
+        off = max(self.rtx_next, self.snd_una)
+        off = self._skip_sacked(off)
+        high = self.sacked[-1][1] if self.sacked else self.snd_una + 1
+        if off >= self.snd_max or (off > self.snd_una and off >= high):
+            return False
+        data_end = self.sb.end
+        n = min(self.smss, data_end - off)
+        edge = self._next_sacked_start(off)
+        if edge is not None and off + n > edge:
+            n = edge - off
+        if n <= 0 and not (self.fin_queued and off == data_end):
+            return False
+        used = self._send_data(off, max(n, 0), now)
+        if off == self.snd_una:
+            self.rtx_una_mark = self.snd_max
+        self.rtx_next = off + used
+        self.host.count("tcp_fast_retransmit")
+        if self.rtt_seq is not None and off < self.rtt_seq:
+            self.rtt_seq = None  # Karn: never time a retransmitted segment
+        return True
+
+    def _arm_rtx(self, now: float) -> None:
+        """Arm the retransmission timer, or first a tail-loss probe (RFC 8985 7): a loss at
+        the end of a flight produces no duplicate ACKs, and a 200 ms RTO is dozens of RTTs
+        on a LAN; a probe after ~2 SRTT turns it into a SACK-driven fast recovery."""
+        rto = self.rto.current()
+        srtt = self.rto.srtt
+        if (srtt is not None and not self.tlp_done and not self.in_recovery
+                and self.rtx_count == 0 and self.state in _SENDING):
+            pto = max(2 * srtt, 0.01)
+            if self.snd_max - self.snd_una <= self.smss:
+                pto += DELAYED_ACK  # a lone segment may be waiting on a delayed ACK
+            if pto < rto:
+                self.tlp_armed = True
+                self.t_rtx = now + pto
+                return
+        self.tlp_armed = False
+        self.t_rtx = now + rto
+
+    def _tail_loss_probe(self, now: float) -> None:
+        """Resend the last segment of the flight (or send one new one) once."""
+        self.tlp_armed = False
+        self.tlp_done = True
+        self.host.count("tcp_tail_loss_probe")
+        data_end = self.sb.end
+        if self.snd_nxt == self.snd_max and data_end > self.snd_max and self.snd_wnd > 0:
+            n = min(self.smss, data_end - self.snd_max, self.snd_wnd)
+            used = self._send_data(self.snd_max, n, now, new_fin=True)
+            self.snd_nxt = self.snd_max = self.snd_max + used
+        else:
+            end = min(self.snd_max, data_end)
+            start = max(self.snd_una, end - self.smss)
+            if end > start or self.snd_max > data_end:
+                self._send_data(start, max(end - start, 0), now)
+            if self.rtt_seq is not None and start < self.rtt_seq:
+                self.rtt_seq = None
+        self.t_rtx = now + self.rto.current()
+
+    # -- loss detection: the SACK scoreboard and spurious retransmissions -----------------------
+
+    def _dupthresh(self) -> int:
+        """The reordering tolerance (3, raised after spurious retransmissions), or fewer
+        when fewer segments are outstanding and nothing new can go out to draw more
+        duplicate ACKs (early retransmit, RFC 5827)."""
+        oseg = -(-(self.snd_max - self.snd_una) // self.smss)
+        if oseg > self.reordering or (
+                self.sb.end > self.snd_max and self.snd_wnd > self.snd_max - self.snd_una):
+            return self.reordering
+        return max(1, oseg - 1)
+
+    def _remember_undo(self, una: int, now: float) -> None:
+        """Before cutting cwnd for a loss, note what to restore if it proves spurious."""
+        if self.ts_enabled:
+            self.undo_cwnd = self.cc.cwnd
+            self.undo_ssthresh = self.cc.ssthresh
+            self.undo_seq = una
+            self.undo_tsval = self._tsval(now)
+
+    def _check_spurious(self, seg: Segment, ack: int) -> bool:
+        """Eifel detection (RFC 3522): the first ACK covering our retransmission echoes a
+        timestamp older than the retransmission, so the original arrived: the "loss" was
+        reordering.  Undo the window cut and tolerate more reordering from now on."""
+        tsval = self.undo_tsval
+        if tsval is None or ack <= self.undo_seq:
+            return False
+        self.undo_tsval = None
+        if seg.tsval is None or not seg.tsecr or (seg.tsecr - tsval) & MASK < HALF:
+            return False
+        self.reordering = min(self.reordering + 1, MAX_REORDERING)
+        if self.sacked and self.sacked[-1][1] > ack:
+            # Other holes remain: some of this episode's losses are real, so the window
+            # cut stands; keep recovering them.
+            self.host.count("tcp_spurious_retransmit")
+            return False
+        self.host.count("tcp_spurious_retransmit_undone")
+        self.cc.cwnd = max(self.cc.cwnd, self.undo_cwnd)
+        self.cc.ssthresh = max(self.cc.ssthresh, self.undo_ssthresh)
+        self.in_recovery = False
+        self.recover = ack  # lets a real loss right after this start fast recovery
+        self.rtx_una_mark = None
+        return True
+
+    def _update_sacked(self, blocks: tuple[tuple[int, int], ...], ack: int) -> bool:
+        iss = self.iss
+        changed = False
+        for ws, we in blocks:
+            s = unwrap(ws, iss, ack)
+            e = unwrap(we, iss, ack)
+            if s < ack:
+                s = ack
+            if e > self.snd_max:
+                e = self.snd_max
+            if e <= s:
+                continue  # D-SACK or bogus: ignore
+            if self._add_sacked(s, e):
+                changed = True
+        return changed
+
+    def _add_sacked(self, s: int, e: int) -> bool:
+        sacked = self.sacked
+        out: list[list[int]] = []
+        placed = False
+        changed = True
+        for blk in sacked:
+            if blk[1] < s:
+                out.append(blk)
+            elif blk[0] > e:
+                if not placed:
+                    out.append([s, e])
+                    placed = True
+                out.append(blk)
+            else:
+                if blk[0] <= s and blk[1] >= e:
+                    changed = False
+                s = min(s, blk[0])
+                e = max(e, blk[1])
+        if not placed:
+            out.append([s, e])
+        if len(out) > 64:  # bounded: forget the highest ranges
+            del out[64:]
+        self.sacked = out
+        return changed
+
+    def _prune_sacked(self, ack: int) -> None:
+        out = [b for b in self.sacked if b[1] > ack]
+        if out and out[0][0] < ack:
+            out[0] = [ack, out[0][1]]
+        self.sacked = out
+
+    def _sacked_bytes(self) -> int:
+        return sum(e - s for s, e in self.sacked)
