@@ -296,13 +296,13 @@ print(f"{{best:.0f}}")
 
 def over_the_stack(size: int) -> None:
     """100 MB from nginx at 10.0.2.2 in a test namespace: through netd vs the kernel."""
-    import os
     import subprocess
 
     print(f"\nover the stack: {size / 1e6:.0f} MB from nginx at 10.0.2.2 (MB/s, best of 3)")
     try:
         import pytest
-        from tests.testbed import GATEWAY, TestBed, wait_for
+        from tests.testbed import GATEWAY, TestBed
+        from tests.tls.netd_bed import start_netd
         bed = TestBed("hbench")
     except (Exception, pytest.skip.Exception) as exc:  # not root, no TAP: say so, go on
         print(f"  skipped: {exc}")
@@ -316,13 +316,7 @@ def over_the_stack(size: int) -> None:
             for _ in range(size // len(block) + 1):
                 f.write(block)
         (nginx.www / "big").chmod(0o644)
-        path = str(bed.workdir / "netd.sock")
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("VIPERNET_TRANSPORT", "VIPER_KERNEL_ENABLE_NET")}
-        env.update(PYTHONPATH=str(ROOT / "src"), VIPERNET_SOCKET=path)
-        proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
-                          f"tap:{bed.tap}", "--socket", path], env=env)
-        wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd")
+        env = start_netd(bed)
         url = f"http://{GATEWAY}/big"
         src = str(ROOT / "src")
         ours = subprocess.run([sys.executable, "-c", STREAM_SNIPPET.format(
