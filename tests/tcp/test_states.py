@@ -981,3 +981,18 @@ def test_established_out_of_order_data_restarts_quick_ack_mode() -> None:
     peer.seq += 1460
     h.send(peer, F.ACK, payload=b"c" * 1460)
     assert len(h.recv()) == 1  # quick-ACK mode again: no delay for this one
+
+
+def test_connect_without_a_route_fails_at_once_with_enetunreach() -> None:
+    h = Harness()
+
+    def refuse(*_args: object, **_kw: object) -> None:
+        raise OSError(errno.ENETUNREACH, "no route")
+
+    h.stack.send_ip = refuse  # type: ignore[method-assign]
+    sock = h.layer.open_socket()
+    with pytest.raises(OSError) as exc:
+        sock.connect(("192.0.2.1", 80), h.now)
+    assert exc.value.errno == errno.ENETUNREACH
+    sock.close(h.now)
+    assert not h.layer.conns and not h.layer.port_refs

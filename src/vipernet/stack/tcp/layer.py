@@ -178,6 +178,9 @@ class TcpLayer:
         self.conns[key] = conn
         self.counters["tcp_active_open"] += 1
         conn.open_active(now)
+        if conn.state == _CLOSED and conn.error is not None:
+            err = conn.error
+            raise OSError(err, f"connect: {errno.errorcode.get(err, err)}")
         return conn
 
     def listen(self, sock: Any, port: int, backlog: int, params: ConnectionParams) -> Listener:
@@ -214,7 +217,14 @@ class TcpLayer:
 
     def transmit(self, conn: Timed, segment: bytearray, payload_len: int,
                  now: float) -> None:
-        self._send(conn.remote_ip, segment, payload_len, conn.smss, now)
+        try:
+            self._send(conn.remote_ip, segment, payload_len, conn.smss, now)
+        except OSError as exc:
+            # The IP layer refused (no route: ENETUNREACH; oversized: EMSGSIZE).  A connect
+            # fails with that errno, as on Linux; otherwise it is a lost segment.
+            self.counters["tcp_send_error"] += 1
+            if isinstance(conn, Tcb) and conn.state == TcpState.SYN_SENT and exc.errno:
+                conn._fail(exc.errno, now)
 
     def arm(self, conn: Timed, deadline: float) -> None:
         heapq.heappush(self._heap, (deadline, next(self._tie), conn))
@@ -395,7 +405,10 @@ class TcpLayer:
             out = build_segment(src_port=seg.dst_port, dst_port=seg.src_port, seq=0,
                                 ack=(seg.seq + n) & MASK, flags=RST | ACK, window=0)
         self.counters["tcp_rst_sent"] += 1
-        self._send(src, out, 0, 1 << 16, now)
+        try:
+            self._send(src, out, 0, 1 << 16, now)
+        except OSError:
+            self.counters["tcp_send_error"] += 1
 
     def icmp_unreachable(self, remote_ip: int, local_port: int, remote_port: int, code: int,
                          now: float) -> None:

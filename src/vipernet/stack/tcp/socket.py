@@ -146,7 +146,11 @@ class TcpSocket:
         if not 0 < port < 65536 or ip >> 28 == 0xE or ip in (0, 0xFFFFFFFF):
             raise _ioerror(errno.EINVAL, f"cannot connect to {address}")
         local = self._port or None
-        self._conn = self._layer.connect(self, self._params, ip, port, local, now)
+        try:
+            self._conn = self._layer.connect(self, self._params, ip, port, local, now)
+        except OSError:
+            self._port = 0  # the port reference went with the failed connection
+            raise
         self._port = self._conn.local_port
         raise BlockingIOError(errno.EINPROGRESS, "connect in progress")
 
