@@ -169,3 +169,34 @@ def test_bad_replies_map_to_curl_exit_codes(raw: bytes, code: int) -> None:
 @pytest.mark.parametrize("url", ["ftp://example.test/", "http://", "http://bad host/"])
 def test_bad_url_exits_3(url: str) -> None:
     assert fetch(url) == 3
+
+
+def test_connection_closed_mid_head_exits_56() -> None:
+    def handler(peer: Peer) -> None:
+        if peer.read_request() is not None:
+            peer.send(b"HTTP/1.1 200 OK\r\nContent-")  # then the connection closes
+    with ScriptedServer(handler) as server:
+        assert fetch(server.url()) == 56
+
+
+def test_output_that_cannot_be_written_exits_23(tmp_path: Path) -> None:
+    with ScriptedServer(serve_forever(lambda req: response(b"body"))) as server:
+        assert fetch(server.url(), "-o", str(tmp_path / "no-such-dir" / "out")) == 23
+    assert not (tmp_path / "no-such-dir").exists()
+
+
+@pytest.mark.parametrize("option", ["-d", "-T"])
+def test_upload_that_cannot_be_read_exits_26_and_sends_nothing(tmp_path: Path,
+                                                                option: str) -> None:
+    missing = tmp_path / "missing"
+    argument = f"@{missing}" if option == "-d" else str(missing)
+    with ScriptedServer(serve_forever(lambda req: response(b"body"))) as server:
+        assert fetch(option, argument, server.url()) == 26
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("argv", [["-H", "no colon here"], ["--resolve", "not-three-parts"]])
+def test_malformed_header_or_resolve_is_a_usage_error_exit_2(argv: list[str]) -> None:
+    with ScriptedServer(serve_forever(lambda req: response(b"body"))) as server:
+        assert fetch(*argv, server.url()) == 2
+    assert server.requests == []
