@@ -1,15 +1,17 @@
 """Known answers for the TLS 1.3 key schedule and record layer, from RFC 8448.
 
 Source: every hex value in this file is published in RFC 8448 section 3 ("Simple 1-RTT
-Handshake"), except the PSK, its early secret and the PSK binder, which RFC 8448 section 4
-("Resumed 0-RTT Handshake") prints.  They are facts of the RFC, written here in its own
-layout (sixteen octets to a line) so that each can be held against the RFC page.
+Handshake"), except the PSK, its early secret, the hash of the truncated ClientHello and the
+PSK binder, which RFC 8448 section 4 ("Resumed 0-RTT Handshake") prints.  They are facts of
+the RFC.  The trace's inputs are laid out as the RFC prints them, sixteen octets to a line,
+so that each can be held against the RFC page; the values it prints per stage are plain hex.
 
-Only the trace's inputs are taken as given: the client's X25519 private key and the
-handshake messages as they crossed the wire.  Every secret, key, Finished value and
-protected record is then computed by vipernet.tls and compared with the value the RFC
-prints for that stage, one stage per assertion, so a failure points at the first step that
-went wrong.  The last test drives the whole client engine with the trace's server records.
+Only the inputs are taken as given: the client's X25519 private key, the handshake messages
+as they crossed the wire, and (for section 4) the truncated ClientHello's hash.  Every
+secret, key, Finished value and protected record is then computed by vipernet.tls and
+compared with the value the RFC prints for that stage, so a failure names the first stage
+that went wrong.  The last test drives the whole client engine with the trace's server
+records.
 """
 
 from __future__ import annotations
@@ -284,7 +286,7 @@ def test_derived_label_of_the_early_secret_matches_rfc8448() -> None:
 
 def test_every_secret_of_the_1rtt_schedule_matches_rfc8448() -> None:
     derived = derive_trace_secrets()
-    for stage, printed in PRINTED_SECRETS.items():
+    for stage, printed in PRINTED_SECRETS.items():  # in schedule order: first failure first
         assert derived[stage].hex() == printed, stage
 
 
