@@ -36,13 +36,14 @@ def reply(request: DhcpMessage, kind: MessageType, *, yiaddr: IPv4Address = OFFE
           lease: int = 120, t1: int | None = None, t2: int | None = None,
           server_id: IPv4Address = SERVER_IP, xid: int | None = None,
           extra: tuple[tuple[int, bytes], ...] = (),
-          mask: bytes = bytes((255, 255, 255, 0))) -> Frame:
+          mask: bytes = bytes((255, 255, 255, 0)),
+          dns: bytes = IPv4Address("10.0.2.3").packed) -> Frame:
     options: list[tuple[int, bytes]] = [(OptionCode.MESSAGE_TYPE, bytes((kind,))),
                                         (OptionCode.SERVER_ID, server_id.packed)]
     if kind != MessageType.NAK:
         options += [(OptionCode.LEASE_TIME, u32(lease)), (OptionCode.SUBNET_MASK, mask),
                     (OptionCode.ROUTER, SERVER_IP.packed),
-                    (OptionCode.DNS_SERVERS, IPv4Address("10.0.2.3").packed)]
+                    (OptionCode.DNS_SERVERS, dns)]
         if t1 is not None:
             options.append((OptionCode.RENEWAL_TIME, u32(t1)))
         if t2 is not None:

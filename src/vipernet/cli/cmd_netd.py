@@ -93,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
             config, device = acquire_for_netd(config)
         netd = Netd(config, device=device)
-        if device is not None:
-            device.attach(netd.stack)
+        if device is not None:  # renewals move the stack and repoint the resolver
+            from vipernet.dhcp.netd_hook import follow_lease
+
+            follow_lease(device, netd)
     except (ValueError, VipernetError, OSError) as exc:
         print(f"vipernet netd: {_one_line(exc)}", file=sys.stderr)
         return 1

@@ -7,9 +7,9 @@ the transaction ids and the retransmission jitter come from the injected ``rando
 
 States and what moves between them (all in :meth:`DhcpClient._set_state`)::
 
-    INIT -start-> SELECTING -OFFER-> REQUESTING -ACK-> BOUND -T1-> RENEWING -T2-> REBINDING
-      ^              (DISCOVER resent 4, 8, .. 64 s +-1)   NAK/too many tries -> INIT
-      +---------- NAK in REQUESTING/RENEWING/REBINDING, or the lease expired -------+
+    INIT -start-> SELECTING -OFFER-> REQUESTING -ACK-> [CHECKING] -> BOUND -T1-> RENEWING
+      ^              (DISCOVER resent 4, 8, .. 64 s +-1)       |               -T2-> REBINDING
+      +-- NAK in REQUESTING/RENEWING/REBINDING, lease expired --+-- conflict: DECLINE, wait
 
 * SELECTING takes the first acceptable OFFER (right xid and chaddr, an address, a server
   id) and broadcasts a REQUEST naming that server (options 50 and 54).
@@ -18,9 +18,15 @@ States and what moves between them (all in :meth:`DhcpClient._set_state`)::
   time left until T2 (resp. expiry), never sooner than ``config.min_renew_retransmit``.
 * A lease's times count from the moment the REQUEST that obtained it was first sent
   (RFC 2131 4.4.1), so a slow answer never stretches a lease.
+* With ``config.arp_probes > 0`` a new address is checked before it is used (RFC 2131
+  3.1.5 SHOULD, the probe of RFC 5227 2.1.1): CHECKING sends that many ARP probes, then
+  waits ``probe_wait``; the caller hands it ARP frames (:meth:`DhcpClient.receive_arp`).
+  Another host's ARP from the address, or its probe for it, is a conflict: the client
+  broadcasts DHCPDECLINE, reports ``LeaseLost(reason="declined")`` and starts over after
+  ``decline_backoff`` (RFC 2131: at least ten seconds).  Renewals are not probed.
 
-Not done: DHCPDECLINE after an ARP probe for a conflicting address, INIT-REBOOT, option
-overload.  A reply that is malformed or not ours is a counted drop, never an exception.
+Not done: INIT-REBOOT, option overload.  A reply that is malformed or not ours is a
+counted drop, never an exception.
 """
 
 from __future__ import annotations
@@ -41,9 +47,17 @@ from vipernet.dhcp.codec import (
     Option,
     OptionCode,
 )
-from vipernet.dhcp.frames import BROADCAST_IP, ZERO_IP, build_frame, parse_frame
+from vipernet.dhcp.frames import (
+    BROADCAST_IP,
+    ZERO_IP,
+    build_arp_probe,
+    build_frame,
+    parse_arp_frame,
+    parse_frame,
+)
 from vipernet.errors import ProtocolError, UsageError
 from vipernet.link.frame import Frame
+from vipernet.wire.arp import ArpOp
 from vipernet.wire.ethernet import BROADCAST_MAC
 
 log = logging.getLogger(__name__)
@@ -62,6 +76,7 @@ class State(enum.Enum):
     BOUND = "bound"
     RENEWING = "renewing"
     REBINDING = "rebinding"
+    CHECKING = "checking"  # ACKed, probing the address with ARP before using it
     STOPPED = "stopped"
 
 
@@ -76,6 +91,12 @@ class DhcpConfig:
     min_renew_retransmit: float = 60.0
     hostname: str | None = None
     max_message_size: int = 1500
+    # Address conflict detection (off by default; netd turns it on).  RFC 5227 asks for
+    # 3 probes 1-2 s apart and a 2 s wait; shorter values trade certainty for start-up time.
+    arp_probes: int = 0
+    probe_interval: float = 1.0
+    probe_wait: float = 2.0  # after the last probe
+    decline_backoff: float = 10.0  # RFC 2131 3.1.5: wait at least ten seconds
 
     def __post_init__(self) -> None:
         if not 0 < self.first_retransmit <= self.max_retransmit:
@@ -84,6 +105,10 @@ class DhcpConfig:
             raise UsageError("need 0 <= jitter < first_retransmit")
         if self.request_attempts < 1 or self.min_renew_retransmit <= 0:
             raise UsageError("request_attempts >= 1 and min_renew_retransmit > 0")
+        if self.arp_probes < 0 or self.probe_interval <= 0 or self.probe_wait <= 0:
+            raise UsageError("arp_probes >= 0, probe_interval > 0 and probe_wait > 0")
+        if self.decline_backoff < 0:
+            raise UsageError("decline_backoff >= 0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,7 +154,7 @@ class LeaseRenewed:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeaseLost:
     lease: Lease | None
-    reason: str  # "nak", "expired", "released"
+    reason: str  # "nak", "expired", "released", "declined"
 
 
 Event = LeaseObtained | LeaseRenewed | LeaseLost
@@ -158,6 +183,8 @@ class DhcpClient:
         self._attempts = 0
         self._offer: DhcpMessage | None = None
         self._offer_mac = BROADCAST_MAC
+        self._candidate: Lease | None = None  # ACKed, being probed (CHECKING)
+        self._probes_sent = 0
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -200,13 +227,50 @@ class DhcpClient:
         self.counters[f"rx.{_name(kind)}"] += 1
         handler(self, message, src_mac, now)
 
+    @property
+    def probing(self) -> bool:
+        """Whether ARP frames should be handed to :meth:`receive_arp` now."""
+        return self.state is State.CHECKING
+
+    def receive_arp(self, frame: Frame, now: float) -> None:
+        """One ARP frame while :attr:`probing`; a conflict declines the address."""
+        candidate = self._candidate
+        if self.state is not State.CHECKING or candidate is None:
+            return
+        try:
+            packet = parse_arp_frame(frame)
+        except (ProtocolError, ValueError):
+            self.counters["rx.arp.malformed"] += 1
+            return
+        address = candidate.address.ip
+        if packet.sender_mac == self.mac:
+            return  # our own probe, looped back by a hub-like link
+        claimed = packet.sender_ip == address  # someone uses it (reply or request)
+        probed = (packet.sender_ip == ZERO_IP and packet.target_ip == address
+                  and packet.op == ArpOp.REQUEST)  # someone else is probing for it too
+        if claimed or probed:
+            self.counters["arp.conflict"] += 1
+            log.warning("dhcp: %s is in use by %s; declining it", address,
+                        packet.sender_mac.hex(":"))
+            self._decline(candidate, now)
+
     def poll(self, now: float) -> None:
         """Run the timer if it is due (retransmission, T1, T2, expiry)."""
         if self._deadline is None or now < self._deadline:
             return
         self._deadline = None
         state = self.state
-        if state is State.SELECTING:
+        if state is State.INIT:  # the wait after a DECLINE is over
+            self.start(now)
+        elif state is State.CHECKING:
+            candidate = self._candidate
+            if candidate is None:
+                self.start(now)
+            elif self._probes_sent < self.config.arp_probes:
+                self._send_probe(candidate, now)
+            else:
+                self._bind(candidate, None, now)
+        elif state is State.SELECTING:
             self._send_discover(now)
         elif state is State.REQUESTING:
             if self._attempts >= self.config.request_attempts:
@@ -288,6 +352,25 @@ class DhcpClient:
         wait = max((until - now) / 2, self.config.min_renew_retransmit)
         self._deadline = min(now + wait, until)
 
+    def _send_probe(self, candidate: Lease, now: float) -> None:
+        self._probes_sent += 1
+        self.counters["tx.arp_probe"] += 1
+        self._tx.append(Frame(build_arp_probe(mac=self.mac, address=candidate.address.ip)))
+        last = self._probes_sent >= self.config.arp_probes
+        self._deadline = now + (self.config.probe_wait if last else self.config.probe_interval)
+
+    def _decline(self, candidate: Lease, now: float) -> None:
+        """DHCPDECLINE (RFC 2131 table 5: options 50 and 54, ciaddr 0, broadcast), then wait."""
+        self.counters["tx.decline"] += 1
+        self._emit(self._message(MessageType.DECLINE, now, extra=(
+            (OptionCode.REQUESTED_IP, candidate.address.ip.packed),
+            (OptionCode.SERVER_ID, candidate.server_id.packed))))
+        self._candidate = None
+        self._offer = None
+        self._events.append(LeaseLost(lease=candidate, reason="declined"))
+        self._set_state(State.INIT, "declined")
+        self._deadline = now + self.config.decline_backoff
+
     def _lease_timer(self, now: float) -> None:
         lease = self.lease
         if lease is None:
@@ -348,11 +431,22 @@ class DhcpClient:
             log.debug("dhcp: unusable ACK: %s", exc)
             return
         previous = self.lease
+        if self.state is State.REQUESTING or previous is None:
+            if self.config.arp_probes > 0:  # check the new address before using it
+                self._candidate = lease
+                self._probes_sent = 0
+                self._set_state(State.CHECKING, "ack")
+                self._send_probe(lease, now)
+                return
+            previous = None
+        self._bind(lease, previous, now)
+
+    def _bind(self, lease: Lease, previous: Lease | None, now: float) -> None:
+        self._candidate = None
         self.lease = lease
         self._deadline = lease.renew_at
-        was = self.state
-        self._set_state(State.BOUND, "ack")
-        if was is State.REQUESTING or previous is None:
+        self._set_state(State.BOUND, "bound")
+        if previous is None:
             self._events.append(LeaseObtained(lease=lease))
         else:
             self._events.append(LeaseRenewed(lease=lease, previous=previous))

@@ -6,15 +6,18 @@ frames end to end and the stack never sees them.
 
 * :func:`acquire` drives a :class:`~.client.DhcpClient` on a device until the first ACK
   (select on the device's fd, bounded by ``timeout``) and returns the :class:`Lease`;
-  frames that are not DHCP replies are discarded meanwhile (nothing has an address yet).
+  frames that are not DHCP replies are discarded meanwhile (nothing has an address yet),
+  except ARP frames while the client probes its new address (``client.probing``).
   netd then builds its :class:`~vipernet.stack.Stack` with the lease's address, router,
   DNS servers and MTU.
 * :class:`DhcpDevice` then wraps the device for the stack's runtime: every received frame
   that is IPv4/UDP to port 68 goes to the client instead of the stack; the client's timers
   (T1 renew, T2 rebind, expiry) ride on the device's ``next_deadline``; its frames go
-  straight out on the inner device.  Lease events go to ``on_event``; :meth:`attach`
-  makes a stack follow them (``Stack.set_address`` on a changed address; a lost lease
-  keeps the old address until a new one arrives, as the client restarts at once).
+  straight out on the inner device.  ARP frames are shown to a probing client and still
+  passed up.  Lease events go to ``on_event``; :meth:`attach` makes a stack follow them
+  (``Stack.set_address`` on a changed address, the stack's DNS list and an ``on_dns``
+  callback on changed DNS servers; a lost lease keeps the old address until a new one
+  arrives, as the client restarts at once).
 
 A pcap capture wrapped around a :class:`DhcpDevice` sees the frames the stack exchanges,
 not the client's own.
@@ -22,16 +25,18 @@ not the client's own.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import selectors
 import time
 from collections import deque
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from typing import Any
 
 from vipernet.dhcp.client import DhcpClient, Event, Lease, LeaseLost, LeaseObtained, LeaseRenewed
 from vipernet.dhcp.codec import DhcpError
-from vipernet.dhcp.frames import is_dhcp_reply_frame
+from vipernet.dhcp.frames import is_arp_frame, is_dhcp_reply_frame
 from vipernet.link.frame import Device, DeviceCapabilities, Frame
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,8 @@ def acquire(device: Device, client: DhcpClient, *, clock: Clock = time.monotonic
             for frame in device.receive(now):
                 if is_dhcp_reply_frame(frame.data):
                     client.receive(frame, now)
+                elif client.probing and is_arp_frame(frame.data):
+                    client.receive_arp(frame, now)
             client.poll(now)
     finally:
         selector.close()
@@ -94,8 +101,11 @@ class DhcpDevice:
         self.name: str = getattr(inner, "name", "dhcp")
         self.counters: Any = getattr(inner, "counters", None)
 
-    def attach(self, stack: Any) -> None:
-        """Make ``stack`` follow the lease: a new address or router is set on it."""
+    def attach(self, stack: Any, *,
+               on_dns: Callable[[tuple[IPv4Address, ...]], None] | None = None) -> None:
+        """Make ``stack`` follow the lease: a new address or router is set on it; new DNS
+        servers replace the stack's list (what ``info`` reports) and go to ``on_dns`` (netd
+        points its resolver at them)."""
         def follow(event: Event, now: float) -> None:
             if isinstance(event, (LeaseObtained, LeaseRenewed)):
                 lease = event.lease
@@ -103,6 +113,13 @@ class DhcpDevice:
                 if config.ip != lease.address or config.gateway != lease.router:
                     log.info("dhcp: address now %s (router %s)", lease.address, lease.router)
                     stack.set_address(lease.address, now, gateway=lease.router)
+                if lease.dns and tuple(lease.dns) != tuple(stack.config.dns):
+                    log.info("dhcp: DNS servers now %s", ", ".join(map(str, lease.dns)))
+                    # StackConfig is frozen; the stack itself only reports dns, so a new
+                    # config object is all it takes (as Stack.set_address does for ip).
+                    stack.config = dataclasses.replace(stack.config, dns=tuple(lease.dns))
+                    if on_dns is not None:
+                        on_dns(tuple(lease.dns))
             elif isinstance(event, LeaseLost):
                 log.warning("dhcp: lease lost (%s); asking again", event.reason)
 
@@ -119,8 +136,10 @@ class DhcpDevice:
         for frame in self.inner.receive(now):
             if is_dhcp_reply_frame(frame.data):
                 client.receive(frame, now)
-            else:
-                kept.append(frame)
+                continue
+            if client.probing and is_arp_frame(frame.data):
+                client.receive_arp(frame, now)  # the stack still answers its own ARP
+            kept.append(frame)
         client.poll(now)
         self._flush(now)
         return kept

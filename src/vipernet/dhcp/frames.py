@@ -6,6 +6,10 @@ address nobody has yet, so the client cannot use a stack socket.  It builds whol
 IPv4/UDP to port 68 (:func:`is_dhcp_reply_frame` is the cheap test the device wrapper runs
 on every frame).  Frames from a kernel with checksum offload carry a partial UDP checksum
 (``Offload.needs_csum``); those are trusted, as everywhere else in vipernet.
+
+Before it uses a new address the client also probes it with ARP (RFC 5227 2.1.1: sender
+IP 0.0.0.0, so no host learns a binding from the probe): :func:`build_arp_probe`, and
+:func:`is_arp_frame` / :func:`parse_arp_frame` for what comes back.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from ipaddress import IPv4Address
 
 from vipernet.dhcp.codec import DhcpFormatError, DhcpMessage, build_dhcp, parse_dhcp
 from vipernet.link.frame import Frame
+from vipernet.wire.arp import ArpOp, ArpPacket, build_arp, parse_arp
 from vipernet.wire.errors import WireError
 from vipernet.wire.ethernet import BROADCAST_MAC, EthernetHeader, EtherType, build_ethernet
 from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4, parse_ipv4
@@ -64,3 +69,23 @@ def parse_frame(frame: Frame) -> tuple[bytes, IPv4Address, DhcpMessage]:
     if udp.dst_port != CLIENT_PORT or udp.src_port != SERVER_PORT:
         raise DhcpFormatError("udp ports", f"{udp.src_port}->{udp.dst_port}", "67 -> 68")
     return bytes(data[6:12]), header.src, parse_dhcp(body)
+
+
+def is_arp_frame(data: bytes | bytearray | memoryview) -> bool:
+    return len(data) >= 14 and data[12] == 0x08 and data[13] == 0x06
+
+
+def parse_arp_frame(frame: Frame) -> ArpPacket:
+    """The ARP packet in a frame (WireError if it is not a well-formed one)."""
+    data = memoryview(frame.data)
+    if not is_arp_frame(data):
+        raise WireError("ethernet", "ethertype", bytes(data[12:14]).hex(), "ethertype == ARP")
+    return parse_arp(data[14:])
+
+
+def build_arp_probe(*, mac: bytes, address: IPv4Address) -> bytes:
+    """An ARP probe for ``address``: "who has it?", asked from 0.0.0.0, broadcast."""
+    probe = ArpPacket(op=ArpOp.REQUEST, sender_mac=mac, sender_ip=ZERO_IP,
+                      target_mac=bytes(6), target_ip=address)
+    return build_ethernet(EthernetHeader(dst=BROADCAST_MAC, src=mac, ethertype=EtherType.ARP),
+                          build_arp(probe))
