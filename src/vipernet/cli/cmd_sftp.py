@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from vipernet.cli.cmd_ssh import add_common_options, open_client
+from vipernet.cli.cmd_ssh import add_common_options, open_client_or_report
 from vipernet.ssh.errors import SSHError
 from vipernet.ssh.sftp.client import SFTPClient
 from vipernet.ssh.sftp.protocol import SFTPError
@@ -138,10 +138,8 @@ class Shell:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        client = open_client(args)
-    except (SSHError, OSError, ValueError) as exc:
-        print(f"vipernet sftp: {exc}", file=sys.stderr)
+    client = open_client_or_report(args, "sftp")
+    if client is None:
         return 255
     try:
         with client.open_sftp() as sftp:

@@ -183,11 +183,18 @@ def interact(client: SSHClient, command: str | None, want_pty: bool) -> int:
     return 255
 
 
-def run(args: argparse.Namespace) -> int:
+def open_client_or_report(args: argparse.Namespace, command: str) -> SSHClient | None:
+    """:func:`open_client`, or None after printing why it failed (exit status 255)."""
     try:
-        client = open_client(args)
+        return open_client(args)
     except (SSHError, OSError, ValueError) as exc:
-        print(f"vipernet ssh: {exc}", file=sys.stderr)
+        print(f"vipernet {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    client = open_client_or_report(args, "ssh")
+    if client is None:
         return 255
     try:
         command = " ".join(args.command) if args.command else None

@@ -41,7 +41,7 @@ from vipernet.ssh.sftp.protocol import (
 if TYPE_CHECKING:
     from vipernet.ssh.client import SSHClient
 
-_READ = struct.Struct(">IBI")
+_READ = _HEADER = struct.Struct(">IBI")  # length, type, request id
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
@@ -119,20 +119,27 @@ class SFTPClient:
         self._callbacks[rid] = cb or self._store(rid)
         self.channel.write(packet)
 
-    def _call(self, kind: Fxp, *fields: bytes | str | int, path: str = "",
-              timeout: float | None = 60.0) -> object:
+    def _roundtrip(self, kind: Fxp, build: Callable[[int], bytes], path: str = "",
+                   timeout: float | None = 60.0) -> object:
+        """Send one request (``build(request id)`` makes it), wait for its reply, and
+        return the reply parsed; a STATUS other than OK is raised as its exception
+        (except EOF for READ, which means end of file there)."""
         rid = self._id()
-        self._send(request(kind, rid, *fields), rid)
+        self._send(build(rid), rid)
         ch = self.channel
         self.ssh.pump(lambda: rid in self._replies or ch.closed, timeout=timeout,
                       what=f"SFTP {kind.name}")
         if rid not in self._replies:
             raise SFTPError("SFTP channel closed", Fx.CONNECTION_LOST, path)
-        rkind, body = self._replies.pop(rid)
-        resp = parse_response(rkind, body)
-        if isinstance(resp, Status) and resp.code != Fx.OK:
+        resp = parse_response(*self._replies.pop(rid))
+        if isinstance(resp, Status) and resp.code != Fx.OK and not (
+                kind == Fxp.READ and resp.code == Fx.EOF):
             raise status_error(resp.code, resp.message, path)
         return resp
+
+    def _call(self, kind: Fxp, *fields: bytes | str | int, path: str = "",
+              timeout: float | None = 60.0) -> object:
+        return self._roundtrip(kind, lambda rid: request(kind, rid, *fields), path, timeout)
 
     def _expect_status(self, resp: object) -> None:
         if not isinstance(resp, Status):
@@ -161,23 +168,14 @@ class SFTPClient:
              attrs: Attributes | None = None) -> bytes:
         """Open a remote file; returns the handle."""
         w = SSHWriter()
+        w.push_string(self._path(path))
+        w.push_uint32(flags)
         push_attrs(w, attrs or Attributes())
-        rid = self._id()
-        p = self._path(path)
-        pkt = request(Fxp.OPEN, rid, p, flags) + w.data()
-        pkt = _U32.pack(len(pkt) - 4) + pkt[4:]
-        self._send(pkt, rid)
-        return self._handle_reply(rid, p)
+        return self._handle(self._raw_call(Fxp.OPEN, w.data(), self._path(path)))
 
-    def _handle_reply(self, rid: int, path: str) -> bytes:
-        ch = self.channel
-        self.ssh.pump(lambda: rid in self._replies or ch.closed, timeout=60,
-                      what="SFTP handle")
-        if rid not in self._replies:
-            raise SFTPError("SFTP channel closed", Fx.CONNECTION_LOST, path)
-        resp = parse_response(*self._replies.pop(rid))
-        if isinstance(resp, Status):
-            raise status_error(resp.code, resp.message, path)
+    def _handle(self, resp: object) -> bytes:
+        if isinstance(resp, Status):  # OK where a HANDLE belongs
+            raise status_error(resp.code, resp.message)
         if not isinstance(resp, bytes):
             raise SFTPProtocolError(f"expected HANDLE, got {type(resp).__name__}")
         return resp
@@ -187,32 +185,17 @@ class SFTPClient:
 
     def read(self, handle: bytes, offset: int, length: int) -> bytes:
         """One READ; b"" at end of file."""
-        rid = self._id()
-        self._send(_read_request(rid, handle, offset, length), rid)
-        ch = self.channel
-        self.ssh.pump(lambda: rid in self._replies or ch.closed, timeout=60, what="SFTP READ")
-        if rid not in self._replies:
-            raise SFTPError("SFTP channel closed", Fx.CONNECTION_LOST)
-        resp = parse_response(*self._replies.pop(rid))
-        if isinstance(resp, Status):
-            if resp.code == Fx.EOF:
-                return b""
-            raise status_error(resp.code, resp.message)
+        resp = self._roundtrip(Fxp.READ, lambda rid: _read_request(rid, handle, offset, length))
+        if isinstance(resp, Status) and resp.code == Fx.EOF:
+            return b""
         if not isinstance(resp, bytes):
             raise SFTPProtocolError("expected DATA")
         return resp
 
     def write(self, handle: bytes, offset: int, data: bytes) -> None:
-        rid = self._id()
-        self._send(_write_request(rid, handle, offset, data), rid)
-        ch = self.channel
-        self.ssh.pump(lambda: rid in self._replies or ch.closed, timeout=60, what="SFTP WRITE")
-        if rid not in self._replies:
-            raise SFTPError("SFTP channel closed", Fx.CONNECTION_LOST)
-        resp = parse_response(*self._replies.pop(rid))
-        if not isinstance(resp, Status) or resp.code != Fx.OK:
-            code = resp.code if isinstance(resp, Status) else Fx.BAD_MESSAGE
-            raise status_error(code, resp.message if isinstance(resp, Status) else "")
+        resp = self._roundtrip(Fxp.WRITE, lambda rid: _write_request(rid, handle, offset, data))
+        if not isinstance(resp, Status):
+            raise status_error(Fx.BAD_MESSAGE, "")
 
     def stat(self, path: str) -> Attributes:
         return self._attrs(self._call(Fxp.STAT, self._path(path), path=path))
@@ -232,30 +215,19 @@ class SFTPClient:
         w = SSHWriter()
         w.push_string(self._path(path))
         push_attrs(w, attrs)
-        self._raw_call(Fxp.SETSTAT, w.data(), path)
+        self._expect_status(self._raw_call(Fxp.SETSTAT, w.data(), path))
 
     def chmod(self, path: str, mode: int) -> None:
         self.setstat(path, Attributes(permissions=mode))
 
-    def _raw_call(self, kind: Fxp, body: bytes, path: str) -> None:
-        rid = self._id()
-        self._send(_U32.pack(len(body) + 5) + bytes([kind]) + _U32.pack(rid) + body, rid)
-        ch = self.channel
-        self.ssh.pump(lambda: rid in self._replies or ch.closed, timeout=60,
-                      what=f"SFTP {kind.name}")
-        if rid not in self._replies:
-            raise SFTPError("SFTP channel closed", Fx.CONNECTION_LOST, path)
-        resp = parse_response(*self._replies.pop(rid))
-        if not isinstance(resp, Status):
-            raise SFTPProtocolError("expected STATUS")
-        if resp.code != Fx.OK:
-            raise status_error(resp.code, resp.message, path)
+    def _raw_call(self, kind: Fxp, body: bytes, path: str) -> object:
+        """A request whose fields ``body`` already holds (ones with attributes)."""
+        return self._roundtrip(
+            kind, lambda rid: _HEADER.pack(len(body) + 5, kind, rid) + body, path)
 
     def opendir(self, path: str) -> bytes:
-        rid = self._id()
         p = self._path(path)
-        self._send(request(Fxp.OPENDIR, rid, p), rid)
-        return self._handle_reply(rid, p)
+        return self._handle(self._call(Fxp.OPENDIR, p, path=p))
 
     def readdir(self, handle: bytes) -> list[NameEntry]:
         """One batch of entries; [] at the end."""
@@ -284,7 +256,7 @@ class SFTPClient:
         w = SSHWriter()
         w.push_string(self._path(path))
         push_attrs(w, Attributes(permissions=mode))
-        self._raw_call(Fxp.MKDIR, w.data(), path)
+        self._expect_status(self._raw_call(Fxp.MKDIR, w.data(), path))
 
     def rmdir(self, path: str) -> None:
         self._expect_status(self._call(Fxp.RMDIR, self._path(path), path=path))
@@ -408,12 +380,7 @@ class SFTPClient:
                 ch.write(_read_request(rid, handle, off, length))
             if not inflight:
                 break
-            seen = state["replies"]
-            self.ssh.pump(lambda s=seen: state["replies"] != s or ch.closed,  # type: ignore[misc]
-                          timeout=120,
-                          what="SFTP READ data")
-            if ch.closed:
-                raise SFTPError("SFTP channel closed", Fx.CONNECTION_LOST)
+            self._await_reply(state, "SFTP READ data")
             if progress is not None:
                 progress(state["done"], size or 0)
         if errors:
@@ -480,16 +447,20 @@ class SFTPClient:
                 off += n
             if not inflight:
                 break
-            seen = state["replies"]
-            self.ssh.pump(lambda s=seen: state["replies"] != s or ch.closed,  # type: ignore[misc]
-                          timeout=120,
-                          what="SFTP WRITE status")
-            if ch.closed:
-                raise SFTPError("SFTP channel closed", Fx.CONNECTION_LOST)
+            self._await_reply(state, "SFTP WRITE status")
             if progress is not None:
                 progress(state["done"], size)
         if errors:
             raise errors[0]
+
+    def _await_reply(self, state: dict[str, int], what: str) -> None:
+        """Run the connection until one more of a transfer's replies has been counted in
+        ``state["replies"]``; the requests are sent and their callbacks count them."""
+        ch = self.channel
+        seen = state["replies"]
+        self.ssh.pump(lambda: state["replies"] != seen or ch.closed, timeout=120, what=what)
+        if ch.closed:
+            raise SFTPError("SFTP channel closed", Fx.CONNECTION_LOST)
 
     def exists(self, path: str) -> bool:
         try:
