@@ -273,3 +273,17 @@ def test_a_sha1_ssh_rsa_host_key_is_accepted_only_when_asked_for_and_allowed(
             assert client.exec("echo sha1").stdout == b"sha1\n"
     finally:
         server.stop()
+
+
+def test_authentication_asks_none_first_then_offers_the_key(tmp_path: Path) -> None:
+    server = Sshd(extra="LogLevel DEBUG1\n", user_keys=("ed25519",))
+    try:
+        with connect(server, tmp_path) as client:
+            assert client.exec("true").status == 0
+        time.sleep(0.2)  # sshd's log is written by its per-connection process
+        log = (server.dir / "sshd.log").read_text()
+    finally:
+        server.stop()
+    methods = [line.split(" method ")[1].split()[0] for line in log.splitlines()
+               if "userauth-request for user root" in line]
+    assert methods == ["none", "publickey"]

@@ -13,7 +13,7 @@ import pytest
 from tests.ssh.sshd import Sshd
 from vipernet.ssh.client import SSHClient
 from vipernet.ssh.sftp.client import SFTPClient
-from vipernet.ssh.sftp.protocol import Attributes, SFTPError, SFTPNoSuchFile
+from vipernet.ssh.sftp.protocol import Attributes, OpenFlags, SFTPError, SFTPNoSuchFile
 
 pytestmark = pytest.mark.testbed
 
@@ -159,6 +159,35 @@ def test_writes_with_many_requests_in_flight_land_at_their_offsets(sftp: SFTPCli
     sftp.put(src, str(tmp_path / "r"), block=4096, max_requests=200)
     sftp.get(str(tmp_path / "r"), tmp_path / "d", block=3000, max_requests=300)
     assert sha256(tmp_path / "d") == sha256(src)
+
+
+def test_single_requests_open_write_read_and_close_a_file(sftp: SFTPClient,
+                                                         tmp_path: Path) -> None:
+    path = str(tmp_path / "w")
+    handle = sftp.open(path, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC)
+    sftp.write(handle, 0, b"hello ")
+    sftp.write(handle, 6, b"world")
+    sftp.close_handle(handle)
+    assert (tmp_path / "w").read_bytes() == b"hello world"
+    handle = sftp.open(path)
+    assert sftp.read(handle, 6, 100) == b"world"
+    assert sftp.read(handle, 11, 100) == b""
+    sftp.close_handle(handle)
+    with pytest.raises(SFTPError):  # the handle is gone
+        sftp.read(handle, 0, 1)
+
+
+def test_the_client_rekeys_on_its_own_after_rekey_bytes(sshd: Sshd, tmp_path: Path) -> None:
+    # The pinned sshd has no RekeyLimit (AES's default is gigabytes): every key exchange
+    # here is one the client started because 1 MiB had gone by.
+    src = random_file(tmp_path / "src", 6 * 1024 * 1024)
+    with SSHClient.connect("127.0.0.1", sshd.port, username="root",
+                           key_filename=str(sshd.user_keys["ed25519"]),
+                           known_hosts=str(tmp_path / "kh"), rekey_bytes=1 << 20) as client:
+        with client.open_sftp() as s:
+            s.put(src, str(tmp_path / "up"))
+        assert sha256(tmp_path / "up") == sha256(src)
+        assert client.conn.transport.kex_count >= 4  # 1 + one per MiB, give or take one
 
 
 def test_a_forced_rekey_every_megabyte_mid_transfer_keeps_data_intact(tmp_path: Path) -> None:
