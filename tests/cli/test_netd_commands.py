@@ -134,4 +134,5 @@ def test_netd_on_a_missing_interface_fails_in_one_line(
     err = capsys.readouterr().err
     assert status == 1
     assert err.startswith("vipernet netd: ") and len(err.strip().splitlines()) == 1
+    assert "no such interface: vnnosuch0" in err
     assert not (tmp_path / "s").exists()

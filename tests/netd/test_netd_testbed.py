@@ -176,6 +176,14 @@ def test_vipernet_dig_of_a_missing_name_fails_cleanly(netd: Netd) -> None:
     assert "NXDOMAIN" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_vipernet_ping_of_an_unknown_name_fails_in_one_line(netd: Netd) -> None:
+    result = netd.cli("ping", "missing.test", "-c", "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vipernet ping: missing.test: "), lines
+    assert result.stdout == ""
+
+
 def test_vipernet_info_json_shows_the_slirp_defaults(netd: Netd) -> None:
     import json
 

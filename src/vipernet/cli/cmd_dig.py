@@ -4,7 +4,7 @@
 
 Prints the A records found, dig style; ``+short`` prints only the addresses.  Exit status
 0 when the name resolved, 1 when it does not exist or the lookup failed, 2 when netd
-could not be reached.
+could not be reached or the name is not a valid host name.
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
         reason = {errno.ENOENT: "NXDOMAIN (name not found)",
                   errno.ETIMEDOUT: "timed out, no server answered"}.get(
             exc.errno or 0, exc.strerror or str(exc))
-        print(f"vipernet dig: {args.name}: {reason}", file=sys.stderr)
-        return 1
+        print(f"vipernet dig: {args.name!r}: {reason}" if exc.errno == errno.EINVAL
+              else f"vipernet dig: {args.name}: {reason}", file=sys.stderr)
+        return 2 if exc.errno == errno.EINVAL else 1  # EINVAL: a name DNS cannot carry
     elapsed = (time.monotonic() - started) * 1000
     if short:
         for ip in addresses:

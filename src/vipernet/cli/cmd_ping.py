@@ -60,6 +60,9 @@ def statistics(host: str, sent: int, rtts: list[float], errors: int, elapsed_ms:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.count is not None and args.count < 1:
+        print(f"vipernet ping: invalid -c {args.count}: must be at least 1", file=sys.stderr)
+        return 2
     if args.size < 0 or args.size > 65507 - 8:
         print(f"vipernet ping: invalid -s {args.size}: out of range 0..65499", file=sys.stderr)
         return 2

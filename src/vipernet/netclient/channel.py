@@ -83,6 +83,12 @@ class UnixChannel:
             raise ConnectionRefusedError(errno.ECONNREFUSED,
                                          f"netd is not running (nobody listens on {path})") \
                 from None
+        except PermissionError:
+            sock.close()
+            raise PermissionError(errno.EACCES,
+                                  f"no permission to use netd's socket {path} (it belongs "
+                                  "to netd's user; run as that user or loosen its mode)") \
+                from None
         except OSError:
             sock.close()
             raise

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import threading
@@ -106,8 +107,9 @@ class NetClient:
     # ---- services
 
     def resolve(self, name: str, timeout: float | None = 5.0) -> list[str]:
+        """A records of ``name``; OSError(EINVAL) for a name DNS cannot carry."""
         body = self._call(Code.DNS_RESOLVE, p.ResolveRequest(
-            timeout_ms=p.timeout_to_ms(timeout), hostname=name), timeout)
+            timeout_ms=p.timeout_to_ms(timeout), hostname=dns_name(name)), timeout)
         return list(p.ResolveReply.decode(body).addresses)
 
     def ping(self, destination: str, seq: int, payload: bytes,
@@ -143,6 +145,21 @@ def kernel_mode() -> bool:
 
 def socket_path() -> str:
     return os.environ.get("VIPERNET_SOCKET") or "/run/vipernet/netd.sock"
+
+
+def dns_name(name: str) -> str:
+    """``name`` as the ASCII the wire carries: IDNA for non-ASCII names (like getaddrinfo),
+    1..253 characters in labels of 1..63; OSError(EINVAL) otherwise, before any IPC."""
+    try:
+        ascii_name = name if name.isascii() else name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise OSError(errno.EINVAL, "invalid host name (not encodable as IDNA)") from None
+    bare = ascii_name[:-1] if ascii_name.endswith(".") else ascii_name
+    if not 1 <= len(bare) <= p.MAX_NAME:
+        raise OSError(errno.EINVAL, f"invalid host name (length not in 1..{p.MAX_NAME})")
+    if any(not 1 <= len(label) <= 63 for label in bare.split(".")):
+        raise OSError(errno.EINVAL, "invalid host name (label empty or too long)")
+    return ascii_name
 
 
 def connect(path: str | None = None) -> NetClient:
