@@ -3,6 +3,8 @@
 * :mod:`.device` - :class:`SlirpDevice`, a link whose far end is a gateway at 10.0.2.2
   (a second vipernet stack) that answers ARP and ping and relays TCP/UDP to host sockets;
   DNS at 10.0.2.3 goes to the host's resolver; optional host->guest TCP port forwards.
+* :mod:`.hostside` - the host-socket half of the device: connects, splice pump, UDP,
+  idle sweep, port forwards.
 * :mod:`.nat` - the address/port translation in front of the gateway stack (pure).
 * :mod:`.relay` - one relayed TCP connection and the non-blocking splice between sockets.
 * :mod:`.replies` - frames the gateway makes itself (RST, ARP for 10.0.2.3, DHCP).

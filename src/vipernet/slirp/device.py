@@ -25,17 +25,18 @@ The gateway also answers DHCP (:mod:`.dhcp_server`: 10.0.2.15/24, router 10.0.2.
 10.0.2.3), so ``--link user --ip dhcp`` works as with QEMU.
 
 Not covered: ICMP to anything but 10.0.2.2 (no unprivileged ICMP relay), IPv6.
+
+The host-socket half lives in :mod:`.hostside` (a base class of :class:`SlirpDevice`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import random
 import select
 import socket
-from collections import Counter, deque
+from collections import deque
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TypeVar
 
@@ -44,6 +45,7 @@ from vipernet.errors import ProtocolError
 from vipernet.link.frame import DeviceCapabilities, Frame
 from vipernet.slirp.config import Forward, SlirpConfig
 from vipernet.slirp.dhcp_server import answer
+from vipernet.slirp.hostside import SWEEP_INTERVAL, HostSide, SlirpCounters
 from vipernet.slirp.nat import (
     ETH,
     RELAY_PORT,
@@ -56,8 +58,8 @@ from vipernet.slirp.nat import (
     to_gateway,
     to_guest,
 )
-from vipernet.slirp.relay import TcpRelay, UdpRelay, splice
-from vipernet.slirp.replies import arp_reply, dhcp_reply_frame, port_unreachable, rst_for
+from vipernet.slirp.relay import TcpRelay, UdpRelay
+from vipernet.slirp.replies import arp_reply, dhcp_reply_frame, rst_for
 from vipernet.stack import Stack, StackConfig
 from vipernet.wire.arp import ArpOp, parse_arp
 from vipernet.wire.ethernet import EtherType
@@ -67,21 +69,16 @@ log = logging.getLogger(__name__)
 
 MAX_GSO_FRAME = 65535 + ETH
 _SYN, _ACK, _RST = int(TcpFlags.SYN), int(TcpFlags.ACK), int(TcpFlags.RST)
-_IN, _OUT = select.EPOLLIN, select.EPOLLOUT
-_SWEEP_INTERVAL = 5.0
 _FRAGMENT_MEMORY = 256  # datagrams whose later fragments we still expect
 _K = TypeVar("_K")
 
 
-class SlirpCounters(Counter[str]):
-    """Named tallies of the gateway's accept/drop branches (``vipernet info`` shows them)."""
+class SlirpDevice(HostSide):
+    """A :class:`~vipernet.link.frame.Device` with a user-mode gateway behind it.
 
-    def snapshot(self) -> dict[str, int]:
-        return dict(self)
-
-
-class SlirpDevice:
-    """A :class:`~vipernet.link.frame.Device` with a user-mode gateway behind it."""
+    The frame side (guest <-> gateway, the NAT) is here; the host-socket side (one socket
+    per flow, the splice pump, UDP, the idle sweep, port forwards) is :class:`HostSide`.
+    """
 
     def __init__(self, config: SlirpConfig | None = None, *, mtu: int = 1500, now: float = 0.0,
                  rng: random.Random | None = None) -> None:
@@ -116,7 +113,7 @@ class SlirpDevice:
         self._frag_in: dict[int, Flow] = {}
         self._dirty = False
         self._last_now = now
-        self._next_sweep = now + _SWEEP_INTERVAL
+        self._next_sweep = now + SWEEP_INTERVAL
         self._forward_listeners: dict[int, tuple[socket.socket, Forward]] = {}
         self._closed = False
         try:
@@ -328,36 +325,6 @@ class SlirpDevice:
         self.counters[f"{_pname(packet.proto)}.flows"] += 1
         return flow
 
-    def _connect_host(self, flow: Flow, target: tuple[str, int], syn: Frame) -> TcpRelay:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            err = sock.connect_ex(target)
-            if err not in (0, errno.EINPROGRESS):
-                raise OSError(err, f"connect to {target}: {errno.errorcode.get(err, err)}")
-        except BaseException:
-            sock.close()
-            raise
-        relay = TcpRelay(flow=flow, host=sock, held_syn=syn, guest_mac=bytes(syn.data[6:12]),
-                         created=self._last_now)
-        self._register(relay, sock, _OUT)
-        self._relays.add(relay)
-        return relay
-
-    def _open_udp(self, flow: Flow, target: tuple[str, int]) -> UdpRelay:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.connect(target)
-        except BaseException:
-            sock.close()
-            raise
-        relay = UdpRelay(flow=flow, host=sock)
-        self._by_fd[sock.fileno()] = relay
-        self._epoll.register(sock.fileno(), _IN)
-        return relay
-
     # -- gateway -> guest ---------------------------------------------------------------------
 
     def _to_guest(self, frame: Frame) -> None:
@@ -388,223 +355,6 @@ class SlirpDevice:
         """An RST from ``packet``'s destination, as a refusing host would send."""
         self._inbox.append(rst_for(frame, packet, self.config.gateway_mac))
         self.counters["tcp.rst_sent"] += 1
-
-    # -- host sockets -------------------------------------------------------------------------
-
-    def _register(self, relay: TcpRelay, sock: socket.socket, interest: int) -> None:
-        self._by_fd[sock.fileno()] = relay
-        self._epoll.register(sock.fileno(), interest)
-        relay.interest = interest
-
-    def _on_fd(self, fd: int, events: int, now: float) -> None:
-        owner = self._by_fd.get(fd)
-        if isinstance(owner, UdpRelay):
-            self._udp_from_host(owner, now)
-        elif isinstance(owner, TcpRelay):
-            if owner.connecting and owner.flow is not None:
-                self._host_connected(owner, now)
-        elif fd in self._forward_listeners:
-            self._accept_forward(fd, now)
-
-    def _host_connected(self, relay: TcpRelay, now: float) -> None:
-        err = relay.host.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err == errno.EINPROGRESS:
-            return
-        flow = relay.flow
-        syn = relay.held_syn
-        relay.connecting = False
-        relay.held_syn = None
-        if flow is None or syn is None:
-            return
-        packet = inspect(syn.data)
-        if err != 0 or packet is None:
-            self.counters["tcp.host_refused"] += 1
-            if packet is not None:
-                self._reset_guest(syn, packet)
-            self._drop_relay(relay)
-            return
-        self._set_interest(relay, _IN)
-        self._translate_in(syn, packet, flow, now)
-
-    def _accept(self, now: float) -> None:
-        while True:
-            try:
-                sock = self._listener.accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                log.debug("slirp: accept failed: %s", exc)
-                return
-            try:
-                _host, alias = sock.getpeername()
-            except OSError:
-                sock.close(now)
-                continue
-            flow = self.flows.by_alias.get((TCP, alias))
-            relay = flow.relay if flow is not None else None
-            if not isinstance(relay, TcpRelay) or relay.gw is not None:
-                self.counters["tcp.accept_without_flow"] += 1
-                sock.close(now)
-                continue
-            relay.gw = sock
-
-    def _pump(self, relay: TcpRelay, now: float) -> None:
-        if relay.gw is None or relay.connecting:
-            return
-        limit = self.config.buffer_limit
-        try:
-            finished = splice(relay, limit, now)
-        except OSError as exc:
-            self.counters["tcp.relay_error"] += 1
-            log.debug("slirp: relay ended by %s", exc)
-            self._drop_relay(relay, now)
-            return
-        if finished:
-            self._drop_relay(relay, now)
-            return
-        want = 0
-        if not relay.host_eof and len(relay.to_guest) < limit:
-            want |= _IN
-        if relay.to_host:
-            want |= _OUT
-        self._set_interest(relay, want)
-
-    def _set_interest(self, relay: TcpRelay, want: int) -> None:
-        if want != relay.interest:
-            self._epoll.modify(relay.host.fileno(), want)
-            relay.interest = want
-
-    def _drop_relay(self, relay: TcpRelay, now: float | None = None) -> None:
-        self._relays.discard(relay)
-        fd = relay.host.fileno()
-        if fd >= 0:
-            self._by_fd.pop(fd, None)
-            with contextlib.suppress(OSError, ValueError):
-                self._epoll.unregister(fd)
-        relay.host.close()
-        if relay.gw is not None:
-            relay.gw.close(self._last_now if now is None else now)
-            relay.gw = None
-        if relay.flow is not None:
-            # The translation outlives the relay: the gateway's socket still has to deliver
-            # what it holds, exchange FINs and hear the last ACKs.  The sweep forgets it.
-            relay.flow.relay = None
-            relay.flow.last_used = self._last_now if now is None else now
-        self._local_ports.discard(relay.local_port)
-        self._dirty = True
-
-    # -- UDP ----------------------------------------------------------------------------------
-
-    def _udp_from_gateway(self, now: float) -> None:
-        while True:
-            try:
-                data, (_host, alias) = self._udp.recvfrom(65535)
-            except BlockingIOError:
-                return
-            except OSError:
-                continue  # an ICMP error about an earlier datagram: nothing to tell
-            flow = self.flows.by_alias.get((UDP, alias))
-            if flow is None or not isinstance(flow.relay, UdpRelay):
-                self.counters["udp.no_flow"] += 1
-                continue
-            flow.last_used = now
-            try:
-                flow.relay.host.send(data)
-                self.counters["udp.to_host"] += 1
-            except OSError as exc:
-                self.counters["udp.host_error"] += 1
-                log.debug("slirp: udp send failed: %s", exc)
-
-    def _udp_from_host(self, relay: UdpRelay, now: float) -> None:
-        flow = relay.flow
-        for _ in range(64):
-            try:
-                data = relay.host.recv(65535)
-            except BlockingIOError:
-                return
-            except ConnectionRefusedError:
-                # The host said "port unreachable": tell the guest the same way.
-                self.counters["udp.unreachable_sent"] += 1
-                if relay.quote and self._guest_mac:
-                    self._inbox.append(port_unreachable(
-                        relay.quote, src=IPv4Address(flow.dest_ip), dst_mac=self._guest_mac,
-                        gateway_mac=self.config.gateway_mac))
-                continue
-            except OSError:
-                self.counters["udp.host_error"] += 1
-                continue
-            flow.last_used = now
-            try:
-                self._udp.sendto(data, (str(IPv4Address(flow.guest_ip)), flow.alias), now)
-                self.counters["udp.to_guest"] += 1
-            except OSError as exc:
-                self.counters["udp.gateway_error"] += 1
-                log.debug("slirp: udp to guest failed: %s", exc)
-
-    def _sweep(self, now: float) -> None:
-        self._next_sweep = now + _SWEEP_INTERVAL
-        for relay in list(self._relays):
-            # Host connected and the SYN went in, but the guest never finished the handshake.
-            if relay.gw is None and relay.flow is not None and not relay.connecting and \
-                    now - relay.created >= self.config.handshake_timeout:
-                self.counters["tcp.handshake_timeout"] += 1
-                self._drop_relay(relay, now)
-        for flow in self.flows.flows():
-            relay = flow.relay
-            if relay is None and now - flow.last_used >= self.config.tcp_linger:
-                self.flows.remove(flow)
-                continue
-            if not isinstance(relay, UdpRelay):
-                continue
-            timeout = (self.config.dns_idle_timeout if flow.dest_ip == self._dns_ip
-                       else self.config.udp_idle_timeout)
-            if now - flow.last_used >= timeout:
-                self._by_fd.pop(relay.host.fileno(), None)
-                with contextlib.suppress(OSError, ValueError):
-                    self._epoll.unregister(relay.host.fileno())
-                relay.host.close()
-                self.flows.remove(flow)
-                self.counters["udp.expired"] += 1
-
-    # -- port forwarding ----------------------------------------------------------------------
-
-    def _listen_forward(self, forward: Forward) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((forward.host_address, forward.host_port))
-            sock.listen(64)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self._forward_listeners[sock.fileno()] = (sock, forward)
-        self._epoll.register(sock.fileno(), _IN)
-
-    def _accept_forward(self, fd: int, now: float) -> None:
-        listener, forward = self._forward_listeners[fd]
-        while True:
-            try:
-                conn, _peer = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            conn.setblocking(False)
-            gw = self.gateway.tcp_socket()
-            try:
-                gw.connect((str(IPv4Address(self._guest_ip)), forward.guest_port), now)
-            except BlockingIOError:
-                pass
-            except OSError:
-                conn.close()
-                gw.close(now)
-                continue
-            relay = TcpRelay(flow=None, host=conn, gw=gw, connecting=False)
-            relay.local_port = gw.getsockname()[1]
-            self._local_ports.add(relay.local_port)
-            self._register(relay, conn, _IN)
-            self._relays.add(relay)
-            self.counters["tcp.forwarded"] += 1
-            self._dirty = True
 
 
 def _remember(table: dict[_K, Flow], key: _K, flow: Flow) -> None:
