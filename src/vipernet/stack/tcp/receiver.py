@@ -271,7 +271,7 @@ class Receiver(Sender):
                     self.cc.exit_recovery(self.snd_max - ack)
                 else:
                     self.cc.on_partial_ack(acked)
-                    self._retransmit_hole(now)
+                    self._recover_holes(now)
             else:
                 self.cc.on_ack(acked, flight_before)
             self.tlp_done = False
@@ -295,7 +295,7 @@ class Receiver(Sender):
                     # Resend it now instead of waiting for the RTO.
                     self.host.count("tcp_lost_retransmit")
                     self.rtx_next = self.snd_una
-                self._retransmit_hole(now)
+                self._recover_holes(now)
             elif (self.dupacks >= self._dupthresh()
                   or (new_sack and self._sacked_bytes() >= self.reordering * self.smss)) \
                     and (ack > self.recover or self.recover == 0
@@ -310,7 +310,7 @@ class Receiver(Sender):
                 self.rtx_next = ack
                 self.rtx_una_mark = None
                 self.cc.enter_recovery(self.snd_max - ack)
-                self._retransmit_hole(now)
+                self._recover_holes(now)
                 self.t_rtx = now + self.rto.current()
 
     def _process_data(self, seg: Segment, seq: int, payload: memoryview | bytes,

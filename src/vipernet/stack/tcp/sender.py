@@ -180,6 +180,9 @@ class Sender(Tcb):
                 cwnd += self.dupacks * self.smss  # limited transmit (RFC 3042)
             wnd = self.snd_wnd if self.snd_wnd < cwnd else cwnd
             usable = self.snd_una + wnd - nxt
+            if self.in_recovery and self.sacked and nxt >= self.snd_max:
+                # SACK recovery (RFC 6675): new data as far as the pipe allows
+                usable = min(self.snd_una + self.snd_wnd - nxt, self.cc.ssthresh - self._pipe())
             avail = data_end - nxt
             if avail <= 0:
                 # only the FIN is left; it needs no window space of its own
@@ -299,6 +302,30 @@ class Sender(Tcb):
         self.t_rtx = now + self.rto.current()
 
     # -- loss detection: the SACK scoreboard and spurious retransmissions -----------------------
+
+    def _pipe(self) -> int:
+        """RFC 6675's estimate of bytes in the network: outstanding, minus SACKed, minus
+        the holes below the highest SACK that we count as lost and have not resent."""
+        una = self.snd_una
+        outstanding = self.snd_max - una
+        if not self.sacked:
+            return outstanding
+        sacked = 0
+        pending = 0
+        cur = max(self.rtx_next, una)
+        for s, e in self.sacked:
+            sacked += e - s
+            if s > cur:
+                pending += s - cur
+            if e > cur:
+                cur = e
+        return outstanding - sacked - pending
+
+    def _recover_holes(self, now: float) -> None:
+        """Resend lost holes while the pipe has room (at least one per call)."""
+        sent = self._retransmit_hole(now)
+        while sent and self.sacked and self._pipe() < self.cc.ssthresh:
+            sent = self._retransmit_hole(now)
 
     def _dupthresh(self) -> int:
         """The reordering tolerance (3, raised after spurious retransmissions), or fewer
