@@ -1,12 +1,13 @@
-"""A scripted DHCP server for unit tests: builds the reply frames a real one would send."""
+"""A scripted DHCP server for unit tests: the reply frames a real one would send, and a
+device whose far end answers every DISCOVER/REQUEST at once."""
 
 from __future__ import annotations
 
 from ipaddress import IPv4Address
 
 from vipernet.dhcp.codec import DhcpMessage, MessageType, Op, OptionCode, build_dhcp, u32
-from vipernet.dhcp.frames import CLIENT_PORT, SERVER_PORT, parse_frame
-from vipernet.link.frame import Frame
+from vipernet.dhcp.frames import CLIENT_PORT, SERVER_PORT, is_arp_frame, parse_frame
+from vipernet.link.frame import DeviceCapabilities, Frame
 from vipernet.wire.ethernet import EthernetHeader, EtherType, build_ethernet
 from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4
 from vipernet.wire.udp import build_udp
@@ -58,3 +59,50 @@ def reply(request: DhcpMessage, kind: MessageType, *, yiaddr: IPv4Address = OFFE
     ip = build_ipv4(IPv4Header(src=SERVER_IP, dst=dst, proto=IpProto.UDP), udp)
     return Frame(build_ethernet(EthernetHeader(dst=request.chaddr, src=SERVER_MAC,
                                                ethertype=EtherType.IPV4), ip))
+
+
+class ScriptedServerDevice:
+    """A device whose far end is a DHCP server answering every DISCOVER/REQUEST at once."""
+
+    capabilities = DeviceCapabilities()
+    name = "scripted"
+
+    def __init__(self, *, answer: bool = True, lease: int = 120,
+                 yiaddr: str = "10.0.2.15") -> None:
+        self.answer = answer
+        self.lease = lease
+        self.yiaddr = IPv4Address(yiaddr)
+        self.dns = IPv4Address("10.0.2.3").packed  # what its ACKs name as DNS servers
+        self.inbox: list[Frame] = []
+        self.seen: list[MessageType | int | None] = []
+        self.closed = False
+
+    def fileno(self) -> int | None:
+        return None
+
+    def receive(self, now: float) -> list[Frame]:
+        frames, self.inbox = self.inbox, []
+        return frames
+
+    def send(self, frame: Frame, now: float) -> None:
+        if is_arp_frame(frame.data):  # a probe: nobody else holds the address
+            return
+        try:
+            _, _, message = parse_frame_as_server(frame)
+        except Exception:
+            self.seen.append(None)
+            return
+        kind = message.message_type
+        self.seen.append(kind)
+        if not self.answer:
+            return
+        answer = {MessageType.DISCOVER: MessageType.OFFER, MessageType.REQUEST: MessageType.ACK}
+        if kind in answer:
+            self.inbox.append(reply(message, answer[kind], lease=self.lease, yiaddr=self.yiaddr,
+                                    dns=self.dns))
+
+    def next_deadline(self) -> float | None:
+        return 0.0 if self.inbox else None
+
+    def close(self) -> None:
+        self.closed = True

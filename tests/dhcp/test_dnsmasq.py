@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
 import time
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
 import pytest
 
+from tests.slirp.netd_proc import info, start_netd
 from tests.testbed import TestBed, require_binary, wait_for
 from vipernet.dhcp.client import DhcpClient, DhcpConfig, LeaseRenewed, State
 from vipernet.dhcp.driver import DhcpDevice, acquire
@@ -91,17 +88,8 @@ def test_netd_ip_dhcp_on_a_tap_takes_the_address_dnsmasq_hands_out() -> None:
     with TestBed("dhc") as bed:
         start_dhcp_server(bed, address="10.0.2.40")
         sock = str(bed.workdir / "netd.sock")
-        env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        cli = [sys.executable, "-m", "vipernet.cli.main"]
-        proc = bed.start([*cli, "netd", "--link", f"tap:{bed.tap}", "--ip", "dhcp",
-                          "--socket", sock], env=env)
-        wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, timeout=30,
-                 what="netd's socket")
-        assert proc.poll() is None
-        info = subprocess.run([*cli, "info", "--json", "--socket", sock], env=env,
-                              capture_output=True, text=True, timeout=60)
-        assert info.returncode == 0, info.stderr
-        report = json.loads(info.stdout)
+        start_netd(sock, "--link", f"tap:{bed.tap}", "--ip", "dhcp", start=bed.start)
+        report = info(sock)
         assert (report["ip"], report["prefix"], report["gateway"]) == ("10.0.2.40", 24,
                                                                        "10.0.2.2")
         ping = bed.ns(["ping", "-c", "1", "-W", "3", "10.0.2.40"], check=False)

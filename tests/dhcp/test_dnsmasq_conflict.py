@@ -3,8 +3,6 @@ DNS servers that dnsmasq changes are taken at the next renewal by a running netd
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import subprocess
 import sys
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.slirp.netd_proc import info, start_netd
 from tests.testbed import TestBed, require_binary, wait_for
 from vipernet.dhcp.client import DhcpClient, DhcpConfig
 from vipernet.dhcp.driver import acquire
@@ -86,19 +85,10 @@ def test_netd_takes_new_dns_servers_at_the_next_renewal() -> None:
         start_dnsmasq(bed, "10.0.2.15", "10.0.2.15", "--dhcp-option=option:dns-server,10.0.2.3",
                       "--dhcp-option=option:T1,3", "--dhcp-option=option:T2,100")
         sock = str(bed.workdir / "netd.sock")
-        env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        cli = [sys.executable, "-m", "vipernet.cli.main"]
-        proc = bed.start([*cli, "netd", "--link", f"tap:{bed.tap}", "--ip", "dhcp",
-                          "--socket", sock], env=env)
-        wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, timeout=30,
-                 what="netd's socket")
-        assert proc.poll() is None
+        proc = start_netd(sock, "--link", f"tap:{bed.tap}", "--ip", "dhcp", start=bed.start)
 
         def dns() -> list[str]:
-            info = subprocess.run([*cli, "info", "--json", "--socket", sock], env=env,
-                                  capture_output=True, text=True, timeout=60)
-            assert info.returncode == 0, info.stderr
-            return list(json.loads(info.stdout)["dns"])
+            return list(info(sock)["dns"])
 
         assert dns() == ["10.0.2.3"]
         # dnsmasq restarted with another DNS server, the same lease file and address.

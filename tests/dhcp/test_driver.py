@@ -7,56 +7,13 @@ from ipaddress import IPv4Address, IPv4Interface
 
 import pytest
 
-from tests.dhcp.server import CLIENT_MAC, parse_frame_as_server, reply
+from tests.dhcp.server import CLIENT_MAC, ScriptedServerDevice, parse_frame_as_server, reply
 from vipernet.dhcp.client import DhcpClient, DhcpConfig, LeaseObtained, LeaseRenewed, State
 from vipernet.dhcp.codec import MessageType
 from vipernet.dhcp.driver import DhcpDevice, DhcpTimeout, acquire
-from vipernet.link.frame import DeviceCapabilities, Frame
+from vipernet.link.frame import Frame
 from vipernet.link.memory import MemoryLink
 from vipernet.stack import Stack, StackConfig
-
-
-class ScriptedServerDevice:
-    """A device whose far end is a DHCP server answering every DISCOVER/REQUEST at once."""
-
-    capabilities = DeviceCapabilities()
-    name = "scripted"
-
-    def __init__(self, *, answer: bool = True, lease: int = 120,
-                 yiaddr: str = "10.0.2.15") -> None:
-        self.answer = answer
-        self.lease = lease
-        self.yiaddr = IPv4Address(yiaddr)
-        self.inbox: list[Frame] = []
-        self.seen: list[MessageType | int | None] = []
-        self.closed = False
-
-    def fileno(self) -> int | None:
-        return None
-
-    def receive(self, now: float) -> list[Frame]:
-        frames, self.inbox = self.inbox, []
-        return frames
-
-    def send(self, frame: Frame, now: float) -> None:
-        try:
-            _, _, message = parse_frame_as_server(frame)
-        except Exception:
-            self.seen.append(None)
-            return
-        kind = message.message_type
-        self.seen.append(kind)
-        if not self.answer:
-            return
-        answer = {MessageType.DISCOVER: MessageType.OFFER, MessageType.REQUEST: MessageType.ACK}
-        if kind in answer:
-            self.inbox.append(reply(message, answer[kind], lease=self.lease, yiaddr=self.yiaddr))
-
-    def next_deadline(self) -> float | None:
-        return 0.0 if self.inbox else None
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def test_acquire_returns_the_first_lease() -> None:

@@ -10,13 +10,20 @@ from types import SimpleNamespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.dhcp.server import CLIENT_MAC, OFFERED, SERVER_IP, reply, request_of
+from tests.dhcp.server import (
+    CLIENT_MAC,
+    OFFERED,
+    SERVER_IP,
+    ScriptedServerDevice,
+    reply,
+    request_of,
+)
 from vipernet.dhcp.client import DhcpClient, DhcpConfig, LeaseLost, LeaseObtained, State
 from vipernet.dhcp.codec import MessageType, OptionCode
 from vipernet.dhcp.driver import DhcpDevice
 from vipernet.dhcp.frames import is_arp_frame, parse_arp_frame
 from vipernet.dhcp.netd_hook import NETD_DHCP, follow_lease
-from vipernet.link.frame import DeviceCapabilities, Frame
+from vipernet.link.frame import Frame
 from vipernet.netd.protocol import Code
 from vipernet.stack import Stack, StackConfig
 from vipernet.wire.arp import ArpOp, ArpPacket, build_arp
@@ -121,37 +128,6 @@ def test_any_bytes_handed_in_as_arp_never_raise(junk: bytes) -> None:
     assert client.state in (State.CHECKING, State.INIT)
 
 
-class Wire:
-    """The far end: a DHCP server that ACKs renewals with the DNS servers it is told to."""
-
-    capabilities = DeviceCapabilities()
-    name = "wire"
-
-    def __init__(self) -> None:
-        self.inbox: list[Frame] = []
-        self.dns = b"\x0a\x00\x02\x03"
-
-    def fileno(self) -> int | None:
-        return None
-
-    def receive(self, now: float) -> list[Frame]:
-        frames, self.inbox = self.inbox, []
-        return frames
-
-    def send(self, frame: Frame, now: float) -> None:
-        if is_arp_frame(frame.data):
-            return
-        message = request_of(frame)
-        if message.message_type == MessageType.REQUEST:
-            self.inbox.append(reply(message, MessageType.ACK, dns=self.dns))
-
-    def next_deadline(self) -> float | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
 def test_dns_servers_changed_at_renewal_reach_the_stack_and_netd_s_resolver() -> None:
     client = DhcpClient(mac=CLIENT_MAC, rng=random.Random(3))
     client.start(0.0)
@@ -166,7 +142,7 @@ def test_dns_servers_changed_at_renewal_reach_the_stack_and_netd_s_resolver() ->
     resolver = SimpleNamespace(servers=["10.0.2.3"])
     netd = SimpleNamespace(stack=stack,
                            service=SimpleNamespace(extensions={Code.DNS_RESOLVE: resolver}))
-    wire = Wire()
+    wire = ScriptedServerDevice()
     device = DhcpDevice(wire, client)
     follow_lease(device, netd)
     wire.dns = bytes((192, 0, 2, 53, 192, 0, 2, 54))  # the server's DNS list changed

@@ -7,19 +7,15 @@ working; netd with no ``--link`` at all is on the user link (no root, no TAP).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.slirp.nsrig import SRC
+from tests.slirp.netd_proc import cli, info, start_netd
 from tests.slirp.rig import HostServer
 from tests.slirp.test_cli_user import free_port
-from tests.testbed import stop_process, wait_for
+from tests.testbed import stop_process
 from vipernet.cli import cmd_netd
 from vipernet.slirp import SlirpConfig
 from vipernet.slirp.config import Forward, SlirpConfigError
@@ -66,10 +62,7 @@ def test_a_malformed_forward_is_reported(bad: str) -> None:
 
 
 def test_netd_exits_with_one_line_for_a_bad_forward(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, "-m", "vipernet.cli.main", "netd", "--forward",
-                             "udp:1:2", "--socket", str(tmp_path / "s")], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = cli("netd", "--forward", "udp:1:2", "--socket", str(tmp_path / "s"))
     assert result.returncode == 1
     assert result.stderr.startswith("vipernet netd: forward must be tcp:HOSTPORT:GUESTPORT")
     assert "Traceback" not in result.stderr
@@ -80,22 +73,12 @@ def test_netd_with_the_flags_forwards_a_host_port_and_restricts_the_guest(
     from vipernet.netclient import client as netclient
     from vipernet.netclient.sockets import socket as vsocket
 
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     sock = str(tmp_path / "netd.sock")
     host_port = free_port()
     server = HostServer(lambda conn: conn.sendall(b"loopback still reachable"))
-    proc = subprocess.Popen([sys.executable, "-m", "vipernet.cli.main", "netd", "--restrict",
-                             "--forward", f"tcp:{host_port}:8080", "--socket", sock],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = start_netd(sock, "--restrict", "--forward", f"tcp:{host_port}:8080")
     try:
-        wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, timeout=30,
-                 what="netd's socket")
-        assert proc.poll() is None
-        info = subprocess.run([sys.executable, "-m", "vipernet.cli.main", "info", "--json",
-                               "--socket", sock], env=env, capture_output=True, text=True,
-                              timeout=60)
-        assert json.loads(info.stdout)["link"] == f"user:restrict,forward=tcp:{host_port}:8080"
+        assert info(sock)["link"] == f"user:restrict,forward=tcp:{host_port}:8080"
         with netclient.connect(sock) as nc:
             # --forward: a host connection arrives at the stack's listener from 10.0.2.2
             listener = vsocket(client=nc)

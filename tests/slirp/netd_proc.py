@@ -1,0 +1,50 @@
+"""``vipernet netd`` as a child process for the user-mode and DHCP tests, and the CLI beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tests.slirp.nsrig import SRC
+from tests.testbed import wait_for
+
+CLI = [sys.executable, "-m", "vipernet.cli.main"]
+Starter = Callable[..., "subprocess.Popen[bytes]"]
+
+
+def cli_env() -> dict[str, str]:
+    """This environment with our sources first on PYTHONPATH."""
+    return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    kwargs.setdefault("stdout", subprocess.DEVNULL)
+    kwargs.setdefault("stderr", subprocess.DEVNULL)
+    return subprocess.Popen(list(argv), start_new_session=True, **kwargs)
+
+
+def start_netd(sock: str, *args: str, start: Starter = _popen) -> subprocess.Popen[bytes]:
+    """``vipernet netd ARGS --socket SOCK`` started by ``start`` (e.g. a TestBed's, which
+    stops it on close; else the caller stops it), once its socket is there."""
+    proc = start([*CLI, "netd", *args, "--socket", sock], env=cli_env())
+    wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, timeout=30,
+             what="netd's socket")
+    assert proc.poll() is None, f"netd exited with {proc.returncode}"
+    return proc
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=cli_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def info(sock: str) -> dict[str, Any]:
+    """``vipernet info --json`` of the netd at ``sock``."""
+    result = cli("info", "--json", "--socket", sock)
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
