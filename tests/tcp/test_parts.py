@@ -83,3 +83,32 @@ def test_recv_buffer_bounds_out_of_order_pieces() -> None:
         assert rb.add_out_of_order(10 + 2 * i, b"x")
     assert not rb.add_out_of_order(10 + 2 * MAX_PIECES + 5, b"y")
     assert rb.ooo_bytes == MAX_PIECES
+
+
+def test_cubic_cuts_to_seventy_percent_and_regrows_toward_w_max() -> None:
+    from vipernet.stack.tcp.congestion import Cubic
+
+    cc = Cubic(1000)
+    cc.cwnd = 100_000
+    cc.ssthresh = 50_000
+    cc.enter_recovery(100_000)
+    assert cc.ssthresh == 70_000
+    cc.exit_recovery(0)
+    assert cc.cwnd == 70_000
+    now = 0.0
+    for _ in range(400):
+        now += 0.01
+        cc.on_ack(2000, cc.cwnd, now, 0.01)
+    assert 90_000 <= cc.cwnd <= 160_000  # back to about W_max (100 segments) and beyond
+
+
+def test_socket_option_selects_cubic() -> None:
+    from tests.tcp.harness import Harness
+    from vipernet.stack.tcp.congestion import Cubic
+
+    h = Harness()
+    s = h.layer.open_socket()
+    s.setsockopt("TCP_CUBIC", 1)
+    with pytest.raises(BlockingIOError):
+        s.connect(("10.0.0.2", 80), 0.0)
+    assert isinstance(s.connection.cc, Cubic)  # type: ignore[union-attr]

@@ -273,7 +273,7 @@ class Receiver(Sender):
                     self.cc.on_partial_ack(acked)
                     self._recover_holes(now)
             else:
-                self.cc.on_ack(acked, flight_before)
+                self.cc.on_ack(acked, flight_before, now, self.rto.srtt)
             self.tlp_done = False
             if self.snd_una >= self.snd_max:
                 self.t_rtx = None

@@ -10,7 +10,7 @@ which case Linux and we send a RST).
 
 Socket options (``setsockopt(name, value)``): ``TCP_NODELAY``, ``SO_KEEPALIVE``,
 ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT``, ``SO_REUSEADDR``, ``SO_RCVBUF``,
-``SO_SNDBUF``.
+``SO_SNDBUF``, ``TCP_CUBIC`` (CUBIC instead of NewReno, before connect/listen).
 """
 
 from __future__ import annotations
@@ -275,6 +275,9 @@ class TcpSocket:
             p.keep_intvl = float(max(1, value))
         elif name == "TCP_KEEPCNT":
             p.keep_cnt = max(1, int(value))
+        elif name == "TCP_CUBIC":
+            if self._conn is None:  # chosen before connect/listen
+                p.congestion = "cubic" if value else "newreno"
         elif name == "SO_REUSEADDR":
             self._reuse = bool(value)
         elif name == "SO_RCVBUF":

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from vipernet.stack.tcp.congestion import NewReno
+from vipernet.stack.tcp.congestion import Cubic, NewReno
 from vipernet.stack.tcp.params import DEFAULT_MSS, QUICKACKS, ConnectionParams, wscale_for
 from vipernet.stack.tcp.recv_buffer import RecvBuffer
 from vipernet.stack.tcp.rto import RtoEstimator
@@ -195,7 +195,7 @@ class Tcb:
         self.smss = min(params.mtu_mss, DEFAULT_MSS)
         # reliability
         self.rto = RtoEstimator()
-        self.cc = NewReno(self.smss)
+        self.cc = Cubic(self.smss) if params.congestion == "cubic" else NewReno(self.smss)
         self.rtt_seq: int | None = None
         self.rtt_time = 0.0
         self.rtx_count = 0
