@@ -7,7 +7,7 @@ Files, one concept each:
 * ``state``        the eleven states and the engine's errors
 * ``segment``      the engine's fast segment codec and checksum (plus the flag/option enums)
 * ``rto``          RFC 6298 retransmission timeout
-* ``congestion``   NewReno (RFC 5681, RFC 6582)
+* ``congestion``   NewReno (RFC 5681, RFC 6582; the default) and CUBIC (RFC 9438)
 * ``send_buffer``  the send queue (bytearray with a moving head)
 * ``recv_buffer``  in-order chunks + out-of-order reassembly with bounded memory, SACK blocks
 * ``params``       per-connection parameters and the engine's tunables
