@@ -7,14 +7,13 @@ working; netd with no ``--link`` at all is on the user link (no root, no TAP).
 from __future__ import annotations
 
 import argparse
-import socket
 from pathlib import Path
 
 import pytest
 
 from tests.slirp.netd_proc import cli, info, start_netd
 from tests.slirp.rig import HostServer
-from tests.slirp.test_cli_user import free_port
+from tests.slirp.test_cli_user import assert_forward_reaches_a_guest_listener, free_port
 from tests.testbed import stop_process
 from vipernet.cli import cmd_netd
 from vipernet.slirp import SlirpConfig
@@ -80,19 +79,7 @@ def test_netd_with_the_flags_forwards_a_host_port_and_restricts_the_guest(
     try:
         assert info(sock)["link"] == f"user:restrict,forward=tcp:{host_port}:8080"
         with netclient.connect(sock) as nc:
-            # --forward: a host connection arrives at the stack's listener from 10.0.2.2
-            listener = vsocket(client=nc)
-            listener.bind(("0.0.0.0", 8080))
-            listener.listen(4)
-            listener.settimeout(20)
-            with socket.create_connection(("127.0.0.1", host_port), timeout=20) as outside:
-                conn, peer = listener.accept()
-                assert peer[0] == "10.0.2.2"
-                outside.sendall(b"ping")
-                conn.settimeout(20)
-                assert conn.recv(4) == b"ping"
-                conn.close()
-            listener.close()
+            assert_forward_reaches_a_guest_listener(nc, host_port, 8080)  # --forward
             # --restrict: host loopback (10.0.2.2) is reachable, anything else is refused
             with vsocket(client=nc) as ok:
                 ok.settimeout(20)
