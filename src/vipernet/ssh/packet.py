@@ -6,6 +6,12 @@ its keys (CTR is a stream: re-creating it per packet would both cost time and re
 counters) and a keyed HMAC object that is ``.copy()``-ed per packet, so the key schedule is
 computed once.  ``-etm@openssh.com`` MACs encrypt-then-MAC with the length in clear.
 
+Copies are kept to the one the cipher makes: :meth:`PacketSealer.seal_to` takes a payload in
+two parts (a channel's header and a slice of its data) and appends the encrypted pieces to
+the caller's list, and :meth:`PacketOpener.next` decrypts into a fresh bytearray that it
+trims to the payload in place (so received payloads are bytearrays, each owned by the
+caller).
+
 Sequence numbers are uint32 and wrap; strict KEX resets them to zero after NEWKEYS.
 """
 
