@@ -4,14 +4,19 @@ Each body has ``encode() -> bytes`` and ``decode(body) -> instance``.  Decoding 
 a body must be consumed exactly, every length is capped, and any violation raises
 :class:`~vipernet.netd.framing.MalformedMessage` (answered with EINVAL).  The layouts are
 the tables of ``docs/netd-protocol.md``.
+
+Most bodies are a fixed sequence of fields, so they declare it once as ``layout`` (a tuple
+of :class:`Field`: attribute, writer, reader with its checks) and share one encoder and one
+decoder; only the bodies with counted lists or JSON write their own ``_push``/``_pull``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from vipernet.buffer import Buffer, Writer
 from vipernet.errors import ProtocolError
@@ -69,11 +74,112 @@ def push_ip(w: Writer, ip: str) -> None:
     w.push_bytes(ipaddress.IPv4Address(ip).packed)
 
 
-def _pull_data(b: Buffer, what: str) -> bytes:
-    data = b.pull_rest()
-    if len(data) > MAX_DATA:
-        raise MalformedMessage(f"{what}: {len(data)} bytes exceeds {MAX_DATA}")
-    return data
+# --------------------------------------------------------------------------------------------
+# Fields: how one attribute goes on the wire and comes back, with its checks.  A reader
+# raises ValueError for a bad value; Body.decode turns it into MalformedMessage naming the
+# body ("SOCKET_RECV: max_bytes 99999999 exceeds 1048576").
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    attr: str
+    push: Callable[[Writer, Any], None]
+    pull: Callable[[Buffer], Any]
+
+
+def u8(attr: str, label: str | None = None) -> Field:
+    what = label or attr
+    return Field(attr, lambda w, v: w.push_uint8(v), lambda b: b.pull_uint8(what))
+
+
+def u16(attr: str, label: str | None = None) -> Field:
+    what = label or attr
+    return Field(attr, lambda w, v: w.push_uint16(v), lambda b: b.pull_uint16(what))
+
+
+def u32(attr: str, label: str | None = None) -> Field:
+    what = label or attr
+    return Field(attr, lambda w, v: w.push_uint32(v), lambda b: b.pull_uint32(what))
+
+
+def u64(attr: str, label: str | None = None) -> Field:
+    what = label or attr
+    return Field(attr, lambda w, v: w.push_uint64(v), lambda b: b.pull_uint64(what))
+
+
+def at_most(field: Field, limit: int, text: str) -> Field:
+    """``field`` whose value must be <= ``limit`` (``text`` formats the complaint)."""
+    def pull(b: Buffer) -> Any:
+        value = field.pull(b)
+        if value > limit:
+            raise ValueError(text.format(value=value, limit=limit))
+        return value
+
+    return Field(field.attr, field.push, pull)
+
+
+def i32(attr: str) -> Field:
+    """A signed 32-bit value carried as its two's complement u32."""
+    def pull(b: Buffer) -> int:
+        raw = b.pull_uint32(attr)
+        return raw - (1 << 32) if raw & 0x80000000 else raw
+
+    return Field(attr, lambda w, v: w.push_uint32(v & 0xFFFFFFFF), pull)
+
+
+def send_flags() -> Field:
+    def pull(b: Buffer) -> SendFlags:
+        flags = b.pull_uint8("flags")
+        if flags & ~int(SendFlags.ALL):
+            raise ValueError(f"unknown flags 0x{flags:02x}")
+        return SendFlags(flags)
+
+    return Field("flags", lambda w, v: w.push_uint8(v), pull)
+
+
+def socket_kind() -> Field:
+    def pull(b: Buffer) -> SocketKind:
+        raw = b.pull_uint8("kind")
+        try:
+            return SocketKind(raw)
+        except ValueError:
+            raise ValueError(f"unknown socket kind {raw}") from None
+
+    return Field("kind", lambda w, v: w.push_uint8(v), pull)
+
+
+def address(attr: str = "address") -> Field:
+    return Field(attr, push_address, pull_address)
+
+
+def ipv4(attr: str) -> Field:
+    return Field(attr, push_ip, pull_ip)
+
+
+def rest(attr: str, limit: int) -> Field:
+    """The rest of the body (must come last), at most ``limit`` bytes."""
+    def pull(b: Buffer) -> bytes:
+        data = b.pull_rest()
+        if len(data) > limit:
+            raise ValueError(f"{attr} of {len(data)} bytes exceeds {limit}")
+        return data
+
+    return Field(attr, lambda w, v: w.push_bytes(v), pull)
+
+
+def hostname() -> Field:
+    """u8 length + ASCII, 1..MAX_NAME."""
+    def pull(b: Buffer) -> str:
+        raw = b.pull_vector(1, "name")
+        if not raw or len(raw) > MAX_NAME:
+            raise ValueError(f"name length {len(raw)} not in 1..{MAX_NAME}")
+        return raw.decode("ascii")
+
+    return Field("hostname", lambda w, v: w.push_vector(1, v.encode("ascii")), pull)
+
+
+SOCK = u32("sock")
+TIMEOUT = u32("timeout_ms", "timeout")
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,17 +189,20 @@ B = TypeVar("B", bound="Body")
 
 
 class Body:
-    """Base of every body: strict decode that insists on consuming every byte."""
+    """Base of every body: its ``layout`` in order, and a strict decode that insists on
+    consuming every byte."""
 
     __slots__ = ()
     name: ClassVar[str] = "body"
+    layout: ClassVar[tuple[Field, ...]] = ()
 
     def _push(self, w: Writer) -> None:
-        raise NotImplementedError
+        for field in self.layout:
+            field.push(w, getattr(self, field.attr))
 
     @classmethod
     def _pull(cls: type[B], b: Buffer) -> B:
-        raise NotImplementedError
+        return cls(**{field.attr: field.pull(b) for field in cls.layout})
 
     def encode(self) -> bytes:
         w = Writer()
@@ -118,32 +227,14 @@ class Body:
 class Empty(Body):
     name: ClassVar[str] = "empty body"
 
-    def _push(self, w: Writer) -> None:
-        pass
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> Empty:
-        return cls()
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreateRequest(Body):
     """SOCKET_CREATE: kind u8 (1 TCP, 2 UDP, 3 ICMP ping)."""
 
     name: ClassVar[str] = "SOCKET_CREATE"
+    layout: ClassVar[tuple[Field, ...]] = (socket_kind(),)
     kind: SocketKind
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint8(self.kind)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> CreateRequest:
-        raw = b.pull_uint8("kind")
-        try:
-            kind = SocketKind(raw)
-        except ValueError:
-            raise MalformedMessage(f"SOCKET_CREATE: unknown socket kind {raw}") from None
-        return cls(kind=kind)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,14 +242,8 @@ class SocketRef(Body):
     """sock u32: CLOSE, GETSOCKNAME, GETPEERNAME, GET_ERROR requests; CREATE reply."""
 
     name: ClassVar[str] = "socket reference"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK,)
     sock: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> SocketRef:
-        return cls(sock=b.pull_uint32("sock"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,14 +251,8 @@ class AddressBody(Body):
     """ipv4 4 bytes + port u16: BIND/GETSOCKNAME/GETPEERNAME replies."""
 
     name: ClassVar[str] = "address"
+    layout: ClassVar[tuple[Field, ...]] = (address(),)
     address: Address
-
-    def _push(self, w: Writer) -> None:
-        push_address(w, self.address)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> AddressBody:
-        return cls(address=pull_address(b))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,16 +260,9 @@ class BindRequest(Body):
     """SOCKET_BIND: sock u32, address (6)."""
 
     name: ClassVar[str] = "SOCKET_BIND"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, address())
     sock: int
     address: Address
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        push_address(w, self.address)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> BindRequest:
-        return cls(sock=b.pull_uint32("sock"), address=pull_address(b))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,19 +270,10 @@ class ConnectRequest(Body):
     """SOCKET_CONNECT: sock u32, timeout_ms u32, address (6)."""
 
     name: ClassVar[str] = "SOCKET_CONNECT"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, TIMEOUT, address())
     sock: int
     timeout_ms: int
     address: Address
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint32(self.timeout_ms)
-        push_address(w, self.address)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ConnectRequest:
-        return cls(sock=b.pull_uint32("sock"), timeout_ms=b.pull_uint32("timeout"),
-                   address=pull_address(b))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,16 +281,9 @@ class ListenRequest(Body):
     """SOCKET_LISTEN: sock u32, backlog u16."""
 
     name: ClassVar[str] = "SOCKET_LISTEN"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, u16("backlog"))
     sock: int
     backlog: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint16(self.backlog)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ListenRequest:
-        return cls(sock=b.pull_uint32("sock"), backlog=b.pull_uint16("backlog"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,16 +291,9 @@ class WaitRequest(Body):
     """sock u32, timeout_ms u32: ACCEPT and CONNECT-less waits."""
 
     name: ClassVar[str] = "SOCKET_ACCEPT"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, TIMEOUT)
     sock: int
     timeout_ms: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint32(self.timeout_ms)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> WaitRequest:
-        return cls(sock=b.pull_uint32("sock"), timeout_ms=b.pull_uint32("timeout"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -252,16 +301,9 @@ class AcceptReply(Body):
     """SOCKET_ACCEPT reply: new sock u32, peer address (6)."""
 
     name: ClassVar[str] = "SOCKET_ACCEPT reply"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, address())
     sock: int
     address: Address
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        push_address(w, self.address)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> AcceptReply:
-        return cls(sock=b.pull_uint32("sock"), address=pull_address(b))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,26 +311,11 @@ class SendRequest(Body):
     """SOCKET_SEND: sock u32, timeout_ms u32, flags u8, data (rest, <= MAX_DATA)."""
 
     name: ClassVar[str] = "SOCKET_SEND"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, TIMEOUT, send_flags(), rest("data", MAX_DATA))
     sock: int
     timeout_ms: int
     flags: SendFlags
     data: bytes
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint32(self.timeout_ms)
-        w.push_uint8(self.flags)
-        w.push_bytes(self.data)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> SendRequest:
-        sock = b.pull_uint32("sock")
-        timeout = b.pull_uint32("timeout")
-        flags = b.pull_uint8("flags")
-        if flags & ~int(SendFlags.ALL):
-            raise MalformedMessage(f"SOCKET_SEND: unknown flags 0x{flags:02x}")
-        return cls(sock=sock, timeout_ms=timeout, flags=SendFlags(flags),
-                   data=_pull_data(b, "SOCKET_SEND data"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,29 +323,13 @@ class SendToRequest(Body):
     """SOCKET_SENDTO: sock u32, timeout_ms u32, flags u8, address (6), data (rest)."""
 
     name: ClassVar[str] = "SOCKET_SENDTO"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, TIMEOUT, send_flags(), address(),
+                                           rest("data", MAX_DATA))
     sock: int
     timeout_ms: int
     flags: SendFlags
     address: Address
     data: bytes
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint32(self.timeout_ms)
-        w.push_uint8(self.flags)
-        push_address(w, self.address)
-        w.push_bytes(self.data)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> SendToRequest:
-        sock = b.pull_uint32("sock")
-        timeout = b.pull_uint32("timeout")
-        flags = b.pull_uint8("flags")
-        if flags & ~int(SendFlags.ALL):
-            raise MalformedMessage(f"SOCKET_SENDTO: unknown flags 0x{flags:02x}")
-        address = pull_address(b)
-        return cls(sock=sock, timeout_ms=timeout, flags=SendFlags(flags), address=address,
-                   data=_pull_data(b, "SOCKET_SENDTO data"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -326,14 +337,8 @@ class CountBody(Body):
     """count u32: SEND/SENDTO replies (bytes queued)."""
 
     name: ClassVar[str] = "count"
+    layout: ClassVar[tuple[Field, ...]] = (u32("count"),)
     count: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.count)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> CountBody:
-        return cls(count=b.pull_uint32("count"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -341,23 +346,11 @@ class RecvRequest(Body):
     """SOCKET_RECV / SOCKET_RECVFROM: sock u32, timeout_ms u32, max_bytes u32."""
 
     name: ClassVar[str] = "SOCKET_RECV"
+    layout: ClassVar[tuple[Field, ...]] = (
+        SOCK, TIMEOUT, at_most(u32("max_bytes"), MAX_DATA, "max_bytes {value} exceeds {limit}"))
     sock: int
     timeout_ms: int
     max_bytes: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint32(self.timeout_ms)
-        w.push_uint32(self.max_bytes)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> RecvRequest:
-        sock = b.pull_uint32("sock")
-        timeout = b.pull_uint32("timeout")
-        max_bytes = b.pull_uint32("max_bytes")
-        if max_bytes > MAX_DATA:
-            raise MalformedMessage(f"SOCKET_RECV: max_bytes {max_bytes} exceeds {MAX_DATA}")
-        return cls(sock=sock, timeout_ms=timeout, max_bytes=max_bytes)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -365,17 +358,9 @@ class RecvFromReply(Body):
     """SOCKET_RECVFROM reply: address (6), data (rest)."""
 
     name: ClassVar[str] = "SOCKET_RECVFROM reply"
+    layout: ClassVar[tuple[Field, ...]] = (address(), rest("data", MAX_DATA))
     address: Address
     data: bytes
-
-    def _push(self, w: Writer) -> None:
-        push_address(w, self.address)
-        w.push_bytes(self.data)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> RecvFromReply:
-        address = pull_address(b)
-        return cls(address=address, data=_pull_data(b, "SOCKET_RECVFROM data"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -411,20 +396,9 @@ class ShutdownRequest(Body):
     """SOCKET_SHUTDOWN: sock u32, how u8 (0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR)."""
 
     name: ClassVar[str] = "SOCKET_SHUTDOWN"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, at_most(u8("how"), 2, "how {value} not in 0..2"))
     sock: int
     how: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint8(self.how)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ShutdownRequest:
-        sock = b.pull_uint32("sock")
-        how = b.pull_uint8("how")
-        if how > 2:
-            raise MalformedMessage(f"SOCKET_SHUTDOWN: how {how} not in 0..2")
-        return cls(sock=sock, how=how)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -432,22 +406,10 @@ class SetSockOptRequest(Body):
     """SOCKET_SETSOCKOPT: sock u32, option u16 (SockOpt), value i32."""
 
     name: ClassVar[str] = "SOCKET_SETSOCKOPT"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, u16("option"), i32("value"))
     sock: int
     option: int
     value: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.sock)
-        w.push_uint16(self.option)
-        w.push_uint32(self.value & 0xFFFFFFFF)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> SetSockOptRequest:
-        sock = b.pull_uint32("sock")
-        option = b.pull_uint16("option")
-        raw = b.pull_uint32("value")
-        value = raw - (1 << 32) if raw & 0x80000000 else raw
-        return cls(sock=sock, option=option, value=value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -455,14 +417,8 @@ class ErrnoBody(Body):
     """SOCKET_GET_ERROR reply: errno u16 (0 = none pending)."""
 
     name: ClassVar[str] = "SOCKET_GET_ERROR reply"
+    layout: ClassVar[tuple[Field, ...]] = (u16("errno"),)
     errno: int
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint16(self.errno)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ErrnoBody:
-        return cls(errno=b.pull_uint16("errno"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -470,20 +426,9 @@ class ResolveRequest(Body):
     """DNS_RESOLVE: timeout_ms u32, name (u8 length + ASCII, <= 253)."""
 
     name: ClassVar[str] = "DNS_RESOLVE"
+    layout: ClassVar[tuple[Field, ...]] = (TIMEOUT, hostname())
     timeout_ms: int
     hostname: str
-
-    def _push(self, w: Writer) -> None:
-        w.push_uint32(self.timeout_ms)
-        w.push_vector(1, self.hostname.encode("ascii"))
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> ResolveRequest:
-        timeout = b.pull_uint32("timeout")
-        raw = b.pull_vector(1, "name")
-        if not raw or len(raw) > MAX_NAME:
-            raise MalformedMessage(f"DNS_RESOLVE: name length {len(raw)} not in 1..{MAX_NAME}")
-        return cls(timeout_ms=timeout, hostname=raw.decode("ascii"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -512,26 +457,12 @@ class PingRequest(Body):
     """PING: destination ipv4 (4), seq u16, timeout_ms u32, payload (rest, <= 65499)."""
 
     name: ClassVar[str] = "PING"
+    layout: ClassVar[tuple[Field, ...]] = (ipv4("destination"), u16("seq"), TIMEOUT,
+                                           rest("payload", MAX_PING_PAYLOAD))
     destination: str
     seq: int
     timeout_ms: int
     payload: bytes
-
-    def _push(self, w: Writer) -> None:
-        push_ip(w, self.destination)
-        w.push_uint16(self.seq)
-        w.push_uint32(self.timeout_ms)
-        w.push_bytes(self.payload)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> PingRequest:
-        destination = pull_ip(b)
-        seq = b.pull_uint16("seq")
-        timeout = b.pull_uint32("timeout")
-        payload = b.pull_rest()
-        if len(payload) > MAX_PING_PAYLOAD:
-            raise MalformedMessage(f"PING: payload {len(payload)} exceeds {MAX_PING_PAYLOAD}")
-        return cls(destination=destination, seq=seq, timeout_ms=timeout, payload=payload)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -539,23 +470,13 @@ class PingReply(Body):
     """PING reply: source ipv4 (4), seq u16, ttl u8, rtt_ns u64, size u32 (ICMP bytes)."""
 
     name: ClassVar[str] = "PING reply"
+    layout: ClassVar[tuple[Field, ...]] = (ipv4("source"), u16("seq"), u8("ttl"),
+                                           u64("rtt_ns", "rtt"), u32("size"))
     source: str
     seq: int
     ttl: int
     rtt_ns: int
     size: int
-
-    def _push(self, w: Writer) -> None:
-        push_ip(w, self.source)
-        w.push_uint16(self.seq)
-        w.push_uint8(self.ttl)
-        w.push_uint64(self.rtt_ns)
-        w.push_uint32(self.size)
-
-    @classmethod
-    def _pull(cls, b: Buffer) -> PingReply:
-        return cls(source=pull_ip(b), seq=b.pull_uint16("seq"), ttl=b.pull_uint8("ttl"),
-                   rtt_ns=b.pull_uint64("rtt"), size=b.pull_uint32("size"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
