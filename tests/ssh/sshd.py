@@ -109,7 +109,7 @@ class Sshd:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_process(self.proc)  # type: ignore[arg-type]
+            stop_process(self.proc)
             self.proc = None
         if hasattr(self, "log"):
             self.log.close()

@@ -95,17 +95,51 @@ def _read_until(fd: int, marker: bytes, seen: bytearray, timeout: float = 15.0) 
             seen.extend(chunk)
 
 
+class PtyChild:
+    """``vipernet ...`` run with a new pty as its controlling terminal; ``fd`` is the master
+    side.  Leaving the ``with`` kills the child if it still runs and closes the pty."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child
+            try:
+                if cwd is not None:
+                    os.chdir(cwd)
+                os.execve(sys.executable, argv, env)
+            finally:
+                os._exit(127)
+        self.reaped = False
+
+    def wait_exit(self, seen: bytearray, timeout: float = 15.0) -> int:
+        """Its exit status, reading (into ``seen``) what it writes meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.reaped = True
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{bytes(seen)[-300:]!r}: the command did not exit")
+            if select.select([self.fd], [], [], 0.1)[0]:
+                with contextlib.suppress(OSError):
+                    seen.extend(os.read(self.fd, 4096))
+
+    def __enter__(self) -> PtyChild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.reaped:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
 def test_interactive_shell_through_a_pty_types_a_command_reads_output_and_exits(
         sshd: Sshd, tmp_path: Path) -> None:
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: vipernet ssh with the pty as its terminal
-        try:
-            os.execve(sys.executable, [*_argv(sshd, tmp_path, "ssh", "-p"), "root@127.0.0.1"],
-                      _env())
-        finally:
-            os._exit(127)
     seen = bytearray()
-    try:
+    with PtyChild([*_argv(sshd, tmp_path, "ssh", "-p"), "root@127.0.0.1"], _env()) as child:
+        fd = child.fd
         _read_until(fd, b"# ", seen)  # root's shell prompt: the remote side is ready
         os.write(fd, b"echo vn-$((40+2)); tty\r")
         _read_until(fd, b"vn-42", seen)
@@ -116,25 +150,7 @@ def test_interactive_shell_through_a_pty_types_a_command_reads_output_and_exits(
         os.write(fd, b"stty size\r")
         _read_until(fd, b"33 111", seen)
         os.write(fd, b"exit 5\r")
-        deadline = time.monotonic() + 15
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError("vipernet ssh did not exit")
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                with contextlib.suppress(OSError):
-                    seen.extend(os.read(fd, 4096))
-        assert os.waitstatus_to_exitcode(status) == 5
-    finally:
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
+        assert child.wait_exit(seen) == 5
 
 
 def test_vipernet_sftp_batch_put_ls_rename_get_rm(sshd: Sshd, tmp_path: Path) -> None:
@@ -202,15 +218,9 @@ def test_interactive_sftp_on_a_tty_asks_about_the_host_key_and_shows_progress(
     local.write_bytes(os.urandom(30_000_000))
     argv = [*_argv(sshd, tmp_path, "sftp", "-P"), "root@127.0.0.1"]
     argv[argv.index("StrictHostKeyChecking=accept-new")] = "StrictHostKeyChecking=ask"
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.chdir(tmp_path)
-            os.execve(sys.executable, argv, _env())
-        finally:
-            os._exit(127)
     seen = bytearray()
-    try:
+    with PtyChild(argv, _env(), cwd=tmp_path) as child:
+        fd = child.fd
         _read_until(fd, b"(yes/no)? ", seen)
         assert b"ssh-ed25519 key fingerprint is SHA256:" in seen
         os.write(fd, b"yes\n")
@@ -220,13 +230,7 @@ def test_interactive_sftp_on_a_tty_asks_about_the_host_key_and_shows_progress(
         _read_until(fd, b"sftp> ", seen)
         assert b"MB/s" in seen
         os.write(fd, b"bye\n")
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-    finally:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        os.close(fd)
+        assert child.wait_exit(seen) == 0
     assert (tmp_path / "remote.bin").read_bytes() == local.read_bytes()
     assert (tmp_path / "kh").read_text().startswith("|1|")  # the answer was recorded
 
@@ -238,38 +242,20 @@ def test_vipernet_ssh_asks_for_the_password_on_the_terminal(
             "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={tmp_path / 'kh'}",
             f"{name}@127.0.0.1", "id -un; exit 9"]
     env = dict(_env(), HOME=str(tmp_path))  # no default keys to try first
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.execve(sys.executable, argv, env)
-        finally:
-            os._exit(127)
     seen = bytearray()
-    try:
-        _read_until(fd, f"{name}@127.0.0.1's password: ".encode(), seen)
-        os.write(fd, password.encode() + b"\n")
-        _read_until(fd, name.encode() + b"\r\n", seen)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 9
+    with PtyChild(argv, env) as child:
+        _read_until(child.fd, f"{name}@127.0.0.1's password: ".encode(), seen)
+        os.write(child.fd, password.encode() + b"\n")
+        _read_until(child.fd, name.encode() + b"\r\n", seen)
+        assert child.wait_exit(seen) == 9
         assert password.encode() not in seen  # not echoed
-    finally:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        os.close(fd)
 
 
 def test_the_shell_runs_with_the_local_terminal_raw_and_restores_it_on_exit(
         sshd: Sshd, tmp_path: Path) -> None:
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.execve(sys.executable, [*_argv(sshd, tmp_path, "ssh", "-p"), "root@127.0.0.1"],
-                      _env())
-        finally:
-            os._exit(127)
     seen = bytearray()
-    try:
+    with PtyChild([*_argv(sshd, tmp_path, "ssh", "-p"), "root@127.0.0.1"], _env()) as child:
+        fd = child.fd
         cooked = termios.tcgetattr(fd)[3]  # lflag, before vipernet ssh changes it
         _read_until(fd, b"# ", seen)
         lflag = termios.tcgetattr(fd)[3]  # the master reads the terminal's settings
@@ -283,16 +269,5 @@ def test_the_shell_runs_with_the_local_terminal_raw_and_restores_it_on_exit(
         os.write(fd, b"echo alive-$((1+1))\r")
         _read_until(fd, b"alive-2", seen, timeout=10)
         os.write(fd, b"exit 0\r")
-        deadline = time.monotonic() + 15
-        while not os.waitpid(pid, os.WNOHANG)[0]:
-            if time.monotonic() > deadline:
-                raise AssertionError("vipernet ssh did not exit")
-            if select.select([fd], [], [], 0.1)[0]:
-                with contextlib.suppress(OSError):
-                    seen.extend(os.read(fd, 4096))
+        assert child.wait_exit(seen) == 0
         assert termios.tcgetattr(fd)[3] == cooked  # the saved settings came back
-    finally:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        os.close(fd)
