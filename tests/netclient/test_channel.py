@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,11 +66,37 @@ class FakeNetd:
         self.listener.close()
 
 
-def test_replies_out_of_order_reach_the_right_threads(tmp_path: Path) -> None:
+@pytest.fixture
+def fake_and_channel(tmp_path: Path) -> Iterator[tuple[FakeNetd, UnixChannel]]:
+    """A FakeNetd and a UnixChannel connected to it; both closed afterwards."""
     path = str(tmp_path / "fake.sock")
     fake = FakeNetd(path)
     channel = UnixChannel(path)
     fake.accepted.wait(5)
+    yield fake, channel
+    channel.close()
+    fake.close()
+
+
+def call_in_thread(channel: UnixChannel, code: int, timeout: float | None
+                   ) -> tuple[threading.Thread, list[BaseException]]:
+    """Start ``channel.call(code)`` in a thread; the OSError it raises lands in the list."""
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            channel.call(code, b"", timeout)
+        except OSError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    return thread, errors
+
+
+def test_replies_out_of_order_reach_the_right_threads(
+        fake_and_channel: tuple[FakeNetd, UnixChannel]) -> None:
+    fake, channel = fake_and_channel
     results: dict[int, bytes] = {}
 
     def ask(n: int) -> None:
@@ -85,50 +112,24 @@ def test_replies_out_of_order_reach_the_right_threads(tmp_path: Path) -> None:
     for t in threads:
         t.join(5)
     assert results == {n: b"answer" + bytes([n]) for n in range(3)}
-    channel.close()
-    fake.close()
 
 
-def test_error_status_becomes_the_matching_oserror_subclass(tmp_path: Path) -> None:
-    path = str(tmp_path / "fake.sock")
-    fake = FakeNetd(path)
-    channel = UnixChannel(path)
-    fake.accepted.wait(5)
-    errors: list[BaseException] = []
-
-    def ask() -> None:
-        try:
-            channel.call(0x07, b"", 5)
-        except OSError as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=ask)
-    thread.start()
+def test_error_status_becomes_the_matching_oserror_subclass(
+        fake_and_channel: tuple[FakeNetd, UnixChannel]) -> None:
+    fake, channel = fake_and_channel
+    thread, errors = call_in_thread(channel, 0x07, 5)
     request = fake.read_requests(1)[0]
     assert fake.conn is not None
     fake.conn.sendall(p.error_reply(request, 111, "Connection refused by peer").encode())
     thread.join(5)
     assert isinstance(errors[0], ConnectionRefusedError)
     assert "refused by peer" in str(errors[0])
-    channel.close()
-    fake.close()
 
 
-def test_netd_dying_mid_request_fails_the_waiter_instead_of_hanging(tmp_path: Path) -> None:
-    path = str(tmp_path / "fake.sock")
-    fake = FakeNetd(path)
-    channel = UnixChannel(path)
-    fake.accepted.wait(5)
-    errors: list[BaseException] = []
-
-    def ask() -> None:
-        try:
-            channel.call(0x07, b"", None)
-        except OSError as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=ask)
-    thread.start()
+def test_netd_dying_mid_request_fails_the_waiter_instead_of_hanging(
+        fake_and_channel: tuple[FakeNetd, UnixChannel]) -> None:
+    fake, channel = fake_and_channel
+    thread, errors = call_in_thread(channel, 0x07, None)
     fake.read_requests(1)
     fake.close()
     thread.join(5)
@@ -136,4 +137,3 @@ def test_netd_dying_mid_request_fails_the_waiter_instead_of_hanging(tmp_path: Pa
     assert isinstance(errors[0], ConnectionResetError)
     with pytest.raises(OSError):
         channel.call(0x29, b"", 1)
-    channel.close()

@@ -6,10 +6,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from vipernet.cli.netd_common import add_socket_option, fail, open_client
+from vipernet.cli.netd_common import add_socket_option, print_report
 
 
 def register(subparsers: Any) -> None:
@@ -48,12 +47,5 @@ def render(info: dict[str, Any], counters: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        info = open_client(args).info()
-    except OSError as exc:
-        return fail("vipernet info", exc)
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True))
-    else:
-        print(render(info, args.counters))
-    return 0
+    return print_report(args, "vipernet info", lambda client: client.info(),
+                        lambda info: render(info, args.counters))

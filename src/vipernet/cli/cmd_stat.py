@@ -9,10 +9,9 @@ state, receive/send queue bytes and parked requests.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from vipernet.cli.netd_common import add_socket_option, fail, open_client
+from vipernet.cli.netd_common import add_socket_option, print_report
 
 COLUMNS = (("ID", "id", 4), ("CLIENT", "client", 6), ("PID", "pid", 7), ("KIND", "kind", 5),
            ("LOCAL", "local", 21), ("REMOTE", "remote", 21), ("STATE", "state", 12),
@@ -42,12 +41,4 @@ def render(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        report = open_client(args).stat()
-    except OSError as exc:
-        return fail("vipernet stat", exc)
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print(render(report))
-    return 0
+    return print_report(args, "vipernet stat", lambda client: client.stat(), render)

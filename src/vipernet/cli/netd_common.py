@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 EXIT_ERROR = 2  # iputils' status for "could not even try"
@@ -44,3 +46,14 @@ def describe(exc: BaseException) -> str:
 def fail(prog: str, exc: BaseException) -> int:
     print(f"{prog}: {describe(exc)}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def print_report(args: argparse.Namespace, prog: str, fetch: Callable[[Any], dict[str, Any]],
+                 render: Callable[[dict[str, Any]], str]) -> int:
+    """Fetch a JSON report from netd and print it: raw with ``--json``, else rendered."""
+    try:
+        report = fetch(open_client(args))
+    except OSError as exc:
+        return fail(prog, exc)
+    print(json.dumps(report, indent=2, sort_keys=True) if args.json else render(report))
+    return 0

@@ -30,9 +30,8 @@ from typing import Any
 from vipernet.netclient.channel import REPLY_GRACE, status_error
 from vipernet.netclient.client import NetClient
 from vipernet.netd import protocol as p
-from vipernet.netd.extensions import InfoHandler, PingHandler
+from vipernet.netd.extensions import full_service
 from vipernet.netd.links import open_link, parse_link
-from vipernet.netd.service import NetService
 from vipernet.runtime import Runtime
 from vipernet.stack import Stack, StackConfig
 
@@ -53,29 +52,11 @@ class InProcessStack:
         self.stack = stack
         self.device = device
         self.clock = clock
-        self.service = NetService(stack)
-        self.service.extensions[p.Code.PING] = PingHandler()
-        self.service.extensions[p.Code.GET_INFO] = InfoHandler(
-            stack, device, link=link, extra=lambda: {"mode": "kernel"})
-        try:
-            from vipernet.netd.dns_op import DnsHandler
-
-            self.service.extensions[p.Code.DNS_RESOLVE] = DnsHandler(
-                [str(d) for d in stack.config.dns], rng=stack.rng)
-        except ImportError:
-            pass
+        self.service = full_service(stack, device, link=link, dns=stack.config.dns,
+                                    extra=lambda: {"mode": "kernel"})
         self.runtime = Runtime(stack, device, clock=clock)
-        self.runtime.add_hook(self._hook)
+        self.runtime.add_hook(self.service.turn)
         self.runtime.start_thread("vipernet-kernel-mode")
-
-    def _hook(self, now: float) -> float | None:
-        service = self.service
-        service.on_changed(now)
-        due = service.next_deadline()
-        if due is not None and due <= now:
-            service.expire(now)
-            due = service.next_deadline()
-        return due
 
     def channel(self) -> InProcessChannel:
         return InProcessChannel(self)

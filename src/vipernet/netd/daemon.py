@@ -29,11 +29,9 @@ from types import FrameType
 from typing import Any
 
 from vipernet.link.errors import DeviceClosed
-from vipernet.netd.extensions import InfoHandler, PingHandler
+from vipernet.netd.extensions import full_service
 from vipernet.netd.links import LinkSpec, open_link
-from vipernet.netd.protocol import Code
 from vipernet.netd.server import IpcServer
-from vipernet.netd.service import NetService
 from vipernet.runtime import Runtime
 from vipernet.stack import Stack, StackConfig
 
@@ -82,13 +80,11 @@ class Netd:
                                        dns=config.dns, mtu=config.mtu)
             self.stack = Stack(stack_config, capabilities=self.device.capabilities, now=now,
                                rng=random.Random(config.seed))
-            self.service = NetService(self.stack)
-            self.service.extensions[Code.PING] = PingHandler()
-            self.service.extensions[Code.GET_INFO] = InfoHandler(
-                self.stack, self.device, link=str(config.link))
-            self._install_dns()
+            self.service = full_service(self.stack, self.device, link=str(config.link),
+                                        dns=config.dns)
             self.runtime = Runtime(self.stack, self.device, clock=clock)
-            self.runtime.add_hook(self._service_hook)
+            # After every turn: retry waiters whose sockets changed, expire the overdue.
+            self.runtime.add_hook(self.service.turn)
             self.server = IpcServer(self.service, config.socket_path, self.runtime.selector,
                                     clock)
         except BaseException:
@@ -97,25 +93,7 @@ class Netd:
             self._close_device()
             raise
 
-    def _install_dns(self) -> None:
-        try:
-            dns_op = importlib.import_module("vipernet.netd.dns_op")
-        except ImportError:  # the resolver is not in this build
-            return
-        self.service.extensions[Code.DNS_RESOLVE] = dns_op.DnsHandler(
-            [str(d) for d in self.config.dns], rng=self.stack.rng)
-
     # ------------------------------------------------------------------ the loop
-
-    def _service_hook(self, now: float) -> float | None:
-        """After every loop turn: retry waiters whose sockets changed, expire the overdue."""
-        service = self.service
-        service.on_changed(now)
-        due = service.next_deadline()
-        if due is not None and due <= now:
-            service.expire(now)
-            due = service.next_deadline()
-        return due
 
     def run_once(self, timeout: float | None = MAX_SLEEP) -> None:
         self.runtime.run_once(timeout)

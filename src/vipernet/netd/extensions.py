@@ -1,18 +1,21 @@
-"""netd requests that are services rather than socket calls: PING and GET_INFO.
+"""netd requests that are services rather than socket calls: PING and GET_INFO (and DNS).
 
 Each is an :class:`~.service.Extension` added to ``NetService.extensions`` by the daemon
 (or by kernel mode), so the socket core stays free of device and configuration knowledge.
 PING uses one ping socket per session (listed by ``vipernet stat`` like any other socket,
 released with the session); the reply's round-trip time is the stack's receive time of the
 echo reply minus the time the request was handled, both on netd's monotonic clock.
+:func:`full_service` builds the service both netd and kernel mode run: sockets plus PING,
+GET_INFO and, when the resolver is in the build, DNS_RESOLVE (``vipernet.netd.dns_op``).
 """
 
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vipernet.netd import protocol as p
@@ -139,3 +142,18 @@ def _counters_dict(counters: Any) -> dict[str, int]:
     if hasattr(counters, "__dict__"):
         return {k: int(v) for k, v in vars(counters).items() if isinstance(v, int)}
     return {}
+
+
+def full_service(stack: Any, device: Any, *, link: str, dns: Sequence[object],
+                 extra: Callable[[], dict[str, Any]] | None = None) -> NetService:
+    """A NetService for ``stack`` with PING, GET_INFO and DNS_RESOLVE (servers ``dns``)."""
+    service = NetService(stack)
+    service.extensions[p.Code.PING] = PingHandler()
+    service.extensions[p.Code.GET_INFO] = InfoHandler(stack, device, link=link, extra=extra)
+    try:
+        dns_op = importlib.import_module("vipernet.netd.dns_op")
+    except ImportError:  # the resolver is not in this build
+        return service
+    service.extensions[p.Code.DNS_RESOLVE] = dns_op.DnsHandler([str(d) for d in dns],
+                                                               rng=stack.rng)
+    return service

@@ -233,6 +233,16 @@ class NetService:
         deadlines = [w.deadline for w in self.parked if w.deadline is not None]
         return min(deadlines) if deadlines else None
 
+    def turn(self, now: float) -> float | None:
+        """The runtime hook after every loop turn (netd and kernel mode): retry the waiters
+        whose sockets changed, answer the overdue; returns the earliest parked deadline."""
+        self.on_changed(now)
+        due = self.next_deadline()
+        if due is not None and due <= now:
+            self.expire(now)
+            due = self.next_deadline()
+        return due
+
     def retry_all(self, now: float) -> None:
         """Retry every waiter (cheap safety net when readiness may change unreported)."""
         for waiters in list(self.waiting.values()):
