@@ -61,3 +61,30 @@ def test_netd_on_passt_takes_its_address_by_dhcp_and_fetches_from_host_loopback(
                               env=ns.env(VIPERNET_SOCKET=sock))
         assert fetched.returncode == 0, fetched.stderr
         assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(blob).digest()
+
+
+@pytest.mark.testbed
+def test_netd_attaches_to_a_running_passt_by_its_socket_path() -> None:
+    passt = require_binary("passt")
+    with Namespace("psq") as ns:
+        blob = os.urandom(1024 * 1024)
+        (ns.workdir / "blob").write_bytes(blob)
+        ns.start([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                  str(ns.workdir), "8080"])
+        passt_sock = ns.workdir / "passt.sock"
+        ns.start(passt_argv(passt, str(passt_sock), address=IPv4Interface("10.0.2.30/24")))
+        wait_for(passt_sock.exists, timeout=30, what="passt's socket")
+        sock = str(ns.workdir / "netd.sock")
+        ns.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
+                  f"qemu-stream:{passt_sock}", "--ip", "dhcp", "--socket", sock], env=ns.env())
+        wait_for(lambda: os.path.exists(sock), timeout=30, what="netd's socket")
+        wait_for(lambda: ns.run(["ss", "-Hltn", "sport = :8080"]).stdout.strip() != "",
+                 what="http.server")
+        info = ns.vipernet("info", "--json", "--socket", sock)
+        assert info.returncode == 0, info.stderr
+        assert json.loads(info.stdout)["ip"] == "10.0.2.30"  # from that passt's DHCP
+        out = ns.workdir / "out"
+        fetched = ns.vipernet("fetch", "-s", "-o", str(out), "http://10.0.2.2:8080/blob",
+                              env=ns.env(VIPERNET_SOCKET=sock))
+        assert fetched.returncode == 0, fetched.stderr
+        assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(blob).digest()
