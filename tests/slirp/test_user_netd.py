@@ -1,11 +1,12 @@
 """``vipernet netd --link user`` run as nobody: 50 MB from host loopback, dig, ping the gateway.
 
-Everything runs inside a namespace the test makes (its loopback is the "host"); netd runs
-as ``nobody``.  nobody cannot read our sources or a pyenv/venv Python under /root, so the
-test copies what netd imports (vipernet, dnspython) into its world-readable work directory
-and runs it with the first Python nobody can execute and import that copy with: the one
-running the tests, else Debian's /usr/bin/python3 (installed with ssh-audit by
-scripts/setup.sh).  No such Python is a test-bed failure under CI, never a silent skip.
+Everything runs inside a namespace the test makes (its loopback is the "host").  netd
+and the clients (ping, dig, fetch) all run as ``nobody``.  nobody cannot read our sources
+or a pyenv/venv Python under /root, so the test copies what the CLI imports (vipernet,
+dnspython, h11) into its world-readable work directory and runs it with the first Python
+nobody can execute and import that copy with: the one running the tests, else Debian's
+/usr/bin/python3 (installed with ssh-audit by scripts/setup.sh).  No such Python is a
+test-bed failure under CI, never a silent skip.
 """
 
 from __future__ import annotations
@@ -25,13 +26,6 @@ from tests.testbed import require_binary, unavailable, wait_for
 
 pytestmark = pytest.mark.testbed
 SYSTEM_PYTHON = "/usr/bin/python3"
-# `vipernet netd` without the other subcommands, whose imports (h11, cryptography, ...) the
-# system Python may lack: the daemon itself needs only the stdlib and dnspython.
-NETD_ONLY = ("import argparse, sys; from vipernet.cli import cmd_netd; "
-             "p = argparse.ArgumentParser(prog='vipernet'); cmd_netd.register(p.add_subparsers()); "
-             "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
-
-
 def readable_libraries(dest: Path) -> str:
     """Copies of vipernet and the pure-Python packages netd imports, readable by anyone."""
     import h11
@@ -50,8 +44,9 @@ def python_for_nobody(runuser: str, libs: str) -> str:
     """A Python that nobody can run and that imports netd from ``libs``."""
     for candidate in dict.fromkeys((sys.executable, SYSTEM_PYTHON)):
         probe = subprocess.run([runuser, "-u", "nobody", "--", "env", f"PYTHONPATH={libs}",
-                                candidate, "-c", "import vipernet.cli.cmd_netd, "
-                                "vipernet.netd.daemon, vipernet.slirp, dns.message"],
+                                candidate, "-c", "from vipernet.cli.main import build_parser; "
+                                "import vipernet.netd.daemon, vipernet.slirp, dns.message; "
+                                "build_parser()"],
                                capture_output=True, text=True, timeout=60, cwd="/")
         if probe.returncode == 0:
             return candidate
@@ -82,25 +77,26 @@ def test_netd_on_the_user_link_as_nobody_fetches_50_mb_resolves_and_pings() -> N
                   "--address=/example.test/192.0.2.77", "--local=/example.test/",
                   "--local=/#/"])
         sock = run_dir / "netd.sock"
-        ns.start([runuser, "-u", "nobody", "--", "env", f"PYTHONPATH={extra}",
-                  python, "-c", NETD_ONLY, "netd",
-                  "--link", "user:dns=127.0.0.1:5353", "--socket", str(sock)])
+        as_nobody = [runuser, "-u", "nobody", "--", "env", f"PYTHONPATH={extra}",
+                     f"VIPERNET_SOCKET={sock}", python, "-m", "vipernet.cli.main"]
+        ns.start([*as_nobody, "netd", "--link", "user:dns=127.0.0.1:5353"])
         wait_for(sock.exists, timeout=30, what="netd's socket")
         assert sock.stat().st_uid == nobody.pw_uid  # netd really runs unprivileged
         wait_for(lambda: ns.run(["ss", "-Hltn", "sport = :8080"]).stdout.strip() != "",
                  what="http.server")
-        env = ns.env(VIPERNET_SOCKET=str(sock))
-
-        ping = ns.vipernet("ping", "-c", "2", "-i", "0.2", "10.0.2.2", "--socket", str(sock))
+        # The clients run as nobody too: the whole session needs no privilege.
+        ping = ns.run([*as_nobody, "ping", "-c", "2", "-i", "0.2", "10.0.2.2"], check=False,
+                      cwd=run_dir)
         assert ping.returncode == 0, ping.stdout + ping.stderr
-        assert "10.0.2.2" in ping.stdout
+        assert "2 packets transmitted, 2 received" in ping.stdout
 
-        dig = ns.vipernet("dig", "example.test", "+short", "--socket", str(sock))
+        dig = ns.run([*as_nobody, "dig", "example.test", "+short"], check=False, cwd=run_dir)
         assert dig.returncode == 0, dig.stdout + dig.stderr
-        assert "192.0.2.77" in dig.stdout
+        assert dig.stdout.split() == ["192.0.2.77"]
 
-        out = ns.workdir / "out"
-        fetched = ns.vipernet("fetch", "-s", "-o", str(out), "http://10.0.2.2:8080/blob",
-                              env=env, timeout=300)
+        out = run_dir / "out"
+        fetched = ns.run([*as_nobody, "fetch", "-s", "-o", str(out),
+                          "http://10.0.2.2:8080/blob"], check=False, timeout=300, cwd=run_dir)
         assert fetched.returncode == 0, fetched.stderr
+        assert out.stat().st_uid == nobody.pw_uid
         assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(blob).digest()
