@@ -194,4 +194,3 @@ def test_a_server_that_goes_silent_is_detected_by_keepalives(peer: Any) -> None:
             t.join(2)
         ours.close()
         relay_end.close()
-

@@ -3,9 +3,11 @@
 Requests get ids; replies are matched by id through a table of callbacks, so any number
 can be in flight.  :meth:`get` and :meth:`put` keep up to ``max_requests`` READs/WRITEs of
 ``block`` bytes outstanding (sized by the server's ``limits@openssh.com`` when it offers
-it), write received data with ``os.pwrite`` at its offset, and re-request the tail of a
-short read.  ``resume=True`` continues an interrupted transfer from the size already on
-the destination.
+it; ``get`` by default keeps :data:`READ_IN_FLIGHT` bytes asked for), write received data
+with ``os.pwrite`` at its offset straight from the framer's buffer, and re-request the tail
+of a short read; ``put`` reads the file with ``os.preadv`` straight into each WRITE.
+``resume=True`` continues an interrupted transfer from the size already on the
+destination.
 """
 
 from __future__ import annotations
