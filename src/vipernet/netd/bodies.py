@@ -77,7 +77,7 @@ def push_ip(w: Writer, ip: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Fields: how one attribute goes on the wire and comes back, with its checks.  A reader
 # raises ValueError for a bad value; Body.decode turns it into MalformedMessage naming the
-# body ("SOCKET_RECV: max_bytes 99999999 exceeds 1048576").
+# body ("SOCKET_RECV: max_bytes 99999999 exceeds 262144").
 
 
 @dataclass(frozen=True, slots=True)
