@@ -323,8 +323,9 @@ class Framer:
         """Hand each complete packet to ``deliver(type, id, body)`` (at most ``limit``).
 
         ``body`` is a view into the framer's buffer, valid only during the call: a
-        callback that keeps it must copy it.  The consumed bytes are dropped once, after
-        the last packet, rather than once per packet.
+        callback that keeps it must copy it, and must not :meth:`feed` this framer (the
+        buffer cannot grow while viewed).  The consumed bytes are dropped once, after the
+        last packet, rather than once per packet.
         """
         buf = self._buf
         pos = 0
