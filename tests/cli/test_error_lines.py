@@ -128,3 +128,16 @@ def test_netd_on_a_missing_tap_in_a_namespace_names_both(tmp_path: Path) -> None
         line = one_line(result.stderr)
         assert result.returncode == 1
         assert "no such interface: vnabsent0" in line and bed.name in line
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--ip", "10.0.2.300/24"), ("--ip", "10.0.2.15/33"), ("--gateway", "abc"),
+    ("--dns", "10.0.2.3,1.2.3"), ("--mac", "52:54:00"),
+])
+def test_netd_names_the_bad_option_in_one_line(option: str, value: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["netd", "--link", "user", "--socket", str(tmp_path / "s"), option, value])
+    line = one_line(capsys.readouterr().err)
+    assert status == 1
+    assert line.startswith(f"vipernet netd: bad {option} {value!r}")
+    assert not (tmp_path / "s").exists()

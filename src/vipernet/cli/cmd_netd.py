@@ -12,10 +12,12 @@ such interface, not permitted, socket in use) are one line on stderr and exit st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
@@ -63,9 +65,13 @@ def _config(args: argparse.Namespace) -> Any:
             raise ValueError
     except ValueError:
         raise ValueError(f"bad --mac {args.mac!r}") from None
-    gateway = None if args.gateway.lower() == "none" else IPv4Address(args.gateway)
-    dns = tuple(IPv4Address(d.strip()) for d in args.dns.split(",") if d.strip())
     dhcp = args.ip.lower() == "dhcp"  # the address comes from the lease (see run())
+    with _option("--ip", args.ip):
+        ip = IPv4Interface("10.0.2.15/24" if dhcp else args.ip)
+    with _option("--gateway", args.gateway):
+        gateway = None if args.gateway.lower() == "none" else IPv4Address(args.gateway)
+    with _option("--dns", args.dns):
+        dns = tuple(IPv4Address(d.strip()) for d in args.dns.split(",") if d.strip())
     link = parse_link(args.link, netns=args.netns)
     if args.restrict or args.forward:  # the issue's flags are the user link's options
         if link.kind != "user":
@@ -76,9 +82,18 @@ def _config(args: argparse.Namespace) -> Any:
             link.argument, restrict=args.restrict, forwards=args.forward))
     return NetdConfig(link=link,
                       socket_path=args.socket_path,
-                      ip=IPv4Interface("10.0.2.15/24" if dhcp else args.ip),
+                      ip=ip,
                       gateway=gateway, dns=dns, mac=mac, mtu=args.mtu, pcap=args.pcap,
                       seed=args.seed)
+
+
+@contextlib.contextmanager
+def _option(name: str, value: str) -> Iterator[None]:
+    """Name the option in a parse error: "bad --ip '10.0.2.300/24': Octet 300 ..."."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"bad {name} {value!r}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
