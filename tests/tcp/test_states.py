@@ -996,3 +996,18 @@ def test_connect_without_a_route_fails_at_once_with_enetunreach() -> None:
     assert exc.value.errno == errno.ENETUNREACH
     sock.close(h.now)
     assert not h.layer.conns and not h.layer.port_refs
+
+
+def test_established_reports_a_duplicate_segment_with_a_dsack_block() -> None:
+    h = Harness()
+    peer, _sock = h.established(options=TcpOptions(mss=1460, sack_permitted=True))
+    start = peer.seq
+    h.send(peer, F.ACK, payload=b"d" * 500)
+    h.recv()
+    h.send(peer, F.ACK, seq=start, payload=b"d" * 500, advance=False)  # a spurious resend
+    ack = h.recv_one()
+    assert ack.h.ack == start + 500
+    assert ack.h.options.sack_blocks == ((start, start + 500),)  # RFC 2883: below the ACK
+    h.send(peer, F.ACK, payload=b"e" * 10)
+    h.advance(0.05)
+    assert all(not s.h.options.sack_blocks for s in h.recv())  # reported once

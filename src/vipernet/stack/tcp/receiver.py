@@ -137,6 +137,8 @@ class Receiver(Sender):
                     self._send_syn(now, ack=True)
                 return
             self.host.count("tcp_segment_out_of_window")
+            if plen and seq < rcv_nxt:
+                self.dsack = (seq, min(seq + plen, rcv_nxt))
             if st == _TIME_WAIT and f & FIN:
                 self.t_wait = now + 2 * self.host.msl
             self.send_ack(now)
@@ -324,6 +326,7 @@ class Receiver(Sender):
         fin = bool(f & FIN)
         if plen:
             if seq < self.rcv_nxt:
+                self.dsack = (seq, self.rcv_nxt)
                 cut = self.rcv_nxt - seq
                 payload = payload[cut:]
                 seq = self.rcv_nxt

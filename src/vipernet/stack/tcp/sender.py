@@ -88,10 +88,15 @@ class Sender(Tcb):
     def _ack_options(self, now: float, with_sack: bool) -> bytes:
         ts = (self._tsval(now), self.ts_recent) if self.ts_enabled else None
         blocks = None
-        if with_sack and self.want_sack and self.rb.has_gaps:
+        if with_sack and self.want_sack and (self.rb.has_gaps or self.dsack):
             irs = self.irs
-            blocks = [((irs + s) & MASK, (irs + e) & MASK) for s, e in
-                      self.rb.sack_blocks(3 if ts else 4)]
+            ranges = self.rb.sack_blocks(3 if ts else 4)
+            if self.dsack is not None:
+                # D-SACK (RFC 2883): the duplicate range first, so the sender can tell a
+                # spurious retransmission from a loss and undo its window cut
+                ranges = [self.dsack, *ranges][: 3 if ts else 4]
+                self.dsack = None
+            blocks = [((irs + s) & MASK, (irs + e) & MASK) for s, e in ranges]
         if ts is None and not blocks:
             return b""
         return data_options(ts, blocks)

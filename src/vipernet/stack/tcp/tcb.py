@@ -72,6 +72,7 @@ class Tcb:
     __slots__ = (
         "cc",
         "delack_segs",
+        "dsack",
         "dupacks",
         "error",
         "fin_queued",
@@ -205,6 +206,7 @@ class Tcb:
         self.rtx_next = 0
         self.rtx_una_mark: int | None = None  # SND.MAX when SND.UNA's segment was resent
         self.sacked: list[list[int]] = []
+        self.dsack: tuple[int, int] | None = None  # a duplicate range to report (RFC 2883)
         # reordering tolerance (duplicate-ACK threshold), raised by detected spurious
         # retransmissions, and what to restore when one is detected (Eifel, RFC 3522)
         self.reordering = 3
