@@ -111,6 +111,19 @@ def test_netd_listens_for_a_stream_peer_then_stops_in_one_line_when_it_hangs_up(
     assert not netd.socket_path.exists(), "socket file left behind"
 
 
+def test_sigterm_while_waiting_for_a_stream_peer_ends_netd_cleanly(netd_factory: Any,
+                                                                    tmp_path: Path) -> None:
+    link_path = tmp_path / "link.sock"
+    netd = netd_factory(f"qemu-stream:{link_path},server")
+    wait_for(lambda: link_path.exists() or netd.proc.poll() is not None, timeout=20,
+             what="netd listening for its stream peer")
+    netd.proc.send_signal(signal.SIGTERM)
+    assert netd.proc.wait(timeout=20) == 130
+    assert netd.stderr().strip().splitlines()[-1] == (
+        "vipernet netd: interrupted before it started")
+    assert not link_path.exists() and not netd.socket_path.exists()
+
+
 def test_netd_connects_to_a_stream_peer_over_tcp(netd_factory: Any) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Interface
@@ -100,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose)
     from vipernet.netd.daemon import Netd
 
+    # Until netd's own handlers are in, SIGTERM interrupts start-up like Ctrl-C does, so a
+    # wait for a qemu-stream peer ends cleanly (its socket file removed), not by a kill.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         config = _config(args)
         device = None
