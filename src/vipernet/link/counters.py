@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -31,3 +32,10 @@ class LinkCounters:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+def counters_of(device: Any) -> LinkCounters:
+    """A wrapped device's counters, for wrappers (faults, capture) that report the inner
+    device's: its LinkCounters, or a fresh, empty set if it keeps none."""
+    counters = getattr(device, "counters", None)
+    return counters if isinstance(counters, LinkCounters) else LinkCounters()

@@ -34,7 +34,7 @@ import itertools
 import random
 from dataclasses import dataclass, field, fields, replace
 
-from vipernet.link.counters import LinkCounters
+from vipernet.link.counters import LinkCounters, counters_of
 from vipernet.link.errors import LinkUsageError
 from vipernet.link.frame import Device, Frame, GsoType
 from vipernet.link.offload import (
@@ -125,8 +125,7 @@ class FaultInjector:
     @property
     def counters(self) -> LinkCounters:
         """The inner device's counters (a fresh, empty set if it keeps none)."""
-        inner_counters = getattr(self.inner, "counters", None)
-        return inner_counters if isinstance(inner_counters, LinkCounters) else LinkCounters()
+        return counters_of(self.inner)
 
     def fileno(self) -> int | None:
         return self.inner.fileno()

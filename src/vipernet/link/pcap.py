@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from vipernet.link.counters import LinkCounters
+from vipernet.link.counters import LinkCounters, counters_of
 from vipernet.link.frame import Device, Frame
 from vipernet.link.offload import OffloadError, complete_checksum
 
@@ -135,8 +135,7 @@ class CapturingDevice:
 
     @property
     def counters(self) -> LinkCounters:
-        inner_counters = getattr(self.inner, "counters", None)
-        return inner_counters if isinstance(inner_counters, LinkCounters) else LinkCounters()
+        return counters_of(self.inner)
 
     def fileno(self) -> int | None:
         return self.inner.fileno()
