@@ -42,7 +42,7 @@ s.recvfrom(100)  # parks in netd until the test kills us
 class Netd:
     bed: TestBed
     path: str
-    pcap: str | None
+    pcap: str
     proc: subprocess.Popen[bytes]
     env: dict[str, str]
 
@@ -61,14 +61,6 @@ class Netd:
             return client.stat()
 
 
-def _pcap_available() -> bool:
-    try:
-        import vipernet.link.pcap  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def netd() -> Iterator[Netd]:
     bed = TestBed("nd")
@@ -76,12 +68,10 @@ def netd() -> Iterator[Netd]:
         # big.test has more A records than fit a 512-byte UDP answer: TC, then TCP.
         bed.start_dnsmasq(*(f"--host-record=big.test,10.1.0.{i}" for i in range(1, 60)))
         path = str(bed.workdir / "netd.sock")
-        pcap = str(bed.workdir / "netd.pcap") if _pcap_available() else None
+        pcap = str(bed.workdir / "netd.pcap")
         env = cli_env(VIPERNET_SOCKET=path)
         argv = [sys.executable, "-m", "vipernet.cli.main", "netd", "--link", f"tap:{bed.tap}",
-                "--socket", path]
-        if pcap:
-            argv += ["--pcap", pcap]
+                "--socket", path, "--pcap", pcap]
         proc = bed.start(argv, env=env, stderr=open(bed.workdir / "netd.err", "wb"))  # noqa: SIM115
         wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd socket")
         if proc.poll() is not None:
@@ -447,8 +437,6 @@ def test_sigterm_shuts_netd_down_cleanly_and_the_capture_is_clean(netd: Netd) ->
     netd.proc.send_signal(signal.SIGTERM)
     assert netd.proc.wait(timeout=30) == 0, (netd.bed.workdir / "netd.err").read_text()
     assert not os.path.exists(netd.path), "socket file left behind"
-    if netd.pcap is None:
-        pytest.skip("vipernet.link.pcap is not in this build yet")
     tshark = require_binary("tshark")
     out = subprocess.run([tshark, "-r", netd.pcap, "-o", "ip.check_checksum:TRUE",
                           "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
