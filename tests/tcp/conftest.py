@@ -1,10 +1,9 @@
 """Options for the TCP tests.
 
 ``--seeds N`` (or the environment variable ``VIPERNET_TCP_SEEDS=N``) sets how many seeded
-lossy-link simulations ``test_simulation.py`` runs (default 500).  pytest honours
-``pytest_addoption`` only in conftest files it loads at start-up, so ``--seeds`` works when
-the run names this directory (``pytest tests/tcp --seeds 5000``); from the repository root
-use the environment variable.
+lossy-link simulations ``test_simulation.py`` runs (default 500).  The option itself is
+declared in ``tests/conftest.py``: pytest honours ``pytest_addoption`` only in the conftest
+files it loads at start-up, and that one is loaded however the run is started.
 """
 
 from __future__ import annotations
@@ -14,11 +13,6 @@ import os
 import pytest
 
 DEFAULT_SEEDS = 500
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--seeds", type=int, default=None,
-                     help="number of TCP simulation seeds (default 500, or $VIPERNET_TCP_SEEDS)")
 
 
 def seed_count(config: pytest.Config) -> int:
