@@ -257,6 +257,8 @@ class HostSide:
                 self.counters["udp.gateway_error"] += 1
                 log.debug("slirp: udp to guest failed: %s", exc)
 
+    # -- the sweep ----------------------------------------------------------------------------
+
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + SWEEP_INTERVAL
         for relay in list(self._relays):
