@@ -260,27 +260,26 @@ class NetService:
 
     def watch(self, waiter: Waiter, sockets: Iterable[object]) -> None:
         """Change the sockets a parked waiter is retried for (multi-socket jobs like DNS)."""
-        for sock in waiter.sockets:
-            waiters = self.waiting.get(sock)
-            if waiters and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self.waiting[sock]
+        self._unwatch(waiter)
         waiter.sockets = tuple(sockets)
         if waiter in self.parked:
             for sock in waiter.sockets:
                 self.waiting.setdefault(sock, []).append(waiter)
 
-    def _unpark(self, waiter: Waiter, now: float) -> None:
-        self.parked.discard(waiter)
-        if waiter in waiter.session.waiters:
-            waiter.session.waiters.remove(waiter)
+    def _unwatch(self, waiter: Waiter) -> None:
+        """Stop retrying ``waiter`` when its sockets change."""
         for sock in waiter.sockets:
             waiters = self.waiting.get(sock)
             if waiters and waiter in waiters:
                 waiters.remove(waiter)
                 if not waiters:
                     del self.waiting[sock]
+
+    def _unpark(self, waiter: Waiter, now: float) -> None:
+        self.parked.discard(waiter)
+        if waiter in waiter.session.waiters:
+            waiter.session.waiters.remove(waiter)
+        self._unwatch(waiter)
         if waiter.cleanup is not None:
             cleanup, waiter.cleanup = waiter.cleanup, None
             try:
