@@ -71,6 +71,24 @@ class Ipv4Layer:
 
     def receive(self, data: memoryview, offload: Offload | None, now: float) -> None:
         stack = self._stack
+        # The TCP fast path: a packet that is entirely ordinary (no options, not a fragment,
+        # to our unicast address, a good header checksum, a plausible unicast source) goes
+        # to the TCP layer by integer addresses, without the header dataclass and its two
+        # IPv4Address objects.  Anything else takes the general path below, which does all
+        # the counting of drops, so the two paths cannot disagree on what is accepted.
+        if (len(data) >= 40 and data[0] == 0x45 and data[9] == 6 and not data[6] & 0xBF
+                and not data[7] and data[12] < 224 and data[16:20] == stack._our_ip):
+            total = (data[2] << 8) | data[3]
+            raw_src = bytes(data[12:16])
+            if (40 <= total <= len(data) and raw_src != stack._our_ip
+                    and raw_src != stack._our_bcast and raw_src != b"\0\0\0\0"
+                    and internet_checksum(data[:20]) == 0):
+                fast = getattr(self.handlers.get(6), "receive_segment", None)
+                if fast is not None:
+                    stack.counters.inc("ipv4.rx.delivered")
+                    fast(int.from_bytes(raw_src, "big"), stack._our_ip_int, data[20:total],
+                         offload, now)
+                    return
         count = stack.counters.inc
         try:
             header, payload = parse_ipv4(data)

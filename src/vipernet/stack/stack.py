@@ -74,6 +74,8 @@ class Stack:
         self._changed: set[Any] = set()
         self._src_and_type = config.mac + _IPV4_TYPE_BYTES
         self._our_ip = config.ip.ip.packed
+        self._our_ip_int = int(config.ip.ip)
+        self._our_bcast = config.ip.network.broadcast_address.packed
         self.arp = ArpLayer(self)
         self.ipv4 = Ipv4Layer(self)
         self.icmp = IcmpLayer(self, now)
@@ -284,6 +286,8 @@ class Stack:
             raise UsageError(f"gateway must be an IPv4Address or None, not {gateway!r}")
         self.config = replace(self.config, ip=ip, gateway=gateway)
         self._our_ip = ip.ip.packed
+        self._our_ip_int = int(ip.ip)
+        self._our_bcast = ip.network.broadcast_address.packed
         self.arp.gratuitous()
         notify = getattr(self._tcp, "address_changed", None)
         if notify is not None:

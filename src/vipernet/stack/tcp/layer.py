@@ -329,9 +329,13 @@ class TcpLayer:
     def receive(self, ip_header: Any, payload: memoryview | bytes, offload: Offload | None,
                 now: float) -> None:
         """One TCP segment from the IP layer."""
+        self.receive_segment(int(ip_header.src), int(ip_header.dst), payload, offload, now)
+
+    def receive_segment(self, src: int, dst: int, payload: memoryview | bytes,
+                        offload: Offload | None, now: float) -> None:
+        """One TCP segment by addresses as ints: the IP layer's fast path calls this
+        directly, without building an IPv4 header object for every data segment."""
         self.now = now
-        src = int(ip_header.src)
-        dst = int(ip_header.dst)
         if dst != self.local_ip:
             self.counters["tcp_drop_not_for_us"] += 1
             return
@@ -343,7 +347,7 @@ class TcpLayer:
             seg = parse_segment(payload)
         except SegmentError as exc:
             self.counters["tcp_drop_malformed"] += 1
-            log.debug("tcp: dropped malformed segment from %s: %s", ip_header.src, exc)
+            log.debug("tcp: dropped malformed segment from %s: %s", IPv4Address(src), exc)
             return
         self.counters["tcp_segments_received"] += 1
         conn = self.conns.get((src, seg.src_port, seg.dst_port))
