@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.netd_rig import cli_env, memory_netd
-from tests.testbed import TestBed
+from tests.testbed import TestBed, wait_for
 from vipernet.cli.main import main
 from vipernet.netclient.client import dns_name
 
@@ -141,3 +141,22 @@ def test_netd_names_the_bad_option_in_one_line(option: str, value: str, tmp_path
     assert status == 1
     assert line.startswith(f"vipernet netd: bad {option} {value!r}")
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.testbed
+def test_netd_whose_tap_vanishes_stops_at_once_in_one_line() -> None:
+    with TestBed("vt") as bed:
+        sock = bed.workdir / "netd.sock"
+        err = bed.workdir / "netd.err"
+        with open(err, "wb") as stderr:
+            proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
+                              f"tap:{bed.tap}", "--socket", str(sock)], env=cli_env(),
+                             stderr=stderr)
+        wait_for(lambda: sock.exists() or proc.poll() is not None, what="netd serving")
+        bed.ns(["ip", "link", "del", bed.tap])
+        assert proc.wait(timeout=20) == 1
+        text = err.read_text()
+        assert text.strip().splitlines()[-1].startswith(
+            f"vipernet netd: the link went away: {bed.tap}: "), text
+        assert "Traceback" not in text
+        assert not sock.exists()
