@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.link.packets import partial_tcp, tcp_frame
-from vipernet.link.errors import DeviceClosed, LinkProtocolError, NoSuchInterface
+from vipernet.link.errors import DeviceClosed, LinkError, LinkProtocolError, NoSuchInterface
 from vipernet.link.frame import Frame
 from vipernet.link.offload import ETH_HEADER_LEN
 from vipernet.link.qemu import (
@@ -202,6 +202,32 @@ def test_connect_and_listen_over_a_unix_path(tmp_path: Path) -> None:
         client.send(Frame(frame), 0.0)
         assert receive_until(server, 1) == [frame]
     assert not os.path.exists(path)
+
+
+def test_a_peer_connecting_the_moment_the_path_appears_is_never_refused(tmp_path: Path) -> None:
+    for i in range(30):
+        path = str(tmp_path / f"race{i}.sock")
+        result: dict[str, StreamDevice] = {}
+        thread = threading.Thread(
+            target=lambda p=path, r=result: r.update(s=StreamDevice.listen(p, timeout=5)))
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            pass  # spin: connect at the first instant the name exists
+        client = StreamDevice.connect(path)  # LinkError if refused
+        thread.join(5)
+        client.close()
+        result["s"].close()
+    assert not [name for name in os.listdir(tmp_path)], "listen left files behind"
+
+
+def test_listen_refuses_a_path_that_exists_and_leaves_it_alone(tmp_path: Path) -> None:
+    path = tmp_path / "taken.sock"
+    path.write_text("someone else's")
+    with pytest.raises(LinkError, match="cannot listen"):
+        StreamDevice.listen(str(path), timeout=1)
+    assert path.read_text() == "someone else's"
+    assert os.listdir(tmp_path) == ["taken.sock"]
 
 
 def test_connecting_to_nobody_is_a_typed_error(tmp_path: Path) -> None:

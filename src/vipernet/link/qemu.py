@@ -149,13 +149,28 @@ class StreamDevice:
     @classmethod
     def listen(cls, address: Address, *, mtu: int = 1500,
                timeout: float | None = None) -> StreamDevice:
-        """Listen at ``address`` and wait (up to ``timeout``) for one peer to connect."""
+        """Listen at ``address`` and wait (up to ``timeout``) for one peer to connect.
+
+        A UNIX path is bound under a private name and hard-linked into place once
+        listening, so a peer that connects as soon as the path appears is never refused,
+        and an existing file at the path is an error, never replaced or removed.
+        """
         listener = _socket_for(address, socket.SOCK_STREAM)
+        staging: str | None = None
+        published = False
         try:
-            if not isinstance(address, str):
+            if isinstance(address, str):
+                staging = f"{address}.{os.getpid()}.tmp"
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(staging)
+                listener.bind(staging)
+                listener.listen(1)
+                os.link(staging, address)  # EEXIST if something is there already
+                published = True
+            else:
                 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(address)
-            listener.listen(1)
+                listener.bind(address)
+                listener.listen(1)
             listener.settimeout(timeout)
             try:
                 conn, _ = listener.accept()
@@ -165,7 +180,10 @@ class StreamDevice:
             raise LinkError(f"cannot listen at {address!r}: {exc.strerror or exc}") from None
         finally:
             listener.close()
-            if isinstance(address, str):
+            if staging is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(staging)
+            if published and isinstance(address, str):
                 with contextlib.suppress(OSError):
                     os.unlink(address)
         return cls(conn, name=f"stream:{address}", mtu=mtu)
