@@ -32,6 +32,11 @@ MAX_CLIENTS = 1024  # channels at once; more are closed right after accept (coun
 MAX_OUTBUF = 8 * 1024 * 1024  # unread replies a client may leave before it is dropped
 READ_CHUNK = 256 * 1024
 READS_PER_WAKEUP = 8  # fairness: a busy client yields to the others after this many reads
+# Bulk replies (a 256 KiB RECV) are larger than the default AF_UNIX send buffer (~208 KiB):
+# each would be written in pieces across several loop wake-ups.  4 MiB (capped by
+# net.core.wmem_max) lets a burst of them go out in one send each.
+IPC_SNDBUF = 4 * 1024 * 1024
+GATHER_MIN = 16 * 1024  # replies at least this big are written header + body, not joined
 Clock = Callable[[], float]
 Handler = Callable[[int], None]  # called with the selector event mask
 
@@ -57,7 +62,28 @@ class Channel:
     def send(self, message: p.Message) -> None:
         if self.closed:
             return
-        self.outbuf += message.encode()
+        body = message.body
+        if self.outbuf or len(body) < GATHER_MIN or len(body) > p.MAX_BODY:
+            self.outbuf += message.encode()  # (encode raises on an oversized body)
+            self.flush()
+            return
+        # A big reply with nothing queued before it: one sendmsg of header and body, so
+        # the body is not copied twice (into the encoded message, then into outbuf).
+        header = p.HEADER.pack(len(body), message.code, message.flags, message.status,
+                               message.request_id)
+        try:
+            n = self.sock.sendmsg((header, body))
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            self.server.drop(self, f"write failed: {exc}", "ipc.write_error")
+            return
+        if n == len(header) + len(body):
+            return
+        if n < len(header):
+            self.outbuf += header[n:]
+            n = len(header)
+        self.outbuf += memoryview(body)[n - len(header):]
         self.flush()
 
     def flush(self) -> None:
@@ -177,6 +203,8 @@ class IpcServer:
                 self.service.count("ipc.refused_too_many_clients")
                 continue
             conn.setblocking(False)
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IPC_SNDBUF)
             pid = _peer_pid(conn)
             session = self.service.open_session(_discard, peer=f"pid {pid}" if pid else "",
                                                 pid=pid)
