@@ -30,6 +30,10 @@ from vipernet.netd import protocol as p
 # gives up on its own (netd answers timeouts itself; this only guards against a hung netd).
 REPLY_GRACE = 10.0
 READ_CHUNK = 256 * 1024
+# Replies are decoded in place from one reused buffer that always has room for a whole
+# message after the bytes already held: a 256 KiB RECV reply is copied once, from the
+# buffer into the bytes the caller gets (a FrameDecoder would copy it three times).
+READ_BUFFER = 2 * (p.MAX_BODY + p.HEADER_SIZE)
 
 
 def status_error(reply: p.Message) -> OSError:
@@ -102,9 +106,10 @@ class UnixChannel:
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
         self._broken: OSError | None = None
-        self._decoder = p.FrameDecoder()
-        self._buffer = bytearray(READ_CHUNK)  # reused: no allocation per reply
+        self._buffer = bytearray(READ_BUFFER)  # reused: no allocation per reply
         self._view = memoryview(self._buffer)
+        self._start = 0  # undecoded bytes are _buffer[_start:_end]
+        self._end = 0
 
     def call(self, code: int, body: bytes, wait: float | None) -> p.Message:
         pending = _Pending()
@@ -164,7 +169,7 @@ class UnixChannel:
             try:
                 if not self._poller.poll(timeout_ms):
                     continue
-                n = self._sock.recv_into(self._buffer)
+                n = self._sock.recv_into(self._view[self._end:])
             except InterruptedError:
                 continue
             except OSError as exc:
@@ -174,8 +179,9 @@ class UnixChannel:
             if not n:
                 self._fail(ConnectionResetError(errno.ECONNRESET, "netd closed the channel"))
                 return
+            self._end += n
             try:
-                messages = self._decoder.feed(self._view[:n])
+                messages = self._decode()
             except p.FramingError as exc:
                 self._fail(ConnectionResetError(errno.EPROTO, f"netd sent garbage: {exc}"))
                 return
@@ -185,6 +191,41 @@ class UnixChannel:
                 if waiter is not None:  # else: a reply its caller gave up waiting for
                     waiter.reply = message
                     waiter.wake.set()
+
+    def _decode(self) -> list[p.Message]:
+        """Every complete message in the buffer (the checks of ``p.FrameDecoder``)."""
+        buf = self._buffer
+        view = self._view
+        start = self._start
+        end = self._end
+        out: list[p.Message] = []
+        while end - start >= p.HEADER_SIZE:
+            length, code, flags, status, request_id = p.HEADER.unpack_from(buf, start)
+            if length > p.MAX_BODY:
+                raise p.FramingError(f"body length {length} exceeds {p.MAX_BODY}")
+            if flags & ~int(p.Flags.REPLY):
+                raise p.FramingError(f"unknown flag bits 0x{flags:02x}")
+            if not flags & p.Flags.REPLY and status != 0:
+                raise p.FramingError(f"request carries status {status}, must be 0")
+            body_at = start + p.HEADER_SIZE
+            if end - body_at < length:
+                break
+            out.append(p.Message(code=code, request_id=request_id,
+                                 body=bytes(view[body_at:body_at + length]), flags=flags,
+                                 status=status))
+            start = body_at + length
+        if start == end:
+            start = end = 0
+        elif len(buf) - start < p.HEADER_SIZE + p.MAX_BODY:
+            # The message in progress might not fit behind us: move its start to the front
+            # (at most one message, and only about once per buffer's worth of replies).
+            # Here start > MAX_BODY + HEADER_SIZE > held: the two ranges never overlap.
+            held = end - start
+            buf[:held] = view[start:end]
+            start, end = 0, held
+        self._start = start
+        self._end = end
+        return out
 
     def _hand_over(self) -> None:
         """Wake one thread still waiting so it takes over reading."""
