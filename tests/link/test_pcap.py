@@ -71,6 +71,18 @@ def test_tshark_check_does_flag_a_really_bad_checksum(tmp_path: Path) -> None:
     assert len(problems) == 1 and "Bad checksum" in problems[0]
 
 
+@pytest.mark.testbed
+def test_random_payloads_that_look_like_rtcp_or_sit_on_a_guessed_port_are_no_problem(
+        tmp_path: Path) -> None:
+    """Random test data is not misread as broken RTCP (0x80, 200..204 ...) or EtherNet/IP
+    (port 44818): only our own layers are judged.  The old check failed on these frames."""
+    rtcp_like = bytes([0x81, 201, 0, 7]) + bytes(28) + bytes([0x81, 202, 0, 50])
+    path = tmp_path / "guesses.pcap"
+    capture_traffic(path, Frame(udp_frame(rtcp_like, sport=50000, dport=41000)),
+                    Frame(udp_frame(b"\xff" * 30, sport=44818, dport=50000, ident=2)))
+    assert tshark_problems(path) == []
+
+
 def test_records_carry_wall_clock_microseconds_and_the_frame_bytes() -> None:
     buf = io.BytesIO()
     times = iter([1000.0, 1700000000.123456, 50.9999999])

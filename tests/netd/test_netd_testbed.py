@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.link.tshark import quiet_guess_args
 from tests.netd_rig import cli_env, start_udp_echo, vipernet_cli
 from tests.testbed import GATEWAY, STACK_IP, TestBed, require_binary, stop_process, wait_for
 from vipernet import socket as vsocket
@@ -438,7 +439,9 @@ def test_sigterm_shuts_netd_down_cleanly_and_the_capture_is_clean(netd: Netd) ->
     assert netd.proc.wait(timeout=30) == 0, (netd.bed.workdir / "netd.err").read_text()
     assert not os.path.exists(netd.path), "socket file left behind"
     tshark = require_binary("tshark")
-    out = subprocess.run([tshark, "-r", netd.pcap, "-o", "ip.check_checksum:TRUE",
+    # Our random UDP payloads are not judged as RTCP & co. (see tests/link/tshark.py).
+    out = subprocess.run([tshark, *quiet_guess_args(), "-r", netd.pcap,
+                          "-o", "ip.check_checksum:TRUE",
                           "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
                           "-z", "expert", "-q"], capture_output=True, text=True, timeout=60)
     report = out.stdout + out.stderr
@@ -450,7 +453,8 @@ def test_sigterm_shuts_netd_down_cleanly_and_the_capture_is_clean(netd: Netd) ->
     # The 8 KB datagrams of the UDP tests, fragmented on the wire, reassembled by tshark with
     # checksum validation on - both ours (sent by the stack) and the kernel's.
     for source in (STACK_IP, GATEWAY):
-        big = subprocess.run([tshark, "-r", netd.pcap, "-o", "udp.check_checksum:TRUE",
+        big = subprocess.run([tshark, *quiet_guess_args(), "-r", netd.pcap,
+                              "-o", "udp.check_checksum:TRUE",
                               "-Y", f"udp.length == 8200 && ip.src == {source} && "
                                     "udp.checksum.status == 1"],
                              capture_output=True, text=True, timeout=60).stdout
