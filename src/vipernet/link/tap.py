@@ -45,7 +45,7 @@ from vipernet.link.errors import (
     NoSuchInterface,
     PermissionDenied,
 )
-from vipernet.link.frame import DeviceCapabilities, Frame
+from vipernet.link.frame import DeviceCapabilities, Frame, Offload
 from vipernet.link.netns import in_netns
 from vipernet.link.offload import check_frame_size, resolve_offloads
 from vipernet.link.virtio import (
@@ -80,6 +80,7 @@ RUNNING_TIMEOUT = 2.0  # seconds to wait for the carrier after attaching
 ETH_HEADER_LEN = 14
 MAX_GSO_FRAME = 65535 + ETH_HEADER_LEN  # an IPv4 packet cannot be longer than 65535
 READ_BUFFER = 65536 + 4096  # > any frame + header: a read that fills it was truncated
+OFFLOAD_CACHE = 256  # distinct virtio headers remembered (gso_size/hdr_len vary little)
 MAX_BATCH = 1024  # frames per receive(): the fd stays readable, so the caller comes back
 _IFREQ = struct.Struct(f"{IFNAMSIZ}sH22x")  # struct ifreq is 40 bytes
 
@@ -101,6 +102,7 @@ class TapDevice:
             self.capabilities = DeviceCapabilities(
                 mtu=mtu, tx_csum_offload=False, tso=False, max_frame=mtu + ETH_HEADER_LEN)
         self._zero_header = build_vnet_hdr(None, vnet_hdr_len or VNET_HDR_LEN)
+        self._offloads: dict[bytes, Offload | None] = {}  # received header -> its Offload
 
     @classmethod
     def open(cls, name: str, *, netns: str | None = None, vnet_hdr: bool = True,
@@ -159,6 +161,7 @@ class TapDevice:
         hdr = self.vnet_hdr_len
         limit = READ_BUFFER
         read = os.read
+        offloads = self._offloads
         rx_bytes = 0
         for _ in range(MAX_BATCH):
             try:
@@ -180,12 +183,20 @@ class TapDevice:
             offload = None
             if hdr:
                 if buf[0] or buf[1]:
-                    try:
-                        offload = parse_vnet_hdr(buf[:hdr])
-                    except VnetHeaderError as exc:
-                        self.counters.rx_drops += 1
-                        log.debug("%s: dropped frame: %s", self.name, exc)
-                        continue
+                    # Consecutive GSO frames carry the same header: its (immutable) Offload
+                    # is decoded once and reused, not rebuilt per 64 KiB frame.
+                    key = buf[:hdr]
+                    offload = offloads.get(key)
+                    if offload is None:
+                        try:
+                            offload = parse_vnet_hdr(key)
+                        except VnetHeaderError as exc:
+                            self.counters.rx_drops += 1
+                            log.debug("%s: dropped frame: %s", self.name, exc)
+                            continue
+                        if len(offloads) >= OFFLOAD_CACHE:
+                            offloads.clear()
+                        offloads[key] = offload
                 append(Frame(memoryview(buf)[hdr:], offload))
             else:
                 append(Frame(buf, offload))
