@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.ssh.sshd import Sshd
+from tests.testbed import wait_for
 from vipernet.ssh.algorithms import Preferences
 from vipernet.ssh.client import SSHClient
 from vipernet.ssh.errors import (
@@ -280,8 +281,12 @@ def test_authentication_asks_none_first_then_offers_the_key(tmp_path: Path) -> N
     try:
         with connect(server, tmp_path) as client:
             assert client.exec("true").status == 0
-        time.sleep(0.2)  # sshd's log is written by its per-connection process
-        log = (server.dir / "sshd.log").read_text()
+        # sshd's log is written by its per-connection process, maybe after we are done: wait
+        # for the publickey request's line (a fixed 0.2 s pause could be too short under load).
+        log_file = server.dir / "sshd.log"
+        wait_for(lambda: "method publickey" in log_file.read_text(errors="replace"),
+                 timeout=30, what="sshd's log of the publickey request")
+        log = log_file.read_text()
     finally:
         server.stop()
     methods = [line.split(" method ")[1].split()[0] for line in log.splitlines()
