@@ -263,8 +263,10 @@ def test_the_shell_runs_with_the_local_terminal_raw_and_restores_it_on_exit(
                                                         | termios.ISIG)
         # Raw: Ctrl-C is a byte for the remote shell (which interrupts its sleep), not a
         # SIGINT for vipernet ssh.
-        os.write(fd, b"sleep 30\r")
-        time.sleep(0.3)
+        # The job says when it runs (then it is the terminal's foreground job): a fixed pause
+        # could send the Ctrl-C before, under load, and leave the sleep running.
+        os.write(fd, b"sh -c 'echo asleep-$((6*7)); exec sleep 30'\r")
+        _read_until(fd, b"asleep-42", seen)
         os.write(fd, b"\x03")
         os.write(fd, b"echo alive-$((1+1))\r")
         _read_until(fd, b"alive-2", seen, timeout=10)
