@@ -216,7 +216,7 @@ def test_slowloris_server_trickling_bytes_hits_the_total_timeout() -> None:
             time.sleep(0.05)
     from tests.http.conftest import os_connect
     with ScriptedServer(handler) as server, \
-            Client(connect=os_connect, timeouts=Timeouts(read=1.0, total=0.8)) as client:
+            Client(connect=os_connect, timeouts=Timeouts(read=5.0, total=0.8)) as client:
         started = time.monotonic()
         with pytest.raises(Timeout) as info:
             client.get(server.url())
@@ -239,7 +239,7 @@ def test_slowloris_headers_hit_the_total_timeout_too() -> None:
             time.sleep(0.05)
     from tests.http.conftest import os_connect
     with ScriptedServer(handler) as server, \
-            Client(connect=os_connect, timeouts=Timeouts(read=1.0, total=0.6)) as client, \
+            Client(connect=os_connect, timeouts=Timeouts(read=5.0, total=0.6)) as client, \
             pytest.raises(Timeout, match="total"):
         client.get(server.url())
     stop.append(True)

@@ -170,7 +170,7 @@ def test_a_slow_peer_gets_buffered_output_later_and_never_blocks_us() -> None:
         start = time.monotonic()
         for f in frames:
             device.send(Frame(f), 1.0)
-        assert time.monotonic() - start < 2.0
+        assert time.monotonic() - start < 10.0  # blocked, it would hang: nobody reads yet
         assert device.wants_write and device.next_deadline() is not None
         received = b""
         theirs.setblocking(False)

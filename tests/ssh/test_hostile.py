@@ -60,8 +60,8 @@ def test_server_sending_binary_garbage_is_refused_quickly() -> None:
     with fake_server(lambda s: s.sendall(bytes(range(256)) * 64)) as port:
         start = time.monotonic()
         with pytest.raises(SSHProtocolError, match="invalid characters"):
-            _connect(port)
-        assert time.monotonic() - start < 2.0
+            _connect(port, timeout=30.0)
+        assert time.monotonic() - start < 10.0  # refused at once, not at the timeout
 
 
 def test_server_sending_an_endless_line_is_refused() -> None:

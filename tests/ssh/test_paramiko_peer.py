@@ -186,7 +186,7 @@ def test_a_server_that_goes_silent_is_detected_by_keepalives(peer: Any) -> None:
         start = time.monotonic()
         with pytest.raises(SSHTimeout, match="keepalive"):
             client.pump(lambda: False, timeout=10)
-        assert time.monotonic() - start < 2.0  # 3 unanswered at 0.1 s intervals
+        assert time.monotonic() - start < 5.0  # 3 unanswered at 0.1 s, well before the 10 s
         client.close()
     finally:
         stop.set()
