@@ -38,6 +38,7 @@ class Sshd:
         self.keygen = require_binary("ssh-keygen")
         self.dir = Path(tempfile.mkdtemp(prefix="vipernet-ssh-"))
         self.address = address
+        self.fixed_port = port is not None
         self.port = port or free_port()
         self.prefix = list(prefix)  # e.g. ``ip netns exec NS`` to run it in a namespace
         self.ready = ready
@@ -69,6 +70,19 @@ class Sshd:
             auth.append((self.dir / f"id_{kind}.pub").read_text())
         (self.dir / "authorized_keys").write_text("".join(auth))
         self.config = self.dir / "sshd_config"
+        # free_port() lets go of the port before sshd binds it: under load another socket can
+        # take it in between (sshd then exits, "Address already in use").  Another port then,
+        # unless the caller chose this one.
+        for attempt in range(5):
+            if self._start(extra):
+                return
+            log = (self.dir / "sshd.log").read_text(errors="replace")
+            if self.fixed_port or attempt == 4 or "already in use" not in log:
+                raise RuntimeError(f"sshd exited: {log}")
+            self.port = free_port()
+
+    def _start(self, extra: str) -> bool:
+        """Start sshd on ``self.port``; False if it exited (its log says why)."""
         # sshd keeps the first value it reads for an option: the extras go first so they win.
         lines = [extra, f"Port {self.port}", f"ListenAddress {self.address}",
                  *[f"HostKey {p}" for p in self.host_keys.values()],
@@ -76,6 +90,8 @@ class Sshd:
                  f"PidFile {self.dir / 'sshd.pid'}", "UsePAM no", "PermitRootLogin yes",
                  "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50"]
         self.config.write_text("\n".join(lines) + "\n")
+        if hasattr(self, "log"):
+            self.log.close()
         self.log = open(self.dir / "sshd.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([*self.prefix, self.binary, "-D", "-e", "-f",
                                       str(self.config)],
@@ -84,17 +100,20 @@ class Sshd:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd exited: {(self.dir / 'sshd.log').read_text()}")
+                self.proc = None
+                return False
             if self.ready is not None:
                 if self.ready(self.address, self.port):
-                    return
+                    return True
                 time.sleep(0.05)
                 continue
-            try:
-                with socket.create_connection((self.address, self.port), timeout=1):
-                    return
+            try:  # ours only once it says "SSH-" (whoever took the port might listen)
+                with socket.create_connection((self.address, self.port), timeout=2) as probe:
+                    if probe.recv(4) == b"SSH-":
+                        return True
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError("sshd did not start listening")
 
     def client_key(self, kind: str, passphrase: str) -> Path:
