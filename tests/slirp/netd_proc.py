@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -35,6 +36,31 @@ def start_netd(sock: str, *args: str, start: Starter = _popen) -> subprocess.Pop
              what="netd's socket")
     assert proc.poll() is None, f"netd exited with {proc.returncode}"
     return proc
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_netd_on_a_free_port(
+        sock: str, args: Callable[[int], Sequence[str]]) -> tuple[subprocess.Popen[bytes], int]:
+    """``start_netd(sock, *args(PORT))`` for a free host PORT (e.g. to forward), and PORT.
+    free_port() lets the port go before netd binds it: under load another socket can take
+    it in between and netd exits (address in use); then it is tried on another port."""
+    for _attempt in range(4):
+        port = free_port()
+        proc = _popen([*CLI, "netd", *args(port), "--socket", sock], env=cli_env())
+
+        def settled(proc: subprocess.Popen[bytes] = proc) -> bool:
+            return os.path.exists(sock) or proc.poll() is not None
+
+        wait_for(settled, timeout=30, what="netd's socket")
+        if proc.poll() is None:
+            return proc, port
+    port = free_port()
+    return start_netd(sock, *args(port)), port  # the last try: fails with netd's status
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from tests.slirp.netd_proc import cli, info, start_netd
+from tests.slirp.netd_proc import cli, info, start_netd, start_netd_on_a_free_port
 from tests.testbed import stop_process
 
 
@@ -23,14 +23,6 @@ def test_netd_on_the_user_link_takes_its_address_from_the_gateway_s_dhcp(
         assert ping.returncode == 0, ping.stdout + ping.stderr
     finally:
         stop_process(proc)
-
-
-def free_port() -> int:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = int(probe.getsockname()[1])
-    probe.close()
-    return port
 
 
 def assert_forward_reaches_a_guest_listener(nc: Any, host_port: int, guest_port: int) -> None:
@@ -63,8 +55,8 @@ def test_a_forwarded_host_port_reaches_a_listener_served_by_netd(tmp_path: Path)
     from vipernet.netclient import client as netclient
 
     sock = str(tmp_path / "netd.sock")
-    host_port = free_port()
-    proc = start_netd(sock, "--link", f"user:forward=tcp:{host_port}:8080")
+    proc, host_port = start_netd_on_a_free_port(
+        sock, lambda port: ["--link", f"user:forward=tcp:{port}:8080"])
     try:
         with netclient.connect(sock) as nc:
             assert_forward_reaches_a_guest_listener(nc, host_port, 8080)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.slirp.netd_proc import cli, info, start_netd
+from tests.slirp.netd_proc import cli, info, start_netd_on_a_free_port
 from tests.slirp.rig import HostServer
-from tests.slirp.test_cli_user import assert_forward_reaches_a_guest_listener, free_port
+from tests.slirp.test_cli_user import assert_forward_reaches_a_guest_listener
 from tests.testbed import stop_process
 from vipernet.cli import cmd_netd
 from vipernet.slirp import SlirpConfig
@@ -73,9 +73,9 @@ def test_netd_with_the_flags_forwards_a_host_port_and_restricts_the_guest(
     from vipernet.netclient.sockets import socket as vsocket
 
     sock = str(tmp_path / "netd.sock")
-    host_port = free_port()
     server = HostServer(lambda conn: conn.sendall(b"loopback still reachable"))
-    proc = start_netd(sock, "--restrict", "--forward", f"tcp:{host_port}:8080")
+    proc, host_port = start_netd_on_a_free_port(
+        sock, lambda port: ["--restrict", "--forward", f"tcp:{port}:8080"])
     try:
         assert info(sock)["link"] == f"user:restrict,forward=tcp:{host_port}:8080"
         with netclient.connect(sock) as nc:
