@@ -10,7 +10,6 @@ import hashlib
 import os
 import pty
 import select
-import shutil
 import struct
 import subprocess
 import sys
@@ -184,17 +183,28 @@ def test_vipernet_sftp_batch_stops_at_the_first_error(sshd: Sshd, tmp_path: Path
 
 def test_ssh_audit_client_mode_lists_our_algorithms_and_strict_kex(tmp_path: Path) -> None:
     audit = require_binary("ssh-audit")
-    port = free_port()
-    proc = subprocess.Popen([audit, "-c", "-p", str(port), "-n", "-t", "10"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        ss = shutil.which("ss")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # wait for it to listen, without connecting
-            if ss and subprocess.run([ss, "-Hltn", f"sport = :{port}"], capture_output=True,
-                                     text=True).stdout.strip():
+    ss = require_binary("ss")
+
+    def listening(port: int) -> bool:
+        return bool(subprocess.run([ss, "-Hltn", f"sport = :{port}"], capture_output=True,
+                                   text=True).stdout.strip())
+
+    # free_port() lets the port go before ssh-audit binds it: under load another socket can
+    # take it in between (ssh-audit then exits), so another port then.
+    for _attempt in range(4):
+        port = free_port()
+        proc = subprocess.Popen([audit, "-c", "-p", str(port), "-n", "-t", "10"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:  # without connecting
+            if listening(port):
                 break
             time.sleep(0.05)
+        if proc.poll() is None:
+            break
+        proc.communicate()
+    try:
+        assert listening(port), "ssh-audit did not listen"
         with pytest.raises(SSHError):  # ssh-audit hangs up after reading our KEXINIT
             SSHClient.connect("127.0.0.1", port, username="audit",
                               verify_host_key=lambda key: None, timeout=10)
