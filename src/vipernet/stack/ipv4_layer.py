@@ -4,7 +4,9 @@ Receive: the header is checked by :func:`vipernet.wire.parse_ipv4` (the header c
 always: it is cheap and no device offloads it to us); only packets for our address or a
 broadcast address are accepted; fragments go through :class:`Reassembler`; the payload is
 dispatched by protocol number to the registered handler, and an unknown protocol earns an
-ICMP protocol unreachable.  Every branch is counted under ``ipv4.rx.*``.
+ICMP protocol unreachable.  Every branch is counted under ``ipv4.rx.*``.  An entirely
+ordinary TCP packet takes a fast path to the handler's ``receive_segment`` (addresses as
+ints, no header object); anything unusual falls through to the general path above.
 
 Send (:meth:`Ipv4Layer.send`): on-link destinations go straight to ARP, others to the
 gateway (no gateway: ENETUNREACH); TTL 64; datagrams larger than the MTU are fragmented,
