@@ -162,8 +162,8 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
 
 def wait_for(predicate: object, *, timeout: float = 30.0, what: str = "condition") -> None:
     """Poll ``predicate()`` until true; fail the test with ``what`` on timeout.  The default
-    is generous: a met condition returns at once, and on a loaded 2-core machine starting a
-    Python daemon (netd and its imports) has been seen to take several seconds."""
+    is generous: a met condition returns at once, and starting a Python daemon (netd's
+    imports alone take ~0.8 s at load 2) can take many times that on a loaded 2-core box."""
     assert callable(predicate)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
