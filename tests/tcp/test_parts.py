@@ -112,3 +112,13 @@ def test_socket_option_selects_cubic() -> None:
     with pytest.raises(BlockingIOError):
         s.connect(("10.0.0.2", 80), 0.0)
     assert isinstance(s.connection.cc, Cubic)  # type: ignore[union-attr]
+
+
+def test_rto_estimator_remembers_the_minimum_rtt_for_racks_reordering_window() -> None:
+    from vipernet.stack.tcp.rto import RtoEstimator
+
+    est = RtoEstimator()
+    assert est.min_rtt is None
+    for rtt in (0.004, 0.002, 0.009):
+        est.sample(rtt)
+    assert est.min_rtt == 0.002

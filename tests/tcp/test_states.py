@@ -1011,3 +1011,93 @@ def test_established_reports_a_duplicate_segment_with_a_dsack_block() -> None:
     h.send(peer, F.ACK, payload=b"e" * 10)
     h.advance(0.05)
     assert all(not s.h.options.sack_blocks for s in h.recv())  # reported once
+
+
+# -- RACK (RFC 8985): the reordering window ---------------------------------------------------
+
+
+def _sack_connection_with_rtt(h: Harness) -> tuple[Peer, object]:
+    """An established SACK connection that has one 4 ms RTT sample, so its reordering
+    window is max(min_rtt / 4, 1 ms) = 1 ms."""
+    peer, sock = h.established(options=TcpOptions(mss=1460, sack_permitted=True))
+    sock.send(b"r" * 1460, h.now)
+    assert len(h.recv()) == 1
+    h.advance(0.004)
+    peer.ack += 1460
+    h.send(peer, F.ACK)
+    h.recv()
+    return peer, sock
+
+
+def test_established_rack_marks_lost_after_reordering_window() -> None:
+    h = Harness()
+    peer, sock = _sack_connection_with_rtt(h)
+    sock.send(b"d" * 1460 * 8, h.now)  # type: ignore[attr-defined]
+    seqs = [s.h.seq for s in h.recv()]
+    una = peer.ack
+    for right in (2, 3, 4):  # segment 0 missing, three duplicate ACKs SACK 1..3
+        h.send(peer, F.ACK, ack=una, options=TcpOptions(
+            sack_blocks=((seqs[1], seqs[1] + 1460 * (right - 1)),)))
+    assert not [s for s in h.recv() if s.payload]  # may be reordered: wait
+    assert h.layer.counters["tcp_fast_recovery"] == 0
+    h.advance(0.002)
+    rtx = [s for s in h.recv() if s.payload]
+    assert rtx and rtx[0].h.seq == una
+    assert h.layer.counters["tcp_fast_recovery"] == 1
+
+
+def test_established_rack_reordered_segment_arriving_in_window_is_not_resent() -> None:
+    h = Harness()
+    peer, sock = _sack_connection_with_rtt(h)
+    sock.send(b"d" * 1460 * 8, h.now)  # type: ignore[attr-defined]
+    seqs = [s.h.seq for s in h.recv()]
+    una = peer.ack
+    for right in (2, 3, 4):
+        h.send(peer, F.ACK, ack=una, options=TcpOptions(
+            sack_blocks=((seqs[1], seqs[1] + 1460 * (right - 1)),)))
+    h.advance(0.0005)
+    peer.ack += 1460 * 8  # the late segment 0 arrives: everything is acknowledged
+    h.send(peer, F.ACK)
+    h.advance(0.01)
+    assert not [s for s in h.recv() if s.payload]
+    assert h.layer.counters["tcp_fast_recovery"] == 0
+    conn = next(iter(h.layer.conns.values()))
+    assert conn.cc.ssthresh == 1 << 30  # no window cut for a reordering
+
+
+def test_established_rack_one_sack_marks_loss_without_three_dup_acks() -> None:
+    h = Harness()
+    peer, sock = _sack_connection_with_rtt(h)
+    sock.send(b"d" * 1460 * 8, h.now)  # type: ignore[attr-defined]
+    seqs = [s.h.seq for s in h.recv()]
+    una = peer.ack
+    # the other ACKs were lost: one duplicate ACK SACKs the last segment only
+    h.send(peer, F.ACK, ack=una, options=TcpOptions(sack_blocks=((seqs[7], seqs[7] + 1460),)))
+    assert not [s for s in h.recv() if s.payload]
+    h.advance(0.002)
+    rtx = [s.h.seq for s in h.recv() if s.payload]
+    assert rtx[:1] == [una]
+    assert h.layer.counters["tcp_fast_recovery"] == 1
+    assert h.layer.counters["tcp_rto"] == 0
+
+
+def test_established_lost_retransmission_resends_only_snd_una() -> None:
+    h = Harness()
+    peer, sock = h.established(options=TcpOptions(mss=1460, sack_permitted=True))
+    sock.send(b"d" * 1460 * 8, h.now)
+    seqs = [s.h.seq for s in h.recv()]
+    una = peer.ack
+    for right in (4, 5, 6):  # segments 0 and 2 lost
+        h.send(peer, F.ACK, ack=una, options=TcpOptions(
+            sack_blocks=((seqs[3], seqs[3] + 1460 * (right - 2)), (seqs[1], seqs[2]))))
+    assert [s.h.seq for s in h.recv() if s.payload][:2] == [seqs[0], seqs[2]]
+    sock.send(b"e" * 1460 * 2, h.now)  # new data goes out beyond the retransmissions
+    new = [s.h.seq for s in h.recv() if s.payload]
+    assert new and new[0] == seqs[7] + 1460
+    # segment 2's retransmission and the new data arrive, segment 0's retransmission not
+    h.send(peer, F.ACK, ack=una, options=TcpOptions(
+        sack_blocks=((seqs[1], new[-1] + 1460),)))
+    rtx = [s.h.seq for s in h.recv() if s.payload]
+    assert rtx[0] == una
+    assert seqs[2] not in rtx and all(r > seqs[7] for r in rtx[1:])  # only new data after it
+    assert h.layer.counters["tcp_lost_retransmit"] == 1

@@ -109,6 +109,9 @@ class Connection(Receiver):
 
     def _on_rtx_timeout(self, now: float) -> None:
         st = self.state
+        if self.rack_armed:
+            self._on_reorder_timeout(now)
+            return
         if self.tlp_armed and st in _SENDING and self.snd_max > self.snd_una:
             self._tail_loss_probe(now)
             return

@@ -9,6 +9,9 @@ DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 # without RACK's time-based loss detection, turned real losses into RTOs in the seeded
 # simulations (5% loss + jitter: 1.4 -> 0.6 MB/s), so it stays at 3 for now.
 MAX_REORDERING = 3
+# RACK reordering-window steps (quarters of the minimum RTT; the window is capped at SRTT
+# anyway): grows by one per spurious retransmission detected (RFC 8985 6.2.4)
+MAX_REO_STEPS = 64
 QUICKACKS = 16  # like Linux's quick-ACK mode: no delayed ACK for this many segments
 DELAYED_ACK = 0.04  # Linux's minimum; RFC 9293 allows up to 0.5 s, the brief <= 0.2 s
 MAX_PERSIST = 60.0  # ceiling of the zero-window probe interval

@@ -284,8 +284,10 @@ class Receiver(Sender):
                 self._arm_rtx(now)
             if self.socket is not None:
                 self.host.notify(self)
-        elif (ack == snd_una and self.snd_max > snd_una and plen == 0
+        elif (ack == snd_una and self.snd_max > snd_una and (plen == 0 or new_sack)
               and not seg.flags & (SYN | FIN) and (not window_changed or new_sack)):
+            # RFC 6675 2: with SACK, a duplicate ACK is one that SACKs new data, even
+            # when it carries data of its own (both directions busy)
             self.dupacks += 1
             if self.in_recovery:
                 self.cc.on_dupack_in_recovery()
@@ -295,25 +297,10 @@ class Receiver(Sender):
                     # Data sent after our retransmission of SND.UNA's segment has been
                     # SACKed while SND.UNA stands still: the retransmission was lost too.
                     # Resend it now instead of waiting for the RTO.
-                    self.host.count("tcp_lost_retransmit")
-                    self.rtx_next = self.snd_una
+                    self._resend_lost_retransmit(now)
                 self._recover_holes(now)
-            elif (self.dupacks >= self._dupthresh()
-                  or (new_sack and self._sacked_bytes() >= self.reordering * self.smss)) \
-                    and (ack > self.recover or self.recover == 0
-                         or (self.want_sack and ack == self.recover and self.sacked)):
-                # RFC 6582's guard (the ACK must pass ``recover``) stops a second fast
-                # retransmit caused by go-back-N duplicates; but it also blinds us to a
-                # new loss at exactly ``recover``.  SACK blocks tell the two apart.
-                self.host.count("tcp_fast_recovery")
-                self._remember_undo(ack, now)
-                self.in_recovery = True
-                self.recover = self.snd_max
-                self.rtx_next = ack
-                self.rtx_una_mark = None
-                self.cc.enter_recovery(self.snd_max - ack)
-                self._recover_holes(now)
-                self.t_rtx = now + self.rto.current()
+            elif self._loss_indicated(ack, new_sack):
+                self._suspect_loss(ack, now)
 
     def _process_data(self, seg: Segment, seq: int, payload: memoryview | bytes,
                       now: float) -> bool:

@@ -15,10 +15,11 @@ _CLOCK_G = 0.001  # timer granularity G of RFC 6298 (we measure in milliseconds)
 
 
 class RtoEstimator:
-    __slots__ = ("backoff", "min_rto", "rto", "rttvar", "srtt")
+    __slots__ = ("backoff", "min_rto", "min_rtt", "rto", "rttvar", "srtt")
 
     def __init__(self, min_rto: float = MIN_RTO) -> None:
         self.srtt: float | None = None
+        self.min_rtt: float | None = None  # base of RACK's reordering window (RFC 8985)
         self.rttvar = 0.0
         self.rto = INITIAL_RTO
         self.backoff = 0
@@ -27,6 +28,8 @@ class RtoEstimator:
     def sample(self, rtt: float) -> None:
         """Feed one RTT measurement (seconds); clears the backoff (RFC 6298 5.7 spirit)."""
         rtt = max(rtt, 0.0)
+        if self.min_rtt is None or rtt < self.min_rtt:
+            self.min_rtt = rtt
         if self.srtt is None:
             self.srtt = rtt
             self.rttvar = rtt / 2

@@ -3,14 +3,26 @@
 :class:`Sender` adds to the :class:`~vipernet.stack.tcp.tcb.Tcb` everything that puts
 segments on the wire: SYNs, ACKs (with SACK blocks), probes and resets; :meth:`Sender._output`,
 which sends what the peer's window, the congestion window, Nagle (Minshall's variant) and
-sender-side SWS avoidance allow; the retransmission timer with its tail-loss probe; and the
-SACK scoreboard that drives fast recovery, lost-retransmission detection and the Eifel undo
-of spurious retransmissions.
+sender-side SWS avoidance allow; the retransmission timer with its tail-loss probe; RACK's
+reordering window (RFC 8985 6.2), which a suspected loss of SND.UNA's segment must outlast
+before fast recovery starts; and the SACK scoreboard that drives fast recovery,
+lost-retransmission detection and the Eifel undo of spurious retransmissions.
+
+``t_rtx`` holds one of three deadlines, told apart by flags: the reordering window
+(``rack_armed``), a tail-loss probe (``tlp_armed``) or the RTO.  :meth:`_arm_rtx` always
+replaces it with a probe or the RTO, so progress on the cumulative ACK cancels a pending
+reordering wait by construction.
 """
 
 from __future__ import annotations
 
-from vipernet.stack.tcp.params import DELAYED_ACK, MAX_PERSIST, MAX_REORDERING, wscale_for
+from vipernet.stack.tcp.params import (
+    DELAYED_ACK,
+    MAX_PERSIST,
+    MAX_REO_STEPS,
+    MAX_REORDERING,
+    wscale_for,
+)
 from vipernet.stack.tcp.segment import (
     ACK,
     FIN,
@@ -37,6 +49,8 @@ _CLOSE_WAIT = _S.CLOSE_WAIT
 _CLOSING = _S.CLOSING
 _LAST_ACK = _S.LAST_ACK
 _TIME_WAIT = _S.TIME_WAIT
+
+_MIN_REO_WND = 0.001
 
 _RECEIVING = (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2)
 _SENDING = (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK)
@@ -213,6 +227,8 @@ class Sender(Tcb):
                     # Nagle, Minshall's variant (as Linux): hold a runt only while an
                     # earlier runt is unacknowledged, so a write's tail goes out at once
                     break
+            if nxt == self.snd_una and nxt < self.snd_max:
+                self.una_rtx_time = now
             used = self._send_data(nxt, n, now, new_fin=True)
             if n < self.smss:
                 self.snd_sml = nxt + used
@@ -263,16 +279,116 @@ class Sender(Tcb):
         used = self._send_data(off, max(n, 0), now)
         if off == self.snd_una:
             self.rtx_una_mark = self.snd_max
+            self.una_rtx_time = now
         self.rtx_next = off + used
         self.host.count("tcp_fast_retransmit")
         if self.rtt_seq is not None and off < self.rtt_seq:
             self.rtt_seq = None  # Karn: never time a retransmitted segment
         return True
 
+    def _reo_wnd(self) -> float:
+        """RACK's reordering window (RFC 8985 6.2.4): a quarter of the minimum RTT per step,
+        one more step per spurious retransmission detected, at most SRTT."""
+        rto = self.rto
+        if rto.min_rtt is None or rto.srtt is None:
+            return 0.0
+        # at least 1 ms, the timer granularity of RFC 6298 (and of Linux's RACK)
+        return max(min(self.reo_steps * rto.min_rtt / 4, rto.srtt), _MIN_REO_WND)
+
+    def _loss_indicated(self, ack: int, new_sack: bool) -> bool:
+        """Whether a duplicate ACK (outside recovery) says SND.UNA's segment may be lost."""
+        if (self.dupacks >= self._dupthresh()
+                or (new_sack and self._sacked_bytes() >= self.reordering * self.smss)) \
+                and (ack > self.recover or self.recover == 0
+                     or (self.want_sack and ack == self.recover and self.sacked)):
+            # RFC 6582's guard (the ACK must pass ``recover``) stops a second fast
+            # retransmit caused by go-back-N duplicates; but it also blinds us to a
+            # new loss at exactly ``recover``.  SACK blocks tell the two apart.
+            return True
+        # RACK (RFC 8985 6.2): with SACK, data sent after SND.UNA's segment has been
+        # delivered, so it is lost unless merely reordered, whatever the number of
+        # duplicate ACKs (a short flight, or lost ACKs, may never bring three) and
+        # whatever ``recover`` says: :meth:`_suspect_loss` waits the reordering window,
+        # and at least an RTT since SND.UNA's segment was last resent.
+        return self.want_sack and bool(self.sacked) and self.rto.srtt is not None
+
+    def _suspect_loss(self, ack: int, now: float) -> None:
+        """Enough duplicate ACKs / SACKed bytes say SND.UNA's segment is missing; but on a
+        jittery path it may merely be late.  As RACK does (RFC 8985 6.2), give it the
+        reordering window before calling it lost: if the cumulative ACK moves in the
+        meantime, no retransmission and no window cut happen (the timer is replaced by
+        :meth:`_arm_rtx`); otherwise :meth:`_on_reorder_timeout` starts fast recovery."""
+        if self.rack_armed:
+            return
+        wnd = self._reo_wnd()
+        if wnd <= 0.0:
+            self._enter_recovery(ack, now)
+            return
+        self.rack_armed = True
+        self.tlp_armed = False
+        deadline = now + wnd
+        srtt = self.rto.srtt
+        if srtt is not None and self.una_rtx_time + srtt + wnd > deadline:
+            # SND.UNA's segment was resent less than an RTT ago (a go-back after a
+            # timeout): its retransmission cannot have been answered yet
+            deadline = self.una_rtx_time + srtt + wnd
+        if self.t_rtx is None or deadline < self.t_rtx:
+            self.t_rtx = deadline
+        self.host.count("tcp_reorder_wait")
+
+    def _on_reorder_timeout(self, now: float) -> None:
+        self.rack_armed = False
+        if (self.state in _SENDING and self.snd_max > self.snd_una and not self.in_recovery
+                and self.dupacks > 0):
+            self._enter_recovery(self.snd_una, now)
+            # no ACK is being processed to send new data afterwards: do it here, or data
+            # sent beyond this retransmission (which reveals its loss) waits for an ACK
+            # that may never come
+            self._output(now)
+        else:
+            self._arm_rtx(now)
+
+    def _enter_recovery(self, ack: int, now: float) -> None:
+        """Fast retransmit and recovery (RFC 5681 3.2, RFC 6675 with SACK)."""
+        self.host.count("tcp_fast_recovery")
+        self._remember_undo(ack, now)
+        self.in_recovery = True
+        self.recover = self.snd_max
+        self.rtx_next = ack
+        self.rtx_una_mark = None
+        self.cc.enter_recovery(self.snd_max - ack)
+        self._recover_holes(now)
+        self.t_rtx = now + self.rto.current()
+        # RFC 8985 6.2.4: shrink the window back after 16 recoveries with no spurious one
+        self.reo_calm += 1
+        if self.reo_calm >= 16:
+            self.reo_calm = 0
+            self.reo_steps = 1
+
+    def _resend_lost_retransmit(self, now: float) -> None:
+        """SND.UNA's retransmission was lost too: resend that one segment only.  Moving
+        the recovery cursor back to SND.UNA instead would resend every hole of a large
+        window again, almost all of them still on their way."""
+        self.host.count("tcp_lost_retransmit")
+        una = self.snd_una
+        n = min(self.smss, self.sb.end - una)
+        edge = self._next_sacked_start(una)
+        if edge is not None and una + n > edge:
+            n = edge - una
+        if n <= 0 and not (self.fin_queued and una == self.sb.end):
+            return
+        self._send_data(una, max(n, 0), now)
+        self.rtx_una_mark = self.snd_max
+        self.una_rtx_time = now
+        self.host.count("tcp_fast_retransmit")
+        if self.rtt_seq is not None and una < self.rtt_seq:
+            self.rtt_seq = None
+
     def _arm_rtx(self, now: float) -> None:
         """Arm the retransmission timer, or first a tail-loss probe (RFC 8985 7): a loss at
         the end of a flight produces no duplicate ACKs, and a 200 ms RTO is dozens of RTTs
         on a LAN; a probe after ~2 SRTT turns it into a SACK-driven fast recovery."""
+        self.rack_armed = False
         rto = self.rto.current()
         srtt = self.rto.srtt
         if (srtt is not None and not self.tlp_done and not self.in_recovery
@@ -361,6 +477,8 @@ class Sender(Tcb):
         if seg.tsval is None or not seg.tsecr or (seg.tsecr - tsval) & MASK < HALF:
             return False
         self.reordering = min(self.reordering + 1, MAX_REORDERING)
+        self.reo_steps = min(self.reo_steps + 1, MAX_REO_STEPS)
+        self.reo_calm = 0
         if self.sacked and self.sacked[-1][1] > ack:
             # Other holes remain: some of this episode's losses are real, so the window
             # cut stands; keep recovering them.
@@ -377,6 +495,10 @@ class Sender(Tcb):
     def _update_sacked(self, blocks: tuple[tuple[int, int], ...], ack: int) -> bool:
         iss = self.iss
         changed = False
+        # an old (reordered) ACK may lie below SND.UNA: SACK information below SND.UNA is
+        # meaningless, and kept it would count as delivered data that is not outstanding
+        if ack < self.snd_una:
+            ack = self.snd_una
         for ws, we in blocks:
             s = unwrap(ws, iss, ack)
             e = unwrap(we, iss, ack)

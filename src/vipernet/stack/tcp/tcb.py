@@ -94,6 +94,7 @@ class Tcb:
         "persist_backoff",
         "port_ref",
         "quickacks",
+        "rack_armed",
         "rb",
         "rcv_adv",
         "rcv_fin_at",
@@ -103,6 +104,8 @@ class Tcb:
         "recover",
         "remote_ip",
         "remote_port",
+        "reo_calm",
+        "reo_steps",
         "reordering",
         "rto",
         "rtt_seq",
@@ -135,6 +138,7 @@ class Tcb:
         "ts_enabled",
         "ts_offset",
         "ts_recent",
+        "una_rtx_time",
         "undo_cwnd",
         "undo_seq",
         "undo_ssthresh",
@@ -225,6 +229,12 @@ class Tcb:
         self.t_wait: float | None = None
         self.tlp_armed = False  # t_rtx currently holds a tail-loss probe, not the RTO
         self.tlp_done = False  # one probe per flight
+        # t_rtx currently holds the reordering window (RFC 8985 6.2): a suspected loss
+        # becomes fast recovery only if the hole is still there when it expires
+        self.rack_armed = False
+        self.reo_steps = 1  # reordering window in quarters of the minimum RTT
+        self.una_rtx_time = 0.0  # when SND.UNA's segment was last resent
+        self.reo_calm = 0  # recoveries since the last spurious one (to shrink it again)
         self.scheduled: float | None = None
 
     def __repr__(self) -> str:
