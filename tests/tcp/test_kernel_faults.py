@@ -1,7 +1,11 @@
 """Kernel interop through a FaultInjector on the real TAP: 5% loss, 1% duplication,
 reordering, 0.1% corruption and delay jitter, both directions; bytes must arrive sha256-equal
-and both connections close cleanly (``VIPERNET_TCP_FAULT_MB``, default 5 MB each way: our
-sender moves ~1 MB/s through 5% loss, so 100 MB is an opt-in run)."""
+and both connections close cleanly (``VIPERNET_TCP_FAULT_MB``, default 50 MB each way).
+
+Why not the issue's 100 MB by default: our sender moves ~1.7-2 MB/s through these faults
+(the kernel's ~11-13 MB/s), so 100 MB up takes ~50-60 s on this shared machine, not "well
+under 90 s"; 50 MB takes ~25-30 s up and ~5 s down.  ``VIPERNET_TCP_FAULT_MB=100`` passes
+(measured: 59 s up, 9 s down)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from tests.tcp.test_kernel_interop import download_and_check, upload_and_check
 
 pytestmark = pytest.mark.testbed
 
-MB = int(os.environ.get("VIPERNET_TCP_FAULT_MB", "5"))
+MB = int(os.environ.get("VIPERNET_TCP_FAULT_MB", "50"))
 
 
 @pytest.fixture
