@@ -45,11 +45,15 @@ class ConnectionParams:
         self.congestion = "newreno"
 
     def copy(self) -> ConnectionParams:
-        c = ConnectionParams(mtu_mss=self.mtu_mss, max_payload=self.max_payload,
-                             rcv_buf=self.rcv_buf, snd_buf=self.snd_buf)
-        for name in ConnectionParams.__slots__:
+        # One per accepted connection: copy the slots straight into a bare instance
+        # rather than run __init__ and then overwrite every field (half the cost).
+        c = object.__new__(ConnectionParams)
+        for name in _PARAM_SLOTS:
             setattr(c, name, getattr(self, name))
         return c
+
+
+_PARAM_SLOTS = ConnectionParams.__slots__
 
 
 @functools.lru_cache(maxsize=64)
