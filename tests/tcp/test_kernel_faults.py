@@ -1,11 +1,11 @@
 """Kernel interop through a FaultInjector on the real TAP: 5% loss, 1% duplication,
 reordering, 0.1% corruption and delay jitter, both directions; bytes must arrive sha256-equal
-and both connections close cleanly (``VIPERNET_TCP_FAULT_MB``, default 50 MB each way).
+and both connections close cleanly.  The issue's 100 MB each way by default
+(``VIPERNET_TCP_FAULT_MB`` sets another size).
 
-Why not the issue's 100 MB by default: our sender moves ~1.7-2 MB/s through these faults
-(the kernel's ~11-13 MB/s), so 100 MB up takes ~50-60 s on this shared machine, not "well
-under 90 s"; 50 MB takes ~25-30 s up and ~5 s down.  ``VIPERNET_TCP_FAULT_MB=100`` passes
-(measured: 59 s up, 9 s down)."""
+Our sender moves ~1.8-2 MB/s through these faults (the kernel's ~8-13 MB/s), so the upload
+takes about a minute on this 2-core machine (measured 59 s under load, 9 s down); the
+per-test timeout is raised to leave room for a loaded machine."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 from tests.tcp.kernel_rig import Rig, close_rig, open_rig
 from tests.tcp.test_kernel_interop import download_and_check, upload_and_check
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.timeout(900)]
 
-MB = int(os.environ.get("VIPERNET_TCP_FAULT_MB", "50"))
+MB = int(os.environ.get("VIPERNET_TCP_FAULT_MB", "100"))
 
 
 @pytest.fixture
