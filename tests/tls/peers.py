@@ -94,6 +94,14 @@ class OpenSSLServer(Peer):
             with self._lock:
                 self._output += chunk
 
+    def close(self) -> None:
+        # The reader ends at s_server's EOF; only then is its pipe closed (closing it under
+        # a read in progress was an EBADF in the reader thread, seen under load).
+        if self.proc is not None:
+            stop_process(self.proc)
+            self._reader.join(timeout=10)
+        super().close()
+
     def read_output_until(self, needle: bytes, timeout: float = 10.0) -> bytes:
         """Everything s_server printed (in interactive mode: what the client sent)."""
         deadline = time.monotonic() + timeout
