@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.link.tshark import quiet_guess_args
 from tests.testbed import GATEWAY, STACK_IP, TestBed, require_binary
 from vipernet.link.pcap import CapturingDevice, PcapWriter
 from vipernet.runtime import Runtime
@@ -189,7 +190,8 @@ def test_capture_of_fragments_pings_and_icmp_errors_is_clean_for_tshark(rig: Rig
     probe = rig.bed.ns([sys.executable, "-c", CLOSED_PORT_PROBE], check=False, timeout=30)
     assert probe.stdout.strip() == "refused"  # the kernel heard our ICMP port unreachable
     rig.runtime.call(rig.writer.flush)
-    out = subprocess.run([tshark, "-r", str(rig.pcap), "-o", "ip.check_checksum:TRUE",
+    out = subprocess.run([tshark, "-r", str(rig.pcap), *quiet_guess_args(),
+                          "-o", "ip.check_checksum:TRUE",
                           "-o", "udp.check_checksum:TRUE", "-z", "expert", "-q"],
                          capture_output=True, text=True, timeout=60)
     report = out.stdout + out.stderr

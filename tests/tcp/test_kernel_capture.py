@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.link.tshark import quiet_guess_args
 from tests.tcp.kernel_rig import close_rig, open_rig
 from tests.tcp.test_kernel_interop import download_and_check, upload_and_check
 from tests.testbed import require_binary
@@ -29,7 +30,7 @@ def test_clean_interop_capture_is_clean_for_tshark(tmp_path: Path) -> None:
     assert pcap.stat().st_size > 16 << 20
     checks = ["-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"]
     expert = subprocess.run(
-        [tshark, "-n", "-r", str(pcap), *checks, "-q", "-z", "expert,note"],
+        [tshark, "-n", "-r", str(pcap), *quiet_guess_args(), *checks, "-q", "-z", "expert,note"],
         capture_output=True, text=True, timeout=300, check=False)
     out = expert.stdout
     assert expert.returncode == 0, expert.stderr
