@@ -21,25 +21,24 @@ import errno
 from vipernet.stack.tcp.params import MAX_PERSIST, ConnectionParams
 from vipernet.stack.tcp.receiver import Receiver
 from vipernet.stack.tcp.segment import Segment
-from vipernet.stack.tcp.state import TcpState
+from vipernet.stack.tcp.state import (
+    CLOSE_WAIT,
+    CLOSED,
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LAST_ACK,
+    RECEIVING,
+    SENDING,
+    SYN_RECEIVED,
+    SYN_SENT,
+    TIME_WAIT,
+)
 from vipernet.stack.tcp.tcb import ConnectionHost
 
 __all__ = ["Connection", "ConnectionHost", "ConnectionParams"]
 
-_S = TcpState
-_CLOSED = _S.CLOSED
-_SYN_SENT = _S.SYN_SENT
-_SYN_RECEIVED = _S.SYN_RECEIVED
-_ESTABLISHED = _S.ESTABLISHED
-_FIN_WAIT_1 = _S.FIN_WAIT_1
-_FIN_WAIT_2 = _S.FIN_WAIT_2
-_CLOSE_WAIT = _S.CLOSE_WAIT
-_CLOSING = _S.CLOSING
-_LAST_ACK = _S.LAST_ACK
-_TIME_WAIT = _S.TIME_WAIT
-
-_RECEIVING = (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2)
-_SENDING = (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK)
 
 
 class Connection(Receiver):
@@ -52,7 +51,7 @@ class Connection(Receiver):
         self.snd_una = 0
         self.snd_nxt = 1
         self.snd_max = 1
-        self._set_state(_SYN_SENT, now)
+        self._set_state(SYN_SENT, now)
         self._send_syn(now, ack=False)
         self.t_rtx = now + self.rto.current()
         self._rearm()
@@ -69,7 +68,7 @@ class Connection(Receiver):
         self.snd_nxt = 1
         self.snd_max = 1
         self.last_rx = now
-        self._set_state(_SYN_RECEIVED, now)
+        self._set_state(SYN_RECEIVED, now)
         self._send_syn(now, ack=True)
         self.t_rtx = now + self.rto.current()
         self._rearm()
@@ -80,15 +79,15 @@ class Connection(Receiver):
         self.scheduled = None
         if self.t_wait is not None and self.t_wait <= now:
             self.t_wait = None
-            if self.state in (_TIME_WAIT, _FIN_WAIT_2):
-                self._set_state(_CLOSED, now)
+            if self.state in (TIME_WAIT, FIN_WAIT_2):
+                self._set_state(CLOSED, now)
                 return
         if self.t_rtx is not None and self.t_rtx <= now:
             self.t_rtx = None
             self._on_rtx_timeout(now)
         if self.t_persist is not None and self.t_persist <= now:
             self.t_persist = None
-            if self.snd_wnd == 0 and self.state in _SENDING:
+            if self.snd_wnd == 0 and self.state in SENDING:
                 self.host.count("tcp_zero_window_probe")
                 self._send_probe(now)
                 self.persist_backoff += 1
@@ -98,13 +97,13 @@ class Connection(Receiver):
                 self._output(now)
         if self.t_delack is not None and self.t_delack <= now:
             self.t_delack = None
-            if self.state in (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2, _CLOSE_WAIT, _CLOSING,
-                              _LAST_ACK):
+            if self.state in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING,
+                              LAST_ACK):
                 self.send_ack(now)
         if self.t_keep is not None and self.t_keep <= now:
             self.t_keep = None
             self._on_keepalive(now)
-        if self.state != _CLOSED:
+        if self.state != CLOSED:
             self._rearm()
 
     def _on_rtx_timeout(self, now: float) -> None:
@@ -112,22 +111,22 @@ class Connection(Receiver):
         if self.rack_armed:
             self._on_reorder_timeout(now)
             return
-        if self.tlp_armed and st in _SENDING and self.snd_max > self.snd_una:
+        if self.tlp_armed and st in SENDING and self.snd_max > self.snd_una:
             self._tail_loss_probe(now)
             return
         self.tlp_armed = False
         self.rtx_count += 1
         self.host.count("tcp_rto")
-        if st in (_SYN_SENT, _SYN_RECEIVED):
+        if st in (SYN_SENT, SYN_RECEIVED):
             if self.rtx_count > self.host.syn_retries:
                 self.host.count("tcp_connect_timeout")
                 self._fail(errno.ETIMEDOUT, now)
                 return
             self.rto.on_timeout()
-            self._send_syn(now, ack=st == _SYN_RECEIVED)
+            self._send_syn(now, ack=st == SYN_RECEIVED)
             self.t_rtx = now + self.rto.current()
             return
-        if st not in _SENDING or self.snd_max == self.snd_una:
+        if st not in SENDING or self.snd_max == self.snd_una:
             return
         if self.rtx_count > self.host.max_retries:
             self.host.count("tcp_retransmit_timeout_abort")
@@ -158,7 +157,7 @@ class Connection(Receiver):
         self._output(now)
 
     def _on_keepalive(self, now: float) -> None:
-        if not self.p.keepalive or self.state not in (_ESTABLISHED, _CLOSE_WAIT):
+        if not self.p.keepalive or self.state not in (ESTABLISHED, CLOSE_WAIT):
             return
         idle = now - self.last_rx
         if self.keep_probes == 0 and idle < self.p.keep_idle:
@@ -191,7 +190,7 @@ class Connection(Receiver):
 
     def app_recv(self, max_bytes: int, now: float) -> bytes:
         out = self.rb.read(max_bytes)
-        if out and self.state in _RECEIVING:
+        if out and self.state in RECEIVING:
             # Window update once the application freed a worthwhile amount (RFC 9293
             # 3.8.6.2.2); otherwise the next ACK carries the larger window anyway.
             free = self.p.rcv_buf - self.rb.size
@@ -208,14 +207,14 @@ class Connection(Receiver):
         st = self.state
         if self.fin_queued:
             return
-        if st in (_SYN_SENT, _CLOSED):
-            self._set_state(_CLOSED, now)
+        if st in (SYN_SENT, CLOSED):
+            self._set_state(CLOSED, now)
             return
         self.fin_queued = True
-        if st in (_SYN_RECEIVED, _ESTABLISHED):
-            self._set_state(_FIN_WAIT_1, now)
-        elif st == _CLOSE_WAIT:
-            self._set_state(_LAST_ACK, now)
+        if st in (SYN_RECEIVED, ESTABLISHED):
+            self._set_state(FIN_WAIT_1, now)
+        elif st == CLOSE_WAIT:
+            self._set_state(LAST_ACK, now)
         self._output(now)
         self._rearm()
 
@@ -227,22 +226,22 @@ class Connection(Receiver):
         """close(): lingering close, or RST when unread data would be lost (as Linux)."""
         self.orphan = True
         self.socket = None
-        if self.state in (_CLOSED, _TIME_WAIT):
+        if self.state in (CLOSED, TIME_WAIT):
             return
         if self.rb.size or self.rb.has_gaps:
             self.host.count("tcp_close_with_unread_data")
             self.abort(now)
             return
-        if self.state == _SYN_SENT:
-            self._set_state(_CLOSED, now)
+        if self.state == SYN_SENT:
+            self._set_state(CLOSED, now)
             return
         self.app_shutdown_write(now)
-        if self.state == _FIN_WAIT_2 and self.t_wait is None:
+        if self.state == FIN_WAIT_2 and self.t_wait is None:
             self.t_wait = now + self.host.fin_timeout
             self._rearm()
 
     def abort(self, now: float) -> None:
-        if self.state in (_SYN_RECEIVED, _ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2, _CLOSE_WAIT):
+        if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
             self._send_rst(now)
         self.rb.clear()
-        self._set_state(_CLOSED, now)
+        self._set_state(CLOSED, now)

@@ -15,22 +15,19 @@ from vipernet.stack.tcp.params import DELAYED_ACK, QUICKACKS
 from vipernet.stack.tcp.segment import ACK, FIN, RST, SYN, Segment, build_segment
 from vipernet.stack.tcp.sender import Sender
 from vipernet.stack.tcp.seq import HALF, MASK, unwrap
-from vipernet.stack.tcp.state import TcpState
-
-_S = TcpState
-_CLOSED = _S.CLOSED
-_SYN_SENT = _S.SYN_SENT
-_SYN_RECEIVED = _S.SYN_RECEIVED
-_ESTABLISHED = _S.ESTABLISHED
-_FIN_WAIT_1 = _S.FIN_WAIT_1
-_FIN_WAIT_2 = _S.FIN_WAIT_2
-_CLOSE_WAIT = _S.CLOSE_WAIT
-_CLOSING = _S.CLOSING
-_LAST_ACK = _S.LAST_ACK
-_TIME_WAIT = _S.TIME_WAIT
-
-_RECEIVING = (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2)
-_SENDING = (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK)
+from vipernet.stack.tcp.state import (
+    CLOSE_WAIT,
+    CLOSED,
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LAST_ACK,
+    RECEIVING,
+    SYN_RECEIVED,
+    SYN_SENT,
+    TIME_WAIT,
+)
 
 
 class Receiver(Sender):
@@ -38,11 +35,11 @@ class Receiver(Sender):
 
     def on_segment(self, seg: Segment, now: float) -> None:
         st = self.state
-        if st == _SYN_SENT:
+        if st == SYN_SENT:
             self._on_syn_sent(seg, now)
-        elif st != _CLOSED:
+        elif st != CLOSED:
             self._on_synchronized(seg, now)
-        if self.state != _CLOSED:
+        if self.state != CLOSED:
             self._rearm()
 
     def _on_syn_sent(self, seg: Segment, now: float) -> None:
@@ -77,13 +74,13 @@ class Receiver(Sender):
             self.t_rtx = None
             if self.ts_enabled and seg.tsecr:
                 self.rto.sample(((self._tsval(now) - seg.tsecr) & MASK) / 1000)
-            self._set_state(_ESTABLISHED, now)
+            self._set_state(ESTABLISHED, now)
             self._restart_keepalive(now)
             self.send_ack(now)
             self._output(now)
         else:
             # simultaneous open (RFC 9293 3.5 figure 7)
-            self._set_state(_SYN_RECEIVED, now)
+            self._set_state(SYN_RECEIVED, now)
             self._send_syn(now, ack=True)
 
     def _rst_for(self, seg: Segment, now: float) -> None:
@@ -104,7 +101,7 @@ class Receiver(Sender):
         plen = len(payload)
         seq = unwrap(seg.seq, self.irs, self.rcv_nxt)
         rcv_nxt = self.rcv_nxt
-        if (st == _SYN_RECEIVED and not self.passive and f & SYN and f & ACK and seq == 0
+        if (st == SYN_RECEIVED and not self.passive and f & SYN and f & ACK and seq == 0
                 and not plen and unwrap(seg.ack, self.iss, self.snd_una) == self.snd_max):
             # Simultaneous open: the peer's SYN-ACK repeats its SYN; its ACK is what counts
             f &= ~SYN
@@ -131,7 +128,7 @@ class Receiver(Sender):
             if f & RST:
                 self.host.count("tcp_rst_out_of_window")
                 return
-            if st == _SYN_RECEIVED:
+            if st == SYN_RECEIVED:
                 if f & SYN and seq == 0:
                     self.host.count("tcp_syn_retransmitted")
                     self._send_syn(now, ack=True)
@@ -139,7 +136,7 @@ class Receiver(Sender):
             self.host.count("tcp_segment_out_of_window")
             if plen and seq < rcv_nxt:
                 self.dsack = (seq, min(seq + plen, rcv_nxt))
-            if st == _TIME_WAIT and f & FIN:
+            if st == TIME_WAIT and f & FIN:
                 self.t_wait = now + 2 * self.host.msl
             self.send_ack(now)
             return
@@ -150,14 +147,14 @@ class Receiver(Sender):
                 self._challenge_ack(now)
                 return
             self.host.count("tcp_rst_received")
-            if st == _SYN_RECEIVED and self.passive:
-                self._set_state(_CLOSED, now)
-            elif st == _SYN_RECEIVED:
+            if st == SYN_RECEIVED and self.passive:
+                self._set_state(CLOSED, now)
+            elif st == SYN_RECEIVED:
                 self._fail(errno.ECONNREFUSED, now)
-            elif st in (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2, _CLOSE_WAIT):
+            elif st in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
                 self._fail(errno.ECONNRESET, now)
             else:
-                self._set_state(_CLOSED, now)
+                self._set_state(CLOSED, now)
             return
         # SYN in a synchronized state (RFC 5961 4.2): challenge ACK, whatever its sequence
         if f & SYN:
@@ -167,7 +164,7 @@ class Receiver(Sender):
             self.host.count("tcp_no_ack_drop")
             return
         ack = unwrap(seg.ack, self.iss, self.snd_una)
-        if st == _SYN_RECEIVED:
+        if st == SYN_RECEIVED:
             if not self.snd_una < ack <= self.snd_max:
                 self.host.count("tcp_syn_received_bad_ack")
                 self._rst_for(seg, now)
@@ -176,9 +173,9 @@ class Receiver(Sender):
             self.snd_wl2 = ack
             self.snd_wnd = seg.window << self.snd_wscale
             self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
-            self._set_state(_ESTABLISHED, now)
+            self._set_state(ESTABLISHED, now)
             self._restart_keepalive(now)
-            st = _ESTABLISHED
+            st = ESTABLISHED
         # ACK range check (RFC 5961 5.2)
         if ack > self.snd_max:
             self.host.count("tcp_ack_unsent_data")
@@ -193,23 +190,23 @@ class Receiver(Sender):
         if self.p.keepalive:
             self._restart_keepalive(now)
         self._process_ack(seg, seq, ack, plen, now)
-        if self.state == _CLOSED:
+        if self.state == CLOSED:
             return
         st = self.state
         fin_acked = self.fin_queued and self.snd_una > self.sb.end
         if fin_acked:
-            if st == _FIN_WAIT_1:
-                self._set_state(_FIN_WAIT_2, now)
+            if st == FIN_WAIT_1:
+                self._set_state(FIN_WAIT_2, now)
                 if self.orphan:
                     self.t_wait = now + self.host.fin_timeout
-                st = _FIN_WAIT_2
-            elif st == _CLOSING:
-                self._set_state(_TIME_WAIT, now)
+                st = FIN_WAIT_2
+            elif st == CLOSING:
+                self._set_state(TIME_WAIT, now)
                 return
-            elif st == _LAST_ACK:
-                self._set_state(_CLOSED, now)
+            elif st == LAST_ACK:
+                self._set_state(CLOSED, now)
                 return
-        if st == _TIME_WAIT:
+        if st == TIME_WAIT:
             if f & FIN:
                 self.send_ack(now)
                 self.t_wait = now + 2 * self.host.msl
@@ -218,7 +215,7 @@ class Receiver(Sender):
         ack_now = False
         if plen or f & FIN:
             ack_now = self._process_data(seg, seq, payload, now)
-        if self.state == _CLOSED:
+        if self.state == CLOSED:
             return
         self._output(now)
         if ack_now:
@@ -307,7 +304,7 @@ class Receiver(Sender):
         """Queue in-window data; returns whether to ACK at once."""
         st = self.state
         f = seg.flags
-        if st not in _RECEIVING:
+        if st not in RECEIVING:
             return False  # after the peer's FIN nothing more may arrive; ignore
         plen = len(payload)
         fin = bool(f & FIN)
@@ -362,14 +359,14 @@ class Receiver(Sender):
             self.rcv_nxt += 1
             self.fin_received = True
             ack_now = True
-            if st == _ESTABLISHED:
-                self._set_state(_CLOSE_WAIT, now)
-            elif st == _FIN_WAIT_1:
+            if st == ESTABLISHED:
+                self._set_state(CLOSE_WAIT, now)
+            elif st == FIN_WAIT_1:
                 if self.fin_queued and self.snd_una > self.sb.end:
-                    self._set_state(_TIME_WAIT, now)
+                    self._set_state(TIME_WAIT, now)
                 else:
-                    self._set_state(_CLOSING, now)
-            elif st == _FIN_WAIT_2:
-                self._set_state(_TIME_WAIT, now)
+                    self._set_state(CLOSING, now)
+            elif st == FIN_WAIT_2:
+                self._set_state(TIME_WAIT, now)
             self.host.notify(self)
         return ack_now

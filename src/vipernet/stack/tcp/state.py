@@ -34,6 +34,24 @@ CAN_SEND = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 CAN_RECEIVE = frozenset({TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2})
 
 
+# Module-level names for the per-segment paths: a module global is found faster than an
+# enum attribute (``TcpState.ESTABLISHED``), and the engine files share these instead of
+# each keeping its own copy.
+CLOSED = TcpState.CLOSED
+SYN_SENT = TcpState.SYN_SENT
+SYN_RECEIVED = TcpState.SYN_RECEIVED
+ESTABLISHED = TcpState.ESTABLISHED
+FIN_WAIT_1 = TcpState.FIN_WAIT_1
+FIN_WAIT_2 = TcpState.FIN_WAIT_2
+CLOSE_WAIT = TcpState.CLOSE_WAIT
+CLOSING = TcpState.CLOSING
+LAST_ACK = TcpState.LAST_ACK
+TIME_WAIT = TcpState.TIME_WAIT
+
+RECEIVING = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)  # states that accept new data
+SENDING = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK)  # states that (re)send data
+
+
 class TcpError(VipernetError):
     """A TCP engine error that is not an errno for the application."""
 

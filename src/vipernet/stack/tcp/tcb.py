@@ -24,27 +24,17 @@ from vipernet.stack.tcp.rto import RtoEstimator
 from vipernet.stack.tcp.segment import Segment
 from vipernet.stack.tcp.send_buffer import SendBuffer
 from vipernet.stack.tcp.seq import MASK
-from vipernet.stack.tcp.state import TcpState
+from vipernet.stack.tcp.state import (
+    CLOSED,
+    TIME_WAIT,
+    TcpState,
+)
 
 if TYPE_CHECKING:
     from vipernet.stack.tcp.timewait import TimeWait
 
 log = logging.getLogger("vipernet.tcp")
 
-_S = TcpState
-_CLOSED = _S.CLOSED
-_SYN_SENT = _S.SYN_SENT
-_SYN_RECEIVED = _S.SYN_RECEIVED
-_ESTABLISHED = _S.ESTABLISHED
-_FIN_WAIT_1 = _S.FIN_WAIT_1
-_FIN_WAIT_2 = _S.FIN_WAIT_2
-_CLOSE_WAIT = _S.CLOSE_WAIT
-_CLOSING = _S.CLOSING
-_LAST_ACK = _S.LAST_ACK
-_TIME_WAIT = _S.TIME_WAIT
-
-_RECEIVING = (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2)
-_SENDING = (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK)
 
 _EMPTY_RECV = RecvBuffer()  # shared by connections in TIME_WAIT (nothing is ever pushed)
 
@@ -157,7 +147,7 @@ class Tcb:
         self.local_port = local_port
         self.remote_ip = remote_ip
         self.remote_port = remote_port
-        self.state = _CLOSED
+        self.state = CLOSED
         self.socket: object | None = None  # the TcpSocket owning us (for notify)
         self.listener: object | None = None  # the Listener that spawned us, until accepted
         self.passive = False
@@ -251,9 +241,9 @@ class Tcb:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("tcp %d->%d: %s -> %s", self.local_port, self.remote_port, old.name,
                       new.name)
-        if new == _CLOSED:
+        if new == CLOSED:
             self.t_rtx = self.t_persist = self.t_delack = self.t_keep = self.t_wait = None
-        elif new == _TIME_WAIT:
+        elif new == TIME_WAIT:
             self.t_rtx = self.t_persist = self.t_keep = None
             self.t_wait = now + 2 * self.host.msl
             self._shed_buffers()
@@ -323,7 +313,7 @@ class Tcb:
     def _fail(self, err: int, now: float) -> None:
         self.error = err
         self.rb.clear()
-        self._set_state(_CLOSED, now)
+        self._set_state(CLOSED, now)
 
     def _restart_keepalive(self, now: float) -> None:
         if self.p.keepalive:
