@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING
 from vipernet.stack.icmp_layer import IcmpErrorEvent
 from vipernet.stack.ports import PortAllocator
 from vipernet.stack.socket_api import Address, SocketKind, StackSocket
-from vipernet.stack.sockets_common import ANY, format_address, os_error, parse_address
+from vipernet.stack.sockets_common import (
+    ANY,
+    DatagramSocketStatus,
+    format_address,
+    os_error,
+    parse_address,
+)
 from vipernet.wire.icmp import IcmpEcho, IcmpType, build_icmp
 from vipernet.wire.ipv4 import IpProto, IPv4Header
 
@@ -85,7 +91,7 @@ class PingLayer:
             sock._set_error(event.errno)
 
 
-class PingSocket:
+class PingSocket(DatagramSocketStatus):
     """An ICMP echo endpoint (SocketKind.ICMP); see the module docstring."""
 
     kind = SocketKind.ICMP
@@ -93,11 +99,10 @@ class PingSocket:
     def __init__(self, stack: Stack, layer: PingLayer) -> None:
         self._stack = stack
         self._layer = layer
+        super().__init__()
         self._ident = 0
         self._peer: IPv4Address | None = None
         self._replies: deque[PingReply] = deque()
-        self._error: int | None = None
-        self._closed = False
 
     @property
     def ident(self) -> int:
@@ -181,22 +186,6 @@ class PingSocket:
     @property
     def readable(self) -> bool:
         return bool(self._replies) or self._error is not None or self._closed
-
-    @property
-    def writable(self) -> bool:
-        return not self._closed
-
-    def take_error(self) -> int | None:
-        err, self._error = self._error, None
-        return err
-
-    @property
-    def pending_error(self) -> int | None:
-        return self._error
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     # -- the ping command's calls ------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the datagram sockets (UDP and ping): addresses and errno raising."""
+"""What the datagram sockets (UDP and ping) share: addresses, errno raising, error/closed state."""
 
 from __future__ import annotations
 
@@ -42,3 +42,27 @@ def parse_address(address: object, *, allow_any_port: bool = True) -> tuple[IPv4
 
 def format_address(ip: IPv4Address, port: int) -> Address:
     return (str(ip), port)
+
+
+class DatagramSocketStatus:
+    """The asynchronous error (SO_ERROR) and closed state, reported alike by UDP and ping."""
+
+    def __init__(self) -> None:
+        self._error: int | None = None
+        self._closed = False
+
+    @property
+    def writable(self) -> bool:
+        return not self._closed
+
+    def take_error(self) -> int | None:
+        err, self._error = self._error, None
+        return err
+
+    @property
+    def pending_error(self) -> int | None:
+        return self._error
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -25,7 +25,13 @@ from vipernet.link.frame import Offload
 from vipernet.stack.icmp_layer import IcmpErrorEvent
 from vipernet.stack.ports import PortAllocator
 from vipernet.stack.socket_api import Address, SocketKind, StackSocket
-from vipernet.stack.sockets_common import ANY, format_address, os_error, parse_address
+from vipernet.stack.sockets_common import (
+    ANY,
+    DatagramSocketStatus,
+    format_address,
+    os_error,
+    parse_address,
+)
 from vipernet.wire.errors import WireError
 from vipernet.wire.icmp import UnreachableCode
 from vipernet.wire.ipv4 import IpProto, IPv4Header
@@ -101,7 +107,7 @@ class UdpLayer:
         sock._on_icmp_error(event.quoted.dst, dport, event)
 
 
-class UdpSocket:
+class UdpSocket(DatagramSocketStatus):
     """A UDP endpoint implementing :class:`vipernet.stack.socket_api.StackSocket`."""
 
     kind = SocketKind.UDP
@@ -109,14 +115,13 @@ class UdpSocket:
     def __init__(self, stack: Stack, layer: UdpLayer) -> None:
         self._stack = stack
         self._layer = layer
+        super().__init__()
         self._local_ip = ANY
         self._port = 0
         self._peer: tuple[IPv4Address, int] | None = None
         self._queue: deque[tuple[bytes, Address]] = deque()
         self._queued_bytes = 0
         self._rcvbuf = stack.config.udp_rcvbuf
-        self._error: int | None = None
-        self._closed = False
         self._shut_rd = False
         self._shut_wr = False
         self.drops = 0
@@ -238,22 +243,6 @@ class UdpSocket:
     @property
     def readable(self) -> bool:
         return bool(self._queue) or self._error is not None or self._closed or self._shut_rd
-
-    @property
-    def writable(self) -> bool:
-        return not self._closed
-
-    def take_error(self) -> int | None:
-        err, self._error = self._error, None
-        return err
-
-    @property
-    def pending_error(self) -> int | None:
-        return self._error
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     @property
     def queued_bytes(self) -> int:
