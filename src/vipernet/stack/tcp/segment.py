@@ -3,9 +3,9 @@
 ``vipernet.wire.tcp`` is the general-purpose codec (frozen dataclasses with every option);
 this module is the hot path of the engine: it parses straight into one slotted
 :class:`Segment` with the handful of fields the state machine reads, and builds headers with
-a precompiled :mod:`struct` plus option bytes chosen per connection.  Checksums use the
-identity ``sum of 16-bit words ≡ int.from_bytes(data) (mod 0xFFFF)`` so a 64 KiB segment is
-summed by a few big-integer operations rather than a Python loop.
+a precompiled :mod:`struct` plus option bytes chosen per connection.  The one's-complement
+sum is :func:`vipernet.wire.checksum.ones_complement_sum` (big-integer arithmetic, no Python
+loop over words); only the integer-address pseudo-header sum is local.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import struct
 from dataclasses import dataclass
 
 from vipernet.stack.tcp.state import SegmentError
+from vipernet.wire.checksum import ones_complement_sum
+from vipernet.wire.tcp import TcpFlags
 
 _HDR = struct.Struct("!HHIIBBHHH")
 _HDR_NOCSUM = struct.Struct("!HHIIBBH")
@@ -27,15 +29,7 @@ HEADER_LEN = 20
 PROTO_TCP = 6
 
 
-class Flags(enum.IntFlag):
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
-    URG = 0x20
-    ECE = 0x40
-    CWR = 0x80
+Flags = TcpFlags  # one definition of the flag bits: the wire codec's
 
 
 # Plain ints for the hot path: IntFlag arithmetic goes through the enum machinery.
@@ -82,25 +76,6 @@ class Segment:
 
 # -- checksums ------------------------------------------------------------------------------
 
-def _fold_mod(v: int, nbits: int) -> int:
-    """``v mod 0xFFFF`` for a big ``v``: halve by shifts first (far cheaper than division)."""
-    while nbits > 256:
-        half = (nbits >> 5) << 4  # a multiple of 16 bits near the middle
-        v = (v >> half) + (v & ((1 << half) - 1))
-        nbits = ((half + 16) >> 4) << 4
-    return v % 0xFFFF
-
-
-def ones_sum(data: bytes | bytearray | memoryview) -> int:
-    """The 16-bit ones'-complement sum of ``data`` reduced mod 0xFFFF (0 for all zeros)."""
-    n = len(data)
-    v = int.from_bytes(data, "big")
-    if n & 1:
-        v <<= 8
-        n += 1
-    return _fold_mod(v, n * 8)
-
-
 def pseudo_sum(src: int, dst: int, length: int) -> int:
     """Sum of the IPv4 pseudo-header for TCP, mod 0xFFFF."""
     total = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + PROTO_TCP + length
@@ -108,12 +83,12 @@ def pseudo_sum(src: int, dst: int, length: int) -> int:
 
 
 def checksum_ok(src: int, dst: int, segment: bytes | bytearray | memoryview) -> bool:
-    return (pseudo_sum(src, dst, len(segment)) + ones_sum(segment)) % 0xFFFF == 0
+    return (pseudo_sum(src, dst, len(segment)) + ones_complement_sum(segment)) % 0xFFFF == 0
 
 
 def finish_checksum(src: int, dst: int, segment: bytearray) -> None:
     """Fill the checksum field of ``segment`` (which must hold zero there)."""
-    total = (pseudo_sum(src, dst, len(segment)) + ones_sum(segment)) % 0xFFFF
+    total = (pseudo_sum(src, dst, len(segment)) + ones_complement_sum(segment)) % 0xFFFF
     _U16.pack_into(segment, 16, 0xFFFF - total if total else 0)
 
 
