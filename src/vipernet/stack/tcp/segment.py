@@ -10,7 +10,6 @@ loop over words); only the integer-address pseudo-header sum is local.
 
 from __future__ import annotations
 
-import enum
 import struct
 from dataclasses import dataclass
 
@@ -39,16 +38,6 @@ RST = 0x04
 PSH = 0x08
 ACK = 0x10
 URG = 0x20
-
-
-class OptionKind(enum.IntEnum):
-    EOL = 0
-    NOP = 1
-    MSS = 2
-    WINDOW_SCALE = 3
-    SACK_PERMITTED = 4
-    SACK = 5
-    TIMESTAMPS = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
