@@ -299,34 +299,8 @@ def test_tcp_bulk_both_ways_through_netd_matches_sha256(netd: Netd, env_socket: 
     stop_process(server)
 
 
-def test_tcp_connect_to_a_closed_kernel_port_is_refused(netd: Netd, env_socket: None) -> None:
-    with vsocket.socket(vsocket.AF_INET, vsocket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        with pytest.raises(ConnectionRefusedError):
-            sock.connect((GATEWAY, 1))
-
-
-def test_kernel_connects_to_a_vipernet_listener(netd: Netd, env_socket: None) -> None:
-    with vsocket.socket(vsocket.AF_INET, vsocket.SOCK_STREAM) as listener:
-        listener.bind(("0.0.0.0", 0))
-        listener.listen(4)
-        listener.settimeout(10)
-        port = listener.getsockname()[1]
-        script = (f"import socket; s=socket.create_connection(('10.0.2.15', {port}), "
-                  "timeout=10); s.sendall(b'hello from the kernel'); "
-                  "s.shutdown(socket.SHUT_WR); print(s.recv(100).decode())")
-        client = subprocess.Popen(netd.bed.ns_argv([sys.executable, "-c", script]),
-                                  stdout=subprocess.PIPE, text=True)
-        conn, peer = listener.accept()
-        with conn:
-            conn.settimeout(10)
-            assert peer[0] == GATEWAY
-            data = b""
-            while chunk := conn.recv(100):
-                data += chunk
-            assert data == b"hello from the kernel"
-            conn.sendall(b"hello from vipernet")
-        assert client.communicate(timeout=10)[0].strip() == "hello from vipernet"
+# TCP refused-connect and passive-open through netd: tests/netclient/test_kernel_mode_interop.py
+# runs those very tests in both modes (netd and kernel), so they are not repeated here.
 
 
 def _stat_pids(netd: Netd) -> list[int | None]:
