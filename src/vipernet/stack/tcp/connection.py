@@ -20,6 +20,7 @@ import errno
 
 from vipernet.stack.tcp.params import MAX_PERSIST, ConnectionParams
 from vipernet.stack.tcp.receiver import Receiver
+from vipernet.stack.tcp.rto import MAX_RTO
 from vipernet.stack.tcp.segment import Segment
 from vipernet.stack.tcp.state import (
     CLOSE_WAIT,
@@ -128,7 +129,14 @@ class Connection(Receiver):
             return
         if st not in SENDING or self.snd_max == self.snd_una:
             return
-        if self.rtx_count > self.host.max_retries:
+        # A peer that closed its window under our data and still answers the probes is
+        # slow, not gone: those timeouts are window probes, and they never end the
+        # connection -- unless the peer left the last two probes unanswered (they are
+        # MAX_RTO apart at most), or nobody owns the socket any more (Linux's
+        # tcp_retransmit_timer draws the same line).
+        window_closed = (self.snd_wnd == 0 and not self.orphan
+                         and now - self.last_rx < 2 * MAX_RTO)
+        if self.rtx_count > self.host.max_retries and not window_closed:
             self.host.count("tcp_retransmit_timeout_abort")
             self._send_rst(now)
             self._fail(errno.ETIMEDOUT, now)

@@ -118,17 +118,28 @@ class Sender(Tcb):
     def send_ack(self, now: float) -> None:
         """A pure ACK (with SACK blocks when we hold out-of-order data).
 
-        Its sequence number is SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT the
-        peer may already hold everything below SND.MAX, and would drop as out of window a
-        pure ACK whose sequence number lies below its RCV.NXT."""
+        Its sequence number is :meth:`_acceptable_seq`."""
         seg = build_segment(
             src_port=self.local_port, dst_port=self.remote_port,
-            seq=(self.iss + self.snd_max) & MASK, ack=(self.irs + self.rcv_nxt) & MASK,
+            seq=(self.iss + self._acceptable_seq()) & MASK, ack=(self.irs + self.rcv_nxt) & MASK,
             flags=ACK, window=self._window_field(), options=self._ack_options(now, True))
         self.delack_segs = 0
         self.t_delack = None
         self.last_ack_sent = self.rcv_nxt
         self.host.transmit(self, seg, 0, now)
+
+    def _acceptable_seq(self) -> int:
+        """The sequence number of a segment without data (ACK, RST): one the peer accepts.
+
+        SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT the peer may already hold
+        everything below SND.MAX, and would drop as out of window a pure ACK whose sequence
+        number lies below its RCV.NXT.  But never beyond the right edge of the peer's
+        window (SND.UNA + SND.WND; Linux's tcp_acceptable_seq does the same): when the
+        window closed under bytes we had sent, the peer dropped them, and an ACK numbered
+        past its zero window is out of window too -- it drops every window update we send,
+        both ends wait in persist backoff, and the connection stalls for good (issue 16)."""
+        edge = self.snd_una + self.snd_wnd
+        return self.snd_max if self.snd_max <= edge else edge
 
     def _send_probe(self, now: float) -> None:
         """Zero-window / keepalive probe: an ACK one below SND.UNA, which the peer must
@@ -142,7 +153,7 @@ class Sender(Tcb):
     def _send_rst(self, now: float) -> None:
         seg = build_segment(
             src_port=self.local_port, dst_port=self.remote_port,
-            seq=(self.iss + self.snd_max) & MASK, ack=(self.irs + self.rcv_nxt) & MASK,
+            seq=(self.iss + self._acceptable_seq()) & MASK, ack=(self.irs + self.rcv_nxt) & MASK,
             flags=RST | ACK, window=0)
         self.host.transmit(self, seg, 0, now)
 
@@ -398,8 +409,11 @@ class Sender(Tcb):
         self.tlp_done = True
         self.host.count("tcp_tail_loss_probe")
         data_end = self.sb.end
-        if self.snd_nxt == self.snd_max and data_end > self.snd_max and self.snd_wnd > 0:
-            n = min(self.smss, data_end - self.snd_max, self.snd_wnd)
+        # New data only within the peer's window: one MSS past its edge is dropped, and
+        # a window that then closes leaves SND.MAX beyond it (see _acceptable_seq).
+        usable = self.snd_una + self.snd_wnd - self.snd_max
+        if self.snd_nxt == self.snd_max and data_end > self.snd_max and usable > 0:
+            n = min(self.smss, data_end - self.snd_max, usable)
             used = self._send_data(self.snd_max, n, now, new_fin=True)
             self.snd_nxt = self.snd_max = self.snd_max + used
         else:

@@ -126,6 +126,7 @@ class Tcb:
         "tlp_armed",
         "tlp_done",
         "ts_enabled",
+        "ts_ms",
         "ts_offset",
         "ts_recent",
         "una_rtx_time",
@@ -186,6 +187,7 @@ class Tcb:
         self.syn_options_seen = False
         self.ts_enabled = False
         self.ts_offset = ts_offset
+        self.ts_ms = 0  # the newest clock reading a timestamp was made of (see _tsval)
         self.ts_recent = 0
         self.smss = min(params.mtu_mss, DEFAULT_MSS)
         # reliability
@@ -285,7 +287,21 @@ class Tcb:
     # -- shared helpers ---------------------------------------------------------------------
 
     def _tsval(self, now: float) -> int:
-        return (int(now * 1000) + self.ts_offset) & MASK
+        """TSval of a segment sent now: milliseconds, and never below one already sent.
+
+        RFC 7323 5.4 wants the timestamp clock monotonic, and the peer enforces it: Linux
+        drops (PAWS) a segment whose TSval is more than 1 below the newest it holds.  The
+        ``now`` callers pass is not monotonic across a runtime iteration: frames are
+        handled with the time the iteration began, IPC requests with a later reading, and
+        a socket call between iterations with the time of the last event; a window update
+        stamped a few milliseconds "in the past" was dropped by the kernel, and a peer
+        that never learns our window opened waits in its persist backoff (issue 16)."""
+        ms = int(now * 1000)
+        if ms < self.ts_ms:
+            ms = self.ts_ms
+        else:
+            self.ts_ms = ms
+        return (ms + self.ts_offset) & MASK
 
     def _rearm(self) -> None:
         t: float | None = None

@@ -26,8 +26,8 @@ log = logging.getLogger("vipernet.tcp")
 
 class TimeWait:
     __slots__ = ("host", "irs", "local_port", "rcv_nxt", "remote_ip", "remote_port",
-                 "scheduled", "snd_wire", "state", "t_wait", "ts_enabled", "ts_offset",
-                 "ts_recent", "window")
+                 "scheduled", "snd_wire", "state", "t_wait", "ts_enabled", "ts_ms",
+                 "ts_offset", "ts_recent", "window")
 
     # Attributes the layer reads on any table entry.
     port_ref = False
@@ -46,6 +46,7 @@ class TimeWait:
         self.snd_wire = (conn.iss + conn.snd_max) & MASK
         self.ts_enabled = conn.ts_enabled
         self.ts_offset = conn.ts_offset
+        self.ts_ms = conn.ts_ms
         self.ts_recent = conn.ts_recent
         win = max(conn.rcv_adv - conn.rcv_nxt, 0) >> conn.rcv_wscale
         self.window = min(win, 0xFFFF)
@@ -92,7 +93,8 @@ class TimeWait:
             self._ack(now)
 
     def _ack(self, now: float) -> None:
-        opts = (data_options(((int(now * 1000) + self.ts_offset) & MASK, self.ts_recent), None)
+        self.ts_ms = max(self.ts_ms, int(now * 1000))  # monotonic, as Tcb._tsval
+        opts = (data_options(((self.ts_ms + self.ts_offset) & MASK, self.ts_recent), None)
                 if self.ts_enabled else b"")
         out = build_segment(src_port=self.local_port, dst_port=self.remote_port,
                             seq=self.snd_wire, ack=(self.irs + self.rcv_nxt) & MASK, flags=ACK,
