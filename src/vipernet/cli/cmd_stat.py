@@ -3,7 +3,8 @@
     vipernet stat [--json]
 
 One row per socket: netd id, owning client (and its pid), kind, local and remote address,
-state, receive/send queue bytes and parked requests.
+state, receive/send queue bytes, parked requests, and STALLED: seconds a connection that
+owes something (unacknowledged data, a hole, an ACK) has made no progress, or ``-``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from vipernet.cli.netd_common import add_socket_option, print_report
 
 COLUMNS = (("ID", "id", 4), ("CLIENT", "client", 6), ("PID", "pid", 7), ("KIND", "kind", 5),
            ("LOCAL", "local", 21), ("REMOTE", "remote", 21), ("STATE", "state", 12),
-           ("RECV-Q", "recv_queue", 7), ("SEND-Q", "send_queue", 7), ("PARKED", "waiting", 6))
+           ("RECV-Q", "recv_queue", 7), ("SEND-Q", "send_queue", 7), ("PARKED", "waiting", 6),
+           ("STALLED", "stalled", 7))
 
 
 def register(subparsers: Any) -> None:
@@ -33,7 +35,8 @@ def render(report: dict[str, Any]) -> str:
         cells = []
         for _, key, width in COLUMNS:
             value = row.get(key)
-            cells.append(f"{'*' if value is None else value!s:<{width}}")
+            blank = "-" if key == "stalled" else "*"
+            cells.append(f"{blank if value is None else value!s:<{width}}")
         lines.append(" ".join(cells).rstrip())
     clients = report.get("clients", [])
     lines.append(f"{len(report.get('sockets', []))} sockets, {len(clients)} clients")

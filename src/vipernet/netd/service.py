@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from vipernet.netd import protocol as p
 from vipernet.netd.protocol import Code, Message
+from vipernet.netd.watchdog import Watchdog
 from vipernet.stack.socket_api import SocketKind, StackSocket
 
 log = logging.getLogger("vipernet.netd")
@@ -99,6 +100,11 @@ MAX_PARK_TIMEOUT = 86400.0
 MAX_SOCKETS_PER_CLIENT = 1024  # like RLIMIT_NOFILE: beyond it, EMFILE
 MAX_PARKED_PER_CLIENT = 1024  # beyond it, new requests get ENOBUFS (CLOSE still works)
 _ALWAYS_ALLOWED = frozenset({Code.SOCKET_CLOSE, Code.GET_INFO, Code.STAT})
+# Parked requests that only wait for their socket's readiness: retrying one has no side
+# effect unless it can finish, so the watchdog may retry them at any time.
+_SOCKET_WAITS = frozenset({Code.SOCKET_CONNECT, Code.SOCKET_ACCEPT, Code.SOCKET_SEND,
+                           Code.SOCKET_RECV, Code.SOCKET_POLL, Code.SOCKET_SENDTO,
+                           Code.SOCKET_RECVFROM})
 
 
 def deadline_after(now: float, timeout_ms: int) -> float | None:
@@ -133,6 +139,7 @@ class NetService:
         self.parked: set[Waiter] = set()
         self.counters: dict[str, int] = {}
         self.extensions: dict[int, Extension] = {}
+        self.watchdog = Watchdog(self.count)
         self._next_client = 1
         self._next_sock = 1
         self._handlers: dict[int, Callable[[Session, Message, float], Message | None]] = {
@@ -241,7 +248,31 @@ class NetService:
         if due is not None and due <= now:
             self.expire(now)
             due = self.next_deadline()
-        return due
+        if not self.sockets:
+            return due
+        if now >= self.watchdog.next_sweep:
+            self.sweep(now)
+        sweep = self.watchdog.next_sweep
+        return sweep if due is None or sweep < due else due
+
+    def sweep(self, now: float) -> None:
+        """The watchdog's look at every socket (see :mod:`.watchdog`); parked requests of
+        sockets without progress are retried, and one that finishes was a lost wake-up."""
+        unchanged = self.watchdog.sweep(now, ((e.sock_id, e.sock)
+                                              for e in self.sockets.values()))
+        for sock_id in unchanged:
+            entry = self.sockets.get(sock_id)
+            if entry is None:
+                continue
+            for waiter in list(self.waiting.get(entry.sock, ())):
+                if waiter.request.code not in _SOCKET_WAITS:
+                    continue
+                self._retry(waiter, now, expired=False)
+                if waiter not in self.parked:
+                    self.count("watchdog.lost_wakeups")
+                    log.warning("watchdog: a parked 0x%02x on socket %d was ready but not "
+                                "woken", waiter.request.code, sock_id)
+        self.counters["watchdog.stalled"] = len(self.watchdog.stalled)
 
     def retry_all(self, now: float) -> None:
         """Retry every waiter (cheap safety net when readiness may change unreported)."""
@@ -579,6 +610,8 @@ class NetService:
                 "send_queue": _send_queue(sock),
                 "waiting": len(self.waiting.get(sock, ())),
                 "age": round(now - entry.created, 3),
+                "stalled": self.watchdog.stalled.get(entry.sock_id),
+                **_tcp_details(sock, now),
             })
         return rows
 
@@ -618,17 +651,38 @@ def _state(sock: StackSocket) -> str:
     return "ESTAB"
 
 
+def _tcp_details(sock: StackSocket, now: float) -> dict[str, object]:
+    """What ``ss -ti`` shows of a TCP connection, for ``vipernet stat -i`` and debugging
+    (sequence numbers relative to the initial ones, like tshark's)."""
+    conn = getattr(sock, "connection", None)
+    if conn is None or not hasattr(conn, "snd_una"):
+        return {}
+    rto = conn.rto
+    return {"tcp": {
+        "snd_una": conn.snd_una, "snd_nxt": conn.snd_nxt, "snd_max": conn.snd_max,
+        "snd_wnd": conn.snd_wnd, "cwnd": conn.cc.cwnd, "ssthresh": conn.cc.ssthresh,
+        "rcv_nxt": conn.rcv_nxt, "rcv_wnd": max(conn.rcv_adv - conn.rcv_nxt, 0),
+        "out_of_order": conn.rb.ooo_bytes, "unread": conn.rb.size,
+        "srtt_ms": None if rto.srtt is None else round(rto.srtt * 1000, 3),
+        "rto_ms": round(rto.current() * 1000, 1), "backoff": rto.backoff,
+        "retransmits": conn.rtx_count, "in_recovery": conn.in_recovery,
+        "timer": None if conn.scheduled is None else round(conn.scheduled - now, 3),
+        "last_rx": round(now - conn.last_rx, 3) if conn.last_rx else None,
+    }}
+
+
 def _recv_queue(sock: StackSocket) -> int:
     conn = getattr(sock, "connection", None)
-    buffer = getattr(conn, "rcv_buf", None)
+    buffer = getattr(conn, "rb", None)
     if buffer is not None:
         return int(getattr(buffer, "size", 0))
     return int(getattr(sock, "queued_bytes", 0) or 0)
 
 
 def _send_queue(sock: StackSocket) -> int:
+    """Bytes the application gave that the peer has not acknowledged (as ``ss``'s Send-Q)."""
     conn = getattr(sock, "connection", None)
-    buffer = getattr(conn, "snd_buf", None)
+    buffer = getattr(conn, "sb", None)
     try:
         return len(buffer) if buffer is not None else 0
     except TypeError:
