@@ -4,7 +4,11 @@
 
 Prints the A records found, dig style; ``+short`` prints only the addresses.  Exit status
 0 when the name resolved, 1 when it does not exist or the lookup failed, 2 when netd
-could not be reached or the name is not a valid host name.
+could not be reached, the name is not a valid host name or the timeout is not positive.
+
+``--timeout`` is the deadline of the whole lookup, every retry and server included (netd
+caps it at 60 s): a silent server makes dig fail after that long, not after a fixed
+number of tries.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ def register(subparsers: Any) -> None:
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("words", nargs="+", metavar="NAME [+short]",
                         help="the name to resolve; +short prints the addresses only")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds (5)")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds for the whole lookup, retries included (5; at most 60)")
     add_socket_option(parser)
     parser.set_defaults(func=run)
 
@@ -38,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"vipernet dig: {what}", file=sys.stderr)
         return 2
     args.name = names[0]
+    if not args.timeout > 0:  # also NaN; 0 would mean "no timeout" on the wire
+        print(f"vipernet dig: --timeout must be positive, not {args.timeout:g}",
+              file=sys.stderr)
+        return 2
     try:
         client = open_client(args)
     except OSError as exc:
@@ -52,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         reason = {errno.ENOENT: "NXDOMAIN (name not found)",
                   errno.ETIMEDOUT: "timed out, no server answered"}.get(
             exc.errno or 0, exc.strerror or str(exc))
+        # netd's texts start with the name ("x.test: malformed reply ..."): say it once.
+        reason = reason.removeprefix(f"{args.name.rstrip('.').lower()}: ")
         print(f"vipernet dig: {args.name!r}: {reason}" if exc.errno == errno.EINVAL
               else f"vipernet dig: {args.name}: {reason}", file=sys.stderr)
         return 2 if exc.errno == errno.EINVAL else 1  # EINVAL: a name DNS cannot carry

@@ -11,7 +11,8 @@ Two layers:
   objects (stdlib or vipernet), with a :class:`DnsCache` on an injected clock.
 
 Wire format by dnspython.  Replies from the wrong server or port, with the wrong id or
-question, or malformed, are ignored and counted (``Resolver.counters``).
+question, or malformed, are ignored and counted (``Resolver.counters``); trailing bytes
+after a complete message are ignored and counted (``trailing_junk``).
 """
 
 from vipernet.dns.cache import Answer, DnsCache
@@ -20,6 +21,7 @@ from vipernet.dns.errors import (
     DnsError,
     DnsTimeout,
     InvalidName,
+    MalformedReply,
     NameNotFound,
     NoRecords,
     Refused,
@@ -39,6 +41,7 @@ __all__ = [
     "DnsQuery",
     "DnsTimeout",
     "InvalidName",
+    "MalformedReply",
     "NameNotFound",
     "NoRecords",
     "Refused",

@@ -3,8 +3,9 @@
 The classes map the outcomes a caller handles differently: the name does not exist
 (:class:`NameNotFound`, final), the servers failed or refused (:class:`ServerFailure`,
 :class:`Refused`), nobody answered in time (:class:`DnsTimeout`), the name exists without
-records of the asked type (:class:`NoRecords`), or the CNAME chain loops or is too long
-(:class:`CnameLoop`).
+records of the asked type (:class:`NoRecords`), the CNAME chain loops or is too long
+(:class:`CnameLoop`), or the server's answer was unusable (:class:`Truncated`,
+:class:`MalformedReply`).
 """
 
 from __future__ import annotations
@@ -45,4 +46,8 @@ class CnameLoop(DnsError, ProtocolError):
 
 
 class Truncated(DnsError, ProtocolError):
-    """The answer was truncated (TC) and no stream transport was available to retry."""
+    """The answer was truncated (TC) and no stream transport could be used to retry."""
+
+
+class MalformedReply(DnsError, ProtocolError):
+    """The server's reply does not parse as a DNS message (cut short, corrupt)."""

@@ -19,7 +19,14 @@ caller is expected to send each UDP attempt from a new socket bound to port 0 so
 source port is random too.  A reply is accepted only if it comes from the server the
 attempt went to, carries that attempt's id, is a response, and repeats the question;
 anything else is ignored and counted in :attr:`DnsQuery.counters` (``wrong_server``,
-``wrong_id``, ``not_response``, ``wrong_question``, ``malformed``, ``late``).
+``wrong_id``, ``not_response``, ``wrong_question``, ``malformed``, ``late``).  A reply
+with bytes after its last record is used as if they were not there and counted in
+``trailing_junk`` (glibc's stub and most others read only what the header announces;
+dropping such an answer turned a working server into a misleading timeout).  A reply
+from the attempt's server that does not parse is remembered: if nothing better arrives,
+the query ends with :class:`MalformedReply` naming the server, never with a timeout; if
+its header carries the attempt's id, the server has answered that attempt, so the next
+try goes out at once (as after SERVFAIL).
 
 Outcomes: NOERROR with addresses -> :class:`Answer`, following CNAMEs (inside one
 answer, or with a new query for the target) up to ``max_cnames`` hops with loop
@@ -29,6 +36,13 @@ when all tries are used; TC -> the same question over TCP when ``allow_tcp`` (us
 :func:`tcp_frame` for the 2-byte length prefix), else whatever the truncated answer
 holds; silence -> the next attempt after ``timeout``, :class:`DnsTimeout` after
 ``attempts`` rounds over the servers or after ``lifetime`` in total.
+
+With ``attempts=None`` the ``lifetime`` is the deadline of the whole query, as a caller's
+"resolve within S seconds" means: the attempts go round the servers waiting ``timeout``,
+doubled each round (at most :data:`MAX_ATTEMPT_WAIT`), as many rounds as fit in the
+lifetime, and the last attempt waits until the lifetime ends.  A fixed count bounds the
+tries too, so servers that fail at once (ICMP unreachable, REFUSED) end the query early
+with their error instead of being asked in a tight loop until the deadline.
 
 Wire format is dnspython's (``dns.message``); nothing here encodes DNS by hand.
 """
@@ -56,6 +70,7 @@ from vipernet.dns.errors import (
     DnsError,
     DnsTimeout,
     InvalidName,
+    MalformedReply,
     NameNotFound,
     NoRecords,
     Refused,
@@ -69,6 +84,11 @@ AAAA = int(dns.rdatatype.AAAA)
 MAX_MESSAGE = 65535
 DEFAULT_NEGATIVE_TTL = 60  # when an NXDOMAIN carries no SOA
 MAX_NEGATIVE_TTL = 3600
+# The longest single wait with ``attempts=None`` (glibc's RES_TIMEOUT): past it, another
+# try is worth more than waiting longer for a lost datagram.
+MAX_ATTEMPT_WAIT = 5.0
+MAX_ROUNDS = 32
+HEADER_SIZE = 12
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,7 +177,7 @@ class DnsQuery:
         rng: random.Random,
         rdtype: int = A,
         timeout: float = 1.0,
-        attempts: int = 2,
+        attempts: int | None = 2,
         lifetime: float = 5.0,
         allow_tcp: bool = False,
         max_cnames: int = 8,
@@ -171,7 +191,13 @@ class DnsQuery:
         self.name = _text(self.qname)
         self.rdtype = dns.rdatatype.RdataType(rdtype)
         self.timeout = timeout
-        self.attempts = max(1, attempts)
+        # None: the lifetime is the query's deadline (see the module docstring).
+        self.until_lifetime = attempts is None
+        self.attempts = (
+            _rounds_within(lifetime, timeout, len(self.servers))
+            if attempts is None
+            else max(1, attempts)
+        )
         self.allow_tcp = allow_tcp
         self.max_cnames = max_cnames
         self.counters: Counter[str] = Counter()
@@ -206,7 +232,11 @@ class DnsQuery:
                 return self._result
             if now >= self._end:
                 self.counters["lifetime_expired"] += 1
-                self._fail(DnsTimeout(f"{self.name}: no answer within the time limit"))
+                # A server that answered with something unusable beats "no answer".
+                self._fail(
+                    self._last_failure
+                    or DnsTimeout(f"{self.name}: no answer within the time limit")
+                )
                 continue
             if self._pending is not None:
                 action, self._pending = self._pending, None
@@ -229,6 +259,8 @@ class DnsQuery:
         """Sending or connecting for the latest attempt failed: move on to the next."""
         if self.done:
             return
+        if self._pending is not None:
+            return  # that attempt was already given up (a bad reply moved us on)
         self.counters["transport_failures"] += 1
         self._next_try(now)
 
@@ -246,9 +278,10 @@ class DnsQuery:
             if not candidates:
                 self.counters["wrong_server"] += 1
                 return False
-        message = self._parse(data)
+        message, problem = self._parse(data)
         if message is None:
             self.counters["malformed"] += 1
+            self._malformed(data, candidates, problem, now)
             return False
         attempt = next((a for a in candidates if a.ident == message.id), None)
         if attempt is None:
@@ -267,18 +300,42 @@ class DnsQuery:
 
     # -- internals ----------------------------------------------------------------------
 
-    @staticmethod
-    def _parse(data: bytes) -> dns.message.Message | None:
+    def _parse(self, data: bytes) -> tuple[dns.message.Message | None, str]:
+        """The message, or None and why it does not parse."""
         try:
-            return dns.message.from_wire(data)
-        except Exception:
-            pass  # dnspython raises many types on hostile input; all mean "malformed"
+            return dns.message.from_wire(data), ""
+        except dns.message.TrailingJunk:
+            self.counters["trailing_junk"] += 1
+            try:  # the records the header announced are all there: use them
+                return dns.message.from_wire(data, ignore_trailing=True), ""
+            except Exception as exc:  # hostile input: any type
+                problem = _describe(exc, data)
+        except Exception as exc:  # dnspython raises many types on hostile input
+            problem = _describe(exc, data)
         # A truncated answer may be cut mid-record; its header and question still count.
         try:
             message = dns.message.from_wire(data, question_only=True)
         except Exception:
-            return None
-        return message if message.flags & dns.flags.TC else None
+            return None, problem
+        return (message, "") if message.flags & dns.flags.TC else (None, problem)
+
+    def _malformed(self, data: bytes, candidates: list[_Attempt], problem: str,
+                   now: float) -> None:
+        """An unparsable reply from an attempt's server (the source was checked already)."""
+        if not candidates:
+            return  # a stream message with no stream attempt out: nothing to blame
+        attempt = candidates[-1]
+        server = f"{attempt.server[0]}:{attempt.server[1]}"
+        self._last_failure = MalformedReply(f"{self.name}: malformed reply from {server}: "
+                                            f"{problem}")
+        if len(data) < HEADER_SIZE or not data[2] & 0x80:
+            return  # cannot tell which query it answers: keep waiting for a good one
+        ident = int.from_bytes(data[:2], "big")
+        if any(a.ident == ident for a in candidates):
+            # The server answered this attempt with bytes we cannot use; waiting longer
+            # would only turn its answer into a timeout.
+            self._outstanding.clear()
+            self._next_try(now)
 
     def _asks_our_question(self, message: dns.message.Message) -> bool:
         if len(message.question) != 1:
@@ -303,7 +360,13 @@ class DnsQuery:
         ident = self._rng.randrange(0x10000)
         query = dns.message.make_query(self._current, self.rdtype)
         query.id = ident
-        deadline = min(now + self.timeout, self._end)
+        wait = self.timeout
+        if self.until_lifetime:
+            done = self.attempts * len(self.servers) - self._tries_left - 1
+            wait = _round_wait(self.timeout, done // len(self.servers))
+        deadline = min(now + wait, self._end)
+        if self.until_lifetime and self._tries_left <= 0:
+            deadline = self._end  # the last try may use all the time the caller gave
         self._outstanding.append(_Attempt(ident, server, over_tcp, deadline))
         self._pending = SendQuery(
             server=server, data=query.to_wire(), over_tcp=over_tcp, deadline=deadline
@@ -329,6 +392,11 @@ class DnsQuery:
         if message.flags & dns.flags.TC and not attempt.over_tcp:
             self.counters["truncated"] += 1
             if self.allow_tcp:
+                # Reported only if the TCP retry fails too: then this, not a timeout.
+                server = f"{attempt.server[0]}:{attempt.server[1]}"
+                self._last_failure = Truncated(
+                    f"{self.name}: truncated answer from {server} and the retry over TCP "
+                    "failed")
                 self._tries_left += 1  # the stream retry is part of the same try
                 self._send(now, over_tcp=True, server=attempt.server)
                 return
@@ -398,6 +466,34 @@ class DnsQuery:
             if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
                 return int(min(rrset.ttl, rrset[0].minimum, MAX_NEGATIVE_TTL))
         return DEFAULT_NEGATIVE_TTL
+
+
+def _round_wait(timeout: float, round_index: int) -> float:
+    """How long each attempt of round ``round_index`` waits when ``attempts=None``."""
+    grown: float = timeout * 2.0 ** min(round_index, MAX_ROUNDS)
+    return max(timeout, min(grown, MAX_ATTEMPT_WAIT))
+
+
+def _rounds_within(lifetime: float, timeout: float, servers: int) -> int:
+    """How many rounds over ``servers`` start before ``lifetime`` is used up."""
+    elapsed = 0.0
+    rounds = 0
+    while elapsed < lifetime and rounds < MAX_ROUNDS:
+        elapsed += servers * max(_round_wait(timeout, rounds), 0.001)
+        rounds += 1
+    return max(rounds, 1)
+
+
+def _describe(exc: Exception, data: bytes) -> str:
+    """Why a reply does not parse, in words (dnspython's texts name no sizes)."""
+    if isinstance(exc, dns.message.ShortHeader) or len(data) < HEADER_SIZE:
+        return f"{len(data)} bytes, shorter than a DNS header"
+    if isinstance(exc, dns.message.TrailingJunk):
+        return "bytes after the last record"
+    detail = str(exc).rstrip(".") or type(exc).__name__
+    if type(exc) is dns.exception.FormError:  # dnspython's catch-all "DNS message is malformed"
+        detail = "cut short or corrupt"
+    return f"{len(data)} bytes that do not parse as a DNS message ({detail})"
 
 
 def _sort_key(address: str) -> tuple[int, int]:

@@ -84,11 +84,17 @@ class Resolver:
         self._bind_address = bind_address
         self.counters: Counter[str] = Counter()
 
-    def resolve(self, name: str, rdtype: int = A) -> list[str]:
-        """Addresses of ``name`` (sorted); raises a :class:`DnsError` subclass."""
-        return list(self.resolve_answer(name, rdtype).addresses)
+    def resolve(self, name: str, rdtype: int = A, *, timeout: float | None = None) -> list[str]:
+        """Addresses of ``name`` (sorted); raises a :class:`DnsError` subclass.
 
-    def resolve_answer(self, name: str, rdtype: int = A) -> Answer:
+        ``timeout`` is the deadline of this whole resolution, retries and servers included
+        (a silent network fails after ``timeout`` seconds, not after ``attempts`` tries);
+        without it the resolver's ``timeout``/``attempts``/``lifetime`` apply.
+        """
+        return list(self.resolve_answer(name, rdtype, timeout=timeout).addresses)
+
+    def resolve_answer(self, name: str, rdtype: int = A, *,
+                       timeout: float | None = None) -> Answer:
         literal = _literal(name, rdtype)
         if literal is not None:
             return literal
@@ -105,9 +111,9 @@ class Resolver:
             now=now,
             rng=self._rng,
             rdtype=rdtype,
-            timeout=self.timeout,
-            attempts=self.attempts,
-            lifetime=self.lifetime,
+            timeout=self.timeout if timeout is None else min(self.timeout, timeout),
+            attempts=self.attempts if timeout is None else None,
+            lifetime=self.lifetime if timeout is None else timeout,
             allow_tcp=self._tcp_factory is not None,
         )
         try:

@@ -6,9 +6,18 @@ the core expects), the request stays parked while the query waits, and the waite
 retried whenever that socket has a datagram or the core's next deadline passes.  Answers
 and NXDOMAIN are cached (TTL-bound) for every client.  The reply maps the core's
 outcomes onto errnos: NXDOMAIN -> ENOENT, no A record -> ENODATA, timeout -> ETIMEDOUT,
-server failure/refusal -> EIO, invalid name -> EINVAL, CNAME loop -> ELOOP.
+server failure/refusal -> EIO, invalid name -> EINVAL, CNAME loop -> ELOOP, a reply that
+does not parse -> EBADMSG, a truncated answer whose TCP retry failed -> EMSGSIZE.
 A truncated (TC) answer is asked again over a stack TCP connection (2-byte length prefix,
 RFC 7766) when the stack has TCP; otherwise the core moves on as after a failed attempt.
+
+The request's timeout is the deadline of the whole resolution (``attempts=None`` in the
+core): retries go round the servers with growing waits until it, and the last one waits
+out what is left, so ``vipernet dig --timeout 20`` against a silent server takes 20 s and
+``--timeout 0.5`` half a second.  Each query's counters (see ``vipernet.dns.query``) are
+added to netd's counters as ``dns.NAME`` when it ends (``dns.trailing_junk``,
+``dns.malformed``, ``dns.attempt_timeouts``, ...), plus ``dns.cache_hits``; ``vipernet
+info --counters`` lists them.
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ from vipernet.dns.errors import (
     DnsError,
     DnsTimeout,
     InvalidName,
+    MalformedReply,
     NameNotFound,
     NoRecords,
+    Truncated,
 )
 from vipernet.dns.query import A, DnsQuery, SendQuery, WaitUntil, tcp_frame
 from vipernet.netd import protocol as p
@@ -49,6 +60,10 @@ def _errno_for(exc: DnsError) -> int:
         return errno.EINVAL
     if isinstance(exc, CnameLoop):
         return errno.ELOOP
+    if isinstance(exc, MalformedReply):
+        return errno.EBADMSG
+    if isinstance(exc, Truncated):
+        return errno.EMSGSIZE
     return errno.EIO
 
 
@@ -66,6 +81,7 @@ class DnsHandler:
         body = p.ResolveRequest.decode(request.body)
         entry = self.cache.get(body.hostname, A, now)
         if entry is not None:
+            service.count("dns.cache_hits")
             if entry.answer is None:
                 return p.error_reply(request, errno.ENOENT, f"{body.hostname}: name not found")
             return self._answer(request, entry.answer)
@@ -75,9 +91,10 @@ class DnsHandler:
         lifetime = DEFAULT_LIFETIME if timeout is None or timeout <= 0 else timeout
         lifetime = min(lifetime, MAX_LIFETIME)
         try:
+            # attempts=None: the lifetime bounds the whole query, not each try.
             query = DnsQuery(body.hostname, servers=self.servers, now=now,
                              rng=self.rng, timeout=min(ATTEMPT_TIMEOUT, lifetime),
-                             attempts=2, lifetime=lifetime, allow_tcp=True)
+                             attempts=None, lifetime=lifetime, allow_tcp=True)
         except DnsError as exc:
             return p.error_reply(request, _errno_for(exc), str(exc))
         job = _Job(self, service, request, query)
@@ -103,14 +120,15 @@ class _Job:
         self.tcp_out = b""  # the length-prefixed query still to write
         self.tcp_in = bytearray()  # the length-prefixed answer read so far
         self.waiter: Waiter | None = None
+        self.counted = False
 
     def start(self, session: Session, now: float) -> Message | None:
         reply = self.step(now, False)
         if reply is not None:
-            self.close(now)
+            self.finish(now)
             return reply
         self.waiter = Waiter(session, self.request, self._watched(), self.query.next_deadline(),
-                             self.step, self.close)
+                             self.step, self.finish)
         self.service.park(self.waiter)
         return None
 
@@ -121,6 +139,14 @@ class _Job:
         if self.sock is not None:
             sock, self.sock = self.sock, None
             sock.close(now)
+
+    def finish(self, now: float) -> None:
+        """However the job ends (answer, error, client gone): release and count it once."""
+        self.close(now)
+        if not self.counted:
+            self.counted = True
+            for name, n in self.query.counters.items():
+                self.service.count(f"dns.{name}", n)
 
     def step(self, now: float, expired: bool) -> Message | None:
         query = self.query
@@ -207,7 +233,9 @@ class _Job:
                     if len(self.tcp_in) >= 2 + length:
                         answer = bytes(self.tcp_in[2:2 + length])
                         self.close(now)
-                        self.query.receive(answer, self.server, now, over_tcp=True)
+                        if not self.query.receive(answer, self.server, now, over_tcp=True):
+                            # nothing more comes on this stream: do not wait for the deadline
+                            self.query.transport_failed(now)
                         return
         except OSError:
             self.close(now)
