@@ -14,8 +14,11 @@ Exit codes (curl's numbers, so scripts can rely on them):
  0 success; 2 usage; 3 bad URL; 6 cannot resolve host; 7 cannot connect; 8 malformed
  response; 18 partial body; 22 HTTP status >= 400 with --fail; 23 cannot write output;
  26 cannot read the upload; 28 timeout; 35 TLS failure; 47 too many redirects; 52 empty
- reply; 56 connection failed while receiving; 60 server certificate refused; 63 body over
- --max-filesize.
+ reply; 56 connection failed while receiving (also a broken chunked body, as curl);
+ 60 server certificate refused; 63 body over --max-filesize.
+
+With -i (and -I) each 1xx interim head the server sent (100 Continue, 103 Early Hints)
+is written before the final head, as curl -i does; -v shows them too.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from vipernet.http import (
     ConnectionClosed,
     HTTPError,
     IncompleteBody,
+    InterimResponse,
     InvalidRequest,
     InvalidURL,
+    MalformedChunk,
     ProtocolError,
     ResolveError,
     Response,
@@ -160,10 +165,19 @@ def _request_body(args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:
     return b"&".join(parts)
 
 
-def _format_head(response: Response) -> bytes:
+def _format_head(response: Response | InterimResponse) -> bytes:
     lines = [f"HTTP/{response.http_version} {response.status} {response.reason}"]
     lines += [f"{k}: {v}" for k, v in response.headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _heads(response: Response) -> list[Response | InterimResponse]:
+    """Every 1xx head the server sent, then the final one: what curl -i and -v show."""
+    return [*response.informational, response]
+
+
+def _format_heads(response: Response) -> bytes:
+    return b"".join(_format_head(head) for head in _heads(response))
 
 
 class _Output:
@@ -248,6 +262,8 @@ def _error_code(exc: HTTPError) -> int:
         return EXIT_TIMEOUT
     if isinstance(exc, IncompleteBody):
         return EXIT_PARTIAL
+    if isinstance(exc, MalformedChunk):
+        return EXIT_RECV  # curl: "(56) Illegal or missing hexadecimal sequence in chunked..."
     if isinstance(exc, ConnectionClosed):
         return EXIT_EMPTY_REPLY if "without a response" in str(exc) else EXIT_RECV
     if isinstance(exc, TooManyRedirects):
@@ -277,7 +293,7 @@ def _fetch_one(client: Client, args: argparse.Namespace, url: str, output: str |
         received = 0
         try:
             if args.include or args.head:
-                out.write(_format_head(response))
+                out.write(_format_heads(response))
             show = args.progress if args.progress is not None else (
                 not args.silent and sys.stderr.isatty() and not out.is_tty)
             label = URL.parse(url).target.rsplit("/", 1)[-1] or url
@@ -318,10 +334,11 @@ def run(args: argparse.Namespace) -> int:
         say(">")
 
     def on_response(response: Response) -> None:
-        say(f"< HTTP/{response.http_version} {response.status} {response.reason}")
-        for k, v in response.headers:
-            say(f"< {k}: {v}")
-        say("<")
+        for head in _heads(response):
+            say(f"< HTTP/{head.http_version} {head.status} {head.reason}")
+            for k, v in head.headers:
+                say(f"< {k}: {v}")
+            say("<")
 
     try:
         if len(args.output) > len(args.urls):

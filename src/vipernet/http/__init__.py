@@ -18,6 +18,7 @@ from vipernet.http.errors import (
     IncompleteBody,
     InvalidRequest,
     InvalidURL,
+    MalformedChunk,
     ProtocolError,
     RequestBodyNotReplayable,
     ResolveError,
@@ -27,7 +28,7 @@ from vipernet.http.errors import (
     TooManyRedirects,
     TransportError,
 )
-from vipernet.http.models import URL, Headers, PoolStats, Timeouts
+from vipernet.http.models import URL, Headers, InterimResponse, PoolStats, Timeouts
 from vipernet.http.response import Response, StatusError
 
 __all__ = [
@@ -40,8 +41,10 @@ __all__ = [
     "Headers",
     "HeadersTooLarge",
     "IncompleteBody",
+    "InterimResponse",
     "InvalidRequest",
     "InvalidURL",
+    "MalformedChunk",
     "PoolStats",
     "ProtocolError",
     "RequestBodyNotReplayable",

@@ -10,7 +10,8 @@ Requests carry ``Host``, ``User-Agent: vipernet/<version>``, ``Accept: */*`` and
 ``Accept-Encoding: identity`` (we do not decode compressed bodies, so we do not ask for
 them) unless the caller sets them.  Bodies are bytes (sent with Content-Length), a binary
 file (Content-Length when its size is known, else chunked) or an iterable of bytes
-(chunked).  No ``Expect: 100-continue`` is sent; a 1xx the server sends anyway is skipped.
+(chunked).  No ``Expect: 100-continue`` is sent; a 1xx the server sends anyway is not the
+response, but is kept in ``Response.informational`` (``vipernet fetch -i`` shows it).
 
 Redirects (301, 302, 303, 307, 308) are followed up to ``max_redirects``: 303, and 301/302
 after a POST, become a GET without a body (what browsers and curl do); 307/308 repeat the
@@ -355,7 +356,8 @@ class Client:
             response = Response(
                 status=head.status_code, reason=head.reason, http_version=head.http_version,
                 raw_headers=conn.head_items, url=url, method=method, conn=conn,
-                release=self._pool.release, max_body=cap)
+                release=self._pool.release, max_body=cap,
+                informational=tuple(conn.interim))
             if self.on_response is not None:
                 self.on_response(response)
             return response

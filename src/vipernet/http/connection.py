@@ -14,8 +14,10 @@ change.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -29,10 +31,13 @@ from vipernet.http.errors import (
     HTTPError,
     IncompleteBody,
     InvalidRequest,
+    MalformedChunk,
     ProtocolError,
     Timeout,
     TLSError,
+    quote_bytes,
 )
+from vipernet.http.models import Headers, InterimResponse
 
 RECV_SIZE = 256 * 1024
 _END = h11.EndOfMessage()  # immutable: one instance serves every request
@@ -41,6 +46,52 @@ COALESCE_LIMIT = 64 * 1024
 # A server may send any number of 1xx responses before the final one; we accept this many.
 MAX_INFORMATIONAL = 16
 _UNSET = object()
+# h11 puts the peer's bytes into its messages as Python reprs ("bytearray(b'zz\\r\\n')");
+# these find them so they can be shown as quote_bytes() text instead.
+_BYTES_LITERAL = r"b'(?:[^'\\]|\\.)*'" + "|" + r'b"(?:[^"\\]|\\.)*"'
+_BYTES_REPR = re.compile(rf"bytearray\(({_BYTES_LITERAL})\)|({_BYTES_LITERAL})")
+_CHUNK_HEADER = re.compile(rf"illegal chunk header: (?:{_BYTES_REPR.pattern})", re.S)
+_CHUNK_FOOTER = re.compile(rf"malformed chunk footer: (?:{_BYTES_REPR.pattern}) \(expected",
+                           re.S)
+
+
+def _literal_bytes(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        value = ast.literal_eval(text)  # only ever a bytes literal, matched above
+    except (ValueError, SyntaxError):
+        return None
+    return value if isinstance(value, bytes) else None
+
+
+def readable_h11_error(text: str) -> str:
+    """h11's message with every bytes repr in it shown as a quoted, escaped string."""
+    def quote(match: re.Match[str]) -> str:
+        data = _literal_bytes(match.group(1) or match.group(2))
+        return match.group(0) if data is None else quote_bytes(data)
+    return _BYTES_REPR.sub(quote, text)
+
+
+def chunk_error(text: str, max_line: int) -> MalformedChunk | None:
+    """The :class:`MalformedChunk` an h11 complaint about a chunked body stands for, if any."""
+    if text == "Receive buffer too long":  # in a body only a chunk line can be incomplete
+        return MalformedChunk(f"chunk-size line or trailer longer than {max_line} bytes")
+    header = _CHUNK_HEADER.match(text)
+    if header is not None:
+        data = _literal_bytes(header.group(1) or header.group(2))
+        if data is not None:
+            line = data.removesuffix(b"\r\n")  # the line's end is not the problem
+            return MalformedChunk(f"illegal chunk header {quote_bytes(line)}", line)
+    footer = _CHUNK_FOOTER.match(text)
+    if footer is not None:
+        data = _literal_bytes(footer.group(1) or footer.group(2))
+        if data is not None:
+            return MalformedChunk(
+                f"chunk data not followed by CRLF: got {quote_bytes(data)}", data)
+    if "chunk" in text:
+        return MalformedChunk(f"malformed chunked body: {readable_h11_error(text)}")
+    return None
 
 
 @functools.lru_cache(maxsize=256)
@@ -85,6 +136,7 @@ class HTTPConnection:
         self.body_received = 0
         self.expected_length: int | None = None
         self.head_items: list[tuple[bytes, bytes]] = []
+        self.interim: list[InterimResponse] = []  # the 1xx heads before the current head
         self.idle_since = 0.0  # clock() when the last exchange ended
 
     # -- one exchange -----------------------------------------------------------------------
@@ -98,6 +150,7 @@ class HTTPConnection:
         self._bytes_in = 0
         self.body_received = 0
         self.expected_length = None
+        self.interim = []
 
     @property
     def response_started(self) -> bool:
@@ -150,7 +203,7 @@ class HTTPConnection:
         return out or b""
 
     def receive_head(self) -> h11.Response:
-        """Wait for the final response head, skipping 1xx interim responses."""
+        """Wait for the final response head; 1xx interim heads go to :attr:`interim`."""
         informational = 0
         if not self._h11.trailing_data[0]:
             self._recv()  # nothing buffered: asking h11 first would only say NEED_DATA
@@ -164,6 +217,10 @@ class HTTPConnection:
                 if informational > MAX_INFORMATIONAL:
                     raise ProtocolError(f"more than {MAX_INFORMATIONAL} 1xx responses")
                 self._check_head_size(event)
+                self.interim.append(InterimResponse(
+                    status=event.status_code, reason=event.reason.decode("latin-1"),
+                    http_version=event.http_version.decode("ascii", "replace"),
+                    headers=Headers.from_raw(event.headers.raw_items())))
                 continue
             if isinstance(event, h11.Response):
                 self._check_head_size(event)
@@ -215,14 +272,18 @@ class HTTPConnection:
         except h11.RemoteProtocolError as exc:
             self.close()
             text = str(exc)
-            if text == "Receive buffer too long":
-                raise HeadersTooLarge(self.max_header_bytes) from None
             if self._eof:
                 if in_body:
                     raise IncompleteBody(self.body_received, self.expected_length) from None
                 what = "without a response" if self._bytes_in == 0 else "mid-way through the head"
                 raise ConnectionClosed(f"server closed the connection {what}") from None
-            raise ProtocolError(f"malformed response: {text}") from None
+            if in_body:
+                bad_chunk = chunk_error(text, self.max_header_bytes)
+                if bad_chunk is not None:
+                    raise bad_chunk from None
+            if text == "Receive buffer too long":
+                raise HeadersTooLarge(self.max_header_bytes) from None
+            raise ProtocolError(f"malformed response: {readable_h11_error(text)}") from None
 
     def _check_head_size(self, event: h11.Response | h11.InformationalResponse) -> None:
         # h11 bounds a head that arrives in pieces; one that arrives in a single read is

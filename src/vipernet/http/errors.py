@@ -11,6 +11,24 @@ from __future__ import annotations
 
 from vipernet import errors as _root
 
+# Bytes from the peer shown in a message: at most this many, the rest elided.
+QUOTE_LIMIT = 64
+_ESCAPES = {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t", 0x22: '\\"', 0x5C: "\\\\"}
+
+
+def quote_bytes(data: bytes, limit: int = QUOTE_LIMIT) -> str:
+    """``data`` as a double-quoted, printable string: ``"zz\\x00"``, never a Python repr.
+
+    Printable ASCII stays as it is; CR, LF, TAB, quote and backslash get C escapes and
+    every other byte ``\\xNN``, so a hostile peer cannot put control characters on the
+    user's terminal.  Past ``limit`` bytes the text ends in ``...`` and the full length.
+    """
+    shown = bytes(data[:limit])
+    text = "".join(_ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}")
+                   for b in shown)
+    more = f"... ({len(data)} bytes)" if len(data) > limit else ""
+    return f'"{text}"{more}'
+
 
 class HTTPError(_root.VipernetError):
     """Base class for every error the HTTP client raises on purpose."""
@@ -66,6 +84,17 @@ class Timeout(HTTPError):
 
 class ProtocolError(HTTPError, _root.ProtocolError):
     """The server's response breaks HTTP/1.1 (malformed head, conflicting lengths, ...)."""
+
+
+class MalformedChunk(ProtocolError):
+    """A chunked body broke its own framing: a chunk-size line that is not hex, chunk data
+    not followed by CRLF, a size line or trailer too long.  ``data`` is the offending bytes
+    (empty when there are none to show).  curl reports this as a receive failure (56).
+    """
+
+    def __init__(self, message: str, data: bytes = b"") -> None:
+        super().__init__(message)
+        self.data = data
 
 
 class HeadersTooLarge(ProtocolError):

@@ -1,4 +1,5 @@
-"""The values the HTTP client passes around: URLs, header lists, timeouts, counters.
+"""The values the HTTP client passes around: URLs, header lists, 1xx heads, timeouts,
+counters.
 
 All are frozen, slotted, keyword-only dataclasses except :class:`PoolStats`, which is the
 client's live counter set (read it, or take a :meth:`PoolStats.snapshot`).
@@ -122,6 +123,20 @@ class Headers:
 
     def __len__(self) -> int:
         return len(self.fields)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class InterimResponse:
+    """A 1xx head (100 Continue, 103 Early Hints, ...) that came before the final response.
+
+    Kept so tools can show it (``vipernet fetch -i`` prints it as curl does); it never
+    changes the final response.
+    """
+
+    status: int
+    reason: str
+    http_version: str
+    headers: Headers
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from vipernet.http.connection import HTTPConnection
 from vipernet.http.errors import HTTPError, ResponseTooLarge
-from vipernet.http.models import URL, Headers
+from vipernet.http.models import URL, Headers, InterimResponse
 
 
 class StatusError(HTTPError):
@@ -30,14 +30,17 @@ class Response:
     """Status, headers and a body stream; a context manager that releases the connection."""
 
     __slots__ = ("_conn", "_content", "_done", "_expected", "_headers", "_max_body", "_raw_headers",
-                 "_raw_reason", "_raw_version", "_release", "bytes_read", "history", "method",
-                 "status", "url")
+                 "_raw_reason", "_raw_version", "_release", "bytes_read", "history",
+                 "informational", "method", "status", "url")
 
     def __init__(self, *, status: int, reason: bytes, http_version: bytes,
                  raw_headers: Iterable[tuple[bytes, bytes]], url: URL, method: str,
                  conn: HTTPConnection | None, release: Callable[[HTTPConnection], None],
-                 max_body: int | None) -> None:
+                 max_body: int | None,
+                 informational: tuple[InterimResponse, ...] = ()) -> None:
         self.status = status
+        # The 1xx heads (100 Continue, 103 Early Hints) the server sent before this one.
+        self.informational = informational
         # Decoded on first use: most small responses are never asked for their headers.
         self._raw_reason = reason
         self._raw_version = http_version
