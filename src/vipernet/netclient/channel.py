@@ -14,6 +14,7 @@ Errors come back as the ``OSError`` subclass the errno names (``ConnectionRefuse
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import itertools
@@ -22,6 +23,7 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from typing import Protocol
 
 from vipernet.netd import protocol as p
@@ -35,6 +37,7 @@ READ_CHUNK = 256 * 1024
 # buffer into the bytes the caller gets (a FrameDecoder would copy it three times).
 READ_BUFFER = 2 * (p.MAX_BODY + p.HEADER_SIZE)
 SNDBUF = 4 * 1024 * 1024
+_FD_SPACE = socket.CMSG_SPACE(8 * array.array("i").itemsize)  # descriptors per read
 
 
 def status_error(reply: p.Message) -> OSError:
@@ -113,6 +116,7 @@ class UnixChannel:
         self._view = memoryview(self._buffer)
         self._start = 0  # undecoded bytes are _buffer[_start:_end]
         self._end = 0
+        self._fds: deque[int] = deque()  # received descriptors not yet given to a reply
 
     def call(self, code: int, body: bytes, wait: float | None) -> p.Message:
         if len(body) > p.MAX_BODY:
@@ -178,7 +182,13 @@ class UnixChannel:
             try:
                 if not self._poller.poll(timeout_ms):
                     continue
-                n = self._sock.recv_into(self._view[self._end:])
+                n, ancillary, _flags, _ = self._sock.recvmsg_into([self._view[self._end:]],
+                                                                   _FD_SPACE)
+                for level, kind, data in ancillary:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds = array.array("i")
+                        fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+                        self._fds.extend(fds)
             except InterruptedError:
                 continue
             except OSError as exc:
@@ -200,6 +210,8 @@ class UnixChannel:
                 if waiter is not None:  # else: a reply its caller gave up waiting for
                     waiter.reply = message
                     waiter.wake.set()
+                elif message.fd is not None:
+                    os.close(message.fd)
 
     def _decode(self) -> list[p.Message]:
         """Every complete message in the buffer (the checks of ``p.FrameDecoder``)."""
@@ -219,9 +231,13 @@ class UnixChannel:
             body_at = start + p.HEADER_SIZE
             if end - body_at < length:
                 break
+            fd = None
+            if code == p.Code.SOCKET_ATTACH_FD and not status and flags & p.Flags.REPLY:
+                # Its descriptor came with its first byte, so it is here by now.
+                fd = self._fds.popleft() if self._fds else None
             out.append(p.Message(code=code, request_id=request_id,
                                  body=bytes(view[body_at:body_at + length]), flags=flags,
-                                 status=status))
+                                 status=status, fd=fd))
             start = body_at + length
         if start == end:
             start = end = 0

@@ -101,6 +101,14 @@ class NetClient:
         self._call(Code.SOCKET_SETSOCKOPT, p.SetSockOptRequest(sock=sock, option=option,
                                                                value=value))
 
+    def attach_fd(self, sock: int) -> int:
+        """A descriptor for the socket's byte stream (NET_SOCKET_ATTACH_FD); the caller
+        owns it.  See :mod:`vipernet.netd.fdlink` for what the descriptor means."""
+        reply = self.channel.call(Code.SOCKET_ATTACH_FD, p.SocketRef(sock=sock).encode(), 0.0)
+        if reply.fd is None:
+            raise OSError(errno.EPROTO, "netd's ATTACH_FD reply carried no descriptor")
+        return reply.fd
+
     def get_error(self, sock: int) -> int:
         return p.ErrnoBody.decode(self._call(Code.SOCKET_GET_ERROR, p.SocketRef(sock=sock))).errno
 

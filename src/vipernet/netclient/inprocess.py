@@ -31,6 +31,7 @@ from vipernet.netclient.channel import REPLY_GRACE, status_error
 from vipernet.netclient.client import NetClient
 from vipernet.netd import protocol as p
 from vipernet.netd.extensions import full_service
+from vipernet.netd.fdlink import FdPlane
 from vipernet.netd.links import open_link, parse_link
 from vipernet.runtime import Runtime
 from vipernet.stack import Stack, StackConfig
@@ -56,6 +57,7 @@ class InProcessStack:
                                     extra=lambda: {"mode": "kernel"})
         self.runtime = Runtime(stack, device, clock=clock)
         self.runtime.add_hook(self.service.turn)
+        FdPlane.install(self.service, self.runtime)
         self.runtime.start_thread("vipernet-kernel-mode")
 
     def channel(self) -> InProcessChannel:
@@ -86,6 +88,8 @@ class InProcessChannel:
         if pending is not None:
             pending.reply = message
             pending.done.set()
+        elif message.fd is not None:
+            os.close(message.fd)  # a descriptor nobody waits for any more
 
     def call(self, code: int, body: bytes, wait: float | None) -> p.Message:
         if self._closed:

@@ -3,9 +3,16 @@
 Code written for ``socket.socket`` reads the same: ``bind/connect/listen/accept/send/
 sendall/sendto/recv/recvfrom/recv_into/shutdown/close``, timeouts (``settimeout``,
 ``setblocking``; a timeout raises ``TimeoutError``), ``makefile`` for streams, context
-manager.  There is no file descriptor: ``fileno()`` returns -1, so these sockets cannot be
-put in ``select()``; use :func:`poll` (NET_SOCKET_POLL) instead.  Every failure is the
-``OSError`` subclass the stdlib would raise, with the errno the stack gave.
+manager.  Every failure is the ``OSError`` subclass the stdlib would raise, with the errno
+the stack gave.
+
+A TCP stream has a real file descriptor (netd's NET_SOCKET_ATTACH_FD, see
+:mod:`vipernet.netd.fdlink`), taken when ``fileno()`` is first asked for, when a connect
+succeeds, or at accept: its bytes then flow through the kernel descriptor, so ``select``,
+``selectors`` and ``asyncio`` work on it, and ``send``/``recv`` cost no IPC message.  The
+descriptor shows the peer's FIN as EOF; when the stream ended in a reset or a timeout
+instead, netd keeps the error and ``recv`` raises it, as a kernel socket would.  UDP,
+ping and listening sockets have no descriptor yet (``fileno()`` is -1; use :func:`poll`).
 
 Blocking calls park inside netd (which enforces the timeout), so a thread blocked in
 ``recv`` costs netd nothing and does not hold up other threads or other sockets.
@@ -16,6 +23,7 @@ from __future__ import annotations
 import errno
 import io
 import ipaddress
+import os
 import socket as _std
 import threading
 from collections.abc import Iterable
@@ -56,6 +64,9 @@ _OPTIONS: dict[tuple[int, int], p.SockOpt] = {
     (SOL_SOCKET, SO_BROADCAST): p.SockOpt.SO_BROADCAST,
 }
 
+_POLLOUT = 4
+CONNECT_SLICE = 0.05  # how long SO_ERROR waits for a non-blocking connect to end
+
 _default_timeout: float | None = None
 # Each raw read or write is one IPC round trip, so buffer more than io's 8 KiB default.
 MAKEFILE_BUFFER = 64 * 1024
@@ -94,6 +105,9 @@ class socket:
         self._closed = False
         self._io_refs = 0
         self._lock = threading.Lock()
+        self._stream: _std.socket | None = None  # the byte stream's descriptor (TCP)
+        self._listening = False
+        self._connecting = False  # a non-blocking connect is under way
 
     # ---- housekeeping
 
@@ -115,8 +129,21 @@ class socket:
         return self._id
 
     def fileno(self) -> int:
-        """-1: the socket lives in netd, there is no descriptor to select() on."""
-        return -1
+        """The stream's descriptor (taken now if need be); -1 for sockets without one."""
+        if self._closed:
+            return -1
+        stream = self._descriptor()
+        return -1 if stream is None else stream.fileno()
+
+    def _descriptor(self) -> _std.socket | None:
+        """The TCP stream's descriptor, attached on first use (None: this socket has
+        none: not TCP, or listening)."""
+        if self._stream is None and self._kind == SocketKind.TCP and not self._listening:
+            fd = self._client.attach_fd(self._check())
+            stream = _std.socket(_std.AF_UNIX, _std.SOCK_STREAM, fileno=fd)
+            stream.settimeout(self._timeout)
+            self._stream = stream
+        return self._stream
 
     @property
     def sock_id(self) -> int:
@@ -133,6 +160,8 @@ class socket:
         self._real_close()
 
     def _real_close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
         try:
             self._client.close(self._id)
         except OSError as exc:
@@ -145,7 +174,15 @@ class socket:
             self._real_close()
 
     def detach(self) -> int:
-        raise OSError(errno.EOPNOTSUPP, "vipernet sockets have no descriptor to detach")
+        """Hand the stream's descriptor over (``ssl.wrap_socket`` does this): the netd
+        socket then lives as long as that descriptor does, like any kernel socket."""
+        stream = self._descriptor()
+        if stream is None:
+            raise OSError(errno.EOPNOTSUPP, "only a TCP stream has a descriptor to detach")
+        with self._lock:
+            self._closed = True
+        self._stream = None
+        return stream.detach()
 
     # ---- timeouts
 
@@ -155,12 +192,14 @@ class socket:
             if value < 0:
                 raise ValueError("Timeout value out of range")
         self._timeout = value
+        if self._stream is not None:
+            self._stream.settimeout(value)
 
     def gettimeout(self) -> float | None:
         return self._timeout
 
     def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
+        self.settimeout(None if flag else 0.0)
 
     def getblocking(self) -> bool:
         return self._timeout != 0.0
@@ -181,7 +220,14 @@ class socket:
         self._client.bind(self._check(), self._address(address))
 
     def connect(self, address: Any) -> None:
-        self._client.connect(self._check(), self._address(address), self._timeout)
+        target = self._address(address)
+        try:
+            self._client.connect(self._check(), target, self._timeout)
+        except BlockingIOError:
+            self._connecting = True  # EINPROGRESS: SO_ERROR says how it ended
+            raise
+        if self._kind == SocketKind.TCP:
+            self._descriptor()
 
     def connect_ex(self, address: Any) -> int:
         try:
@@ -191,12 +237,16 @@ class socket:
         return 0
 
     def listen(self, backlog: int = 128) -> None:
+        if self._stream is not None:
+            raise OSError(errno.EINVAL, "a connected stream cannot listen")
         self._client.listen(self._check(), max(0, backlog))
+        self._listening = True
 
     def accept(self) -> tuple[socket, Address]:
         sock_id, address = self._client.accept(self._check(), self._timeout)
         child = socket(self.family, self.type, self.proto, client=self._client, _sock_id=sock_id)
         child._timeout = None if _default_timeout is None else _default_timeout
+        child._descriptor()
         return child, address
 
     def getsockname(self) -> Address:
@@ -208,7 +258,14 @@ class socket:
     def shutdown(self, how: int) -> None:
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
             raise ValueError(f"invalid shutdown mode {how}")
-        self._client.shutdown(self._check(), how)
+        sock_id = self._check()
+        if self._stream is None:
+            self._client.shutdown(sock_id, how)
+            return
+        if how in (SHUT_RD, SHUT_RDWR):
+            self._client.shutdown(sock_id, SHUT_RD)
+        # Writing ends on the descriptor: netd sends the FIN after what is still in it.
+        self._stream.shutdown(how)
 
     # ---- options
 
@@ -221,7 +278,14 @@ class socket:
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int:
         if (level, optname) == (SOL_SOCKET, SO_ERROR):
-            return self._client.get_error(self._check())
+            sock_id = self._check()
+            if self._connecting:
+                # The descriptor is writable before the handshake ends: wait a moment for
+                # it, and if it is still under way say so (asyncio then asks again).
+                if not self._client.poll([(sock_id, _POLLOUT)], CONNECT_SLICE):
+                    raise BlockingIOError(errno.EINPROGRESS, "connect still in progress")
+                self._connecting = False
+            return self._client.get_error(sock_id)
         if (level, optname) == (SOL_SOCKET, _std.SO_TYPE):
             return self.type
         raise OSError(errno.ENOPROTOOPT, f"option ({level}, {optname}) cannot be read")
@@ -229,10 +293,25 @@ class socket:
     # ---- data
 
     def send(self, data: bytes | bytearray | memoryview, flags: int = 0) -> int:
+        stream = self._descriptor()
+        if stream is not None:
+            self._check()
+            try:
+                return stream.send(data, flags)
+            except BrokenPipeError:
+                raise self._stream_error(errno.EPIPE) from None
         view = memoryview(data).cast("B")[:p.MAX_DATA]
         return self._client.send(self._check(), view, self._timeout)
 
     def sendall(self, data: bytes | bytearray | memoryview, flags: int = 0) -> None:
+        stream = self._descriptor()
+        if stream is not None:
+            self._check()
+            try:
+                stream.sendall(data, flags)
+            except BrokenPipeError:
+                raise self._stream_error(errno.EPIPE) from None
+            return
         view = memoryview(data).cast("B")
         sock_id = self._check()
         if not view:
@@ -252,7 +331,34 @@ class socket:
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
+        stream = self._descriptor()
+        if stream is not None:
+            self._check()
+            data = stream.recv(bufsize, flags)
+            if not data and bufsize:
+                self._raise_pending()
+            return data
         return self._client.recv(self._check(), bufsize, self._timeout)
+
+    def _pending_error(self) -> int:
+        """The reset/timeout netd kept for this stream, or 0.  A stream that ended both
+        ways in FINs may already be gone from netd (it releases it then): 0."""
+        try:
+            return self._client.get_error(self._id)
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                return 0
+            raise
+
+    def _raise_pending(self) -> None:
+        """EOF on the descriptor: a FIN, or a reset/timeout netd kept for us."""
+        err = self._pending_error()
+        if err:
+            raise OSError(err, os.strerror(err))
+
+    def _stream_error(self, default: int) -> OSError:
+        err = self._pending_error() or default
+        return OSError(err, os.strerror(err))
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Address]:
         if bufsize < 0:
@@ -260,6 +366,13 @@ class socket:
         return self._client.recvfrom(self._check(), bufsize, self._timeout)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        stream = self._descriptor()
+        if stream is not None:
+            self._check()
+            n = stream.recv_into(buffer, nbytes, flags)
+            if not n and (nbytes or len(memoryview(buffer))):
+                self._raise_pending()
+            return n
         view = memoryview(buffer).cast("B")
         size = nbytes or len(view)
         data = self.recv(size, flags)

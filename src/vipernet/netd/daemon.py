@@ -30,6 +30,7 @@ from typing import Any
 
 from vipernet.link.errors import DeviceClosed
 from vipernet.netd.extensions import full_service
+from vipernet.netd.fdlink import FdPlane
 from vipernet.netd.links import LinkSpec, open_link
 from vipernet.netd.server import IpcServer
 from vipernet.runtime import Runtime
@@ -85,6 +86,7 @@ class Netd:
             self.runtime = Runtime(self.stack, self.device, clock=clock)
             # After every turn: retry waiters whose sockets changed, expire the overdue.
             self.runtime.add_hook(self.service.turn)
+            FdPlane.install(self.service, self.runtime)
             self.server = IpcServer(self.service, config.socket_path, self.runtime.selector,
                                     clock)
         except BaseException:

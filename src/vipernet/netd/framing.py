@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vipernet.errors import ProtocolError
 
@@ -53,6 +53,7 @@ class Code(enum.IntEnum):
     SOCKET_RECVFROM = 0x45
     SOCKET_GET_ERROR = 0x46
     STAT = 0x47
+    SOCKET_ATTACH_FD = 0x48
 
 
 class Flags(enum.IntFlag):
@@ -106,6 +107,9 @@ class Message:
     body: bytes = b""
     flags: int = 0
     status: int = 0
+    # A file descriptor travelling with the message (SCM_RIGHTS on the AF_UNIX channel,
+    # the number itself in kernel mode); not part of the encoding.
+    fd: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_reply(self) -> bool:

@@ -13,6 +13,7 @@ closed, which releases every stack socket it owned.  Other clients never notice.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import logging
@@ -21,6 +22,7 @@ import selectors
 import socket
 import stat
 import struct
+from collections import deque
 from collections.abc import Callable
 
 from vipernet.netd import protocol as p
@@ -48,7 +50,8 @@ def default_socket_path() -> str:
 class Channel:
     """One connected client."""
 
-    __slots__ = ("closed", "decoder", "events", "outbuf", "server", "session", "sock")
+    __slots__ = ("closed", "decoder", "events", "fd_marks", "outbuf", "server", "session",
+                 "sock", "written")
 
     def __init__(self, server: IpcServer, sock: socket.socket, session: Session) -> None:
         self.server = server
@@ -58,9 +61,20 @@ class Channel:
         self.outbuf = bytearray()
         self.events = selectors.EVENT_READ
         self.closed = False
+        # Descriptors to pass (SCM_RIGHTS) with the byte at a stream position: a reply
+        # carrying one must leave with its own first byte, whatever is queued before it.
+        self.fd_marks: deque[tuple[int, int]] = deque()
+        self.written = 0  # bytes of the stream sent so far
 
     def send(self, message: p.Message) -> None:
         if self.closed:
+            if message.fd is not None:
+                os.close(message.fd)
+            return
+        if message.fd is not None:
+            self.fd_marks.append((self.written + len(self.outbuf), message.fd))
+            self.outbuf += message.encode()
+            self.flush()
             return
         body = message.body
         if self.outbuf or len(body) < GATHER_MIN or len(body) > p.MAX_BODY:
@@ -78,6 +92,7 @@ class Channel:
         except OSError as exc:
             self.server.drop(self, f"write failed: {exc}", "ipc.write_error")
             return
+        self.written += n
         if n == len(header) + len(body):
             return
         if n < len(header):
@@ -88,14 +103,26 @@ class Channel:
 
     def flush(self) -> None:
         while self.outbuf and not self.closed:
+            marks = self.fd_marks
             try:
-                n = self.sock.send(self.outbuf)
+                if marks and marks[0][0] == self.written:
+                    fd = marks[0][1]
+                    end = marks[1][0] - self.written if len(marks) > 1 else len(self.outbuf)
+                    n = self.sock.sendmsg([memoryview(self.outbuf)[:end]],
+                                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                            array.array("i", [fd]))])
+                    marks.popleft()
+                    os.close(fd)  # the client has its own copy now
+                else:
+                    limit = marks[0][0] - self.written if marks else len(self.outbuf)
+                    n = self.sock.send(memoryview(self.outbuf)[:limit])
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 self.server.drop(self, f"write failed: {exc}", "ipc.write_error")
                 return
             del self.outbuf[:n]
+            self.written += n
         if self.closed:
             return
         if len(self.outbuf) > MAX_OUTBUF:
@@ -218,6 +245,8 @@ class IpcServer:
         if channel.closed:
             return
         channel.closed = True
+        while channel.fd_marks:
+            os.close(channel.fd_marks.popleft()[1])
         self.service.count(counter)
         log.debug("client %d dropped: %s", channel.session.client_id, why)
         self.channels.discard(channel)

@@ -20,7 +20,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,6 +64,16 @@ class Waiter:
         self.cleanup = cleanup  # releases what the operation holds, however it ends
 
 
+class Link(Protocol):
+    """What the service needs of a socket's descriptor link (:mod:`.fdlink`)."""
+
+    closed: bool
+
+    def pump(self, now: float) -> None: ...
+    def close(self, now: float) -> None: ...
+    def take_error(self) -> int | None: ...
+
+
 @dataclass(slots=True)
 class SocketEntry:
     sock_id: int
@@ -71,6 +81,7 @@ class SocketEntry:
     sock: StackSocket
     kind: SocketKind
     created: float
+    link: Link | None = None  # the socket's bytes flow through a descriptor (ATTACH_FD)
 
 
 @dataclass(slots=True)
@@ -140,6 +151,7 @@ class NetService:
         self.counters: dict[str, int] = {}
         self.extensions: dict[int, Extension] = {}
         self.watchdog = Watchdog(self.count)
+        self.pumps: Mapping[object, Link] = {}  # stack socket -> link (set by FdPlane)
         self._next_client = 1
         self._next_sock = 1
         self._handlers: dict[int, Callable[[Session, Message, float], Message | None]] = {
@@ -182,6 +194,8 @@ class NetService:
         for waiter in list(session.waiters):
             self._unpark(waiter, now)
         for entry in list(session.sockets.values()):
+            if entry.link is not None and not entry.link.closed:
+                continue  # lives as long as its descriptor (fork, exec): see fdlink
             self._release(entry, now)
         self.sessions.pop(session.client_id, None)
         self.count("sessions.closed")
@@ -224,7 +238,12 @@ class NetService:
     def on_changed(self, now: float) -> None:
         """Retry the waiters of every socket the stack reports as changed."""
         changed = self.stack.take_changed()
+        pumps = self.pumps
         for sock in changed:
+            if pumps:
+                link = pumps.get(sock)
+                if link is not None:
+                    link.pump(now)
             waiters = self.waiting.get(sock)
             if not waiters:
                 continue
@@ -386,7 +405,23 @@ class NetService:
         self.count("sockets.created")
         return entry
 
+    def release_linked(self, entry: SocketEntry, now: float) -> None:
+        """A socket's descriptor was closed (its link is done): release the socket."""
+        if self.sockets.get(entry.sock_id) is entry:
+            self._release(entry, now)
+
+    def _data_entry(self, session: Session, sock_id: int) -> SocketEntry:
+        """The entry for a SEND/RECV: refused while the bytes flow through a descriptor
+        (the two paths would each take part of the stream)."""
+        entry = self.entry(session, sock_id)
+        if entry.link is not None:
+            raise OSError(errno.EINVAL, "this socket's data flows through its descriptor")
+        return entry
+
     def _release(self, entry: SocketEntry, now: float) -> None:
+        if entry.link is not None:
+            link, entry.link = entry.link, None
+            link.close(now)
         self.sockets.pop(entry.sock_id, None)
         entry.session.sockets.pop(entry.sock_id, None)
         for waiter in list(self.waiting.get(entry.sock, ())):
@@ -486,7 +521,7 @@ class NetService:
 
     def _send(self, session: Session, request: Message, now: float) -> Message | None:
         body = p.SendRequest.decode(request.body)
-        sock = self.entry(session, body.sock).sock
+        sock = self._data_entry(session, body.sock).sock
         if not body.data:
             sock.send(b"", now)
             return p.reply_to(request, p.CountBody(count=0).encode())
@@ -495,7 +530,7 @@ class NetService:
 
     def _sendto(self, session: Session, request: Message, now: float) -> Message | None:
         body = p.SendToRequest.decode(request.body)
-        sock = self.entry(session, body.sock).sock
+        sock = self._data_entry(session, body.sock).sock
         address = body.address
         if not body.data:
             sock.sendto(b"", address, now)
@@ -506,7 +541,7 @@ class NetService:
 
     def _recv(self, session: Session, request: Message, now: float) -> Message | None:
         body = p.RecvRequest.decode(request.body)
-        sock = self.entry(session, body.sock).sock
+        sock = self._data_entry(session, body.sock).sock
 
         def attempt(_now: float) -> Message | None:
             try:
@@ -518,7 +553,7 @@ class NetService:
 
     def _recvfrom(self, session: Session, request: Message, now: float) -> Message | None:
         body = p.RecvRequest.decode(request.body)
-        sock = self.entry(session, body.sock).sock
+        sock = self._data_entry(session, body.sock).sock
 
         def attempt(_now: float) -> Message | None:
             try:
@@ -531,7 +566,13 @@ class NetService:
 
     def _close(self, session: Session, request: Message, now: float) -> Message:
         body = p.SocketRef.decode(request.body)
-        self._release(self.entry(session, body.sock), now)
+        entry = self.entry(session, body.sock)
+        if entry.link is not None and not entry.link.closed:
+            # The id is gone for this channel; the socket lives until its descriptor is
+            # closed (and what was written to it is sent): see fdlink.
+            session.sockets.pop(entry.sock_id, None)
+            return p.reply_to(request)
+        self._release(entry, now)
         return p.reply_to(request)
 
     def _poll(self, session: Session, request: Message, now: float) -> Message | None:
@@ -572,7 +613,11 @@ class NetService:
 
     def _shutdown(self, session: Session, request: Message, now: float) -> Message:
         body = p.ShutdownRequest.decode(request.body)
-        self.entry(session, body.sock).sock.shutdown(body.how, now)
+        entry = self.entry(session, body.sock)
+        if entry.link is not None and body.how != 0:
+            raise OSError(errno.EINVAL, "shut the socket's descriptor for writing instead "
+                                        "(bytes may still wait in it)")
+        entry.sock.shutdown(body.how, now)
         return p.reply_to(request)
 
     def _setsockopt(self, session: Session, request: Message, now: float) -> Message:
@@ -585,8 +630,11 @@ class NetService:
         return p.reply_to(request)
 
     def _get_error(self, session: Session, request: Message, now: float) -> Message:
-        sock = self.entry(session, p.SocketRef.decode(request.body).sock).sock
-        return p.reply_to(request, p.ErrnoBody(errno=sock.take_error() or 0).encode())
+        entry = self.entry(session, p.SocketRef.decode(request.body).sock)
+        err = entry.link.take_error() if entry.link is not None else None
+        if not err:
+            err = entry.sock.take_error()
+        return p.reply_to(request, p.ErrnoBody(errno=err or 0).encode())
 
     def _stat(self, session: Session, request: Message, now: float) -> Message:
         p.Empty.decode(request.body)
@@ -611,6 +659,7 @@ class NetService:
                 "waiting": len(self.waiting.get(sock, ())),
                 "age": round(now - entry.created, 3),
                 "stalled": self.watchdog.stalled.get(entry.sock_id),
+                "fd": entry.link is not None,
                 **_tcp_details(sock, now),
             })
         return rows
