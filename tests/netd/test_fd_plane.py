@@ -277,7 +277,9 @@ def test_killing_a_program_mid_transfer_releases_its_socket(rig: Rig) -> None:
         assert proc.stdout is not None
         sock_id = int(proc.stdout.readline())
         time.sleep(0.5)
-        assert any(r["id"] == sock_id for r in _rows(rig))
+        row = next(r for r in _rows(rig) if r["id"] == sock_id)
+        assert row["pid"] == proc.pid and row["fd"] is True
+        assert "from vipernet import socket" in str(row["command"])  # stat names the program
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         wait_for(lambda: not any(r["id"] == sock_id for r in _rows(rig)), timeout=5,
@@ -350,3 +352,61 @@ def _counters(rig: Rig) -> dict[str, int]:
     with netclient.connect(rig.path) as client:
         counters: dict[str, int] = client.info()["netd_counters"]
         return counters
+
+
+KERNEL_CLIENTS = """
+import socket, sys, threading
+def one(i):
+    with socket.create_connection(("10.0.2.15", int(sys.argv[1])), timeout=20) as s:
+        s.sendall(b"client %d" % i)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(100):
+            got += chunk
+        assert got == b"CLIENT %d" % i, got
+threads = [threading.Thread(target=one, args=(i,)) for i in range(int(sys.argv[2]))]
+for t in threads: t.start()
+for t in threads: t.join()
+print("all answered", flush=True)
+"""
+
+
+def test_a_listener_descriptor_serves_select_and_an_asyncio_server(rig: Rig) -> None:
+    client = netclient.connect(rig.path)
+    listener = vsocket_class(client=client)
+    try:
+        listener.bind(("0.0.0.0", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        assert select.select([listener], [], [], 0.2)[0] == []  # nobody is waiting
+        kernel = rig.bed.start([sys.executable, "-c", KERNEL_CLIENTS, str(port), "1"],
+                               stdout=subprocess.PIPE)
+        assert select.select([listener], [], [], 10)[0] == [listener]
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while chunk := conn.recv(100):
+                data += chunk
+            conn.sendall(data.upper())
+        assert kernel.stdout is not None and kernel.stdout.readline() == b"all answered\n"
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write((await reader.read()).upper())
+            await writer.drain()
+            writer.close()
+
+        async def serve() -> bytes:
+            listener.setblocking(False)
+            server = await asyncio.start_server(handle, sock=listener)  # type: ignore[arg-type]
+            kernel = rig.bed.start([sys.executable, "-c", KERNEL_CLIENTS, str(port), "50"],
+                                   stdout=subprocess.PIPE)
+            assert kernel.stdout is not None
+            line = await asyncio.get_running_loop().run_in_executor(None,
+                                                                    kernel.stdout.readline)
+            server.close()
+            return line
+
+        assert asyncio.run(serve()) == b"all answered\n"
+    finally:
+        listener.close()
+        client.close_channel()

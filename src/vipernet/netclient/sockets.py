@@ -20,6 +20,7 @@ Blocking calls park inside netd (which enforces the timeout), so a thread blocke
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import ipaddress
@@ -136,9 +137,9 @@ class socket:
         return -1 if stream is None else stream.fileno()
 
     def _descriptor(self) -> _std.socket | None:
-        """The TCP stream's descriptor, attached on first use (None: this socket has
-        none: not TCP, or listening)."""
-        if self._stream is None and self._kind == SocketKind.TCP and not self._listening:
+        """The TCP socket's descriptor, attached on first use (None for UDP/ping).  A
+        listener's is only readable-when-acceptable (see :mod:`vipernet.netd.fdlink`)."""
+        if self._stream is None and self._kind == SocketKind.TCP:
             fd = self._client.attach_fd(self._check())
             stream = _std.socket(_std.AF_UNIX, _std.SOCK_STREAM, fileno=fd)
             stream.settimeout(self._timeout)
@@ -158,6 +159,10 @@ class socket:
         if self._io_refs > 0:
             return  # makefile() objects still use it; the last one closes it for real
         self._real_close()
+
+    def _data_stream(self) -> _std.socket | None:
+        """The descriptor bytes flow through (a listener's carries none)."""
+        return None if self._listening else self._descriptor()
 
     def _real_close(self) -> None:
         if self._stream is not None:
@@ -237,12 +242,15 @@ class socket:
         return 0
 
     def listen(self, backlog: int = 128) -> None:
-        if self._stream is not None:
-            raise OSError(errno.EINVAL, "a connected stream cannot listen")
         self._client.listen(self._check(), max(0, backlog))
         self._listening = True
 
     def accept(self) -> tuple[socket, Address]:
+        if self._stream is not None:
+            # Drain the readiness byte netd keeps in a listener's descriptor; it puts one
+            # back while more connections wait.
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                self._stream.recv(64, _std.MSG_DONTWAIT)
         sock_id, address = self._client.accept(self._check(), self._timeout)
         child = socket(self.family, self.type, self.proto, client=self._client, _sock_id=sock_id)
         child._timeout = None if _default_timeout is None else _default_timeout
@@ -259,7 +267,7 @@ class socket:
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
             raise ValueError(f"invalid shutdown mode {how}")
         sock_id = self._check()
-        if self._stream is None:
+        if self._stream is None or self._listening:
             self._client.shutdown(sock_id, how)
             return
         if how in (SHUT_RD, SHUT_RDWR):
@@ -293,7 +301,7 @@ class socket:
     # ---- data
 
     def send(self, data: bytes | bytearray | memoryview, flags: int = 0) -> int:
-        stream = self._descriptor()
+        stream = self._data_stream()
         if stream is not None:
             self._check()
             try:
@@ -304,7 +312,7 @@ class socket:
         return self._client.send(self._check(), view, self._timeout)
 
     def sendall(self, data: bytes | bytearray | memoryview, flags: int = 0) -> None:
-        stream = self._descriptor()
+        stream = self._data_stream()
         if stream is not None:
             self._check()
             try:
@@ -331,7 +339,7 @@ class socket:
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        stream = self._descriptor()
+        stream = self._data_stream()
         if stream is not None:
             self._check()
             data = stream.recv(bufsize, flags)
@@ -366,7 +374,7 @@ class socket:
         return self._client.recvfrom(self._check(), bufsize, self._timeout)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        stream = self._descriptor()
+        stream = self._data_stream()
         if stream is not None:
             self._check()
             n = stream.recv_into(buffer, nbytes, flags)

@@ -27,16 +27,23 @@ Semantics, chosen to be the kernel's TCP socket's as seen through the descriptor
 
 While a socket has an fd, SEND/RECV messages on it are refused (EINVAL): the two paths
 would each take part of the stream.
+
+A *listening* socket's descriptor carries no stream: it is readable while ``accept`` would
+not block (netd keeps one byte unread in it while connections wait), so ``select`` and
+``asyncio`` servers can wait on it; ACCEPT stays a message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import select
 import selectors
 import socket
+import sys
+import termios
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -92,7 +99,12 @@ class FdLink:
             # Before connect() there is no connection yet: the program may already write
             # (it waits in the socketpair) but nothing moves.
             has_conn = getattr(sock, "connection", None) is not None
-            state = getattr(sock, "state").name if has_conn else "UNCONNECTED"  # noqa: B009
+            state = getattr(sock, "state").name  # noqa: B009 (not in the StackSocket protocol)
+            if state == "LISTEN":
+                self._signal_pending()
+                return
+            if not has_conn:
+                state = "UNCONNECTED"
             if state in _CONNECTED_STATES or state == "CLOSED":
                 self._from_net(now)
                 if self.closed:
@@ -209,6 +221,25 @@ class FdLink:
             except OSError as exc:
                 log.debug("fd link %d: shutdown: %s", self.entry.sock_id, exc)
 
+    def _signal_pending(self) -> None:
+        """A listener's descriptor is readable while ``accept`` would not block: netd keeps
+        one byte unread in it while connections wait (the client drains it before each
+        ACCEPT; at worst a drained byte makes one accept say EAGAIN).  The program never
+        writes here: EOF is its close."""
+        try:
+            data = self.end.recv(CHUNK)
+        except BlockingIOError:
+            data = None
+        except OSError:
+            data = b""
+        if data == b"":
+            self._app_gone()
+            return
+        if self.entry.sock.readable and _unread_by_peer(self.end) == 0:
+            with contextlib.suppress(BlockingIOError):
+                self.end.send(b"!")
+        self._interest()
+
     def _discard_app(self, now: float) -> None:
         """After a reset: what the program writes has nowhere to go (Linux: EPIPE); read
         and drop it, until the program closes the fd."""
@@ -307,6 +338,12 @@ class FdLink:
         return err
 
 
+def _unread_by_peer(end: socket.socket) -> int:
+    """Bytes we sent on ``end`` that the program has not read yet (SIOCOUTQ)."""
+    raw = fcntl.ioctl(end.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int.from_bytes(raw, sys.byteorder, signed=True)
+
+
 def _hung_up(end: socket.socket) -> bool:
     poller = select.poll()
     poller.register(end.fileno(), select.POLLIN)
@@ -341,8 +378,6 @@ class FdPlane:
             raise OSError(errno.EOPNOTSUPP, "only TCP sockets get a descriptor (for now)")
         if entry.link is not None:
             raise OSError(errno.EALREADY, "this socket already has a descriptor")
-        if getattr(entry.sock, "listening", False):
-            raise OSError(errno.EINVAL, "a listening socket has no byte stream")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for end in (ours, theirs):
             with contextlib.suppress(OSError):

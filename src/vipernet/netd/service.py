@@ -493,6 +493,8 @@ class NetService:
                 return None
             entry = self.add_socket(session, child, listener.kind, t)
             reply = p.AcceptReply(sock=entry.sock_id, address=child.getpeername())
+            if listener.link is not None:
+                listener.link.pump(t)  # re-arm its descriptor's readiness byte
             return p.reply_to(request, reply.encode())
 
         return self._park_or_reply(session, request, listener.sock, body.timeout_ms, now,
@@ -650,6 +652,7 @@ class NetService:
                 "id": entry.sock_id,
                 "client": entry.session.client_id,
                 "pid": entry.session.pid,
+                "command": command_of(entry.session.pid),
                 "kind": entry.kind.name.lower(),
                 "local": _address_or_none(sock.getsockname),
                 "remote": _address_or_none(sock.getpeername),
@@ -668,11 +671,24 @@ class NetService:
         return {
             "sockets": self.socket_rows(now),
             "clients": [{"client": s.client_id, "pid": s.pid, "peer": s.peer,
+                         "command": command_of(s.pid),
                          "sockets": len(s.sockets), "parked": len(s.waiters),
                          "requests": s.requests}
                         for s in sorted(self.sessions.values(), key=lambda s: s.client_id)],
             "netd": dict(sorted(self.counters.items())),
         }
+
+
+def command_of(pid: int | None) -> str | None:
+    """The command line of a client process, as ``ps`` shows it (None once it is gone)."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read(4096)
+    except OSError:
+        return None
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")[:200] or None
 
 
 def _address_or_none(getter: Callable[[], tuple[str, int]]) -> str | None:
