@@ -87,9 +87,9 @@ def test_stat_renders_a_table_row_per_socket() -> None:
               "clients": [{"client": 1}]}
     lines = cmd_stat.render(report).splitlines()
     assert lines[0].split() == ["ID", "CLIENT", "PID", "KIND", "LOCAL", "REMOTE", "STATE",
-                                "RECV-Q", "SEND-Q", "PARKED", "STALLED"]
+                                "RECV-Q", "SEND-Q", "PARKED", "STALLED", "FD", "COMMAND"]
     assert lines[1].split() == ["3", "1", "42", "udp", "0.0.0.0:5000", "*", "open", "0", "0",
-                                "1", "-"]
+                                "1", "-", "-", "-"]
     assert lines[-1] == "1 sockets, 1 clients"
 
 
@@ -97,9 +97,11 @@ def test_stat_shows_how_long_a_connection_has_stalled() -> None:
     report = {"sockets": [{"id": 4, "client": 1, "pid": 42, "kind": "tcp",
                            "local": "10.0.2.15:40000", "remote": "10.0.2.2:80",
                            "state": "ESTAB", "recv_queue": 0, "send_queue": 4096,
-                           "waiting": 2, "stalled": 12.5}],
+                           "waiting": 2, "stalled": 12.5, "fd": True,
+                           "command": "curl -s http://10.0.2.2/"}],
               "clients": [{"client": 1}]}
-    assert cmd_stat.render(report).splitlines()[1].split()[-1] == "12.5"
+    row = cmd_stat.render(report).splitlines()[1].split()
+    assert row[-6:] == ["2", "12.5", "fd", "curl", "-s", "http://10.0.2.2/"]
 
 
 def test_stat_command_runs_against_netd(netd_path: str,

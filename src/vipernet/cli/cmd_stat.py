@@ -3,8 +3,10 @@
     vipernet stat [--json]
 
 One row per socket: netd id, owning client (and its pid), kind, local and remote address,
-state, receive/send queue bytes, parked requests, and STALLED: seconds a connection that
-owes something (unacknowledged data, a hole, an ACK) has made no progress, or ``-``.
+state, receive/send queue bytes, parked requests, STALLED: seconds a connection that owes
+something (unacknowledged data, a hole, an ACK) has made no progress (or ``-``), FD: whether
+its bytes flow through a descriptor (netd's fd data plane), and the owning program's
+command line.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from vipernet.cli.netd_common import add_socket_option, print_report
 COLUMNS = (("ID", "id", 4), ("CLIENT", "client", 6), ("PID", "pid", 7), ("KIND", "kind", 5),
            ("LOCAL", "local", 21), ("REMOTE", "remote", 21), ("STATE", "state", 12),
            ("RECV-Q", "recv_queue", 7), ("SEND-Q", "send_queue", 7), ("PARKED", "waiting", 6),
-           ("STALLED", "stalled", 7))
+           ("STALLED", "stalled", 7), ("FD", "fd", 3), ("COMMAND", "command", 0))
+
+
+COMMAND_WIDTH = 40  # the command line is cut here in the table (--json has it whole)
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +40,11 @@ def render(report: dict[str, Any]) -> str:
         cells = []
         for _, key, width in COLUMNS:
             value = row.get(key)
-            blank = "-" if key == "stalled" else "*"
+            if key == "fd":
+                value = "fd" if value else "-"
+            elif key == "command" and value:
+                value = str(value)[:COMMAND_WIDTH]
+            blank = "-" if key in ("stalled", "command") else "*"
             cells.append(f"{blank if value is None else value!s:<{width}}")
         lines.append(" ".join(cells).rstrip())
     clients = report.get("clients", [])
