@@ -196,8 +196,8 @@ def through_netd(mb: int) -> tuple[float, float]:
         os.environ["VIPERNET_SOCKET"] = path
         os.environ.pop("VIPER_KERNEL_ENABLE_NET", None)
         from vipernet import socket as vsocket
-        from vipernet.netclient import client as netclient
-        netclient.reset_default_client()
+        from vipernet.netclient import default
+        default.reset_default_client()
         # kernel -> vipernet
         lst = vsocket.socket(vsocket.AF_INET, vsocket.SOCK_STREAM)
         lst.bind(("0.0.0.0", 5002))
@@ -227,7 +227,7 @@ def through_netd(mb: int) -> tuple[float, float]:
         total_s, _ = sink.stdout.readline().decode().split()
         up = mbps(int(total_s), time.perf_counter() - t0)
         s.close()
-        netclient.reset_default_client()
+        default.reset_default_client()
         return down, up
     finally:
         if proc is not None:

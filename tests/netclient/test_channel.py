@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vipernet.netclient import client as netclient
+from vipernet.netclient import default
 from vipernet.netclient.channel import UnixChannel
 from vipernet.netd import protocol as p
 
@@ -32,9 +32,9 @@ def test_default_client_follows_vipernet_socket(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIPERNET_SOCKET", str(tmp_path / "x.sock"))
     monkeypatch.delenv("VIPER_KERNEL_ENABLE_NET", raising=False)
-    netclient.reset_default_client()
+    default.reset_default_client()
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "x.sock")):
-        netclient.default_client()
+        default.default_client()
 
 
 class FakeNetd:

@@ -23,8 +23,7 @@ import pytest
 from tests.netd_rig import cli_env, start_udp_echo
 from tests.testbed import GATEWAY, STACK_IP, TestBed, stop_process, wait_for
 from vipernet import socket as vsocket
-from vipernet.netclient import client as netclient
-from vipernet.netclient import inprocess
+from vipernet.netclient import default, inprocess
 
 pytestmark = pytest.mark.testbed
 
@@ -64,16 +63,16 @@ def mode(request: pytest.FixtureRequest) -> Iterator[Mode]:
                 env.setenv("VIPER_KERNEL_ENABLE_NET", "1")
                 env.setenv("VIPERNET_LINK", f"tap:{bed.tap}@{bed.name}")
                 env.delenv("VIPERNET_SOCKET", raising=False)
-            netclient.reset_default_client()
+            default.reset_default_client()
             _, port = start_udp_echo(bed)
             try:
-                info = netclient.default_client().info()
+                info = default.default_client().info()
                 assert info.get("mode", "netd") == request.param  # the mode really in use
                 assert info["ip"] == STACK_IP
                 assert (info["pid"] == os.getpid()) == (request.param == "kernel")
                 yield Mode(request.param, bed, port)
             finally:
-                netclient.reset_default_client()
+                default.reset_default_client()
                 _close_in_process_stack()
     finally:
         bed.close()

@@ -23,7 +23,7 @@ with vs.socket(vs.AF_INET, vs.SOCK_DGRAM) as s:
         s.sendto(payload, ("10.0.2.2", port))
         data, peer = s.recvfrom(65535)
         print(size, data == payload, peer[0])
-from vipernet.netclient.client import default_client
+from vipernet.netclient.default import default_client
 info = default_client().info()
 print(info["mode"], info["ip"], info["pid"] == os.getpid())
 """

@@ -25,6 +25,7 @@ from tests.netd_rig import cli_env, start_udp_echo, vipernet_cli
 from tests.testbed import GATEWAY, STACK_IP, TestBed, require_binary, stop_process, wait_for
 from vipernet import socket as vsocket
 from vipernet.netclient import client as netclient
+from vipernet.netclient import default
 from vipernet.netd import protocol as p
 
 pytestmark = pytest.mark.testbed
@@ -88,9 +89,9 @@ def netd() -> Iterator[Netd]:
 def env_socket(netd: Netd, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("VIPERNET_SOCKET", netd.path)
     monkeypatch.delenv("VIPER_KERNEL_ENABLE_NET", raising=False)
-    netclient.reset_default_client()
+    default.reset_default_client()
     yield
-    netclient.reset_default_client()
+    default.reset_default_client()
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ def _accepting(path: str) -> bool:
 
 @pytest.fixture
 def netd(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestBed]:
-    from vipernet.netclient import client as netclient
+    from vipernet.netclient import default
 
     bed = TestBed("tcn")
     proc: Any = None
@@ -53,10 +53,10 @@ def netd(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestBed]:
         assert proc.poll() is None, "netd exited"
         monkeypatch.setenv("VIPERNET_SOCKET", path)
         monkeypatch.delenv("VIPER_KERNEL_ENABLE_NET", raising=False)
-        netclient.reset_default_client()
+        default.reset_default_client()
         yield bed
     finally:
-        netclient.reset_default_client()
+        default.reset_default_client()
         if proc is not None:
             stop_process(proc)
         bed.close()

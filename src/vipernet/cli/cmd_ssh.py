@@ -3,7 +3,7 @@
     vipernet ssh [-p PORT] [-i KEY] [-o StrictHostKeyChecking=ask|yes|accept-new|no]
                  [-o UserKnownHostsFile=PATH] [-t] user@host [command ...]
 
-The connection goes through netd (``vipernet.cli.transport.connect``) unless
+The connection goes through netd (``vipernet.netclient.transport.connect``) unless
 ``VIPERNET_TRANSPORT=os``.  Without a command: a shell on a pty, the local terminal in raw
 mode, window size changes forwarded on SIGWINCH.  Exit status: the remote command's, 255
 on connection or authentication errors (as OpenSSH).
@@ -24,7 +24,7 @@ import tty
 from collections.abc import Iterator
 from typing import Any
 
-from vipernet.cli.transport import connect as transport_connect
+from vipernet.netclient.transport import connect as transport_connect
 from vipernet.ssh.client import SSHClient
 from vipernet.ssh.errors import SSHError
 from vipernet.ssh.keys import PassphraseRequired, load_private_key

@@ -24,10 +24,10 @@ def add_socket_option(parser: argparse.ArgumentParser) -> None:
 
 def open_client(args: argparse.Namespace) -> Any:
     """A NetClient for the configured netd (or the in-process stack in kernel mode)."""
-    from vipernet.netclient import client
+    from vipernet.netclient import client, default
 
-    if args.socket_path is None and client.kernel_mode():
-        return client.default_client()
+    if args.socket_path is None and default.kernel_mode():
+        return default.default_client()
     return client.connect(args.socket_path)
 
 

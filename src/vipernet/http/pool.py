@@ -34,7 +34,7 @@ TLSWrapFn = Callable[..., Any]
 
 def default_connect(host: str, port: int, timeout: float | None) -> Any:
     """The CLI transport: netd by default, OS sockets with ``VIPERNET_TRANSPORT=os``."""
-    from vipernet.cli.transport import connect
+    from vipernet.netclient.transport import connect
 
     return connect(host, port, timeout)
 

@@ -8,9 +8,7 @@
 from __future__ import annotations
 
 import errno
-import importlib
 import os
-import threading
 from typing import Any
 
 from vipernet.netclient.channel import Channel, UnixChannel
@@ -143,14 +141,6 @@ class NetClient:
         self.close_channel()
 
 
-_lock = threading.Lock()
-_default: tuple[int, NetClient] | None = None
-
-
-def kernel_mode() -> bool:
-    return os.environ.get("VIPER_KERNEL_ENABLE_NET", "0") == "1"
-
-
 def socket_path() -> str:
     return os.environ.get("VIPERNET_SOCKET") or "/run/vipernet/netd.sock"
 
@@ -173,33 +163,3 @@ def dns_name(name: str) -> str:
 def connect(path: str | None = None) -> NetClient:
     """A new client on its own channel to the netd at ``path`` (default: as configured)."""
     return NetClient(UnixChannel(path or socket_path()))
-
-
-def default_client() -> NetClient:
-    """The process-wide client (created on first use; a new one after fork)."""
-    global _default
-    with _lock:
-        pid = os.getpid()
-        if _default is not None and _default[0] == pid and not _broken(_default[1]):
-            return _default[1]
-        if kernel_mode():
-            inprocess = importlib.import_module("vipernet.netclient.inprocess")
-            client = inprocess.in_process_client()
-            assert isinstance(client, NetClient)
-        else:
-            client = connect()
-        _default = (pid, client)
-        return client
-
-
-def _broken(client: NetClient) -> bool:
-    return bool(getattr(client.channel, "broken", False))
-
-
-def reset_default_client() -> None:
-    """Forget the process-wide client (tests; after changing VIPERNET_SOCKET)."""
-    global _default
-    with _lock:
-        if _default is not None and _default[0] == os.getpid():
-            _default[1].close_channel()
-        _default = None

@@ -1,6 +1,6 @@
 """Kernel mode: the stack runs inside the calling process, behind the same socket API.
 
-When ``VIPER_KERNEL_ENABLE_NET=1``, :func:`vipernet.netclient.client.default_client`
+When ``VIPER_KERNEL_ENABLE_NET=1``, :func:`vipernet.netclient.default.default_client`
 builds an :class:`InProcessStack` instead of connecting to netd: the device named by
 ``VIPERNET_LINK`` (``tap:NAME[@NETNS]``, same syntax as ``netd --link``), a
 :class:`~vipernet.stack.Stack` with ``VIPERNET_IP`` / ``VIPERNET_GATEWAY`` / ``VIPERNET_DNS``

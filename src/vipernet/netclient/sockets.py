@@ -30,7 +30,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from vipernet.netclient.client import NetClient, default_client
+from vipernet.netclient.client import NetClient
+from vipernet.netclient.default import default_client
 from vipernet.netd import protocol as p
 from vipernet.stack.socket_api import Address, SocketKind
 

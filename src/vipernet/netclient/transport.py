@@ -1,4 +1,5 @@
-"""How CLI commands open a TCP connection: through netd by default.
+"""How protocol clients (the CLI's, and the HTTP pool's default) open a TCP connection:
+through netd by default.
 
 ``VIPERNET_TRANSPORT=os`` makes them use the host's own sockets instead (for testing the
 protocol clients against servers on host loopback without a running netd).
