@@ -57,9 +57,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vipernet.netd")
 
-CHUNK = 256 * 1024  # one read of either side
+CHUNK = 4 * 1024 * 1024  # one read of either side
 HIGH_WATER = 1024 * 1024  # received bytes netd holds for a program that does not read
-PAIR_BUFFER = 1024 * 1024  # socketpair buffers (capped by net.core.[rw]mem_max)
+# Socketpair buffers.  The plain options are capped by net.core.[rw]mem_max (~208 KiB by
+# default), which cut every wake-up to ~200 KiB and the program -> net path to a third
+# of the kernel's speed; netd as root may force them (SO_*BUFFORCE), else takes the cap.
+PAIR_BUFFER = 4 * 1024 * 1024
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 HUP_CHECK_EVERY = 1.0  # half-closed ends are checked this often for a full close
 _SENDING_STATES = frozenset({"ESTABLISHED", "CLOSE_WAIT"})
 _CONNECTED_STATES = frozenset({"ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT_1", "FIN_WAIT_2",
@@ -190,14 +195,16 @@ class FdLink:
                     return
             if self.app_eof:
                 break
+            view = self.plane.read_view
             try:
-                data = self.end.recv(CHUNK)
+                got = self.end.recv_into(view)
             except BlockingIOError:
                 return
             except OSError:
                 self._app_gone()
                 return
-            if not data:
+            data = view[:got]
+            if not got:
                 self.app_eof = True
                 if _hung_up(self.end):
                     self._hangup(now)
@@ -212,7 +219,7 @@ class FdLink:
                 self._fail(exc.errno or errno.EPIPE)
                 return
             if n < len(data):
-                self.to_net += memoryview(data)[n:]
+                self.to_net += data[n:]
                 return
         if self.app_eof and not self.to_net and not self.fin_sent:
             self.fin_sent = True
@@ -338,6 +345,16 @@ class FdLink:
         return err
 
 
+def _size_buffers(end: socket.socket) -> None:
+    for forced, plain in ((_SO_SNDBUFFORCE, socket.SO_SNDBUF),
+                          (_SO_RCVBUFFORCE, socket.SO_RCVBUF)):
+        try:
+            end.setsockopt(socket.SOL_SOCKET, forced, PAIR_BUFFER)
+        except OSError:  # not privileged: as much as the sysctl allows
+            with contextlib.suppress(OSError):
+                end.setsockopt(socket.SOL_SOCKET, plain, PAIR_BUFFER)
+
+
 def _unread_by_peer(end: socket.socket) -> int:
     """Bytes we sent on ``end`` that the program has not read yet (SIOCOUTQ)."""
     raw = fcntl.ioctl(end.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
@@ -360,6 +377,9 @@ class FdPlane:
         self.clock = clock
         self.links: dict[object, FdLink] = {}  # stack socket -> its link
         self._next_check = 0.0
+        # One read buffer for every link (the loop is single-threaded): TCP copies what
+        # it takes into its send buffer, so nothing keeps a view of it past the call.
+        self.read_view = memoryview(bytearray(CHUNK))
 
     @classmethod
     def install(cls, service: NetService, runtime: Runtime) -> FdPlane:
@@ -380,9 +400,7 @@ class FdPlane:
             raise OSError(errno.EALREADY, "this socket already has a descriptor")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for end in (ours, theirs):
-            with contextlib.suppress(OSError):
-                end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PAIR_BUFFER)
-                end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PAIR_BUFFER)
+            _size_buffers(end)
         ours.setblocking(False)
         link = FdLink(self, entry, ours)
         entry.link = link
