@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import asyncio
 import datetime
+import errno
 import hashlib
 import os
 import select
@@ -29,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.netd.chaos import ECHO_SERVER
-from tests.netd_rig import cli_env, vipernet_cli
+from tests.netd_rig import cli_env, start_udp_echo, vipernet_cli
 from tests.testbed import GATEWAY, TestBed, wait_for
 from vipernet.netclient import client as netclient
 from vipernet.netclient.sockets import socket as vsocket_class
@@ -410,3 +411,62 @@ def test_a_listener_descriptor_serves_select_and_an_asyncio_server(rig: Rig) -> 
     finally:
         listener.close()
         client.close_channel()
+
+
+def test_udp_datagrams_keep_boundaries_and_addresses_through_the_descriptor(rig: Rig) -> None:
+    _proc, port = start_udp_echo(rig.bed)
+    client = netclient.connect(rig.path)
+    sock = vsocket_class(socket.AF_INET, socket.SOCK_DGRAM, client=client)
+    try:
+        sock.settimeout(5)
+        assert sock.fileno() >= 0
+        assert select.select([sock], [], [], 0.1)[0] == []
+        sizes = [1, 0, 1400, 9000, 65507]
+        for size in sizes:
+            sock.sendto(bytes([size % 251]) * size, (GATEWAY, port))
+        for size in sizes:
+            assert select.select([sock], [], [], 5)[0] == [sock]
+            data, source = sock.recvfrom(70000)
+            assert (len(data), source) == (size, (GATEWAY, port))
+            assert data == bytes([size % 251]) * size
+        sock.sendto(b"truncated datagram", (GATEWAY, port))
+        assert sock.recv(9) == b"truncated"  # the rest of it is gone, as with the kernel
+        sock.sendto(b"next", (GATEWAY, port))
+        assert sock.recv(100) == b"next"
+        with pytest.raises(OSError) as too_big:
+            sock.sendto(b"x" * 65508, (GATEWAY, port))
+        assert too_big.value.errno == errno.EMSGSIZE
+    finally:
+        sock.close()
+        client.close_channel()
+
+
+def test_asyncio_datagram_endpoint_on_a_vipernet_udp_socket(rig: Rig) -> None:
+    _proc, port = start_udp_echo(rig.bed)
+
+    class Echoes(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.got: asyncio.Queue[tuple[bytes, object]] = asyncio.Queue()
+
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            self.got.put_nowait((data, addr))
+
+    async def main() -> list[tuple[bytes, object]]:
+        sock = vsocket_class(socket.AF_INET, socket.SOCK_DGRAM, client=client)
+        sock.setblocking(False)
+        sock.connect((GATEWAY, port))
+        transport, protocol = await asyncio.get_running_loop().create_datagram_endpoint(
+            Echoes, sock=sock)  # type: ignore[arg-type]
+        for i in range(20):
+            transport.sendto(b"datagram %d" % i)
+        got = [await asyncio.wait_for(protocol.got.get(), 5) for _ in range(20)]
+        transport.close()
+        return got
+
+    client = netclient.connect(rig.path)
+    try:
+        got = asyncio.run(main())
+    finally:
+        client.close_channel()
+    assert sorted(data for data, _ in got) == sorted(b"datagram %d" % i for i in range(20))
+    assert {addr for _, addr in got} == {(GATEWAY, port)}

@@ -31,12 +31,13 @@ from vipernet.netd import protocol as p
 pytestmark = pytest.mark.testbed
 
 PARKED_CLIENT = """
-import sys
-from vipernet import socket as vs
-s = vs.socket(vs.AF_INET, vs.SOCK_DGRAM)
-s.bind(("0.0.0.0", 0))
-print(s.getsockname()[1], flush=True)
-s.recvfrom(100)  # parks in netd until the test kills us
+from vipernet.netclient.default import default_client
+from vipernet.stack.socket_api import SocketKind
+client = default_client()
+sock = client.create(SocketKind.UDP)
+print(client.bind(sock, ("0.0.0.0", 0))[1], flush=True)
+# A RECVFROM message (not the socket's descriptor): it parks in netd until we are killed.
+client.recvfrom(sock, 100, None)
 """
 
 

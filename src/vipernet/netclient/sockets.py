@@ -6,13 +6,14 @@ sendall/sendto/recv/recvfrom/recv_into/shutdown/close``, timeouts (``settimeout`
 manager.  Every failure is the ``OSError`` subclass the stdlib would raise, with the errno
 the stack gave.
 
-A TCP stream has a real file descriptor (netd's NET_SOCKET_ATTACH_FD, see
-:mod:`vipernet.netd.fdlink`), taken when ``fileno()`` is first asked for, when a connect
-succeeds, or at accept: its bytes then flow through the kernel descriptor, so ``select``,
-``selectors`` and ``asyncio`` work on it, and ``send``/``recv`` cost no IPC message.  The
-descriptor shows the peer's FIN as EOF; when the stream ended in a reset or a timeout
-instead, netd keeps the error and ``recv`` raises it, as a kernel socket would.  UDP,
-ping and listening sockets have no descriptor yet (``fileno()`` is -1; use :func:`poll`).
+TCP and UDP sockets have a real file descriptor (netd's NET_SOCKET_ATTACH_FD, see
+:mod:`vipernet.netd.fdlink`), taken when ``fileno()`` is first asked for, at the first
+send/recv, when a TCP connect succeeds, or at accept: bytes and datagrams then flow
+through the kernel descriptor, so ``select``, ``selectors``, ``asyncio`` and ``ssl`` work,
+and ``send``/``recv`` cost no IPC message.  A stream's descriptor shows the peer's FIN as
+EOF; when it ended in a reset or a timeout instead, netd keeps the error and ``recv``
+raises it, as a kernel socket would.  A listener's descriptor is readable while ``accept``
+would not block.  Ping sockets have none (``fileno()`` is -1; use :func:`poll`).
 
 Blocking calls park inside netd (which enforces the timeout), so a thread blocked in
 ``recv`` costs netd nothing and does not hold up other threads or other sockets.
@@ -25,8 +26,11 @@ import errno
 import io
 import ipaddress
 import os
+import select as _select
 import socket as _std
+import struct
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -67,6 +71,10 @@ _OPTIONS: dict[tuple[int, int], p.SockOpt] = {
 }
 
 _POLLOUT = 4
+_DGRAM_ADDRESS = struct.Struct("!4sH")  # in front of each datagram on a UDP descriptor
+_PEER = b"\0" * 6  # 0.0.0.0:0: the connected peer
+MAX_UDP_PAYLOAD = 65507
+MIXED_POLL_SLICE = 0.01  # poll() over sockets with and without a descriptor alternates
 CONNECT_SLICE = 0.05  # how long SO_ERROR waits for a non-blocking connect to end
 
 _default_timeout: float | None = None
@@ -110,6 +118,7 @@ class socket:
         self._stream: _std.socket | None = None  # the byte stream's descriptor (TCP)
         self._listening = False
         self._connecting = False  # a non-blocking connect is under way
+        self._connected = False
 
     # ---- housekeeping
 
@@ -138,11 +147,13 @@ class socket:
         return -1 if stream is None else stream.fileno()
 
     def _descriptor(self) -> _std.socket | None:
-        """The TCP socket's descriptor, attached on first use (None for UDP/ping).  A
-        listener's is only readable-when-acceptable (see :mod:`vipernet.netd.fdlink`)."""
-        if self._stream is None and self._kind == SocketKind.TCP:
+        """The socket's descriptor, attached on first use (None for ping sockets).  A
+        listener's is only readable-when-acceptable, a UDP socket's carries datagrams
+        with an address in front (see :mod:`vipernet.netd.fdlink`)."""
+        if self._stream is None and self._kind != SocketKind.ICMP:
             fd = self._client.attach_fd(self._check())
-            stream = _std.socket(_std.AF_UNIX, _std.SOCK_STREAM, fileno=fd)
+            kind = _std.SOCK_STREAM if self._kind == SocketKind.TCP else _std.SOCK_SEQPACKET
+            stream = _std.socket(_std.AF_UNIX, kind, fileno=fd)
             stream.settimeout(self._timeout)
             self._stream = stream
         return self._stream
@@ -232,6 +243,7 @@ class socket:
         except BlockingIOError:
             self._connecting = True  # EINPROGRESS: SO_ERROR says how it ended
             raise
+        self._connected = True
         if self._kind == SocketKind.TCP:
             self._descriptor()
 
@@ -302,6 +314,8 @@ class socket:
     # ---- data
 
     def send(self, data: bytes | bytearray | memoryview, flags: int = 0) -> int:
+        if self._kind == SocketKind.UDP:
+            return self._datagram_out(data, None)
         stream = self._data_stream()
         if stream is not None:
             self._check()
@@ -313,6 +327,9 @@ class socket:
         return self._client.send(self._check(), view, self._timeout)
 
     def sendall(self, data: bytes | bytearray | memoryview, flags: int = 0) -> None:
+        if self._kind == SocketKind.UDP:
+            self._datagram_out(data, None)
+            return
         stream = self._data_stream()
         if stream is not None:
             self._check()
@@ -334,12 +351,49 @@ class socket:
     def sendto(self, data: bytes | bytearray | memoryview, flags_or_address: Any,
                address: Any = None) -> int:
         target = flags_or_address if address is None else address
+        if self._kind == SocketKind.UDP:
+            return self._datagram_out(data, self._address(target))
+        if self._kind == SocketKind.TCP:
+            return self.send(data)  # a connected stream ignores the address, as Linux does
         return self._client.sendto(self._check(), memoryview(data).cast("B"),
                                    self._address(target), self._timeout)
+
+    def _datagram_out(self, data: bytes | bytearray | memoryview,
+                      address: Address | None) -> int:
+        """One datagram through the UDP descriptor: 6 address bytes, then the payload."""
+        view = memoryview(data).cast("B")
+        if len(view) > MAX_UDP_PAYLOAD:
+            raise OSError(errno.EMSGSIZE, "Message too long")
+        if address is None:
+            if not self._connected:
+                raise OSError(errno.EDESTADDRREQ, "Destination address required")
+            header = _PEER
+        else:
+            header = _DGRAM_ADDRESS.pack(ipaddress.IPv4Address(address[0]).packed, address[1])
+        stream = self._descriptor()
+        assert stream is not None
+        self._check()
+        stream.sendmsg([header, view])
+        return len(view)
+
+    def _datagram_in(self, bufsize: int) -> tuple[bytes, Address]:
+        stream = self._descriptor()
+        assert stream is not None
+        self._check()
+        message = stream.recv(bufsize + _DGRAM_ADDRESS.size)
+        if len(message) < _DGRAM_ADDRESS.size:
+            raise self._stream_error(errno.EBADF)  # netd closed the socket's descriptor
+        raw_ip, port = _DGRAM_ADDRESS.unpack_from(message)
+        if port == 0 and raw_ip == b"\0\0\0\0":  # an error netd passes in the stream
+            err = int.from_bytes(message[6:8], "big") or errno.EIO
+            raise OSError(err, os.strerror(err))
+        return message[_DGRAM_ADDRESS.size:], (str(ipaddress.IPv4Address(raw_ip)), port)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
+        if self._kind == SocketKind.UDP:
+            return self._datagram_in(bufsize)[0]
         stream = self._data_stream()
         if stream is not None:
             self._check()
@@ -372,9 +426,18 @@ class socket:
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Address]:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
+        if self._kind == SocketKind.UDP:
+            return self._datagram_in(bufsize)
+        if self._kind == SocketKind.TCP:
+            return self.recv(bufsize, flags), self.getpeername()
         return self._client.recvfrom(self._check(), bufsize, self._timeout)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if self._kind == SocketKind.UDP:
+            view = memoryview(buffer).cast("B")
+            data = self._datagram_in(nbytes or len(view))[0]
+            view[:len(data)] = data
+            return len(data)
         stream = self._data_stream()
         if stream is not None:
             self._check()
@@ -551,10 +614,45 @@ def create_connection(address: tuple[str, int], timeout: Any = _GLOBAL_DEFAULT,
 
 def poll(entries: list[tuple[socket, int]], timeout: float | None = None,
          *, client: NetClient | None = None) -> list[tuple[socket, int]]:
-    """Wait until one of ``(sock, events)`` is ready (POLLIN 1, POLLOUT 4); ready pairs."""
+    """Wait until one of ``(sock, events)`` is ready (POLLIN 1, POLLOUT 4); ready pairs.
+
+    Sockets with a descriptor are polled by the kernel (their bytes are in it, not in the
+    stack's socket); ping sockets by netd (NET_SOCKET_POLL); a mix, by both in turns."""
     if not entries:
         return []
+    by_fd = [(s, ev) for s, ev in entries if s._descriptor() is not None]
+    by_netd = [(s, ev) for s, ev in entries if s._stream is None]
+    if not by_fd:
+        return _netd_poll(by_netd, timeout, client)
+    if not by_netd:
+        return _kernel_poll(by_fd, timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        ready = _kernel_poll(by_fd, 0) + _netd_poll(by_netd, 0, client)
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if ready or (remaining is not None and remaining <= 0):
+            return ready
+        slice_ = MIXED_POLL_SLICE if remaining is None else min(MIXED_POLL_SLICE, remaining)
+        ready = _kernel_poll(by_fd, slice_)
+        if ready:
+            return ready
+
+
+def _netd_poll(entries: list[tuple[socket, int]], timeout: float | None,
+               client: NetClient | None) -> list[tuple[socket, int]]:
     client = client or entries[0][0]._client
     by_id = {s.sock_id: s for s, _ in entries}
     result = client.poll([(s.sock_id, ev) for s, ev in entries], timeout)
     return [(by_id[sid], rev) for sid, rev in result if rev]
+
+
+def _kernel_poll(entries: list[tuple[socket, int]],
+                 timeout: float | None) -> list[tuple[socket, int]]:
+    poller = _select.poll()  # netd's POLL bits are Linux's (IN 1, OUT 4, ERR 8, HUP 16)
+    by_fd = {}
+    for sock, events in entries:
+        fd = sock.fileno()
+        by_fd[fd] = sock
+        poller.register(fd, events)
+    ms = None if timeout is None else max(0, int(timeout * 1000))
+    return [(by_fd[fd], rev) for fd, rev in poller.poll(ms) if rev]

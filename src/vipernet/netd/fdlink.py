@@ -28,6 +28,9 @@ Semantics, chosen to be the kernel's TCP socket's as seen through the descriptor
 While a socket has an fd, SEND/RECV messages on it are refused (EINVAL): the two paths
 would each take part of the stream.
 
+UDP sockets get a descriptor too: datagrams with their addresses, see
+:mod:`.fdlink_dgram`.
+
 A *listening* socket's descriptor carries no stream: it is readable while ``accept`` would
 not block (netd keeps one byte unread in it while connections wait), so ``select`` and
 ``asyncio`` servers can wait on it; ACCEPT stays a message.
@@ -48,6 +51,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vipernet.netd import protocol as p
+from vipernet.netd.fdlink_dgram import DatagramLink
 from vipernet.netd.protocol import Message
 from vipernet.stack.socket_api import SocketKind
 
@@ -375,7 +379,7 @@ class FdPlane:
         self.service = service
         self.selector = selector
         self.clock = clock
-        self.links: dict[object, FdLink] = {}  # stack socket -> its link
+        self.links: dict[object, FdLink | DatagramLink] = {}  # stack socket -> its link
         self._next_check = 0.0
         # One read buffer for every link (the loop is single-threaded): TCP copies what
         # it takes into its send buffer, so nothing keeps a view of it past the call.
@@ -394,15 +398,20 @@ class FdPlane:
                  now: float) -> Message:
         body = p.SocketRef.decode(request.body)
         entry = service.entry(session, body.sock)
-        if entry.kind != SocketKind.TCP:
-            raise OSError(errno.EOPNOTSUPP, "only TCP sockets get a descriptor (for now)")
+        if entry.kind not in (SocketKind.TCP, SocketKind.UDP):
+            raise OSError(errno.EOPNOTSUPP, "ping sockets have no descriptor")
         if entry.link is not None:
             raise OSError(errno.EALREADY, "this socket already has a descriptor")
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        kind = socket.SOCK_STREAM if entry.kind == SocketKind.TCP else socket.SOCK_SEQPACKET
+        ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
         for end in (ours, theirs):
             _size_buffers(end)
         ours.setblocking(False)
-        link = FdLink(self, entry, ours)
+        link: FdLink | DatagramLink
+        if entry.kind == SocketKind.TCP:
+            link = FdLink(self, entry, ours)
+        else:
+            link = DatagramLink(self, entry, ours)
         entry.link = link
         self.links[entry.sock] = link
         service.count("fdlink.attached")
@@ -411,7 +420,7 @@ class FdPlane:
         return Message(code=request.code, request_id=request.request_id,
                        flags=p.Flags.REPLY, fd=fd)
 
-    def forget(self, link: FdLink, now: float) -> None:
+    def forget(self, link: FdLink | DatagramLink, now: float) -> None:
         self.links.pop(link.entry.sock, None)
         self.service.count("fdlink.closed")
         self.service.release_linked(link.entry, now)

@@ -11,9 +11,9 @@ picks it up, provided it is imported after us - sitecustomize runs first):
 * ``create_connection``, ``getaddrinfo`` (AF_UNSPEC/AF_INET answered by netd's resolver,
   AF_INET6 refused), ``gethostbyname``, ``gethostbyname_ex``.
 
-TCP streams have a real descriptor (netd's fd data plane), so ``select``/``selectors``/
-``asyncio`` clients and ``ssl`` work on them.  Not covered: descriptors for UDP and
-listening sockets, IPv6, ``socket.fromfd``/``socketpair`` (stay stdlib).
+TCP and UDP sockets have a real descriptor (netd's fd data plane), so ``select``/
+``selectors``/``asyncio`` and ``ssl`` work on them.  Not covered: IPv6,
+``socket.fromfd``/``socketpair`` (stay stdlib).
 """
 
 from __future__ import annotations

@@ -1,0 +1,155 @@
+"""The fd data plane for UDP: one datagram per message on an ``AF_UNIX`` ``SOCK_SEQPACKET``.
+
+A UDP socket's descriptor (NET_SOCKET_ATTACH_FD) carries datagrams with their boundaries
+and addresses: each message is a 6-byte address -- IPv4 (4 bytes) and port (u16), network
+order -- then the payload.  From the program it is the destination (``0.0.0.0:0`` = the
+socket's connected peer); to the program, the source.  netd reads the descriptor and
+sends each datagram from the UDP socket; it reads the UDP socket while the descriptor
+takes more (one datagram held at most), so a program that does not read leaves its
+datagrams in the stack's bounded queue, where the excess is dropped and counted, as a
+kernel socket buffer drops them.
+
+Errors (an ICMP port unreachable on a connected socket, ``EHOSTUNREACH``, ``EMSGSIZE``)
+reach the program as an *error message* in the datagram stream: source ``0.0.0.0:0``
+(which no datagram can have) and a u16 errno; the Python socket raises it from the next
+``recv``, as Linux raises ``ECONNREFUSED`` after a port unreachable.  Each is counted
+(``fdlink.udp_errors``).  A message shorter than the
+address is dropped and counted (``fdlink.udp_malformed``).  Closing the descriptor (every
+copy) closes the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import selectors
+import socket
+import struct
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vipernet.netd.fdlink import FdPlane
+    from vipernet.netd.service import SocketEntry
+
+log = logging.getLogger("vipernet.netd")
+
+ADDRESS = struct.Struct("!4sH")
+ERROR = struct.Struct("!4sHH")  # 0.0.0.0, port 0, errno
+MAX_PENDING = 64  # messages for the program held while its descriptor is full
+MAX_DATAGRAM = 65535
+BATCH = 64  # datagrams per direction per wake-up, so one busy socket cannot hog the loop
+
+
+class DatagramLink:
+    """The pump between one UDP socket and netd's end of its seqpacket pair."""
+
+    __slots__ = ("closed", "end", "entry", "events", "held", "plane")
+
+    def __init__(self, plane: FdPlane, entry: SocketEntry, end: socket.socket) -> None:
+        self.plane = plane
+        self.entry = entry
+        self.end = end
+        self.held: deque[bytes] = deque()  # messages for the program the fd had no room for
+        self.closed = False
+        self.events = 0
+
+    def pump(self, now: float) -> None:
+        if self.closed:
+            return
+        self._from_app(now)
+        if not self.closed:
+            self._from_net()
+        if not self.closed:
+            self._interest()
+
+    def _from_app(self, now: float) -> None:
+        sock = self.entry.sock
+        for _ in range(BATCH):
+            try:
+                message = self.end.recv(ADDRESS.size + MAX_DATAGRAM)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.close(now)
+                return
+            if not message:  # seqpacket EOF: the program closed the descriptor
+                self.close(now)
+                return
+            if len(message) < ADDRESS.size:
+                self.plane.service.count("fdlink.udp_malformed")
+                continue
+            raw_ip, port = ADDRESS.unpack_from(message)
+            payload = memoryview(message)[ADDRESS.size:]
+            try:
+                if raw_ip == b"\0\0\0\0" and port == 0:
+                    sock.send(payload, now)
+                else:
+                    host = str(ipaddress.IPv4Address(raw_ip))
+                    sock.sendto(payload, (host, port), now)
+            except BlockingIOError:
+                self.plane.service.count("fdlink.udp_dropped")
+            except OSError as exc:
+                self._error(exc.errno or errno.EIO)
+
+    def _from_net(self) -> None:
+        sock = self.entry.sock
+        held = self.held
+        for _ in range(BATCH):
+            if not held:
+                try:
+                    data, (host, port) = sock.recvfrom(MAX_DATAGRAM)
+                except BlockingIOError:
+                    return
+                except OSError as exc:
+                    self._error(exc.errno or errno.EIO)
+                    continue
+                held.append(ADDRESS.pack(ipaddress.IPv4Address(host).packed, port) + data)
+            try:
+                self.end.send(held[0])
+            except BlockingIOError:
+                return
+            except OSError:
+                self.close(self.plane.clock())
+                return
+            held.popleft()
+
+    def _error(self, err: int) -> None:
+        self.plane.service.count("fdlink.udp_errors")
+        if len(self.held) < MAX_PENDING:
+            self.held.append(ERROR.pack(b"\0\0\0\0", 0, err))
+
+    def _interest(self) -> None:
+        wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.held else 0)
+        if wanted == self.events:
+            return
+        try:
+            if not self.events:
+                self.plane.selector.register(self.end, wanted, self.on_event)
+            else:
+                self.plane.selector.modify(self.end, wanted, self.on_event)
+        except (KeyError, ValueError, OSError) as exc:
+            log.debug("udp fd link %d: selector: %s", self.entry.sock_id, exc)
+        self.events = wanted
+
+    def on_event(self, mask: int) -> None:
+        self.pump(self.plane.clock())
+
+    def check_hangup(self, now: float) -> None:
+        """Readable-at-EOF shows a close at once; nothing to look for here."""
+
+    def close(self, now: float) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.events:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.plane.selector.unregister(self.end)
+            self.events = 0
+        self.end.close()
+        self.plane.forget(self, now)
+
+    def take_error(self) -> int | None:
+        return None  # errors travel in the datagram stream
