@@ -11,5 +11,5 @@
   channel interface (``VIPERNET_LINK=tap:NAME[@NETNS]``).
 * :mod:`.sockets` - the stdlib-shaped ``socket`` class and module functions, re-exported
   as :mod:`vipernet.socket`.
-* :mod:`.aio` - asyncio streams (``open_connection``) on an asynchronous netd channel.
+* :mod:`.aio` - ``open_connection(host, port)``: asyncio's own streams on a vipernet socket.
 """
