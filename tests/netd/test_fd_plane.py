@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import errno
 import hashlib
+import ipaddress
 import os
 import select
 import selectors
@@ -94,7 +95,8 @@ class Rig:
             return client.stat()
 
 
-def _certificate(directory: Path) -> tuple[str, str]:
+def certificate(directory: Path) -> tuple[str, str]:
+    """A self-signed CA certificate for echo.test and 10.0.2.2, and its key (PEM files)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -107,7 +109,9 @@ def _certificate(directory: Path) -> tuple[str, str]:
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("echo.test")]), False)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("echo.test"),
+                x509.IPAddress(ipaddress.IPv4Address(GATEWAY))]), False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
             .sign(key, hashes.SHA256()))
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
@@ -132,7 +136,7 @@ def rig() -> Iterator[Rig]:
         netd = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
                           f"tap:{bed.tap}", "--socket", path], env=env,
                          stderr=open(bed.workdir / "netd.err", "wb"))  # noqa: SIM115
-        cert, key = _certificate(bed.workdir)
+        cert, key = certificate(bed.workdir)
         _ready(bed.start([sys.executable, "-c", ECHO_SERVER, str(ECHO)], stdout=subprocess.PIPE))
         _ready(bed.start([sys.executable, "-c", RESET_SERVER, str(RESET)],
                          stdout=subprocess.PIPE))
