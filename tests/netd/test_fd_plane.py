@@ -474,3 +474,35 @@ def test_asyncio_datagram_endpoint_on_a_vipernet_udp_socket(rig: Rig) -> None:
         client.close_channel()
     assert sorted(data for data, _ in got) == sorted(b"datagram %d" % i for i in range(20))
     assert {addr for _, addr in got} == {(GATEWAY, port)}
+
+
+def test_a_descriptor_closed_at_any_stage_releases_its_socket(rig: Rig) -> None:
+    from vipernet.stack.socket_api import SocketKind
+
+    client = netclient.connect(rig.path)
+    try:
+        # before connect
+        early = client.create(SocketKind.TCP)
+        os.close(client.attach_fd(early))
+        # connected, with bytes the program wrote but netd has not read, and bytes
+        # the peer sent that the program never read
+        busy = client.create(SocketKind.TCP)
+        fd = client.attach_fd(busy)
+        client.connect(busy, (GATEWAY, ECHO), 10)
+        os.write(fd, b"y" * 100_000)
+        time.sleep(0.2)
+        os.close(fd)
+        # a UDP socket
+        datagrams = client.create(SocketKind.UDP)
+        os.close(client.attach_fd(datagrams))
+        ids = {early, busy, datagrams}
+        wait_for(lambda: not ids & {r["id"] for r in _rows(rig)}, timeout=5,
+                 what="netd to release sockets whose descriptors were closed")
+        with pytest.raises(OSError) as gone:
+            client.connect(early, (GATEWAY, ECHO), 5)
+        assert gone.value.errno == errno.EBADF
+    finally:
+        client.close_channel()
+    with rig.connect() as sock:  # and netd serves on
+        sock.sendall(b"after")
+        assert sock.recv(10) == b"after"
