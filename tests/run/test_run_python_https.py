@@ -13,6 +13,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,14 +21,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.link.tshark import tshark_problems
 from tests.netd.test_fd_plane import certificate
 from tests.netd_rig import cli_env, vipernet_cli
-from tests.testbed import GATEWAY, TestBed, wait_for
+from tests.testbed import GATEWAY, STACK_IP, TestBed, require_binary, wait_for
 from vipernet.netclient import client as netclient
 
 pytestmark = pytest.mark.testbed
 
 PORT = 8443
+STACK_MAC = "52:54:00:12:34:56"  # netd's default, the spec's
 HTTPS_SERVER = """
 import http.server, ssl, sys, os
 os.chdir(sys.argv[1])
@@ -105,7 +108,8 @@ def site() -> Iterator[Site]:
         path = str(bed.workdir / "netd.sock")
         env = cli_env(VIPERNET_SOCKET=path)
         netd = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
-                          f"tap:{bed.tap}", "--socket", path], env=env)
+                          f"tap:{bed.tap}", "--socket", path, "--pcap",
+                          str(bed.workdir / "netd.pcap")], env=env)
         wait_for(lambda: os.path.exists(path) or netd.poll() is not None, what="netd socket")
         assert netd.poll() is None
         yield Site(bed, path, env, cert, hashlib.sha256(big).hexdigest(), digest)
@@ -176,3 +180,18 @@ def test_pip_download_from_a_local_https_index_through_netd(site: Site,
     wheel = dest / "vntest-1.0-py3-none-any.whl"
     assert hashlib.sha256(wheel.read_bytes()).hexdigest() == site.wheel
     assert site.counters().get("fdlink.attached", 0) > before
+
+
+def test_the_capture_shows_the_programs_traffic_came_from_vipernets_stack(site: Site) -> None:
+    """Run last in this module: netd's own capture holds the HTTPS connections above,
+    from the stack's MAC and IP (not the host's), and tshark finds nothing malformed."""
+    pcap = site.bed.workdir / "netd.pcap"
+    time.sleep(1.5)  # the capture is flushed every second
+    tshark = require_binary("tshark")
+    out = subprocess.run(
+        [tshark, "-r", str(pcap), "-Y",
+         f"eth.src == {STACK_MAC} && ip.src == {STACK_IP} && tcp.dstport == {PORT} "
+         "&& tcp.flags.syn == 1 && tcp.flags.ack == 0", "-T", "fields", "-e", "tcp.srcport"],
+        capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    assert len(set(out)) >= 6  # requests, httpx (2+), urllib, pip: one SYN per connection
+    assert tshark_problems(pcap) == []
