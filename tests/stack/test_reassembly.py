@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import random
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tests.stack.helpers import (
@@ -86,7 +87,7 @@ def test_conflicting_overlap_drops_the_whole_datagram_and_poisons_its_key() -> N
     assert stack.ipv4.reassembler.held_bytes == 0
 
 
-def test_identical_overlap_is_benign_and_reassembles() -> None:
+def test_an_overlap_with_identical_bytes_drops_the_whole_datagram_like_linux() -> None:
     stack, sock = _stack_with_socket()
     udp = _datagram()
     frags = _fragments(udp)
@@ -94,8 +95,21 @@ def test_identical_overlap_is_benign_and_reassembles() -> None:
     stack.receive(eth(ip_packet(udp[1472:1472 + 16], offset=1472, mf=True)), 0.0)
     for frag in frags[1:]:
         stack.receive(eth(frag), 0.0)
+    with pytest.raises(BlockingIOError):
+        sock.recv(65536)
+    assert stack.counters["ipv4.reasm.overlap_drop"] == 1
+    assert stack.ipv4.reassembler.held_bytes == 0
+
+
+def test_an_exact_duplicate_fragment_is_dropped_and_the_datagram_kept() -> None:
+    stack, sock = _stack_with_socket()
+    frags = _fragments(_datagram())
+    stack.receive(eth(frags[0]), 0.0)
+    stack.receive(eth(frags[0]), 0.0)
+    for frag in frags[1:]:
+        stack.receive(eth(frag), 0.0)
     assert sock.recv(65536) == PAYLOAD
-    assert stack.counters["ipv4.reasm.benign_overlap"] >= 1
+    assert stack.counters["ipv4.reasm.duplicate"] == 1
 
 
 def test_incomplete_datagram_times_out_and_earns_time_exceeded() -> None:
@@ -167,18 +181,13 @@ def test_too_many_fragments_for_one_datagram_poisons_it() -> None:
 def test_any_order_split_and_duplication_of_fragments_reassembles_the_exact_datagram(
         data: st.DataObject) -> None:
     payload = data.draw(st.binary(min_size=1, max_size=6000))
-    # Cut points on 8-byte boundaries, then pieces in any order, some repeated, some
-    # re-cut differently (identical overlapping bytes).
+    # Cut points on 8-byte boundaries, then pieces in any order, some repeated exactly.
+    # (A piece re-cut differently overlaps: that drops the datagram, tested below.)
     cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, (len(payload) - 1) // 8)),
                                          max_size=12))))
     bounds = [0, *(c * 8 for c in cuts if c * 8 < len(payload)), len(payload)]
     pieces = [(a, b) for a, b in itertools.pairwise(bounds) if a < b]
     extra = data.draw(st.lists(st.sampled_from(pieces), max_size=4))
-    blocks = (len(payload) + 7) // 8
-    for a, b in data.draw(st.lists(st.tuples(st.integers(0, blocks - 1),
-                                             st.integers(1, blocks)), max_size=3)):
-        if a * 8 < min(b * 8, len(payload)):
-            extra.append((a * 8, min(b * 8, len(payload))))
     order = data.draw(st.permutations(pieces + extra))
     reasm = Reassembler(StackConfig(), Counters())
     results = []
@@ -188,3 +197,32 @@ def test_any_order_split_and_duplication_of_fragments_reassembles_the_exact_data
         if whole is not None:
             results.append(whole[1])
     assert results and all(r == payload for r in results)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_any_partial_overlap_anywhere_means_the_datagram_is_never_delivered(
+        data: st.DataObject) -> None:
+    payload = data.draw(st.binary(min_size=24, max_size=4000))
+    blocks = len(payload) // 8
+    cut = data.draw(st.integers(1, blocks - 1)) * 8  # two fragments: [0, cut) [cut, end)
+    # A third piece straddling the cut (identical bytes) overlaps both, duplicates neither.
+    lo = data.draw(st.integers(0, cut // 8 - 1)) * 8
+    hi = data.draw(st.integers(cut + 1, len(payload)))
+    if hi < len(payload):
+        hi = max(cut + 8, hi // 8 * 8)
+    straddler = (lo, min(hi, len(payload)))
+    assume(straddler != (0, len(payload)))  # that is the whole datagram, not a fragment
+    order = data.draw(st.permutations([(0, cut), (cut, len(payload)), straddler]))
+    counters = Counters()
+    reasm = Reassembler(StackConfig(), counters)
+    delivered = []
+    for start, end in order:
+        whole = reasm.add(_header(7, start, end < len(payload)), payload[start:end], 0.0)
+        if whole is not None:
+            delivered.append(whole[1])
+    if order[-1] == straddler:  # the two halves completed it first: one clean delivery
+        assert delivered == [payload]
+    else:
+        assert delivered == []
+        assert counters["ipv4.reasm.overlap_drop"] == 1

@@ -33,6 +33,7 @@ from vipernet.wire.icmp import (
     parse_icmp,
 )
 from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4_header, parse_quoted_ipv4
+from vipernet.wire.ipv4_options import echo_options
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,16 @@ if TYPE_CHECKING:
 
 # RFC 1812 4.3.2.3: quote as much as fits in a 576-byte datagram.
 _MAX_QUOTE = 576 - 20 - 8
+_SENT_COUNTER = {IcmpType.DEST_UNREACHABLE: "icmp.tx.dest_unreachable",
+                 IcmpType.TIME_EXCEEDED: "icmp.tx.time_exceeded",
+                 IcmpType.PARAMETER_PROBLEM: "icmp.tx.parameter_problem"}
+
+
+def _nonstandard_timestamp(now: float) -> int:
+    """A Timestamp option's value.  The stack reads no wall clock (``now`` is monotonic),
+    so it cannot give milliseconds since midnight UT; RFC 791 allows any time then, with
+    the high-order bit set to say it is non-standard."""
+    return (int(now * 1000) & 0x7FFFFFFF) | 0x80000000
 
 # Destination-unreachable code -> (errno, hard error?) as Linux's icmp_err_convert table.
 _UNREACH_ERRNO: dict[int, tuple[int, bool]] = {
@@ -133,8 +144,16 @@ class IcmpLayer:
         stack.counters.inc("icmp.rx.echo_request")
         reply = build_icmp(IcmpEcho(type=IcmpType.ECHO_REPLY, code=0, ident=echo.ident,
                                     seq=echo.seq, payload=echo.payload))
+        options = b""
+        if ip_header.options:
+            # RFC 1122 3.2.2.6: Record Route and Timestamp come back updated with us.
+            options = echo_options(ip_header.options, stack.config.ip.ip.packed,
+                                   _nonstandard_timestamp(now))
+            if options:
+                stack.counters.inc("icmp.tx.echo_reply_with_options")
         try:
-            stack.send_ip(ip_header.src, IpProto.ICMP, reply, now=now, tos=ip_header.tos)
+            stack.send_ip(ip_header.src, IpProto.ICMP, reply, now=now, tos=ip_header.tos,
+                          options=options)
         except OSError:
             stack.counters.inc("icmp.tx.echo_reply_unroutable")
             return
@@ -193,12 +212,18 @@ class IcmpLayer:
                          code: UnreachableCode, now: float) -> None:
         self._send_error(IcmpType.DEST_UNREACHABLE, int(code), ip_header, payload, now)
 
+    def send_parameter_problem(self, ip_header: IPv4Header, payload: bytes | memoryview,
+                               pointer: int, now: float) -> None:
+        """Type 12 code 0 (RFC 792): ``pointer`` names the offending octet of the header."""
+        self._send_error(IcmpType.PARAMETER_PROBLEM, 0, ip_header, payload, now,
+                         pointer=pointer)
+
     def send_reassembly_timeout(self, ip_header: IPv4Header, head: bytes, now: float) -> None:
         self._send_error(IcmpType.TIME_EXCEEDED, int(TimeExceededCode.REASSEMBLY),
                          ip_header, head, now)
 
     def _send_error(self, icmp_type: IcmpType, code: int, ip_header: IPv4Header,
-                    payload: bytes | memoryview, now: float) -> None:
+                    payload: bytes | memoryview, now: float, *, pointer: int = 0) -> None:
         stack = self._stack
         count = stack.counters.inc
         our = stack.config.ip
@@ -220,14 +245,14 @@ class IcmpLayer:
         original_length = len(payload)
         quote = build_ipv4_header(ip_header, original_length) + bytes(
             payload[:_MAX_QUOTE - ip_header.header_length])
-        message = build_icmp(IcmpError(type=icmp_type, code=code, quoted=quote))
+        message = build_icmp(IcmpError(type=icmp_type, code=code, quoted=quote,
+                                       pointer=pointer))
         try:
             stack.send_ip(src, IpProto.ICMP, message, now=now)
         except OSError:
             count("icmp.tx.error_unroutable")
             return
-        count("icmp.tx.dest_unreachable" if icmp_type == IcmpType.DEST_UNREACHABLE
-              else "icmp.tx.time_exceeded")
+        count(_SENT_COUNTER.get(icmp_type, "icmp.tx.time_exceeded"))
 
     def _take_token(self, now: float) -> bool:
         config = self._stack.config

@@ -36,6 +36,7 @@ from vipernet.wire.errors import WireError
 from vipernet.wire.ethernet import BROADCAST_MAC
 from vipernet.wire.icmp import UnreachableCode
 from vipernet.wire.ipv4 import MAX_PACKET_LENGTH, IpProto, IPv4Header, parse_ipv4
+from vipernet.wire.ipv4_options import BadOption, check_options
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,15 @@ class Ipv4Layer:
                 or (src.is_unspecified and dst == our.ip)):
             count("ipv4.rx.martian_source")
             return
+        if header.options:
+            try:
+                check_options(header.options)
+            except BadOption as exc:
+                # Linux drops it too, and says where (ip_options_compile, RFC 1122 3.2.1.8)
+                count("ipv4.rx.bad_options")
+                log.debug("drop: %s", exc)
+                stack.icmp.send_parameter_problem(header, payload, exc.pointer, now)
+                return
         self._deliver(header, payload, offload, now)
 
     def _deliver(self, header: IPv4Header, payload: memoryview, offload: Offload | None,
@@ -155,11 +165,14 @@ class Ipv4Layer:
 
     def send(self, dst: IPv4Address, proto: IpProto | int, payload: bytes,
              offload_l4: Offload | None, now: float, *, ttl: int | None = None,
-             tos: int = 0) -> None:
+             tos: int = 0, options: bytes = b"") -> None:
         stack = self._stack
         config = stack.config
         ttl = ttl or config.ttl
         proto = int(proto)
+        if options:
+            self._send_with_options(dst, proto, payload, ttl, tos, options, now)
+            return
         size = 20 + len(payload)
         if size > MAX_PACKET_LENGTH:
             raise os_error(errno.EMSGSIZE, f"{size}-byte IP packet > {MAX_PACKET_LENGTH}")
@@ -188,6 +201,25 @@ class Ipv4Layer:
             self._output(next_hop, header, payload, None, now)
         else:
             self._fragment(next_hop, dst.packed, proto, ttl, tos, payload, now)
+        stack.counters.inc("ipv4.tx.packets")
+
+    def _send_with_options(self, dst: IPv4Address, proto: int, payload: bytes, ttl: int,
+                           tos: int, options: bytes, now: float) -> None:
+        """The rare packet with options (an echo reply carrying Record Route/Timestamp):
+        built whole, never offloaded; one that would need fragmenting goes without them
+        (RFC 791: Record Route and Timestamp are not copied into fragments anyway)."""
+        stack = self._stack
+        hlen = 20 + len(options)
+        size = hlen + len(payload)
+        if size > stack.mtu or dst == stack.config.ip.ip:
+            stack.counters.inc("ipv4.tx.options_left_out")
+            self.send(dst, proto, payload, None, now, ttl=ttl, tos=tos)
+            return
+        next_hop = self.route(dst)
+        raw = _HEADER.pack(0x40 | hlen // 4, tos, size, self.next_ident(), 0, ttl, proto, 0,
+                           stack._our_ip, dst.packed) + options
+        header = b"".join((raw[:10], internet_checksum(raw).to_bytes(2, "big"), raw[12:]))
+        self._output(next_hop, header, payload, None, now)
         stack.counters.inc("ipv4.tx.packets")
 
     def _fragment(self, next_hop: IPv4Address, dst: bytes, proto: int, ttl: int, tos: int,

@@ -6,11 +6,16 @@ payload bytes in total (the oldest datagram is evicted to make room, as Linux's 
 evictor does), and ``reassembly_max_fragments`` pieces per datagram (bounding the overlap
 checks).  A datagram may not exceed 65535 bytes.
 
-Overlaps: a fragment that repeats bytes we already hold *identically* is tolerated (a
-duplicated frame is common on real links); a fragment whose overlapping bytes *differ* is
-an attack or a corrupted flow (RFC 5722 forbids reassembling it), so the whole datagram is
-dropped and its key stays poisoned until the timeout, so later pieces cannot revive it.
-Every outcome is counted under ``ipv4.reasm.*``.
+Overlaps, as Linux since the FragmentSmack fixes (4.19, "ip: discard IPv4 datagrams with
+overlapping segments") and as RFC 5722 requires for IPv6: an exact duplicate of a
+fragment we hold (same offset, same length, same bytes -- a duplicated frame is common on
+real links) is dropped and the train kept (``ipv4.reasm.duplicate``); *any* other overlap,
+even with identical bytes, drops the whole datagram (``ipv4.reasm.overlap_drop``, or
+``ipv4.reasm.conflicting_overlap`` when the bytes differ).  No legitimate sender re-cuts a
+datagram differently, and accepting overlaps is what teardrop-style and
+overlapping-rewrite attacks rely on.  A dropped datagram's key stays poisoned until the
+timeout, so later pieces cannot revive it.  Every outcome is counted under
+``ipv4.reasm.*``.
 """
 
 from __future__ import annotations
@@ -96,10 +101,10 @@ class Reassembler:
                 continue
             if data[lo - offset:hi - offset] != p_data[lo - p_off:hi - p_off]:
                 return self._poison(dgram, "ipv4.reasm.conflicting_overlap")
-            if lo == offset and hi == end:
+            if offset == p_off and end == p_off + len(p_data):
                 count("ipv4.reasm.duplicate")
-                return None  # nothing new
-            count("ipv4.reasm.benign_overlap")
+                return None  # the same fragment again: nothing new
+            return self._poison(dgram, "ipv4.reasm.overlap_drop")
         if len(dgram.pieces) >= self._config.reassembly_max_fragments:
             return self._poison(dgram, "ipv4.reasm.too_many_fragments")
         if self._held + len(data) > self._config.reassembly_max_bytes:

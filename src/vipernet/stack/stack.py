@@ -256,7 +256,7 @@ class Stack:
 
     def send_ip(self, dst: IPv4Address, proto: IpProto | int, payload: bytes, *,
                 offload_l4: Offload | None = None, now: float, ttl: int | None = None,
-                tos: int = 0) -> None:
+                tos: int = 0, options: bytes = b"") -> None:
         """Send one transport payload to ``dst`` (routing, ARP, fragmentation inside).
 
         Raises OSError ENETUNREACH (off-link without a gateway) or EMSGSIZE (an offloaded
@@ -264,7 +264,8 @@ class Stack:
         gives up, its sender hears EHOSTUNREACH through the ICMP error path.
         """
         self._last_now = now
-        self.ipv4.send(dst, proto, payload, offload_l4, now, ttl=ttl, tos=tos)
+        self.ipv4.send(dst, proto, payload, offload_l4, now, ttl=ttl, tos=tos,
+                       options=options)
 
     def route(self, dst: IPv4Address) -> IPv4Address:
         return self.ipv4.route(dst)

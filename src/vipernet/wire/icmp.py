@@ -78,6 +78,7 @@ class IcmpError:
     code: int
     quoted: bytes  # the original IP header + at least 8 bytes of its payload
     next_hop_mtu: int = 0  # DEST_UNREACHABLE / FRAGMENTATION_NEEDED only (0 if unknown)
+    pointer: int = 0  # PARAMETER_PROBLEM only: the offending octet of the quoted header
 
     def quoted_ipv4(self) -> tuple[IPv4Header, memoryview]:
         """The quoted IP header and the quoted start of its payload (ports live there)."""
@@ -132,7 +133,9 @@ def build_icmp(message: IcmpMessage) -> bytes:
                 and message.code == UnreachableCode.FRAGMENTATION_NEEDED
             )
             mtu = message.next_hop_mtu if needs_mtu else 0  # the field is unused otherwise
-            raw = _HEADER.pack(message.type, message.code, 0, 0, mtu) + message.quoted
+            # Parameter Problem: the pointer is the first octet after the checksum.
+            word1 = message.pointer << 8 if message.type == IcmpType.PARAMETER_PROBLEM else 0
+            raw = _HEADER.pack(message.type, message.code, 0, word1, mtu) + message.quoted
         else:
             raw = struct.pack("!BBH", message.type, message.code, 0) + message.rest
     except struct.error as exc:
