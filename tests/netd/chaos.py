@@ -111,8 +111,9 @@ def plan(seed: int, port: int = ECHO_PORT) -> list[Client]:
         elif role == "slow":  # enough to fill our window, the kernel's and both buffers
             client.bytes = rng.randint(24, 40) * 1024 * 1024
         clients.append(client)
-    if not any(c.survivor for c in clients):
-        clients[0].role = "half"
+    if not any(c.survivor for c in clients):  # every round needs someone to check
+        clients[0].role, clients[0].kill_at = "half", None
+        clients[0].bytes = rng.randint(512 * 1024, 16 * 1024 * 1024)
     return clients
 
 

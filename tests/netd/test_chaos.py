@@ -35,7 +35,11 @@ def test_a_round_is_a_pure_function_of_its_seed() -> None:
     assert plan(1234) == plan(1234)
     seen = {c.role for seed in range(200) for c in plan(seed)}
     assert seen == set(ROLES)
-    assert all(any(c.survivor for c in plan(seed)) for seed in range(200))
+    for seed in range(2000):
+        clients = plan(seed)
+        assert any(c.survivor for c in clients)
+        # A survivor is never killed, and moves an amount it can finish in time.
+        assert all(c.kill_at is None and c.bytes <= 40 << 20 for c in clients if c.survivor)
 
 
 def test_survivors_finish_intact_and_netd_forgets_the_dead() -> None:
