@@ -32,7 +32,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from tests.testbed import TestBed, stop_process, wait_for  # noqa: E402
 
-from tcp_bulk import SENDER, SINK, _accepting, in_process, kernel_over_veth, mbps  # noqa: E402
+from tcp_bulk import (  # noqa: E402
+    SENDER,
+    SINK,
+    _accepting,
+    in_process,
+    kernel_over_veth,
+    mbps,
+    netd_transfers,
+)
 
 ECHO_ONE = r"""
 import socket, sys
@@ -72,40 +80,6 @@ def netd() -> Iterator[TestBed]:
         if proc is not None:
             stop_process(proc)
         bed.close()
-
-
-def fd_bulk(bed: TestBed, mb: int) -> tuple[float, float]:
-    from vipernet import socket as vsocket
-
-    lst = vsocket.socket(vsocket.AF_INET, vsocket.SOCK_STREAM)
-    lst.bind(("0.0.0.0", 0))
-    lst.listen(4)
-    port = lst.getsockname()[1]
-    sender = bed.start([sys.executable, "-c", SENDER, "10.0.2.15", str(port), str(mb)],
-                       stdout=subprocess.PIPE)
-    conn, _ = lst.accept()
-    buf = bytearray(BLOCK)
-    total = 0
-    t0 = time.perf_counter()
-    while n := conn.recv_into(buf):
-        total += n
-    down = mbps(total, time.perf_counter() - t0)
-    conn.close()
-    lst.close()
-    sender.wait(timeout=60)
-    sink = bed.start([sys.executable, "-c", SINK, "10.0.2.2"], stdout=subprocess.PIPE)
-    assert sink.stdout is not None
-    port = int(sink.stdout.readline())
-    s = vsocket.create_connection(("10.0.2.2", port), timeout=60)
-    data = memoryview(b"\xa5" * BLOCK)
-    t0 = time.perf_counter()
-    for _ in range(mb // 4):
-        s.sendall(data)
-    s.shutdown(vsocket.SHUT_WR)
-    total_s, _ = sink.stdout.readline().decode().split()
-    up = mbps(int(total_s), time.perf_counter() - t0)
-    s.close()
-    return down, up
 
 
 def message_bulk(bed: TestBed, mb: int) -> tuple[float, float]:
@@ -195,7 +169,7 @@ def main() -> None:
     ref = max(kernel_over_veth(mb) for _ in range(args.rounds))
     inproc = [in_process(mb) for _ in range(args.rounds)]
     with netd() as bed:
-        fd = [fd_bulk(bed, mb) for _ in range(args.rounds)]
+        fd = [netd_transfers(bed, mb) for _ in range(args.rounds)]
         msg = [message_bulk(bed, mb) for _ in range(args.rounds)]
         fd_rtt, msg_rtt = round_trips(bed, args.pings)
     print(f"  reference  kernel over veth            {ref:7.0f} MB/s")

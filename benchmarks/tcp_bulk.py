@@ -195,44 +195,51 @@ def through_netd(mb: int) -> tuple[float, float]:
                  timeout=30)
         os.environ["VIPERNET_SOCKET"] = path
         os.environ.pop("VIPER_KERNEL_ENABLE_NET", None)
-        from vipernet import socket as vsocket
         from vipernet.netclient import default
         default.reset_default_client()
-        # kernel -> vipernet
-        lst = vsocket.socket(vsocket.AF_INET, vsocket.SOCK_STREAM)
-        lst.bind(("0.0.0.0", 5002))
-        lst.listen(4)
-        sender = bed.start([sys.executable, "-c", SENDER, "10.0.2.15", "5002", str(mb)],
-                           stdout=subprocess.PIPE)
-        conn, _ = lst.accept()
-        buf = bytearray(4 << 20)
-        total = 0
-        t0 = time.perf_counter()
-        while n := conn.recv_into(buf):
-            total += n
-        down = mbps(total, time.perf_counter() - t0)
-        conn.close()
-        lst.close()
-        sender.wait(timeout=60)
-        # vipernet -> kernel
-        sink = bed.start([sys.executable, "-c", SINK, "10.0.2.2"], stdout=subprocess.PIPE)
-        assert sink.stdout is not None
-        port = int(sink.stdout.readline())
-        s = vsocket.create_connection(("10.0.2.2", port), timeout=60)
-        data = memoryview(b"\xa5" * (4 << 20))
-        t0 = time.perf_counter()
-        for _ in range(mb // 4):
-            s.sendall(data)
-        s.shutdown(vsocket.SHUT_WR)
-        total_s, _ = sink.stdout.readline().decode().split()
-        up = mbps(int(total_s), time.perf_counter() - t0)
-        s.close()
+        result = netd_transfers(bed, mb)
         default.reset_default_client()
-        return down, up
+        return result
     finally:
         if proc is not None:
             stop_process(proc)
         bed.close()
+
+
+def netd_transfers(bed: TestBed, mb: int) -> tuple[float, float]:
+    """Kernel -> vipernet and vipernet -> kernel through the running netd (vipernet.socket:
+    the fd data plane)."""
+    from vipernet import socket as vsocket
+
+    lst = vsocket.socket(vsocket.AF_INET, vsocket.SOCK_STREAM)
+    lst.bind(("0.0.0.0", 0))
+    lst.listen(4)
+    port = lst.getsockname()[1]
+    sender = bed.start([sys.executable, "-c", SENDER, "10.0.2.15", str(port), str(mb)],
+                       stdout=subprocess.PIPE)
+    conn, _ = lst.accept()
+    buf = bytearray(4 << 20)
+    total = 0
+    t0 = time.perf_counter()
+    while n := conn.recv_into(buf):
+        total += n
+    down = mbps(total, time.perf_counter() - t0)
+    conn.close()
+    lst.close()
+    sender.wait(timeout=60)
+    sink = bed.start([sys.executable, "-c", SINK, "10.0.2.2"], stdout=subprocess.PIPE)
+    assert sink.stdout is not None
+    sink_port = int(sink.stdout.readline())
+    s = vsocket.create_connection(("10.0.2.2", sink_port), timeout=60)
+    data = memoryview(b"\xa5" * (4 << 20))
+    t0 = time.perf_counter()
+    for _ in range(mb // 4):
+        s.sendall(data)
+    s.shutdown(vsocket.SHUT_WR)
+    total_s, _ = sink.stdout.readline().decode().split()
+    up = mbps(int(total_s), time.perf_counter() - t0)
+    s.close()
+    return down, up
 
 
 def main() -> None:

@@ -51,6 +51,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vipernet.netd import protocol as p
+from vipernet.netd.fdlink_base import DescriptorLink
 from vipernet.netd.fdlink_dgram import DatagramLink
 from vipernet.netd.protocol import Message
 from vipernet.stack.socket_api import SocketKind
@@ -75,16 +76,14 @@ _CONNECTED_STATES = frozenset({"ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT_1", "FIN_W
                                "CLOSING", "LAST_ACK", "TIME_WAIT"})
 
 
-class FdLink:
+class FdLink(DescriptorLink):
     """The pump between one TCP socket and netd's end of its socketpair."""
 
-    __slots__ = ("app_eof", "closed", "end", "entry", "error", "events", "fin_sent",
-                 "hung_up", "net_eof", "plane", "shut_app", "to_app", "to_net")
+    __slots__ = ("app_eof", "error", "fin_sent", "hung_up", "net_eof", "shut_app", "to_app",
+                 "to_net")
 
     def __init__(self, plane: FdPlane, entry: SocketEntry, end: socket.socket) -> None:
-        self.plane = plane
-        self.entry = entry
-        self.end = end
+        super().__init__(plane, entry, end)
         self.to_app = bytearray()  # received from TCP, not yet written to the fd
         self.to_net = bytearray()  # read from the fd, not yet taken by TCP
         self.app_eof = False  # the program shut its writing side (or closed the fd)
@@ -93,8 +92,6 @@ class FdLink:
         self.shut_app = False  # netd's end no longer writes (EOF delivered)
         self.error: int | None = None  # reset / timeout, for GET_ERROR
         self.hung_up = False  # the program closed the fd: finish sending, then close
-        self.closed = False
-        self.events = 0
 
     # -- the pump ------------------------------------------------------------------------
 
@@ -271,29 +268,12 @@ class FdLink:
             self.plane.service.count("fdlink.discarded_bytes", len(data))
 
     def _interest(self) -> None:
-        if self.closed:
-            return
         wanted = 0
         if not self.app_eof and not self.to_net:
             wanted |= selectors.EVENT_READ
         if self.to_app:
             wanted |= selectors.EVENT_WRITE
-        if wanted == self.events:
-            return
-        selector = self.plane.selector
-        try:
-            if not wanted:
-                selector.unregister(self.end)
-            elif not self.events:
-                selector.register(self.end, wanted, self.on_event)
-            else:
-                selector.modify(self.end, wanted, self.on_event)
-        except (KeyError, ValueError, OSError) as exc:
-            log.debug("fd link %d: selector: %s", self.entry.sock_id, exc)
-        self.events = wanted
-
-    def on_event(self, mask: int) -> None:
-        self.pump(self.plane.clock())
+        self.watch(wanted)
 
     # -- endings -------------------------------------------------------------------------
 
@@ -332,18 +312,6 @@ class FdLink:
         if unread or self.error is not None:
             self.close(now)
 
-    def close(self, now: float) -> None:
-        """The fd is gone (or the socket is released): close the socket with it."""
-        if self.closed:
-            return
-        self.closed = True
-        if self.events:
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self.plane.selector.unregister(self.end)
-            self.events = 0
-        self.end.close()
-        self.plane.forget(self, now)
-
     def take_error(self) -> int | None:
         err, self.error = self.error, None
         return err
@@ -379,7 +347,7 @@ class FdPlane:
         self.service = service
         self.selector = selector
         self.clock = clock
-        self.links: dict[object, FdLink | DatagramLink] = {}  # stack socket -> its link
+        self.links: dict[object, DescriptorLink] = {}  # stack socket -> its link
         self._next_check = 0.0
         # One read buffer for every link (the loop is single-threaded): TCP copies what
         # it takes into its send buffer, so nothing keeps a view of it past the call.
@@ -420,7 +388,7 @@ class FdPlane:
         return Message(code=request.code, request_id=request.request_id,
                        flags=p.Flags.REPLY, fd=fd)
 
-    def forget(self, link: FdLink | DatagramLink, now: float) -> None:
+    def forget(self, link: DescriptorLink, now: float) -> None:
         self.links.pop(link.entry.sock, None)
         self.service.count("fdlink.closed")
         self.service.release_linked(link.entry, now)

@@ -20,7 +20,6 @@ copy) closes the socket.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
 import logging
@@ -29,6 +28,8 @@ import socket
 import struct
 from collections import deque
 from typing import TYPE_CHECKING
+
+from vipernet.netd.fdlink_base import DescriptorLink
 
 if TYPE_CHECKING:
     from vipernet.netd.fdlink import FdPlane
@@ -43,18 +44,14 @@ MAX_DATAGRAM = 65535
 BATCH = 64  # datagrams per direction per wake-up, so one busy socket cannot hog the loop
 
 
-class DatagramLink:
+class DatagramLink(DescriptorLink):
     """The pump between one UDP socket and netd's end of its seqpacket pair."""
 
-    __slots__ = ("closed", "end", "entry", "events", "held", "plane")
+    __slots__ = ("held",)
 
     def __init__(self, plane: FdPlane, entry: SocketEntry, end: socket.socket) -> None:
-        self.plane = plane
-        self.entry = entry
-        self.end = end
+        super().__init__(plane, entry, end)
         self.held: deque[bytes] = deque()  # messages for the program the fd had no room for
-        self.closed = False
-        self.events = 0
 
     def pump(self, now: float) -> None:
         if self.closed:
@@ -122,34 +119,4 @@ class DatagramLink:
             self.held.append(ERROR.pack(b"\0\0\0\0", 0, err))
 
     def _interest(self) -> None:
-        wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.held else 0)
-        if wanted == self.events:
-            return
-        try:
-            if not self.events:
-                self.plane.selector.register(self.end, wanted, self.on_event)
-            else:
-                self.plane.selector.modify(self.end, wanted, self.on_event)
-        except (KeyError, ValueError, OSError) as exc:
-            log.debug("udp fd link %d: selector: %s", self.entry.sock_id, exc)
-        self.events = wanted
-
-    def on_event(self, mask: int) -> None:
-        self.pump(self.plane.clock())
-
-    def check_hangup(self, now: float) -> None:
-        """Readable-at-EOF shows a close at once; nothing to look for here."""
-
-    def close(self, now: float) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self.events:
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self.plane.selector.unregister(self.end)
-            self.events = 0
-        self.end.close()
-        self.plane.forget(self, now)
-
-    def take_error(self) -> int | None:
-        return None  # errors travel in the datagram stream
+        self.watch(selectors.EVENT_READ | (selectors.EVENT_WRITE if self.held else 0))
