@@ -196,7 +196,14 @@ class FdLink(DescriptorLink):
                     return
             if self.app_eof:
                 break
+            # Read no more than TCP's send buffer takes now: what it cannot take would be
+            # copied into to_net and shifted out of it again.
+            room = _send_room(sock)
+            if room == 0:
+                return
             view = self.plane.read_view
+            if room < len(view):
+                view = view[:room]
             try:
                 got = self.end.recv_into(view)
             except BlockingIOError:
@@ -248,6 +255,19 @@ class FdLink(DescriptorLink):
                 self.end.send(b"!")
         self._interest()
 
+    def _can_take(self) -> bool:
+        """Whether reading the descriptor now leads anywhere: while TCP cannot send (not
+        yet connected, its send buffer full) a readable descriptor would only spin the
+        loop; the stack's change report (or the sweep, for a close) wakes the pump."""
+        if self.error is not None:
+            return True  # reading to drop
+        sock = self.entry.sock
+        conn = getattr(sock, "connection", None)
+        if conn is None:  # a listener's descriptor is read to see its close
+            state = getattr(sock, "state", None)
+            return state is not None and state.name == "LISTEN"
+        return conn.state.name in _SENDING_STATES and _send_room(sock) > 0
+
     def _discard_app(self, now: float) -> None:
         """After a reset: what the program writes has nowhere to go (Linux: EPIPE); read
         and drop it, until the program closes the fd."""
@@ -269,7 +289,7 @@ class FdLink(DescriptorLink):
 
     def _interest(self) -> None:
         wanted = 0
-        if not self.app_eof and not self.to_net:
+        if not self.app_eof and not self.to_net and self._can_take():
             wanted |= selectors.EVENT_READ
         if self.to_app:
             wanted |= selectors.EVENT_WRITE
@@ -315,6 +335,15 @@ class FdLink(DescriptorLink):
     def take_error(self) -> int | None:
         err, self.error = self.error, None
         return err
+
+
+def _send_room(sock: object) -> int:
+    """Bytes TCP's send buffer takes now (a large number when the socket does not say)."""
+    conn = getattr(sock, "connection", None)
+    params = getattr(conn, "p", None)
+    if conn is None or params is None:
+        return CHUNK
+    return max(0, int(params.snd_buf) - len(conn.sb))
 
 
 def _size_buffers(end: socket.socket) -> None:
