@@ -36,7 +36,7 @@ from vipernet.wire.errors import WireError
 from vipernet.wire.ethernet import BROADCAST_MAC
 from vipernet.wire.icmp import UnreachableCode
 from vipernet.wire.ipv4 import MAX_PACKET_LENGTH, IpProto, IPv4Header, parse_ipv4
-from vipernet.wire.ipv4_options import BadOption, check_options
+from vipernet.wire.ipv4_options import SOURCE_ROUTES, BadOption, check_options
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +112,30 @@ class Ipv4Layer:
                 or (src.is_unspecified and dst == our.ip)):
             count("ipv4.rx.martian_source")
             return
-        if header.options:
-            try:
-                check_options(header.options)
-            except BadOption as exc:
-                # Linux drops it too, and says where (ip_options_compile, RFC 1122 3.2.1.8)
-                count("ipv4.rx.bad_options")
-                log.debug("drop: %s", exc)
-                stack.icmp.send_parameter_problem(header, payload, exc.pointer, now)
-                return
+        if header.options and not self._options_acceptable(header, payload, now):
+            return
         self._deliver(header, payload, offload, now)
+
+    def _options_acceptable(self, header: IPv4Header, payload: memoryview, now: float
+                            ) -> bool:
+        """Whether a packet's options let it in; every refusal is counted."""
+        stack = self._stack
+        try:
+            kinds = check_options(header.options)
+        except BadOption as exc:
+            # Linux drops it too, and says where (ip_options_compile, RFC 1122 3.2.1.8)
+            stack.counters.inc("ipv4.rx.bad_options")
+            log.debug("drop: %s", exc)
+            stack.icmp.send_parameter_problem(header, payload, exc.pointer, now)
+            return False
+        if not kinds.isdisjoint(SOURCE_ROUTES):
+            # Silently, as Linux with its default accept_source_route=0 (and RFC 7126
+            # 4.3/4.4): a source route lets a spoofer have the answers routed back to
+            # him, and we could not honour it anyway (RFC 1122 3.2.2.6 would have an
+            # echo reply, and 4.2.3.8 a TCP connection, reverse it).
+            stack.counters.inc("ipv4.rx.source_route")
+            return False
+        return True
 
     def _deliver(self, header: IPv4Header, payload: memoryview, offload: Offload | None,
                  now: float) -> None:
