@@ -5,9 +5,11 @@ and everything else that calls ``socket.socket(...)`` or ``socket.create_connect
 picks it up, provided it is imported after us - sitecustomize runs first):
 
 * ``socket.socket(AF_INET, SOCK_STREAM | SOCK_DGRAM)`` returns a
-  :class:`vipernet.socket.socket`; every other family/type (AF_UNIX, AF_INET6, raw) and
-  every subclass (``ssl.SSLSocket``) is the real stdlib socket, untouched.
-  ``isinstance(s, socket.socket)`` stays true for stdlib sockets.
+  :class:`vipernet.socket.socket`.  ``AF_INET6`` and raw ``AF_INET`` sockets are refused
+  (EAFNOSUPPORT / ESOCKTNOSUPPORT, as a kernel without them): handing out the host's
+  would silently take the program around the stack.  Every other family (AF_UNIX,
+  AF_NETLINK...) and every subclass (``ssl.SSLSocket``) is the real stdlib socket,
+  untouched; ``isinstance(s, socket.socket)`` stays true for stdlib sockets.
 * ``create_connection``, ``getaddrinfo`` (AF_UNSPEC/AF_INET answered by netd's resolver,
   AF_INET6 refused), ``gethostbyname``, ``gethostbyname_ex``.
 
@@ -18,6 +20,7 @@ TCP and UDP sockets have a real descriptor (netd's fd data plane), so ``select``
 
 from __future__ import annotations
 
+import errno
 import socket as _std
 from typing import Any
 
@@ -49,6 +52,13 @@ def install() -> None:
                 typ = _std.SOCK_STREAM if type == -1 else type
                 if fam == _std.AF_INET and (int(typ) & 0xF) in _ROUTED_TYPES:
                     return vsock.socket(fam, typ, 0 if proto == -1 else proto)
+                if fam == _std.AF_INET6:
+                    raise OSError(errno.EAFNOSUPPORT, "vipernet run routes IPv4 only: "
+                                                      "AF_INET6 has no way through the stack")
+                if fam == _std.AF_INET:
+                    raise OSError(errno.ESOCKTNOSUPPORT,
+                                  f"vipernet run: AF_INET socket type {int(typ)} is not "
+                                  "routed through the stack")
             return super().__new__(cls, family, type, proto, fileno)
 
     RoutedSocket.__name__ = RoutedSocket.__qualname__ = "socket"
