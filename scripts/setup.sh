@@ -14,6 +14,8 @@ DEBIAN_PACKAGES=(
     tshark                                     # capture checks
     passt                                      # user-mode peer speaking the QEMU stream protocol
     tmux                                       # driving interactive sessions
+    gcc libc6-dev                              # builds the LD_PRELOAD library (below)
+    curl wget netcat-openbsd git               # non-Python programs under `vipernet run`
 )
 
 missing=()
@@ -31,3 +33,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+
+# `vipernet run`'s LD_PRELOAD library for non-Python programs, built from source (never
+# committed).  Written beside the target and renamed into place: rewriting a library in
+# place would crash programs that have it loaded.
+mkdir -p build
+cc -std=c11 -O2 -g -Wall -Wextra -Werror -fPIC -shared \
+    -o build/libvipernet_preload.so.new src/vipernet/preload/vipernet_preload.c -ldl -lpthread
+mv -f build/libvipernet_preload.so.new build/libvipernet_preload.so

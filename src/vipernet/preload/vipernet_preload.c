@@ -1,0 +1,2236 @@
+/*
+ * vipernet_preload.c - route an unmodified program's IPv4 TCP sockets and name lookups
+ * through netd (issue 10).  Loaded with LD_PRELOAD by `vipernet run -- PROGRAM ...`.
+ *
+ * How a socket works here (docs/netd-protocol.md has the messages byte by byte):
+ *
+ *  - socket(AF_INET, SOCK_STREAM) asks netd for a TCP socket (NET_SOCKET_CREATE) and at
+ *    once for its descriptor (NET_SOCKET_ATTACH_FD): one end of a socketpair that netd
+ *    pumps to the TCP connection, received as SCM_RIGHTS.  That descriptor is what
+ *    socket() returns, so the program's read/write/send/recv/poll/epoll/select are plain
+ *    kernel calls on it: nothing of the data path is interposed.  Before connect() what
+ *    the program writes waits in it; a listener's is readable while accept would not
+ *    block (netd keeps one byte unread in it while connections wait: we drain it before
+ *    each ACCEPT).
+ *  - connect, bind, listen, accept, names, options, shutdown are netd messages about the
+ *    socket; we keep a table descriptor -> netd socket id.
+ *  - The socket lives as long as its descriptor (every copy of it, in any process):
+ *    close() only forgets our table entry, then closes the descriptor, and netd sees it go.
+ *
+ * One IPC channel per process, shared by all threads: requests carry ids, and a thread
+ * waiting for its reply reads the channel for everyone if no other thread is (the
+ * leader/follower scheme of vipernet/netclient/channel.py), so a thread parked in a
+ * blocking accept() does not hold up another thread's connect().  The channel is opened
+ * on first use, is close-on-exec, sits on a high descriptor number out of the program's
+ * way, and is reopened in a forked child (pthread_atfork, and a getpid() check).
+ *
+ * Not routed here, and failing as a kernel without them would (never falling back to the
+ * host's TCP/IP): AF_INET6 sockets (EAFNOSUPPORT), AF_INET datagram sockets
+ * (EPROTONOSUPPORT: netd's UDP descriptor puts an address in front of every
+ * datagram, which the program's own send/recv would not, short of interposing the data
+ * path), raw and other socket types (ESOCKTNOSUPPORT).  AF_UNIX, netlink and every
+ * other family pass through untouched.
+ * Name lookups are netd's (NET_DNS_RESOLVE, IPv4 only); reverse lookups and raw
+ * res_query() DNS cannot be answered through netd and fail instead of leaving by the
+ * host's resolver.
+ *
+ * Environment: VIPERNET_SOCKET (netd's IPC socket, default /run/vipernet/netd.sock),
+ * VIPERNET_PRELOAD_DEBUG=1 (one stderr line per routed call).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <resolv.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* With _GNU_SOURCE, glibc declares the sockaddr arguments as transparent unions; our
+ * definitions must use the same types and take the pointer out of them. */
+#ifdef __CONST_SOCKADDR_ARG
+#define SA_IN(arg) (arg)
+#define SA_OUT(arg) (arg)
+#else
+#define SA_IN(arg) ((arg).__sockaddr__)
+#define SA_OUT(arg) ((arg).__sockaddr__)
+#endif
+
+/* ---------------------------------------------------------------------------------- */
+/* Protocol constants (src/vipernet/netd/framing.py)                                    */
+
+enum {
+    C_SOCKET_CREATE = 0x01,
+    C_SOCKET_CONNECT = 0x02,
+    C_SOCKET_BIND = 0x03,
+    C_SOCKET_LISTEN = 0x04,
+    C_SOCKET_ACCEPT = 0x05,
+    C_SOCKET_CLOSE = 0x08,
+    C_SOCKET_POLL = 0x09,
+    C_DNS_RESOLVE = 0x14,
+    C_GET_INFO = 0x29,
+    C_SOCKET_GETSOCKNAME = 0x40,
+    C_SOCKET_GETPEERNAME = 0x41,
+    C_SOCKET_SHUTDOWN = 0x42,
+    C_SOCKET_SETSOCKOPT = 0x43,
+    C_SOCKET_GET_ERROR = 0x46,
+    C_SOCKET_ATTACH_FD = 0x48,
+};
+
+#define HEADER_SIZE 12
+#define FLAG_REPLY 0x01
+#define KIND_TCP 1
+#define FOREVER 0xFFFFFFFFu
+#define NETD_POLL_OUT 0x004
+#define MAX_BODY (1u << 20)
+#define MAX_NAME 253
+#define MAX_ADDRESSES 64
+#define DNS_TIMEOUT_MS 10000u /* the Python client's default, too */
+#define DEFAULT_SOCKET "/run/vipernet/netd.sock"
+/* Bodies we keep from a reply: the largest we use is DNS_RESOLVE's (1 + 64 * 4).  Longer
+ * bodies (error texts) are read and dropped past this. */
+#define REPLY_KEEP 272
+#define FD_QUEUE 64
+/* The channel goes at or above this number (below FD_SETSIZE: some programs select()
+ * over every descriptor they think they have). */
+#define CHANNEL_FD_BASE 900
+
+/* ---------------------------------------------------------------------------------- */
+/* The libc functions we wrap                                                           */
+
+static int (*real_socket)(int, int, int);
+static int (*real_connect)(int, const struct sockaddr *, socklen_t);
+static int (*real_bind)(int, const struct sockaddr *, socklen_t);
+static int (*real_listen)(int, int);
+static int (*real_accept)(int, struct sockaddr *, socklen_t *);
+static int (*real_accept4)(int, struct sockaddr *, socklen_t *, int);
+static int (*real_getsockname)(int, struct sockaddr *, socklen_t *);
+static int (*real_getpeername)(int, struct sockaddr *, socklen_t *);
+static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
+static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
+static int (*real_shutdown)(int, int);
+static int (*real_close)(int);
+static int (*real_dup)(int);
+static int (*real_dup2)(int, int);
+static int (*real_dup3)(int, int, int);
+static int (*real_fcntl)(int, int, ...);
+static int (*real_fcntl64)(int, int, ...);
+static ssize_t (*real_sendto)(int, const void *, size_t, int, const struct sockaddr *,
+                              socklen_t);
+static ssize_t (*real_recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+static void (*real_freeaddrinfo)(struct addrinfo *);
+static int (*real_getnameinfo)(const struct sockaddr *, socklen_t, char *, socklen_t,
+                               char *, socklen_t, int);
+
+static pthread_once_t real_once = PTHREAD_ONCE_INIT;
+static int debug_on;
+
+#define LOAD(name) (*(void **)&real_##name = dlsym(RTLD_NEXT, #name))
+
+static void load_real(void)
+{
+    LOAD(socket);
+    LOAD(connect);
+    LOAD(bind);
+    LOAD(listen);
+    LOAD(accept);
+    LOAD(accept4);
+    LOAD(getsockname);
+    LOAD(getpeername);
+    LOAD(setsockopt);
+    LOAD(getsockopt);
+    LOAD(shutdown);
+    LOAD(close);
+    LOAD(dup);
+    LOAD(dup2);
+    LOAD(dup3);
+    LOAD(fcntl);
+    LOAD(fcntl64);
+    if (real_fcntl64 == NULL)
+        real_fcntl64 = real_fcntl; /* glibc before 2.28 */
+    LOAD(sendto);
+    LOAD(recvfrom);
+    LOAD(freeaddrinfo);
+    LOAD(getnameinfo);
+    const char *dbg = getenv("VIPERNET_PRELOAD_DEBUG");
+    debug_on = dbg != NULL && dbg[0] == '1';
+}
+
+static inline void need_real(void)
+{
+    pthread_once(&real_once, load_real);
+}
+
+/* One line on stderr, without stdio (the program may be using it, or have closed it). */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    int saved = errno;
+    ssize_t ignored = write(STDERR_FILENO, line, (size_t)n);
+    (void)ignored;
+    errno = saved;
+}
+
+#define DEBUG(fmt, ...)                                                                \
+    do {                                                                               \
+        if (debug_on)                                                                  \
+            say("vipernet-preload[%d]: " fmt, (int)getpid(), __VA_ARGS__);             \
+    } while (0)
+
+/* ---------------------------------------------------------------------------------- */
+/* Big-endian fields                                                                    */
+
+static void put16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static uint16_t get16(const unsigned char *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* address: IPv4 (4, network order already) + port u16 */
+static void put_address(unsigned char *p, const struct sockaddr_in *sin)
+{
+    memcpy(p, &sin->sin_addr.s_addr, 4);
+    memcpy(p + 4, &sin->sin_port, 2);
+}
+
+static void get_address(const unsigned char *p, struct sockaddr_in *sin)
+{
+    memset(sin, 0, sizeof *sin);
+    sin->sin_family = AF_INET;
+    memcpy(&sin->sin_addr.s_addr, p, 4);
+    memcpy(&sin->sin_port, p + 4, 2);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The IPC channel                                                                      */
+
+/* What a caller gets back from netd. */
+struct reply {
+    uint16_t status; /* netd's errno (0 = success) */
+    uint32_t len;    /* body bytes in buf (or in the caller's big buffer) */
+    int fd;          /* the descriptor of a successful ATTACH_FD reply, else -1 */
+    unsigned char buf[REPLY_KEEP];
+};
+
+/*
+ * A thread's place in the queue of callers waiting for a reply.  One per thread, on the
+ * heap (not the caller's stack): a signal handler may siglongjmp out of a wait (wget's
+ * timeouts do), and the waiter it leaves behind must stay valid memory until the thread
+ * comes back and unlinks it.  Only ever touched with chan.lock held.
+ */
+struct waiter {
+    struct waiter *next;
+    pthread_t thread;
+    uint32_t id;
+    int linked;            /* in chan.waiters */
+    int done;
+    int lost;              /* the channel broke before the reply: an errno */
+    int wants_big;         /* keep a body of any length (NET_GET_INFO's report) */
+    struct reply r;
+    unsigned char *big;    /* that body (malloc'd by the reader), or NULL */
+};
+
+static struct {
+    /* All fields below.  Held while a request goes out (a few hundred bytes, which
+     * netd, never blocking, always takes) but never while waiting for a reply. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;       /* a reply came in, or reading is free */
+    int fd;                    /* -1: not open */
+    pid_t pid;                 /* the process that opened it */
+    dev_t dev;                 /* to notice a program that closed it behind our back */
+    ino_t ino;
+    unsigned gen;              /* bumped per channel opened: sock ids belong to one */
+    int reading;               /* a thread is reading replies for everyone */
+    pthread_t reader;          /* which one */
+    struct waiter *waiters;
+    uint32_t next_id;
+    int fdq[FD_QUEUE];         /* received descriptors not yet matched to a reply */
+    int fdq_len;
+    int warned;                /* the "cannot reach netd" line was printed */
+} chan = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .cond = PTHREAD_COND_INITIALIZER,
+    .fd = -1,
+    .next_id = 1,
+};
+
+static const char *socket_path(void)
+{
+    const char *path = getenv("VIPERNET_SOCKET");
+    return path != NULL && path[0] != '\0' ? path : DEFAULT_SOCKET;
+}
+
+static void fdq_close_all(void)
+{
+    for (int i = 0; i < chan.fdq_len; i++)
+        real_close(chan.fdq[i]);
+    chan.fdq_len = 0;
+}
+
+/* The channel is gone (lock held): every waiter gets `err`. */
+static void chan_drop(unsigned gen, int err, int close_it)
+{
+    if (gen != chan.gen || chan.fd < 0)
+        return;
+    if (close_it)
+        real_close(chan.fd);
+    chan.fd = -1;
+    fdq_close_all();
+    for (struct waiter *w = chan.waiters; w != NULL; w = w->next) {
+        if (!w->done) {
+            w->done = 1;
+            w->lost = err;
+        }
+    }
+    pthread_cond_broadcast(&chan.cond);
+}
+
+/* Open a channel to netd (lock held).  0, or -errno. */
+static int chan_open(void)
+{
+    const char *path = socket_path();
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sun.sun_path) {
+        if (!chan.warned++)
+            say("vipernet: netd's socket path is too long ($VIPERNET_SOCKET=%s)", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sun.sun_path, path);
+    int fd = real_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc;
+    do {
+        rc = real_connect(fd, (struct sockaddr *)&sun, sizeof sun);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        int err = errno;
+        real_close(fd);
+        if (!chan.warned++)
+            say("vipernet: cannot reach netd at %s ($VIPERNET_SOCKET): %s "
+                "(start it with 'vipernet netd')", path, strerror(err));
+        return -err;
+    }
+    /* Out of the program's way: a high number it will not pick or expect to be free. */
+    struct rlimit lim;
+    int base = CHANNEL_FD_BASE;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+        (rlim_t)base >= lim.rlim_cur)
+        base = lim.rlim_cur > 64 ? (int)lim.rlim_cur - 32 : 3;
+    int high = real_fcntl(fd, F_DUPFD_CLOEXEC, base);
+    if (high >= 0) {
+        real_close(fd);
+        fd = high;
+    }
+    int big = 1 << 20;
+    real_setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int err = errno;
+        real_close(fd);
+        return -err;
+    }
+    chan.fd = fd;
+    chan.dev = st.st_dev;
+    chan.ino = st.st_ino;
+    chan.pid = getpid();
+    chan.gen++;
+    chan.warned = 0;
+    DEBUG("channel to %s on fd %d", path, fd);
+    return 0;
+}
+
+/* In a child after fork: the parent's channel, waiters and readers are not ours. */
+static void chan_forget_parent(void)
+{
+    if (chan.fd >= 0)
+        real_close(chan.fd); /* our copy only: the parent keeps its channel */
+    chan.fd = -1;
+    fdq_close_all();
+    chan.waiters = NULL;
+    chan.reading = 0;
+    chan.gen++;
+    chan.pid = getpid();
+}
+
+/* A usable channel (lock held): 0, or -errno. */
+static int chan_ensure(void)
+{
+    if (chan.fd >= 0 && chan.pid != getpid())
+        chan_forget_parent(); /* a fork that bypassed pthread_atfork (raw clone) */
+    if (chan.fd >= 0) {
+        struct stat st;
+        if (fstat(chan.fd, &st) < 0 || st.st_dev != chan.dev || st.st_ino != chan.ino) {
+            /* The program closed it (closefrom, a close loop) and may reuse the number:
+             * never touch that descriptor again. */
+            chan_drop(chan.gen, ECONNRESET, 0);
+        }
+    }
+    if (chan.fd < 0)
+        return chan_open();
+    return 0;
+}
+
+/* Read exactly n bytes of the channel, queueing any descriptors that come along. */
+static int chan_read(int fd, unsigned char *buf, size_t n)
+{
+    while (n > 0) {
+        union {
+            struct cmsghdr align;
+            char space[CMSG_SPACE(sizeof(int) * 16)];
+        } control;
+        struct iovec iov = {.iov_base = buf, .iov_len = n};
+        struct msghdr msg = {
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = control.space,
+            .msg_controllen = sizeof control.space,
+        };
+        ssize_t got = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            const unsigned char *data = CMSG_DATA(c);
+            pthread_mutex_lock(&chan.lock);
+            for (size_t i = 0; i < count; i++) {
+                int passed;
+                memcpy(&passed, data + i * sizeof(int), sizeof passed);
+                if (chan.fdq_len < FD_QUEUE)
+                    chan.fdq[chan.fdq_len++] = passed;
+                else
+                    real_close(passed);
+            }
+            pthread_mutex_unlock(&chan.lock);
+        }
+        if (got == 0)
+            return -ECONNRESET; /* netd went away */
+        buf += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+static struct waiter *waiter_for(uint32_t id)
+{
+    struct waiter *w = chan.waiters;
+    while (w != NULL && (w->id != id || w->done))
+        w = w->next;
+    return w;
+}
+
+/* Read one reply and hand it to its waiter.  Called without the lock, by the reader; the
+ * body is read into our own buffer and given to the waiter under the lock, if it still
+ * waits (it may have been abandoned meanwhile). */
+static int chan_read_one(int fd)
+{
+    unsigned char header[HEADER_SIZE];
+    int rc = chan_read(fd, header, sizeof header);
+    if (rc < 0)
+        return rc;
+    uint32_t len = get32(header);
+    uint8_t code = header[4];
+    uint8_t flags = header[5];
+    uint16_t status = get16(header + 6);
+    uint32_t id = get32(header + 8);
+    if (len > MAX_BODY || flags != FLAG_REPLY)
+        return -EPROTO;
+    pthread_mutex_lock(&chan.lock);
+    struct waiter *w = waiter_for(id);
+    int big = w != NULL && w->wants_big;
+    int passed = -1;
+    if (code == C_SOCKET_ATTACH_FD && status == 0 && chan.fdq_len > 0) {
+        /* Its descriptor came with its first byte (docs: "takes the next descriptor"). */
+        passed = chan.fdq[0];
+        memmove(chan.fdq, chan.fdq + 1, (size_t)(chan.fdq_len - 1) * sizeof(int));
+        chan.fdq_len--;
+    }
+    pthread_mutex_unlock(&chan.lock);
+
+    unsigned char small[REPLY_KEEP];
+    unsigned char *body = small;
+    uint32_t keep = len < REPLY_KEEP ? len : REPLY_KEEP;
+    if (big && (body = malloc(len + 1u)) != NULL)
+        keep = len;
+    else
+        body = small;
+    if (keep > 0)
+        rc = chan_read(fd, body, keep);
+    for (uint32_t left = len - keep; rc == 0 && left > 0;) {
+        unsigned char scrap[512];
+        uint32_t step = left < sizeof scrap ? left : (uint32_t)sizeof scrap;
+        rc = chan_read(fd, scrap, step);
+        left -= step;
+    }
+
+    pthread_mutex_lock(&chan.lock);
+    w = rc == 0 ? waiter_for(id) : NULL;
+    if (w != NULL) {
+        w->r.status = status;
+        w->r.len = keep;
+        w->r.fd = passed;
+        if (body != small) {
+            w->big = body;
+            body = small;
+        } else {
+            memcpy(w->r.buf, small, keep);
+        }
+        w->done = 1;
+        if (code == C_SOCKET_ATTACH_FD && status == 0 && passed < 0)
+            w->lost = EPROTO; /* a success without its descriptor */
+    } else if (passed >= 0) {
+        real_close(passed); /* its caller is gone (abandoned the wait) */
+    }
+    pthread_mutex_unlock(&chan.lock);
+    if (body != small)
+        free(body);
+    return rc;
+}
+
+static void unlink_waiter(struct waiter *w)
+{
+    for (struct waiter **p = &chan.waiters; *p != NULL; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    w->linked = 0;
+}
+
+/*
+ * A thread whose waiter is still linked when it enters ipc_call left an earlier call
+ * without returning (siglongjmp from a signal handler).  Unlink it; if the thread was
+ * the reader, the channel may be mid-message: drop it (lock held).
+ */
+static void forget_abandoned(struct waiter *w)
+{
+    if (w->linked)
+        unlink_waiter(w);
+    if (chan.reading && pthread_equal(chan.reader, w->thread)) {
+        chan.reading = 0;
+        chan_drop(chan.gen, ECONNRESET, 1);
+    }
+    if (w->r.fd >= 0 && w->done)
+        real_close(w->r.fd); /* delivered after the jump: nobody will take it */
+    w->r.fd = -1;
+    free(w->big);
+    w->big = NULL;
+}
+
+static pthread_key_t waiter_key;
+static pthread_once_t waiter_once = PTHREAD_ONCE_INIT;
+
+static void waiter_exit(void *p) /* thread exit */
+{
+    struct waiter *w = p;
+    pthread_mutex_lock(&chan.lock);
+    forget_abandoned(w);
+    pthread_mutex_unlock(&chan.lock);
+    free(w);
+}
+
+static void waiter_key_init(void)
+{
+    pthread_key_create(&waiter_key, waiter_exit);
+}
+
+static struct waiter *my_waiter(void)
+{
+    pthread_once(&waiter_once, waiter_key_init);
+    struct waiter *w = pthread_getspecific(waiter_key);
+    if (w == NULL && (w = calloc(1, sizeof *w)) != NULL) {
+        w->r.fd = -1;
+        if (pthread_setspecific(waiter_key, w) != 0) {
+            free(w);
+            return NULL;
+        }
+    }
+    return w;
+}
+
+/*
+ * Send one request and wait for its reply.  Returns 0 with *out filled in (out->status
+ * is netd's errno), or -errno when netd cannot be reached.  *gen_out (if given) is the
+ * channel generation the request went out on: the one its socket ids belong to; a
+ * request naming a socket passes want_gen, its socket's generation (0: any).  A body
+ * longer than out->buf goes to big (up to big_cap bytes), if given.
+ */
+static int ipc_call_into(uint8_t code, const unsigned char *body, uint32_t len,
+                         struct reply *out, unsigned *gen_out, unsigned want_gen,
+                         unsigned char *big, uint32_t big_cap)
+{
+    unsigned char msg[HEADER_SIZE + 320];
+    if (len > sizeof msg - HEADER_SIZE)
+        return -EINVAL;
+    out->status = 0;
+    out->len = 0;
+    out->fd = -1;
+    struct waiter *w = my_waiter();
+    if (w == NULL)
+        return -ENOMEM;
+
+    pthread_mutex_lock(&chan.lock);
+    w->thread = pthread_self();
+    forget_abandoned(w);
+    int rc = chan_ensure();
+    if (rc == 0 && want_gen != 0 && chan.gen != want_gen)
+        rc = -EBADF; /* an id of a channel that is gone: it may name another socket now */
+    if (rc < 0) {
+        pthread_mutex_unlock(&chan.lock);
+        return rc;
+    }
+    w->id = chan.next_id++;
+    if (chan.next_id == 0)
+        chan.next_id = 1;
+    w->done = 0;
+    w->lost = 0;
+    w->wants_big = big != NULL;
+    w->r.status = 0;
+    w->r.len = 0;
+    w->r.fd = -1;
+    unsigned gen = chan.gen;
+    if (gen_out != NULL)
+        *gen_out = gen;
+    put32(msg, len);
+    msg[4] = code;
+    msg[5] = 0;
+    put16(msg + 6, 0);
+    put32(msg + 8, w->id);
+    if (len > 0)
+        memcpy(msg + HEADER_SIZE, body, len);
+    size_t total = HEADER_SIZE + len, sent = 0;
+    while (sent < total) {
+        /* MSG_NOSIGNAL: a netd that died must not kill the program with SIGPIPE. */
+        ssize_t n = send(chan.fd, msg + sent, total - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : -ECONNRESET;
+            break;
+        }
+        sent += (size_t)n;
+    }
+    if (rc < 0) {
+        chan_drop(gen, ECONNRESET, 1);
+        pthread_mutex_unlock(&chan.lock);
+        return -ECONNRESET;
+    }
+    w->next = chan.waiters;
+    chan.waiters = w;
+    w->linked = 1;
+
+    while (!w->done) {
+        if (chan.gen != gen) {
+            w->done = 1;
+            w->lost = ECONNRESET;
+        } else if (!chan.reading) {
+            /* Nobody reads: we do, for every waiter, until our own reply is in. */
+            chan.reading = 1;
+            chan.reader = w->thread;
+            int fd = chan.fd;
+            pthread_mutex_unlock(&chan.lock);
+            int err = chan_read_one(fd);
+            pthread_mutex_lock(&chan.lock);
+            chan.reading = 0;
+            if (err < 0)
+                chan_drop(gen, err == -EPROTO ? EPROTO : ECONNRESET, 1);
+            pthread_cond_broadcast(&chan.cond); /* replies for others, or reading is free */
+        } else {
+            pthread_cond_wait(&chan.cond, &chan.lock);
+        }
+    }
+    unlink_waiter(w);
+    int lost = w->lost;
+    *out = w->r;
+    w->r.fd = -1;
+    unsigned char *got = w->big;
+    w->big = NULL;
+    pthread_mutex_unlock(&chan.lock);
+    if (got != NULL) {
+        out->len = out->len < big_cap ? out->len : big_cap;
+        memcpy(big, got, out->len);
+        free(got);
+    } else if (big != NULL) {
+        memcpy(big, out->buf, out->len); /* short enough to have come in buf */
+    }
+    if (lost) {
+        if (out->fd >= 0)
+            real_close(out->fd);
+        out->fd = -1;
+        return -lost;
+    }
+    return 0;
+}
+
+static int ipc_call(uint8_t code, const unsigned char *body, uint32_t len, struct reply *w,
+                    unsigned *gen_out)
+{
+    return ipc_call_into(code, body, len, w, gen_out, 0, NULL, 0);
+}
+
+static unsigned chan_generation(void)
+{
+    pthread_mutex_lock(&chan.lock);
+    if (chan.fd >= 0 && chan.pid != getpid())
+        chan_forget_parent();
+    unsigned gen = chan.gen;
+    pthread_mutex_unlock(&chan.lock);
+    return gen;
+}
+
+/* A request about socket `sock` of channel generation `gen`; returns netd's errno
+ * (0 = success), or the channel's. */
+static int sock_call(uint8_t code, uint32_t sock, unsigned gen, const unsigned char *extra,
+                     uint32_t n, struct reply *w)
+{
+    unsigned char body[64];
+    put32(body, sock);
+    if (n > 0)
+        memcpy(body + 4, extra, n);
+    int rc = ipc_call_into(code, body, 4 + n, w, NULL, gen, NULL, 0);
+    if (rc < 0)
+        return -rc;
+    return w->status;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The socket table: descriptor -> netd socket                                          */
+
+enum {
+    OPT_NODELAY,
+    OPT_REUSEADDR,
+    OPT_KEEPALIVE,
+    OPT_RCVBUF,
+    OPT_SNDBUF,
+    OPT_BROADCAST,
+    OPT_REUSEPORT,
+    OPT_PRIORITY,
+    OPT_TOS,
+    OPT_KEEPIDLE,
+    OPT_KEEPINTVL,
+    OPT_KEEPCNT,
+    OPT_QUICKACK,
+    OPT_USER_TIMEOUT,
+    OPT_CORK,
+    OPT_DEFER_ACCEPT,
+    OPT_LINGER_ON,
+    OPT_LINGER_SECS,
+    NOPTS
+};
+
+struct vsock {
+    int used;
+    int listening;
+    int connecting;  /* a non-blocking connect answered EINPROGRESS; SO_ERROR not read */
+    int has_local;
+    int has_peer;
+    uint32_t id;     /* netd's socket id, valid on channel generation `gen` */
+    unsigned gen;
+    dev_t dev;       /* the open file this entry describes: a number the program */
+    ino_t ino;       /* closed behind our back (fclose) and reused is not ours */
+    struct sockaddr_in local, peer;
+    int opt[NOPTS];
+    int opt_set[NOPTS];
+};
+
+static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vsock *tab;
+static int tab_cap; /* read without the lock as a quick "cannot be ours" filter */
+
+static int tab_grow(int fd)
+{
+    if (fd < tab_cap)
+        return 0;
+    int cap = tab_cap ? tab_cap : 256;
+    while (cap <= fd)
+        cap *= 2;
+    struct vsock *bigger = realloc(tab, (size_t)cap * sizeof *tab);
+    if (bigger == NULL)
+        return -1;
+    memset(bigger + tab_cap, 0, (size_t)(cap - tab_cap) * sizeof *tab);
+    tab = bigger;
+    __atomic_store_n(&tab_cap, cap, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static int file_id(int fd, dev_t *dev, ino_t *ino)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -1;
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    return 0;
+}
+
+/* Copy fd's entry into *out; 0 if fd is not one of ours. */
+static int tab_get(int fd, struct vsock *out)
+{
+    if (fd < 0 || fd >= __atomic_load_n(&tab_cap, __ATOMIC_ACQUIRE))
+        return 0;
+    pthread_mutex_lock(&tab_lock);
+    int used = tab[fd].used;
+    pthread_mutex_unlock(&tab_lock);
+    if (!used)
+        return 0;
+    dev_t dev;
+    ino_t ino;
+    int alive = file_id(fd, &dev, &ino) == 0;
+    pthread_mutex_lock(&tab_lock);
+    int ours = 0;
+    if (tab[fd].used) {
+        if (alive && tab[fd].dev == dev && tab[fd].ino == ino) {
+            *out = tab[fd];
+            ours = 1;
+        } else {
+            tab[fd].used = 0; /* stale: closed without our close() seeing it */
+        }
+    }
+    pthread_mutex_unlock(&tab_lock);
+    return ours;
+}
+
+static int tab_put(int fd, const struct vsock *entry)
+{
+    pthread_mutex_lock(&tab_lock);
+    int rc = tab_grow(fd);
+    if (rc == 0) {
+        tab[fd] = *entry;
+        tab[fd].used = 1;
+    }
+    pthread_mutex_unlock(&tab_lock);
+    return rc;
+}
+
+/* Apply `update` to fd's entry if it still describes the same socket. */
+#define TAB_UPDATE(fd, entry, stmt)                                                    \
+    do {                                                                               \
+        pthread_mutex_lock(&tab_lock);                                                 \
+        if ((fd) < tab_cap && tab[fd].used && tab[fd].id == (entry).id &&              \
+            tab[fd].gen == (entry).gen) {                                              \
+            struct vsock *e = &tab[fd];                                                \
+            stmt;                                                                      \
+        }                                                                              \
+        pthread_mutex_unlock(&tab_lock);                                               \
+    } while (0)
+
+/* Our entry for fd goes away; returns the entry it had (used = 0 if none). */
+static struct vsock tab_take(int fd)
+{
+    struct vsock gone;
+    memset(&gone, 0, sizeof gone);
+    if (fd < 0 || fd >= __atomic_load_n(&tab_cap, __ATOMIC_ACQUIRE))
+        return gone;
+    pthread_mutex_lock(&tab_lock);
+    if (tab[fd].used) {
+        gone = tab[fd];
+        tab[fd].used = 0;
+    }
+    pthread_mutex_unlock(&tab_lock);
+    return gone;
+}
+
+/* A socket of this process's current channel (not inherited over fork, nor left from a
+ * channel that broke): only those ids mean anything to netd from here. */
+static int own(const struct vsock *s)
+{
+    return s->gen == chan_generation();
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Descriptors                                                                          */
+
+/* NET_SOCKET_ATTACH_FD: the new descriptor (close-on-exec), or -errno. */
+static int attach(uint32_t sock, unsigned gen)
+{
+    struct reply w;
+    int err = sock_call(C_SOCKET_ATTACH_FD, sock, gen, NULL, 0, &w);
+    if (err)
+        return -err;
+    return w.fd;
+}
+
+static int fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+static int is_nonblocking(int fd)
+{
+    int status = real_fcntl(fd, F_GETFL);
+    return status >= 0 && (status & O_NONBLOCK);
+}
+
+static void fill_address(const struct sockaddr_in *sin, struct sockaddr *addr,
+                         socklen_t *addrlen)
+{
+    if (addr == NULL || addrlen == NULL)
+        return;
+    socklen_t n = *addrlen < sizeof *sin ? *addrlen : (socklen_t)sizeof *sin;
+    memcpy(addr, sin, n); /* truncated as the kernel does; *addrlen says the real size */
+    *addrlen = sizeof *sin;
+}
+
+static int inet_address(const struct sockaddr *addr, socklen_t len, struct sockaddr_in *out)
+{
+    if (addr == NULL)
+        return EFAULT;
+    if (len < sizeof(sa_family_t))
+        return EINVAL;
+    if (addr->sa_family != AF_INET)
+        return EAFNOSUPPORT;
+    if (len < sizeof *out)
+        return EINVAL;
+    memcpy(out, addr, sizeof *out);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Socket calls                                                                         */
+
+EXPORT int socket(int domain, int type, int protocol)
+{
+    need_real();
+    if (domain == AF_INET6)
+        return fail(EAFNOSUPPORT); /* no IPv6 in netd: never the host's */
+    if (domain != AF_INET)
+        return real_socket(domain, type, protocol);
+    if (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC | 0xF))
+        return fail(EINVAL);
+    int base = type & 0xF;
+    if (base == SOCK_DGRAM)
+        return fail(EPROTONOSUPPORT); /* UDP/ICMP: see the top of this file */
+    if (base != SOCK_STREAM)
+        return fail(ESOCKTNOSUPPORT); /* raw, seqpacket...: not in netd */
+    if (protocol != 0 && protocol != IPPROTO_TCP)
+        return fail(EPROTONOSUPPORT); /* SCTP, MPTCP */
+
+    unsigned char kind = KIND_TCP;
+    struct reply w;
+    unsigned gen;
+    int rc = ipc_call(C_SOCKET_CREATE, &kind, 1, &w, &gen);
+    if (rc < 0)
+        return fail(-rc);
+    if (w.status)
+        return fail(w.status);
+    if (w.len < 4)
+        return fail(EPROTO);
+    uint32_t id = get32(w.buf);
+
+    int fd = attach(id, gen);
+    if (fd < 0) {
+        sock_call(C_SOCKET_CLOSE, id, gen, NULL, 0, &w);
+        return fail(-fd);
+    }
+    /* attach() received it close-on-exec (no leak into a concurrent exec); then the
+     * program's flags. */
+    if (!(type & SOCK_CLOEXEC))
+        real_fcntl(fd, F_SETFD, 0);
+    if (type & SOCK_NONBLOCK)
+        real_fcntl(fd, F_SETFL, O_NONBLOCK);
+    struct vsock entry;
+    memset(&entry, 0, sizeof entry);
+    entry.id = id;
+    entry.gen = gen;
+    if (file_id(fd, &entry.dev, &entry.ino) < 0 || tab_put(fd, &entry) < 0) {
+        real_close(fd); /* its descriptor gone, netd releases the socket */
+        return fail(ENOMEM);
+    }
+    DEBUG("socket -> fd %d (netd %u)", fd, id);
+    return fd;
+}
+
+EXPORT int connect(int fd, __CONST_SOCKADDR_ARG arg, socklen_t len)
+{
+    need_real();
+    const struct sockaddr *addr = SA_IN(arg);
+    struct vsock s;
+    if (!tab_get(fd, &s))
+        return real_connect(fd, addr, len);
+    struct sockaddr_in to;
+    int err = inet_address(addr, len, &to);
+    if (err)
+        return fail(err);
+    if (!own(&s))
+        return fail(EOPNOTSUPP); /* inherited over fork: netd ties its id to the parent */
+    int nonblocking = is_nonblocking(fd);
+    unsigned char body[10];
+    put32(body, nonblocking ? 0 : FOREVER);
+    put_address(body + 4, &to);
+    struct reply w;
+    err = sock_call(C_SOCKET_CONNECT, s.id, s.gen, body, sizeof body, &w);
+    DEBUG("connect fd %d to %s:%u -> %d%s", fd, inet_ntoa(to.sin_addr),
+          ntohs(to.sin_port), err, nonblocking ? " (non-blocking)" : "");
+    if (err == EINPROGRESS && s.connecting)
+        return fail(EALREADY); /* Linux's answer while the first connect runs */
+    if (err == 0 || err == EINPROGRESS) {
+        TAB_UPDATE(fd, s, (e->peer = to, e->has_peer = 1, e->connecting = err != 0));
+        return err ? fail(err) : 0;
+    }
+    if (err == EISCONN)
+        TAB_UPDATE(fd, s, e->connecting = 0);
+    return fail(err);
+}
+
+EXPORT int bind(int fd, __CONST_SOCKADDR_ARG arg, socklen_t len)
+{
+    need_real();
+    const struct sockaddr *addr = SA_IN(arg);
+    struct vsock s;
+    if (!tab_get(fd, &s))
+        return real_bind(fd, addr, len);
+    struct sockaddr_in at;
+    int err = inet_address(addr, len, &at);
+    if (err)
+        return fail(err);
+    if (!own(&s))
+        return fail(EBADF);
+    unsigned char body[6];
+    put_address(body, &at);
+    struct reply w;
+    err = sock_call(C_SOCKET_BIND, s.id, s.gen, body, sizeof body, &w);
+    DEBUG("bind fd %d to %s:%u -> %d", fd, inet_ntoa(at.sin_addr),
+          ntohs(at.sin_port), err);
+    if (err)
+        return fail(err);
+    if (w.len >= 6) {
+        get_address(w.buf, &at);
+        TAB_UPDATE(fd, s, (e->local = at, e->has_local = 1));
+    }
+    return 0;
+}
+
+EXPORT int listen(int fd, int backlog)
+{
+    need_real();
+    struct vsock s;
+    if (!tab_get(fd, &s))
+        return real_listen(fd, backlog);
+    if (!own(&s))
+        return fail(EBADF);
+    if (backlog < 0 || backlog > 0xFFFF)
+        backlog = 4096; /* Linux: out of range means "as many as allowed" */
+    unsigned char body[2];
+    put16(body, (uint16_t)backlog);
+    struct reply w;
+    int err = sock_call(C_SOCKET_LISTEN, s.id, s.gen, body, sizeof body, &w);
+    DEBUG("listen fd %d -> %d", fd, err);
+    if (err)
+        return fail(err);
+    TAB_UPDATE(fd, s, e->listening = 1);
+    return 0;
+}
+
+static int do_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags,
+                     int four)
+{
+    struct vsock s;
+    if (!tab_get(fd, &s))
+        return four ? real_accept4(fd, addr, addrlen, flags) : real_accept(fd, addr, addrlen);
+    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+        return fail(EINVAL);
+    if (!s.listening)
+        return fail(EINVAL);
+    if (!own(&s))
+        return fail(EOPNOTSUPP); /* a listener inherited over fork: netd ties it to the
+                                    parent's channel (see docs/usermode.md) */
+    /* The readiness byte: netd puts one back while more connections wait. */
+    char drain[64];
+    while (recv(fd, drain, sizeof drain, MSG_DONTWAIT) > 0) {
+    }
+    unsigned char body[4];
+    put32(body, is_nonblocking(fd) ? 0 : FOREVER);
+    struct reply w;
+    int err = sock_call(C_SOCKET_ACCEPT, s.id, s.gen, body, sizeof body, &w);
+    if (err)
+        return fail(err);
+    if (w.len < 10)
+        return fail(EPROTO);
+    uint32_t child = get32(w.buf);
+    struct sockaddr_in peer;
+    get_address(w.buf + 4, &peer);
+    int cfd = attach(child, s.gen);
+    if (cfd < 0) {
+        sock_call(C_SOCKET_CLOSE, child, s.gen, NULL, 0, &w);
+        return fail(-cfd);
+    }
+    /* attach() gave it close-on-exec; the program decides. */
+    if (!(flags & SOCK_CLOEXEC))
+        real_fcntl(cfd, F_SETFD, 0);
+    if (flags & SOCK_NONBLOCK)
+        real_fcntl(cfd, F_SETFL, O_NONBLOCK);
+    struct vsock entry;
+    memset(&entry, 0, sizeof entry);
+    entry.id = child;
+    entry.gen = s.gen;
+    entry.peer = peer;
+    entry.has_peer = 1;
+    if (file_id(cfd, &entry.dev, &entry.ino) < 0 || tab_put(cfd, &entry) < 0) {
+        real_close(cfd); /* its descriptor gone, netd closes the socket */
+        return fail(ENOMEM);
+    }
+    DEBUG("accept fd %d -> fd %d (netd %u) from %s:%u", fd, cfd, child,
+          inet_ntoa(peer.sin_addr), ntohs(peer.sin_port));
+    fill_address(&peer, addr, addrlen);
+    return cfd;
+}
+
+EXPORT int accept(int fd, __SOCKADDR_ARG addr, socklen_t *addrlen)
+{
+    need_real();
+    return do_accept(fd, SA_OUT(addr), addrlen, 0, 0);
+}
+
+EXPORT int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *addrlen, int flags)
+{
+    need_real();
+    return do_accept(fd, SA_OUT(addr), addrlen, flags, 1);
+}
+
+static int name_of(int fd, struct sockaddr *addr, socklen_t *addrlen, int peer)
+{
+    struct vsock s;
+    if (!tab_get(fd, &s))
+        return peer ? real_getpeername(fd, addr, addrlen) : real_getsockname(fd, addr, addrlen);
+    if (addrlen == NULL)
+        return fail(EFAULT);
+    struct sockaddr_in sin;
+    if (own(&s)) {
+        struct reply w;
+        uint8_t code = peer ? C_SOCKET_GETPEERNAME : C_SOCKET_GETSOCKNAME;
+        int err = sock_call(code, s.id, s.gen, NULL, 0, &w);
+        if (err == EBADF) {
+            /* netd released a stream that ended both ways: the names it last had. */
+            if (peer ? !s.has_peer : !s.has_local)
+                return fail(peer ? ENOTCONN : EBADF);
+            sin = peer ? s.peer : s.local;
+        } else if (err) {
+            return fail(err);
+        } else {
+            if (w.len < 6)
+                return fail(EPROTO);
+            get_address(w.buf, &sin);
+            if (peer)
+                TAB_UPDATE(fd, s, (e->peer = sin, e->has_peer = 1));
+            else
+                TAB_UPDATE(fd, s, (e->local = sin, e->has_local = 1));
+        }
+    } else {
+        /* Inherited over fork: netd answers only the parent; what the parent knew. */
+        if (peer ? !s.has_peer : !s.has_local) {
+            if (peer)
+                return fail(ENOTCONN);
+            memset(&sin, 0, sizeof sin);
+            sin.sin_family = AF_INET;
+        } else {
+            sin = peer ? s.peer : s.local;
+        }
+    }
+    fill_address(&sin, addr, addrlen);
+    return 0;
+}
+
+EXPORT int getsockname(int fd, __SOCKADDR_ARG addr, socklen_t *addrlen)
+{
+    need_real();
+    return name_of(fd, SA_OUT(addr), addrlen, 0);
+}
+
+EXPORT int getpeername(int fd, __SOCKADDR_ARG addr, socklen_t *addrlen)
+{
+    need_real();
+    return name_of(fd, SA_OUT(addr), addrlen, 1);
+}
+
+EXPORT int shutdown(int fd, int how)
+{
+    need_real();
+    struct vsock s;
+    if (!tab_get(fd, &s))
+        return real_shutdown(fd, how);
+    if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+        return fail(EINVAL);
+    struct reply w;
+    if (!s.listening && !s.has_peer)
+        return fail(ENOTCONN); /* the socketpair is "connected"; the TCP socket is not */
+    if (s.listening) {
+        if (!own(&s))
+            return fail(ENOTCONN);
+        unsigned char body[1] = {(unsigned char)how};
+        int err = sock_call(C_SOCKET_SHUTDOWN, s.id, s.gen, body, 1, &w);
+        return err ? fail(err) : 0;
+    }
+    if ((how == SHUT_RD || how == SHUT_RDWR) && own(&s)) {
+        /* netd takes only the reading half by message; writing ends on the descriptor. */
+        unsigned char body[1] = {SHUT_RD};
+        int err = sock_call(C_SOCKET_SHUTDOWN, s.id, s.gen, body, 1, &w);
+        if (err && err != EBADF && err != ENOTCONN)
+            return fail(err);
+    }
+    /* SHUT_WR: a FIN once netd has sent what was written before it. */
+    return real_shutdown(fd, how);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Socket options                                                                       */
+
+/*
+ * What each option does here:
+ *  - netd != 0: sent to netd (NET_SOCKET_SETSOCKOPT, the SockOpt enum of framing.py).
+ *  - netd == 0: accepted and remembered (getsockopt reports it), no effect: they tune
+ *    things netd does its own way and a program works the same without them --
+ *    SO_REUSEPORT (load-sharing binds; a second bind then fails loudly with EADDRINUSE),
+ *    SO_PRIORITY and IP_TOS (queueing/QoS marks: netd's packets carry TOS 0),
+ *    TCP_KEEPIDLE/INTVL/CNT (netd's keepalive keeps its own timing once SO_KEEPALIVE is
+ *    on), TCP_QUICKACK, TCP_CORK and TCP_DEFER_ACCEPT (latency/batching hints),
+ *    TCP_USER_TIMEOUT (netd's retransmission limits decide when a dead peer is
+ *    reported), SO_LINGER (close still sends what was written, then a FIN; a RST if the
+ *    peer's data was left unread).
+ * SO_RCVTIMEO/SO_SNDTIMEO/SO_RCVLOWAT act on the descriptor (the program's own reads and
+ * writes); anything else is ENOPROTOOPT, so a program never believes in an option that
+ * is not there.
+ */
+struct option_rule {
+    int level, name;
+    int slot;
+    int netd;
+    int initial;
+};
+
+static const struct option_rule RULES[] = {
+    {IPPROTO_TCP, TCP_NODELAY, OPT_NODELAY, 1, 0},
+    {SOL_SOCKET, SO_REUSEADDR, OPT_REUSEADDR, 2, 0},
+    {SOL_SOCKET, SO_KEEPALIVE, OPT_KEEPALIVE, 3, 0},
+    {SOL_SOCKET, SO_RCVBUF, OPT_RCVBUF, 4, 131072},
+    {SOL_SOCKET, SO_SNDBUF, OPT_SNDBUF, 5, 16384},
+    {SOL_SOCKET, SO_BROADCAST, OPT_BROADCAST, 6, 0},
+    {SOL_SOCKET, SO_REUSEPORT, OPT_REUSEPORT, 0, 0},
+    {SOL_SOCKET, SO_PRIORITY, OPT_PRIORITY, 0, 0},
+    {IPPROTO_IP, IP_TOS, OPT_TOS, 0, 0},
+    {IPPROTO_TCP, TCP_KEEPIDLE, OPT_KEEPIDLE, 0, 7200},
+    {IPPROTO_TCP, TCP_KEEPINTVL, OPT_KEEPINTVL, 0, 75},
+    {IPPROTO_TCP, TCP_KEEPCNT, OPT_KEEPCNT, 0, 9},
+    {IPPROTO_TCP, TCP_QUICKACK, OPT_QUICKACK, 0, 1},
+    {IPPROTO_TCP, TCP_USER_TIMEOUT, OPT_USER_TIMEOUT, 0, 0},
+    {IPPROTO_TCP, TCP_CORK, OPT_CORK, 0, 0},
+    {IPPROTO_TCP, TCP_DEFER_ACCEPT, OPT_DEFER_ACCEPT, 0, 0},
+};
+
+static const struct option_rule *rule_for(int level, int name)
+{
+    for (size_t i = 0; i < sizeof RULES / sizeof RULES[0]; i++)
+        if (RULES[i].level == level && RULES[i].name == name)
+            return &RULES[i];
+    return NULL;
+}
+
+static int on_descriptor(int level, int name)
+{
+    if (level != SOL_SOCKET)
+        return 0;
+#ifdef SO_RCVTIMEO_NEW
+    if (name == SO_RCVTIMEO_NEW || name == SO_SNDTIMEO_NEW)
+        return 1;
+#endif
+    return name == SO_RCVTIMEO || name == SO_SNDTIMEO || name == SO_RCVLOWAT;
+}
+
+EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
+{
+    need_real();
+    struct vsock s;
+    if (!tab_get(fd, &s))
+        return real_setsockopt(fd, level, name, value, len);
+    if (on_descriptor(level, name))
+        return real_setsockopt(fd, level, name, value, len);
+    if (value == NULL)
+        return fail(EFAULT);
+    if (level == SOL_SOCKET && name == SO_LINGER) {
+        struct linger lg;
+        if (len < sizeof lg)
+            return fail(EINVAL);
+        memcpy(&lg, value, sizeof lg);
+        TAB_UPDATE(fd, s, (e->opt[OPT_LINGER_ON] = lg.l_onoff,
+                           e->opt[OPT_LINGER_SECS] = lg.l_linger,
+                           e->opt_set[OPT_LINGER_ON] = 1));
+        return 0;
+    }
+    const struct option_rule *rule = rule_for(level, name);
+    if (rule == NULL) {
+        DEBUG("setsockopt fd %d (%d, %d): not supported", fd, level, name);
+        return fail(ENOPROTOOPT);
+    }
+    if (len < sizeof(int))
+        return fail(EINVAL);
+    int v;
+    memcpy(&v, value, sizeof v);
+    if (rule->netd && own(&s)) {
+        unsigned char body[6];
+        put16(body, (uint16_t)rule->netd);
+        put32(body + 2, (uint32_t)v);
+        struct reply w;
+        int err = sock_call(C_SOCKET_SETSOCKOPT, s.id, s.gen, body, sizeof body, &w);
+        if (err == EBADF)
+            err = 0; /* a stream netd already released: nothing left to tune */
+        if (err)
+            return fail(err);
+    }
+    /* (An inherited socket keeps the options its parent gave it: changes are noted only.) */
+    TAB_UPDATE(fd, s, (e->opt[rule->slot] = v, e->opt_set[rule->slot] = 1));
+    return 0;
+}
+
+static int put_int(void *value, socklen_t *len, int v)
+{
+    if (value == NULL || len == NULL)
+        return fail(EFAULT);
+    socklen_t n = *len < sizeof v ? *len : (socklen_t)sizeof v;
+    memcpy(value, &v, n);
+    *len = n;
+    return 0;
+}
+
+/* SO_ERROR: a non-blocking connect's result (waiting for it), or a pending error. */
+static int socket_error(int fd, const struct vsock *s)
+{
+    if (!own(s))
+        return 0;
+    struct reply w;
+    if (s->connecting) {
+        /* The descriptor is writable before the handshake ends, so a program that
+         * polled it asks early: wait here for the connect to finish, so the answer is
+         * the final one (0 or ECONNREFUSED...), never "still in progress". */
+        unsigned char body[12];
+        put32(body, FOREVER);
+        put16(body + 4, 1);
+        put32(body + 6, s->id);
+        put16(body + 10, NETD_POLL_OUT);
+        int rc = ipc_call_into(C_SOCKET_POLL, body, sizeof body, &w, NULL, s->gen, NULL, 0);
+        if (rc < 0)
+            return -rc;
+        TAB_UPDATE(fd, *s, e->connecting = 0);
+    }
+    int err = sock_call(C_SOCKET_GET_ERROR, s->id, s->gen, NULL, 0, &w);
+    if (err == EBADF)
+        return 0; /* released after a clean end both ways: no error left */
+    if (err)
+        return err;
+    return w.len >= 2 ? get16(w.buf) : 0;
+}
+
+EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
+{
+    need_real();
+    struct vsock s;
+    if (!tab_get(fd, &s))
+        return real_getsockopt(fd, level, name, value, len);
+    if (on_descriptor(level, name))
+        return real_getsockopt(fd, level, name, value, len);
+    if (level == SOL_SOCKET) {
+        switch (name) {
+        case SO_ERROR: {
+            int err = socket_error(fd, &s);
+            DEBUG("SO_ERROR fd %d -> %d", fd, err);
+            return put_int(value, len, err);
+        }
+        case SO_TYPE:
+            return put_int(value, len, SOCK_STREAM);
+        case SO_DOMAIN:
+            return put_int(value, len, AF_INET);
+        case SO_PROTOCOL:
+            return put_int(value, len, IPPROTO_TCP);
+        case SO_ACCEPTCONN:
+            return put_int(value, len, s.listening);
+        case SO_LINGER: {
+            if (value == NULL || len == NULL)
+                return fail(EFAULT);
+            struct linger lg = {.l_onoff = s.opt[OPT_LINGER_ON],
+                                .l_linger = s.opt[OPT_LINGER_SECS]};
+            socklen_t n = *len < sizeof lg ? *len : (socklen_t)sizeof lg;
+            memcpy(value, &lg, n);
+            *len = n;
+            return 0;
+        }
+        default:
+            break;
+        }
+    }
+    const struct option_rule *rule = rule_for(level, name);
+    if (rule == NULL)
+        return fail(ENOPROTOOPT);
+    return put_int(value, len, s.opt_set[rule->slot] ? s.opt[rule->slot] : rule->initial);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Descriptor bookkeeping: close and the dup family                                     */
+
+static int is_channel(int fd)
+{
+    return fd >= 0 && fd == __atomic_load_n(&chan.fd, __ATOMIC_ACQUIRE) &&
+           chan.pid == getpid();
+}
+
+/* The program wants our channel's number (dup2 onto it): move the channel first. */
+static void move_channel_off(int fd)
+{
+    pthread_mutex_lock(&chan.lock);
+    if (chan.fd == fd && chan.pid == getpid()) {
+        int moved = real_fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
+        if (moved >= 0) {
+            /* Only a thread reading right now still uses the old number, for the rest
+             * of one message; the programs that dup2 onto numbers they did not open
+             * (shells: `exec 900>file`) are single-threaded. */
+            __atomic_store_n(&chan.fd, moved, __ATOMIC_RELEASE);
+        } else {
+            chan_drop(chan.gen, ECONNRESET, 0); /* the program's dup2 closes it */
+        }
+    }
+    pthread_mutex_unlock(&chan.lock);
+}
+
+/* fd's entry is gone.  netd is not told: the socket lives as long as its descriptor, and
+ * another copy of it (a dup, a forked child) may still be open. */
+static void forget(int fd)
+{
+    struct vsock gone = tab_take(fd);
+    if (gone.used)
+        DEBUG("close fd %d (netd %u)", fd, gone.id);
+}
+
+EXPORT int close(int fd)
+{
+    need_real();
+    if (is_channel(fd))
+        return 0; /* a program closing "every descriptor" must not cut us off */
+    forget(fd);
+    return real_close(fd);
+}
+
+static void copy_entry(int from, int to)
+{
+    struct vsock s;
+    if (to >= 0 && tab_get(from, &s))
+        tab_put(to, &s);
+}
+
+EXPORT int dup(int fd)
+{
+    need_real();
+    int out = real_dup(fd);
+    if (out >= 0)
+        copy_entry(fd, out);
+    return out;
+}
+
+EXPORT int dup2(int fd, int to)
+{
+    need_real();
+    if (fd != to && is_channel(to))
+        move_channel_off(to);
+    int out = real_dup2(fd, to);
+    if (out >= 0 && fd != to) {
+        forget(to); /* the file that was there is closed */
+        copy_entry(fd, out);
+    }
+    return out;
+}
+
+EXPORT int dup3(int fd, int to, int flags)
+{
+    need_real();
+    if (fd != to && is_channel(to))
+        move_channel_off(to);
+    int out = real_dup3(fd, to, flags);
+    if (out >= 0) {
+        forget(to);
+        copy_entry(fd, out);
+    }
+    return out;
+}
+
+/* Every fcntl argument is passed on as glibc itself reads it: one pointer-sized word. */
+static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void *arg)
+{
+    int out = real(fd, cmd, arg);
+    if (out >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
+        copy_entry(fd, out);
+    return out;
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+    need_real();
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(real_fcntl, fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+    need_real();
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(real_fcntl64, fd, cmd, arg);
+}
+
+/* A connected TCP socket ignores sendto's address; the socketpair would refuse it
+ * (EISCONN), so it is dropped here.  Only calls that pass an address are looked at. */
+EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCKADDR_ARG arg,
+                      socklen_t len)
+{
+    need_real();
+    const struct sockaddr *addr = SA_IN(arg);
+    struct vsock s;
+    if (addr != NULL && tab_get(fd, &s)) {
+        if (flags & MSG_FASTOPEN)
+            return fail(EOPNOTSUPP);
+        if (!s.has_peer)
+            return fail(EPIPE); /* Linux, for a TCP socket not connected */
+        return real_sendto(fd, buf, n, flags, NULL, 0);
+    }
+    return real_sendto(fd, buf, n, flags, addr, len);
+}
+
+/* TCP's recvfrom gives no source address; the socketpair would give an AF_UNIX one. */
+EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_ARG arg,
+                        socklen_t *len)
+{
+    need_real();
+    struct sockaddr *addr = SA_OUT(arg);
+    struct vsock s;
+    if (addr != NULL && len != NULL && tab_get(fd, &s)) {
+        ssize_t got = real_recvfrom(fd, buf, n, flags, NULL, NULL);
+        if (got >= 0)
+            *len = 0;
+        return got;
+    }
+    return real_recvfrom(fd, buf, n, flags, addr, len);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Name resolution (NET_DNS_RESOLVE: IPv4 only)                                         */
+
+/* The stack's own address (NET_GET_INFO's "ip"), network order; 0 if unknown.  Asked once
+ * per channel: it is what "this machine" means to a routed program. */
+static uint32_t stack_address(void)
+{
+    static uint32_t cached;
+    static unsigned cached_gen;
+    unsigned gen = chan_generation();
+    uint32_t known = __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
+    if (known != 0 && __atomic_load_n(&cached_gen, __ATOMIC_ACQUIRE) == gen)
+        return known;
+    const uint32_t cap = 256 * 1024; /* the report with every counter */
+    unsigned char *json = malloc(cap + 1);
+    if (json == NULL)
+        return 0;
+    struct reply w;
+    unsigned asked_gen;
+    uint32_t found = 0;
+    if (ipc_call_into(C_GET_INFO, NULL, 0, &w, &asked_gen, 0, json, cap) == 0 && !w.status) {
+        json[w.len] = '\0';
+        /* One top-level key of a json.dumps(sort_keys=True) object: "ip": "A.B.C.D". */
+        const char *at = strstr((const char *)json, "\"ip\": \"");
+        struct in_addr ip;
+        char text[16];
+        if (at != NULL) {
+            at += 7;
+            size_t n = strcspn(at, "\"");
+            if (n < sizeof text) {
+                memcpy(text, at, n);
+                text[n] = '\0';
+                if (inet_pton(AF_INET, text, &ip) == 1)
+                    found = ip.s_addr;
+            }
+        }
+    }
+    free(json);
+    if (found != 0) {
+        __atomic_store_n(&cached_gen, asked_gen, __ATOMIC_RELEASE);
+        __atomic_store_n(&cached, found, __ATOMIC_RELEASE);
+    }
+    return found;
+}
+
+/* Up to MAX_ADDRESSES IPv4 addresses of `name` (network order) into out; returns the
+ * count, or a negative EAI_* code (errno set for EAI_SYSTEM). */
+static int resolve(const char *name, uint32_t *out)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > MAX_NAME)
+        return EAI_NONAME;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] >= 0x80 || name[i] <= ' ')
+            return EAI_NONAME; /* DNS carries ASCII; IDN is the program's (curl's) job */
+    struct in_addr literal;
+    if (inet_aton(name, &literal)) {
+        out[0] = literal.s_addr;
+        return 1;
+    }
+    /* "This machine" is not a DNS question (RFC 6761 6.3 for localhost; the host's own
+     * name is /etc/hosts' business, and libraries look it up at start: libldap does for
+     * curl -V).  The stack has no loopback interface (127.0.0.1 leaves by the link and
+     * times out), so both mean the stack's own address, where a routed program's
+     * listeners are. */
+    int self_name = strcasecmp(name, "localhost") == 0 || strcasecmp(name, "localhost.") == 0 ||
+                    (n > 10 && strcasecmp(name + n - 10, ".localhost") == 0);
+    char self[256];
+    if (!self_name && gethostname(self, sizeof self) == 0) {
+        self[sizeof self - 1] = '\0';
+        size_t m = strlen(self);
+        self_name = m > 0 && (strcasecmp(name, self) == 0 ||
+                              (n == m + 1 && name[m] == '.' && strncasecmp(name, self, m) == 0));
+    }
+    if (self_name) {
+        out[0] = stack_address();
+        return out[0] != 0 ? 1 : EAI_NONAME;
+    }
+    unsigned char body[4 + 1 + MAX_NAME];
+    put32(body, DNS_TIMEOUT_MS);
+    body[4] = (unsigned char)n;
+    memcpy(body + 5, name, n);
+    struct reply w;
+    int rc = ipc_call(C_DNS_RESOLVE, body, (uint32_t)(5 + n), &w, NULL);
+    if (rc < 0) {
+        errno = -rc;
+        return EAI_SYSTEM;
+    }
+    DEBUG("resolve %s -> status %d", name, w.status);
+    switch (w.status) {
+    case 0:
+        break;
+    case ENOENT:  /* NXDOMAIN */
+    case ENODATA: /* no A record */
+    case EINVAL:  /* not a name DNS can carry */
+        return EAI_NONAME;
+    case ETIMEDOUT:
+    case EIO: /* server failure or refusal: may pass */
+        return EAI_AGAIN;
+    default:
+        return EAI_FAIL;
+    }
+    if (w.len < 1)
+        return EAI_FAIL;
+    int count = w.buf[0];
+    if (count > MAX_ADDRESSES || w.len < 1 + 4u * (unsigned)count)
+        return EAI_FAIL;
+    if (count == 0)
+        return EAI_NONAME;
+    for (int i = 0; i < count; i++)
+        memcpy(&out[i], w.buf + 1 + 4 * i, 4);
+    return count;
+}
+
+/* Our getaddrinfo results, so freeaddrinfo knows them from libc's (a program may hand
+ * either to it, and any node of a list, per POSIX). */
+struct our_ai {
+    struct addrinfo ai;
+    struct sockaddr_in sin;
+};
+
+static pthread_mutex_t ai_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct addrinfo **ai_live;
+static size_t ai_count, ai_cap;
+
+static int ai_register(struct addrinfo *ai)
+{
+    pthread_mutex_lock(&ai_lock);
+    if (ai_count == ai_cap) {
+        size_t cap = ai_cap ? ai_cap * 2 : 64;
+        struct addrinfo **bigger = realloc(ai_live, cap * sizeof *bigger);
+        if (bigger == NULL) {
+            pthread_mutex_unlock(&ai_lock);
+            return -1;
+        }
+        ai_live = bigger;
+        ai_cap = cap;
+    }
+    ai_live[ai_count++] = ai;
+    pthread_mutex_unlock(&ai_lock);
+    return 0;
+}
+
+static int ai_is_ours(const struct addrinfo *ai)
+{
+    int found = 0;
+    pthread_mutex_lock(&ai_lock);
+    for (size_t i = 0; i < ai_count && !found; i++)
+        found = ai_live[i] == ai;
+    pthread_mutex_unlock(&ai_lock);
+    return found;
+}
+
+/* Remove ai from the registry; 1 if it was ours. */
+static int ai_unregister(struct addrinfo *ai)
+{
+    int found = 0;
+    pthread_mutex_lock(&ai_lock);
+    for (size_t i = ai_count; i-- > 0;) {
+        if (ai_live[i] == ai) {
+            ai_live[i] = ai_live[--ai_count];
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ai_lock);
+    return found;
+}
+
+static void free_ours(struct addrinfo *ai)
+{
+    while (ai != NULL) {
+        struct addrinfo *next = ai->ai_next;
+        ai_unregister(ai);
+        free(ai->ai_canonname);
+        free(ai);
+        ai = next;
+    }
+}
+
+EXPORT void freeaddrinfo(struct addrinfo *ai)
+{
+    need_real();
+    if (ai == NULL)
+        return;
+    if (ai_is_ours(ai)) {
+        free_ours(ai);
+        return;
+    }
+    real_freeaddrinfo(ai);
+}
+
+static int parse_port(const char *service, int socktype, int flags, int *port)
+{
+    if (service == NULL || service[0] == '\0') {
+        *port = 0;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(service, &end, 10);
+    if (*end == '\0' && errno == 0 && isdigit((unsigned char)service[0])) {
+        if (v > 0xFFFF)
+            return EAI_SERVICE;
+        *port = (int)v;
+        return 0;
+    }
+    if (flags & AI_NUMERICSERV)
+        return EAI_NONAME;
+    /* /etc/services: a local file, no network. */
+    struct servent result, *found = NULL;
+    char buf[1024];
+    const char *proto = socktype == SOCK_DGRAM ? "udp" : "tcp";
+    if (getservbyname_r(service, proto, &result, buf, sizeof buf, &found) != 0 ||
+        found == NULL)
+        return EAI_SERVICE;
+    *port = ntohs((uint16_t)found->s_port);
+    return 0;
+}
+
+EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                       struct addrinfo **res)
+{
+    need_real();
+    int family = hints ? hints->ai_family : AF_UNSPEC;
+    int socktype = hints ? hints->ai_socktype : 0;
+    int protocol = hints ? hints->ai_protocol : 0;
+    int flags = hints ? hints->ai_flags : (AI_V4MAPPED | AI_ADDRCONFIG);
+    const int known = AI_PASSIVE | AI_CANONNAME | AI_NUMERICHOST | AI_NUMERICSERV |
+                      AI_V4MAPPED | AI_ALL | AI_ADDRCONFIG | AI_IDN | AI_CANONIDN;
+    if (res == NULL)
+        return EAI_FAIL;
+    *res = NULL;
+    if (flags & ~known)
+        return EAI_BADFLAGS;
+    if ((flags & AI_CANONNAME) && node == NULL)
+        return EAI_BADFLAGS;
+    if (node == NULL && service == NULL)
+        return EAI_NONAME;
+    if (family != AF_UNSPEC && family != AF_INET)
+        return EAI_FAMILY; /* IPv6 is not routed: never ask the host */
+    if (socktype != 0 && socktype != SOCK_STREAM && socktype != SOCK_DGRAM &&
+        socktype != SOCK_RAW)
+        return EAI_SOCKTYPE;
+
+    uint32_t addresses[MAX_ADDRESSES];
+    int count;
+    if (node == NULL) {
+        addresses[0] = htonl((flags & AI_PASSIVE) ? INADDR_ANY : INADDR_LOOPBACK);
+        count = 1;
+    } else {
+        struct in_addr literal;
+        struct in6_addr literal6;
+        if (inet_aton(node, &literal)) {
+            addresses[0] = literal.s_addr;
+            count = 1;
+        } else if (inet_pton(AF_INET6, node, &literal6) == 1) {
+            return EAI_ADDRFAMILY; /* an IPv6 literal has no IPv4 address */
+        } else if (flags & AI_NUMERICHOST) {
+            return EAI_NONAME;
+        } else {
+            count = resolve(node, addresses);
+            if (count < 0)
+                return count; /* an EAI_ code (glibc's are negative) */
+        }
+    }
+
+    /* The socket types asked for: stream and datagram when none is given (glibc adds
+     * raw too, which nobody connects with), raw only when asked. */
+    struct kind {
+        int type, proto;
+    } kinds[2];
+    int nkinds = 0;
+    if (socktype == 0) {
+        if (protocol == 0 || protocol == IPPROTO_TCP)
+            kinds[nkinds++] = (struct kind){SOCK_STREAM, IPPROTO_TCP};
+        if (protocol == 0 || protocol == IPPROTO_UDP)
+            kinds[nkinds++] = (struct kind){SOCK_DGRAM, IPPROTO_UDP};
+        if (nkinds == 0)
+            return EAI_SOCKTYPE;
+    } else if (socktype == SOCK_STREAM) {
+        kinds[nkinds++] = (struct kind){SOCK_STREAM, protocol ? protocol : IPPROTO_TCP};
+    } else if (socktype == SOCK_DGRAM) {
+        kinds[nkinds++] = (struct kind){SOCK_DGRAM, protocol ? protocol : IPPROTO_UDP};
+    } else {
+        kinds[nkinds++] = (struct kind){SOCK_RAW, protocol};
+    }
+
+    int ports[2];
+    for (int k = 0; k < nkinds; k++) {
+        int rc = parse_port(service, kinds[k].type, flags, &ports[k]);
+        if (rc)
+            return rc;
+    }
+
+    struct addrinfo *head = NULL, **tail = &head;
+    for (int i = 0; i < count; i++) {
+        for (int k = 0; k < nkinds; k++) {
+            struct our_ai *node_ai = calloc(1, sizeof *node_ai);
+            if (node_ai == NULL || ai_register(&node_ai->ai) < 0) {
+                free(node_ai);
+                free_ours(head);
+                return EAI_MEMORY;
+            }
+            node_ai->sin.sin_family = AF_INET;
+            node_ai->sin.sin_port = htons((uint16_t)ports[k]);
+            node_ai->sin.sin_addr.s_addr = addresses[i];
+            node_ai->ai.ai_family = AF_INET;
+            node_ai->ai.ai_socktype = kinds[k].type;
+            node_ai->ai.ai_protocol = kinds[k].proto;
+            node_ai->ai.ai_addrlen = sizeof node_ai->sin;
+            node_ai->ai.ai_addr = (struct sockaddr *)&node_ai->sin;
+            *tail = &node_ai->ai;
+            tail = &node_ai->ai.ai_next;
+        }
+    }
+    if (head != NULL && (flags & AI_CANONNAME)) {
+        head->ai_canonname = strdup(node); /* netd reports no CNAME chain */
+        if (head->ai_canonname == NULL) {
+            free_ours(head);
+            return EAI_MEMORY;
+        }
+    }
+    DEBUG("getaddrinfo %s -> %d address(es)", node ? node : "(null)", count);
+    *res = head;
+    return 0;
+}
+
+EXPORT int getnameinfo(const struct sockaddr *addr, socklen_t addrlen, char *host,
+                       socklen_t hostlen, char *serv, socklen_t servlen, int flags)
+{
+    need_real();
+    if (addr == NULL)
+        return EAI_FAMILY;
+    if (addr->sa_family == AF_INET6)
+        /* Numeric only: a reverse lookup would go out by the host's resolver. */
+        return real_getnameinfo(addr, addrlen, host, hostlen, serv, servlen,
+                                flags | NI_NUMERICHOST);
+    if (addr->sa_family != AF_INET)
+        return real_getnameinfo(addr, addrlen, host, hostlen, serv, servlen, flags);
+    if (addrlen < sizeof(struct sockaddr_in))
+        return EAI_FAMILY;
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+    if (host != NULL && hostlen > 0) {
+        if (flags & NI_NAMEREQD)
+            return EAI_NONAME; /* no PTR lookups through netd */
+        if (inet_ntop(AF_INET, &sin->sin_addr, host, hostlen) == NULL)
+            return EAI_OVERFLOW;
+    }
+    if (serv != NULL && servlen > 0) {
+        struct servent result, *found = NULL;
+        char buf[1024];
+        if (!(flags & NI_NUMERICSERV) &&
+            getservbyport_r(sin->sin_port, (flags & NI_DGRAM) ? "udp" : "tcp", &result, buf,
+                            sizeof buf, &found) == 0 &&
+            found != NULL) {
+            if (strlen(found->s_name) >= servlen)
+                return EAI_OVERFLOW;
+            strcpy(serv, found->s_name);
+        } else if (snprintf(serv, servlen, "%u", ntohs(sin->sin_port)) >= (int)servlen) {
+            return EAI_OVERFLOW;
+        }
+    }
+    return 0;
+}
+
+/* gethostbyname and friends: laid out in the caller's buffer (the _r forms) or ours. */
+static int fill_hostent(const char *name, const uint32_t *addresses, int count,
+                        struct hostent *ret, char *buf, size_t buflen)
+{
+    size_t name_len = strlen(name) + 1;
+    size_t align = sizeof(char *);
+    size_t need = (size_t)(count + 1) * sizeof(char *) + sizeof(char *) +
+                  (size_t)count * 4 + name_len + align;
+    if (need > buflen)
+        return ERANGE;
+    char *p = buf + ((align - ((uintptr_t)buf % align)) % align);
+    char **list = (char **)p;
+    char **aliases = list + count + 1;
+    char *data = (char *)(aliases + 1);
+    for (int i = 0; i < count; i++) {
+        memcpy(data + 4 * i, &addresses[i], 4);
+        list[i] = data + 4 * i;
+    }
+    list[count] = NULL;
+    aliases[0] = NULL;
+    char *copy = data + 4 * count;
+    memcpy(copy, name, name_len);
+    ret->h_name = copy;
+    ret->h_aliases = aliases;
+    ret->h_addrtype = AF_INET;
+    ret->h_length = 4;
+    ret->h_addr_list = list;
+    return 0;
+}
+
+static int herrno_for(int eai)
+{
+    switch (eai) {
+    case EAI_NONAME:
+        return HOST_NOT_FOUND;
+    case EAI_AGAIN:
+        return TRY_AGAIN;
+    case EAI_SYSTEM:
+        return NETDB_INTERNAL;
+    default:
+        return NO_RECOVERY;
+    }
+}
+
+static int hostbyname_r(const char *name, int af, struct hostent *ret, char *buf,
+                        size_t buflen, struct hostent **result, int *h_errnop)
+{
+    *result = NULL;
+    if (af != AF_INET) {
+        *h_errnop = NO_DATA; /* IPv6 is not routed */
+        return 0;
+    }
+    uint32_t addresses[MAX_ADDRESSES];
+    int count = resolve(name, addresses);
+    if (count < 0) {
+        *h_errnop = herrno_for(count);
+        return count == EAI_SYSTEM ? errno : 0;
+    }
+    int rc = fill_hostent(name, addresses, count, ret, buf, buflen);
+    if (rc) {
+        *h_errnop = NETDB_INTERNAL;
+        return rc;
+    }
+    *result = ret;
+    *h_errnop = 0;
+    return 0;
+}
+
+EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf,
+                            size_t buflen, struct hostent **result, int *h_errnop)
+{
+    need_real();
+    return hostbyname_r(name, af, ret, buf, buflen, result, h_errnop);
+}
+
+EXPORT int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
+                           struct hostent **result, int *h_errnop)
+{
+    need_real();
+    return hostbyname_r(name, AF_INET, ret, buf, buflen, result, h_errnop);
+}
+
+static struct hostent static_host;
+static char static_buf[2048];
+
+EXPORT struct hostent *gethostbyname2(const char *name, int af)
+{
+    need_real();
+    struct hostent *result;
+    int herr = 0;
+    hostbyname_r(name, af, &static_host, static_buf, sizeof static_buf, &result, &herr);
+    h_errno = herr;
+    return result;
+}
+
+EXPORT struct hostent *gethostbyname(const char *name)
+{
+    return gethostbyname2(name, AF_INET);
+}
+
+/* Reverse lookups cannot go through netd (no PTR query) and must not leave by the
+ * host's resolver: "not found", as for an address without a name. */
+EXPORT struct hostent *gethostbyaddr(const void *addr, socklen_t len, int type)
+{
+    (void)addr, (void)len, (void)type;
+    h_errno = HOST_NOT_FOUND;
+    return NULL;
+}
+
+EXPORT int gethostbyaddr_r(const void *addr, socklen_t len, int type, struct hostent *ret,
+                           char *buf, size_t buflen, struct hostent **result, int *h_errnop)
+{
+    (void)addr, (void)len, (void)type, (void)ret, (void)buf, (void)buflen;
+    *result = NULL;
+    *h_errnop = HOST_NOT_FOUND;
+    return 0;
+}
+
+/* getaddrinfo_a: answered at once (our lookups are netd round trips), then notified as
+ * asked.  gai_error() reads the request's result field, which we set. */
+struct gai_notify {
+    struct sigevent ev;
+};
+
+static void *gai_thread(void *arg)
+{
+    struct gai_notify *n = arg;
+    n->ev.sigev_notify_function(n->ev.sigev_value);
+    free(n);
+    return NULL;
+}
+
+EXPORT int getaddrinfo_a(int mode, struct gaicb *list[], int count, struct sigevent *sev)
+{
+    need_real();
+    if (mode != GAI_WAIT && mode != GAI_NOWAIT)
+        return EAI_SYSTEM;
+    for (int i = 0; i < count; i++) {
+        if (list[i] == NULL)
+            continue;
+        list[i]->__return = getaddrinfo(list[i]->ar_name, list[i]->ar_service,
+                                        list[i]->ar_request, &list[i]->ar_result);
+    }
+    if (mode == GAI_NOWAIT && sev != NULL) {
+        if (sev->sigev_notify == SIGEV_SIGNAL) {
+            sigqueue(getpid(), sev->sigev_signo, sev->sigev_value);
+        } else if (sev->sigev_notify == SIGEV_THREAD && sev->sigev_notify_function) {
+            struct gai_notify *n = malloc(sizeof *n);
+            pthread_t t;
+            pthread_attr_t attr;
+            if (n != NULL) {
+                n->ev = *sev;
+                pthread_attr_init(&attr);
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                if (pthread_create(&t, &attr, gai_thread, n) != 0)
+                    free(n);
+                pthread_attr_destroy(&attr);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Raw DNS (MX, SRV, SSHFP...) cannot be asked through netd, whose resolver answers A
+ * records only; without these the libc resolver would send the query from the host. */
+#define NO_RAW_DNS                                                                     \
+    do {                                                                               \
+        h_errno = NO_RECOVERY;                                                         \
+        errno = EAFNOSUPPORT;                                                          \
+        return -1;                                                                     \
+    } while (0)
+
+EXPORT int res_query(const char *d, int c, int t, unsigned char *a, int l)
+{
+    (void)d, (void)c, (void)t, (void)a, (void)l;
+    NO_RAW_DNS;
+}
+
+EXPORT int res_search(const char *d, int c, int t, unsigned char *a, int l)
+{
+    (void)d, (void)c, (void)t, (void)a, (void)l;
+    NO_RAW_DNS;
+}
+
+EXPORT int res_querydomain(const char *n, const char *d, int c, int t, unsigned char *a,
+                           int l)
+{
+    (void)n, (void)d, (void)c, (void)t, (void)a, (void)l;
+    NO_RAW_DNS;
+}
+
+EXPORT int res_send(const unsigned char *m, int ml, unsigned char *a, int l)
+{
+    (void)m, (void)ml, (void)a, (void)l;
+    NO_RAW_DNS;
+}
+
+EXPORT int res_nquery(res_state s, const char *d, int c, int t, unsigned char *a, int l)
+{
+    (void)s, (void)d, (void)c, (void)t, (void)a, (void)l;
+    NO_RAW_DNS;
+}
+
+EXPORT int res_nsearch(res_state s, const char *d, int c, int t, unsigned char *a, int l)
+{
+    (void)s, (void)d, (void)c, (void)t, (void)a, (void)l;
+    NO_RAW_DNS;
+}
+
+EXPORT int res_nquerydomain(res_state s, const char *n, const char *d, int c, int t,
+                            unsigned char *a, int l)
+{
+    (void)s, (void)n, (void)d, (void)c, (void)t, (void)a, (void)l;
+    NO_RAW_DNS;
+}
+
+EXPORT int res_nsend(res_state s, const unsigned char *m, int ml, unsigned char *a, int l)
+{
+    (void)s, (void)m, (void)ml, (void)a, (void)l;
+    NO_RAW_DNS;
+}
+
+/* Programs linked before glibc 2.34 call these names (from libresolv). */
+EXPORT int __res_query(const char *d, int c, int t, unsigned char *a, int l);
+EXPORT int __res_query(const char *d, int c, int t, unsigned char *a, int l)
+{
+    return res_query(d, c, t, a, l);
+}
+
+EXPORT int __res_search(const char *d, int c, int t, unsigned char *a, int l);
+EXPORT int __res_search(const char *d, int c, int t, unsigned char *a, int l)
+{
+    return res_search(d, c, t, a, l);
+}
+
+EXPORT int __res_querydomain(const char *n, const char *d, int c, int t, unsigned char *a,
+                             int l);
+EXPORT int __res_querydomain(const char *n, const char *d, int c, int t, unsigned char *a,
+                             int l)
+{
+    return res_querydomain(n, d, c, t, a, l);
+}
+
+EXPORT int __res_send(const unsigned char *m, int ml, unsigned char *a, int l);
+EXPORT int __res_send(const unsigned char *m, int ml, unsigned char *a, int l)
+{
+    return res_send(m, ml, a, l);
+}
+
+EXPORT int __res_nquery(res_state s, const char *d, int c, int t, unsigned char *a, int l);
+EXPORT int __res_nquery(res_state s, const char *d, int c, int t, unsigned char *a, int l)
+{
+    return res_nquery(s, d, c, t, a, l);
+}
+
+EXPORT int __res_nsearch(res_state s, const char *d, int c, int t, unsigned char *a, int l);
+EXPORT int __res_nsearch(res_state s, const char *d, int c, int t, unsigned char *a, int l)
+{
+    return res_nsearch(s, d, c, t, a, l);
+}
+
+EXPORT int __res_nsend(res_state s, const unsigned char *m, int ml, unsigned char *a, int l);
+EXPORT int __res_nsend(res_state s, const unsigned char *m, int ml, unsigned char *a, int l)
+{
+    return res_nsend(s, m, ml, a, l);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* fork                                                                                 */
+
+static void before_fork(void)
+{
+    /* Hold every lock across fork so the child does not inherit one mid-change. */
+    pthread_mutex_lock(&tab_lock);
+    pthread_mutex_lock(&ai_lock);
+    pthread_mutex_lock(&chan.lock);
+}
+
+static void after_fork_parent(void)
+{
+    pthread_mutex_unlock(&chan.lock);
+    pthread_mutex_unlock(&ai_lock);
+    pthread_mutex_unlock(&tab_lock);
+}
+
+static void after_fork_child(void)
+{
+    /* The parent's channel is the parent's: its ids mean nothing on ours (they are
+     * per channel), and its readers and waiters are threads we do not have.  Our socket
+     * entries stay (marked by the old generation) so the child's reads, writes and
+     * names keep working on the descriptors it inherited. */
+    chan_forget_parent();
+    pthread_cond_init(&chan.cond, NULL);
+    pthread_mutex_unlock(&chan.lock);
+    pthread_mutex_unlock(&ai_lock);
+    pthread_mutex_unlock(&tab_lock);
+}
+
+__attribute__((constructor)) static void preload_init(void)
+{
+    need_real();
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
