@@ -1,27 +1,42 @@
-"""``vipernet run``: run a Python program with its stdlib sockets going through netd.
+"""``vipernet run``: run a program with its IPv4 TCP sockets and name lookups going through netd.
 
-    vipernet run [--socket PATH] [--] python app.py ARGS...
+    vipernet run [--socket PATH] [--] COMMAND ARGS...
 
-The command is exec'd with ``VIPERNET_RUN=1``, ``VIPERNET_SOCKET`` and the
-:mod:`vipernet.runhook` shim first on ``PYTHONPATH``: its ``sitecustomize`` swaps
-``socket.socket`` (AF_INET stream/datagram), ``create_connection``, ``getaddrinfo`` and
-``gethostbyname`` for vipernet's before the program starts, so ``http.client``,
-``urllib.request``, ``urllib3``/``requests`` use the vipernet stack unchanged.  Not covered:
-``select``/``asyncio`` on those sockets, ``ssl`` (https), IPv6, non-Python programs.
-The exit status is the program's (127 if it cannot be started).
+The command is exec'd with ``VIPERNET_RUN=1``, ``VIPERNET_SOCKET`` and two hooks:
+
+* Python programs: the :mod:`vipernet.runhook` shim first on ``PYTHONPATH``; its
+  ``sitecustomize`` swaps ``socket.socket`` (AF_INET stream/datagram),
+  ``create_connection``, ``getaddrinfo`` and ``gethostbyname`` for vipernet's before the
+  program starts, so ``http.client``, ``urllib.request``, ``urllib3``/``requests`` use the
+  vipernet stack unchanged.
+* Every dynamically linked program (curl, wget, nc, git, ssh...): ``LD_PRELOAD`` of
+  ``build/libvipernet_preload.so`` (``src/vipernet/preload/vipernet_preload.c``, built by
+  ``make setup``; ``$VIPERNET_PRELOAD`` names another copy), which routes libc's AF_INET
+  TCP socket calls and name lookups to netd.  The two never both route one socket: the
+  shim's sockets reach netd over AF_UNIX, which the library leaves alone.
+
+Not covered: static binaries and Go programs (no libc calls to interpose: a warning is
+printed), UDP and IPv6 from non-Python programs, setuid/setcap programs (the loader
+ignores LD_PRELOAD for them).  The exit status is the program's (127 if it cannot be
+started, 1 if the library is not built).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import struct
 import sys
 from pathlib import Path
 from typing import Any
 
+PRELOAD_NAME = "libvipernet_preload.so"
+PRELOAD_ENV = "VIPERNET_PRELOAD"  # another copy of the library (an installed vipernet)
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="run a Python program over netd",
+    parser = subparsers.add_parser("run", help="run a program over netd",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--socket", dest="socket_path", default=None,
                         help="netd's IPC socket ($VIPERNET_SOCKET or /run/vipernet/netd.sock)")
@@ -29,8 +44,20 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def child_environment(env: dict[str, str], socket_path: str | None) -> dict[str, str]:
-    """``env`` plus what the shim needs (its directory and vipernet's first on PYTHONPATH)."""
+def preload_library(env: dict[str, str] | None = None) -> Path:
+    """Where the LD_PRELOAD library is: ``$VIPERNET_PRELOAD``, else what ``make setup``
+    builds in the source tree (``build/`` next to ``src/``)."""
+    override = (env if env is not None else os.environ).get(PRELOAD_ENV)
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[3] / "build" / PRELOAD_NAME
+
+
+def child_environment(env: dict[str, str], socket_path: str | None,
+                      preload: str | None = None) -> dict[str, str]:
+    """``env`` plus what the hooks need: the shim (and vipernet) first on PYTHONPATH, the
+    flag, the socket (absolute: the program may change directory before its first
+    socket), and ``preload`` first on LD_PRELOAD."""
     from vipernet.runhook import ENV_FLAG, SHIM_DIR
 
     package_root = str(Path(__file__).resolve().parents[2])  # the dir holding vipernet/
@@ -40,8 +67,51 @@ def child_environment(env: dict[str, str], socket_path: str | None) -> dict[str,
     out["PYTHONPATH"] = os.pathsep.join(paths)
     out[ENV_FLAG] = "1"
     if socket_path:
-        out["VIPERNET_SOCKET"] = socket_path
+        out["VIPERNET_SOCKET"] = os.path.abspath(socket_path)
+    if preload:
+        # ld.so splits LD_PRELOAD on spaces and colons; ours goes first, others stay.
+        others = [p for p in out.get("LD_PRELOAD", "").replace(":", " ").split()
+                  if p != preload]
+        out["LD_PRELOAD"] = " ".join([preload, *others])
     return out
+
+
+def bypass_warning(command: str, path_env: str | None) -> str | None:
+    """Why ``command`` would not be routed by the library (a static or a Go binary), or
+    None.  Only the program started is looked at, not what it runs."""
+    path = shutil.which(command, path=path_env)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                return None  # a script, or not a 64-bit little-endian ELF: not judged
+            phoff, shoff = struct.unpack_from("<QQ", head, 0x20)
+            phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from("<HHHHH", head,
+                                                                               0x36)
+            handle.seek(phoff)
+            headers = handle.read(phentsize * phnum)
+            dynamic = any(struct.unpack_from("<I", headers, i * phentsize)[0] == 3  # INTERP
+                          for i in range(phnum))
+            if not dynamic:
+                return (f"{path} is statically linked: its sockets do not go through "
+                        "libc's dynamic symbols, so vipernet cannot route them (they would "
+                        "use the host's network)")
+            handle.seek(shoff)
+            sections = handle.read(shentsize * shnum)
+            if shnum and shstrndx < shnum:
+                names_at, names_size = struct.unpack_from("<QQ", sections,
+                                                          shstrndx * shentsize + 0x18)
+                handle.seek(names_at)
+                names = handle.read(min(names_size, 1 << 16))
+                if b".go.buildinfo\0" in names:
+                    return (f"{path} is a Go program: Go makes its own socket system "
+                            "calls, so vipernet cannot route them (they would use the "
+                            "host's network)")
+    except (OSError, struct.error):
+        return None
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,9 +119,18 @@ def run(args: argparse.Namespace) -> int:
     if command and command[0] == "--":
         command = command[1:]
     if not command:
-        print("vipernet run: nothing to run (vipernet run -- python app.py)", file=sys.stderr)
+        print("vipernet run: nothing to run (vipernet run -- curl http://10.0.2.2/)",
+              file=sys.stderr)
         return 2
-    env = child_environment(dict(os.environ), args.socket_path)
+    library = preload_library()
+    if not library.is_file():
+        print(f"vipernet run: the LD_PRELOAD library for non-Python programs is not built "
+              f"({library} is missing): run make setup", file=sys.stderr)
+        return 1
+    env = child_environment(dict(os.environ), args.socket_path, str(library.resolve()))
+    warning = bypass_warning(command[0], env.get("PATH"))
+    if warning is not None:
+        print(f"vipernet run: warning: {warning}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
