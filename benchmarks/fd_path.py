@@ -21,8 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,15 +29,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from tests.testbed import TestBed, stop_process, wait_for  # noqa: E402
+from tests.testbed import TestBed  # noqa: E402
 
 from tcp_bulk import (  # noqa: E402
     SENDER,
     SINK,
-    _accepting,
     in_process,
     kernel_over_veth,
     mbps,
+    netd_on_tap,
     netd_transfers,
 )
 
@@ -58,28 +57,6 @@ while True:
 """
 
 BLOCK = 4 << 20
-
-
-@contextmanager
-def netd() -> Iterator[TestBed]:
-    bed = TestBed("fdb")
-    proc = None
-    try:
-        path = str(bed.workdir / "netd.sock")
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "VIPERNET_SOCKET": path}
-        proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
-                          f"tap:{bed.tap}", "--socket", path], env=env)
-        wait_for(lambda: _accepting(path) or proc.poll() is not None, what="netd socket",
-                 timeout=30)
-        os.environ["VIPERNET_SOCKET"] = path
-        os.environ.pop("VIPER_KERNEL_ENABLE_NET", None)
-        from vipernet.netclient import default
-        default.reset_default_client()
-        yield bed
-    finally:
-        if proc is not None:
-            stop_process(proc)
-        bed.close()
 
 
 def message_bulk(bed: TestBed, mb: int) -> tuple[float, float]:
@@ -168,7 +145,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
     ref = max(kernel_over_veth(mb) for _ in range(args.rounds))
     inproc = [in_process(mb) for _ in range(args.rounds)]
-    with netd() as bed:
+    with netd_on_tap("fdb") as bed:
         fd = [netd_transfers(bed, mb) for _ in range(args.rounds)]
         msg = [message_bulk(bed, mb) for _ in range(args.rounds)]
         fd_rtt, msg_rtt = round_trips(bed, args.pings)

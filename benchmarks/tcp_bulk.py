@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +184,10 @@ def in_process(mb: int) -> tuple[float, float]:
 
 # -- through netd ----------------------------------------------------------------------
 
-def through_netd(mb: int) -> tuple[float, float]:
-    bed = TestBed("tbn")
+@contextlib.contextmanager
+def netd_on_tap(tag: str) -> Iterator[TestBed]:
+    """A test bed with netd on its TAP, made the default client of this process."""
+    bed = TestBed(tag)
     proc: Any = None
     try:
         path = str(bed.workdir / "netd.sock")
@@ -197,13 +200,17 @@ def through_netd(mb: int) -> tuple[float, float]:
         os.environ.pop("VIPER_KERNEL_ENABLE_NET", None)
         from vipernet.netclient import default
         default.reset_default_client()
-        result = netd_transfers(bed, mb)
+        yield bed
         default.reset_default_client()
-        return result
     finally:
         if proc is not None:
             stop_process(proc)
         bed.close()
+
+
+def through_netd(mb: int) -> tuple[float, float]:
+    with netd_on_tap("tbn") as bed:
+        return netd_transfers(bed, mb)
 
 
 def netd_transfers(bed: TestBed, mb: int) -> tuple[float, float]:
