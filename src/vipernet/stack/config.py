@@ -54,6 +54,30 @@ class StackConfig:
     ephemeral_low: int = 49152
     ephemeral_high: int = 65535
 
+    # IPv6 Neighbor Discovery (RFC 4861 section 10's constants; caps like Linux's neighbour
+    # table, so a flood of solicitations cannot grow the cache without bound)
+    nd_base_reachable_time: float = 30.0  # BaseReachableTime until an RA says otherwise
+    nd_retrans_timer: float = 1.0  # RetransTimer until an RA says otherwise
+    nd_delay_first_probe_time: float = 5.0  # DELAY_FIRST_PROBE_TIME
+    nd_max_multicast_solicit: int = 3  # MAX_MULTICAST_SOLICIT (INCOMPLETE)
+    nd_max_unicast_solicit: int = 3  # MAX_UNICAST_SOLICIT (PROBE)
+    nd_queue_limit: int = 32  # packets held per unresolved destination
+    nd_pending_limit: int = 256  # destinations being resolved (INCOMPLETE) at once
+    nd_cache_limit: int = 1024  # all entries (Linux's gc_thresh3)
+    nd_gc_threshold: int = 128  # above this many, idle STALE entries are collected (gc_thresh1)
+    nd_gc_stale_time: float = 60.0  # how long a STALE entry idles before it may be collected
+
+    # IPv6 stateless address autoconfiguration (RFC 4862) and router discovery (RFC 4861 6.3)
+    ip6_dad_transmits: int = 1  # DupAddrDetectTransmits (0: addresses are usable at once)
+    ip6_max_rtr_solicitations: int = 3  # MAX_RTR_SOLICITATIONS
+    ip6_rtr_solicitation_interval: float = 4.0  # RTR_SOLICITATION_INTERVAL
+    ip6_max_rtr_solicitation_delay: float = 1.0  # MAX_RTR_SOLICITATION_DELAY
+    ip6_hop_limit: int = 64  # until an RA's Cur Hop Limit says otherwise
+    ip6_max_addresses: int = 16  # per interface, link-local and static included
+    ip6_max_routers: int = 8  # default router list
+    ip6_max_prefixes: int = 16  # on-link prefix list
+    ip6_max_dns_servers: int = 3  # RDNSS addresses kept (RFC 8106 5.3.1; resolv.conf's MAXNS)
+
     def __post_init__(self) -> None:
         if len(self.mac) != 6:
             raise UsageError(f"mac must be 6 bytes, got {len(self.mac)}")
