@@ -14,13 +14,13 @@ Two details make that exact rather than merely congruent:
   a multiple of 0xFFFF folds to 0xFFFF, which is what a word-by-word adder produces.
 
 ``initial`` chains sums: pass a previous :func:`ones_complement_sum` (or a
-:func:`pseudo_header_sum`) to cover discontiguous pieces, each of even length except the
-last, without concatenating them.
+:func:`pseudo_header_sum` or :func:`pseudo_header_sum_v6`) to cover discontiguous pieces,
+each of even length except the last, without concatenating them.
 """
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 Bytes = bytes | bytearray | memoryview
 
@@ -71,3 +71,18 @@ def pseudo_header_sum(src: IPv4Address, dst: IPv4Address, proto: int, length: in
     halves modulo 0xFFFF, so the four terms can simply be added.
     """
     return _fold(int(src) + int(dst) + proto + length)
+
+
+def pseudo_header_sum_v6(src: IPv6Address, dst: IPv6Address, next_header: int, length: int) -> int:
+    """Folded sum of the IPv6 upper-layer pseudo-header (RFC 8200 8.1): source, destination,
+    the 32-bit upper-layer packet length, three zero octets and the next header value.
+
+    The same congruence as for IPv4 applies to a 128-bit address (it is the sum of its
+    eight 16-bit words modulo 0xFFFF) and to the 32-bit length (its two halves), so the
+    terms are added as integers.  ``next_header`` is the upper-layer protocol (6, 17, 58),
+    never an extension header, and ``length`` is the upper-layer length, not the IPv6
+    payload length when extension headers come first.  The result chains into
+    :func:`ones_complement_sum` and :func:`internet_checksum` exactly like
+    :func:`pseudo_header_sum` does.
+    """
+    return _fold(int(src) + int(dst) + length + next_header)
