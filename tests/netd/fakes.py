@@ -29,6 +29,10 @@ class FakeSocket:
         self.local = (address[0], address[1] or 50000 + len(self.stack.sockets))
 
     def connect(self, address: Address, now: float) -> None:
+        if self.kind == SocketKind.TCP and self.remote is not None:
+            if self.writable:  # as the stack's TCP socket: connected, or still trying
+                raise OSError(errno.EISCONN, "already connected")
+            raise BlockingIOError(errno.EALREADY, "connect in progress")
         self.remote = address
         if self.kind == SocketKind.TCP:
             raise BlockingIOError(errno.EINPROGRESS, "in progress")

@@ -506,3 +506,150 @@ def test_a_descriptor_closed_at_any_stage_releases_its_socket(rig: Rig) -> None:
     with rig.connect() as sock:  # and netd serves on
         sock.sendall(b"after")
         assert sock.recv(10) == b"after"
+
+
+PRE_FORK_CLIENTS = """
+import socket, sys, threading
+ok = []
+def one(i):
+    with socket.create_connection(("10.0.2.15", int(sys.argv[1])), timeout=20) as s:
+        s.sendall(b"client %d" % i)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(100):
+            got += chunk
+        ok.append(got.startswith(b"CLIENT %d FROM " % i))
+        print(got.decode().rsplit(" ", 1)[1], flush=True)
+threads = [threading.Thread(target=one, args=(i,)) for i in range(int(sys.argv[2]))]
+for t in threads: t.start()
+for t in threads: t.join()
+print("answered", sum(ok), flush=True)
+"""
+
+
+def test_forked_children_accept_on_their_parents_listener(rig: Rig) -> None:
+    """A pre-fork server: the parent listens, its children accept (NET_SOCKET_ADOPT
+    makes the inherited socket theirs too, the descriptor being the proof)."""
+    before = _counters(rig).get("adopt.ok", 0)
+    client = netclient.connect(rig.path)
+    listener = vsocket_class(client=client)
+    children: list[int] = []
+    try:
+        listener.bind(("0.0.0.0", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        listener.fileno()  # the descriptor the children inherit
+        for _ in range(2):
+            pid = os.fork()
+            if pid == 0:  # a child: serve until killed
+                code = 1
+                try:
+                    while True:
+                        conn, _ = listener.accept()
+                        with conn:
+                            data = b""
+                            while chunk := conn.recv(100):
+                                data += chunk
+                            conn.sendall(data.upper() + b" FROM %d" % os.getpid())
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        kernel = rig.bed.start([sys.executable, "-c", PRE_FORK_CLIENTS, str(port), "12"],
+                               stdout=subprocess.PIPE)
+        out, _ = kernel.communicate(timeout=60)
+        lines = out.decode().split()
+        assert lines[-2:] == ["answered", "12"]
+        assert set(map(int, lines[:-2])) <= set(children)  # only the children accepted
+        assert _counters(rig).get("adopt.ok", 0) - before >= 1
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        listener.close()
+        client.close_channel()
+
+
+def test_a_forked_child_uses_its_parents_connected_socket(rig: Rig) -> None:
+    sock = rig.connect()
+    read_end, write_end = os.pipe()
+    try:
+        sock.fileno()
+        pid = os.fork()
+        if pid == 0:
+            report = {}
+            try:
+                sock.sendall(b"from the child")
+                sock.shutdown(socket.SHUT_WR)
+                data = b""
+                while chunk := sock.recv(100):
+                    data += chunk
+                report["data"] = data.decode()
+                report["peer"] = list(sock.getpeername())  # a netd call: adopted first
+                report["again"] = sock.connect_ex((GATEWAY, ECHO))
+            finally:
+                os.write(write_end, repr(report).encode())
+                os._exit(0)
+        os.close(write_end)
+        write_end = -1
+        _, status = os.waitpid(pid, 0)
+        report = os.read(read_end, 4096).decode()
+        assert status == 0
+        assert report == repr({"data": "from the child", "peer": [GATEWAY, ECHO],
+                               "again": errno.EISCONN})
+        assert sock.getpeername() == (GATEWAY, ECHO)  # the parent's id still works too
+    finally:
+        sock.close()
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+
+
+def test_adopt_with_a_wrong_foreign_or_garbage_descriptor_is_refused(rig: Rig) -> None:
+    owner = rig.connect()  # a socket of another channel, with its descriptor
+    other = rig.connect()
+    hostile = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hostile.settimeout(10)
+    hostile.connect(rig.path)
+    r, w = os.pipe()
+    request_ids = iter(range(1, 100))
+
+    def adopt(sock_id: int, fds: list[int], body: bytes | None = None) -> int:
+        raw = (sock_id).to_bytes(4, "big") if body is None else body
+        rid = next(request_ids)
+        header = p.HEADER.pack(len(raw), p.Code.SOCKET_ADOPT, 0, 0, rid)
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] \
+            if fds else []
+        hostile.sendmsg([header + raw], ancillary)
+        reply = hostile.recv(p.HEADER_SIZE)
+        length, code, _flags, status, got_id = p.HEADER.unpack(reply)
+        if length:
+            hostile.recv(length)
+        assert (code, got_id) == (p.Code.SOCKET_ADOPT, rid)
+        return int(status)
+
+    try:
+        assert adopt(owner.sock_id, []) == errno.EBADF  # no descriptor at all
+        assert adopt(owner.sock_id, [r]) == errno.EPERM  # a pipe
+        assert adopt(owner.sock_id, [other.fileno()]) == errno.EPERM  # another socket's
+        assert adopt(0xFFFFFFF0, [owner.fileno()]) == errno.EBADF  # no such socket
+        assert adopt(owner.sock_id, [r, w, r, w, r, w], body=b"\1") == errno.EINVAL
+        assert adopt(owner.sock_id, [hostile.fileno()]) == errno.EPERM  # the channel itself
+        hostile.sendall(b"\0" * 7)  # half a header, then descriptors with no request
+        hostile.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                   array.array("i", [r] * 40))])
+        hostile.close()
+        # The right descriptor does prove possession, from any channel.
+        third = netclient.connect(rig.path)
+        try:
+            third.adopt(owner.sock_id, owner.fileno())
+            assert third.getpeername(owner.sock_id) == (GATEWAY, ECHO)
+        finally:
+            third.close_channel()
+        owner.sendall(b"still here")  # netd survived it all, and the owner's socket too
+        assert owner.recv(100) == b"still here"
+    finally:
+        owner.close()
+        other.close()
+        hostile.close()
+        os.close(r)
+        os.close(w)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
+import socket as socket_module
 
 import pytest
 from hypothesis import given, settings
@@ -323,3 +325,114 @@ def test_random_requests_never_escape_the_service(requests: list[tuple[int, byte
     assert len({r.request_id for r in client.replies}) == len(client.replies)
     service.close_session(client.session, 1e9)
     assert service.sockets == {} and service.parked == set()
+
+
+def _tcp(client: Client) -> int:
+    created = client.call(Code.SOCKET_CREATE, p.CreateRequest(kind=SocketKind.TCP))
+    return p.SocketRef.decode(created.body).sock
+
+
+def test_a_second_connect_while_the_first_runs_says_ealready_then_eisconn() -> None:
+    stack, service, client = setup()
+    sock = _tcp(client)
+    fake = stack.sockets[0]
+    fake.space = 0  # the handshake is not done
+    to = ("10.0.2.2", 80)
+    first = client.send(Code.SOCKET_CONNECT, p.ConnectRequest(sock=sock, timeout_ms=p.FOREVER,
+                                                              address=to))
+    assert client.reply(first) is None  # parked
+    for timeout_ms in (0, p.FOREVER):  # non-blocking or blocking, as Linux: EALREADY
+        again = client.call(Code.SOCKET_CONNECT, p.ConnectRequest(
+            sock=sock, timeout_ms=timeout_ms, address=to))
+        assert again.status == errno.EALREADY
+    assert client.reply(first) is None  # the first one still waits for the handshake
+    fake.space = 1 << 20
+    stack.changed.add(fake)
+    service.on_changed(0.1)
+    done = client.reply(first)
+    assert done is not None and done.status == 0
+    after = client.call(Code.SOCKET_CONNECT, p.ConnectRequest(sock=sock, timeout_ms=0,
+                                                              address=to))
+    assert after.status == errno.EISCONN
+
+
+class _Link:
+    """A stand-in for a socket's descriptor link: the file the client was given."""
+
+    def __init__(self, fd: int) -> None:
+        st = os.fstat(fd)
+        self.client_file: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        self.closed = False
+
+    def pump(self, now: float) -> None:
+        pass
+
+    def close(self, now: float) -> None:
+        self.closed = True
+
+    def take_error(self) -> int | None:
+        return None
+
+
+def _adopt(client: Client, sock: int, fd: int | None) -> Message:
+    rid = next(_ids)
+    request = Message(code=Code.SOCKET_ADOPT, request_id=rid,
+                      body=p.SocketRef(sock=sock).encode(), fd=fd)
+    client.service.handle(client.session, request, 0.0)
+    reply = client.reply(rid)
+    assert reply is not None
+    return reply
+
+
+def test_adopt_with_the_socket_s_descriptor_shares_it_with_a_second_channel() -> None:
+    _stack, service, parent = setup()
+    sock = _tcp(parent)
+    ours, theirs = socket_module.socketpair()
+    try:
+        service.sockets[sock].link = _Link(theirs.fileno())
+        child = Client(service)
+        refused = child.call(Code.SOCKET_GETSOCKNAME, p.SocketRef(sock=sock))
+        assert refused.status == errno.EBADF  # not the child's before it adopts
+        copy = os.dup(theirs.fileno())  # what a forked child holds: the same open file
+        try:
+            assert _adopt(child, sock, copy).status == 0
+            assert _adopt(child, sock, copy).status == 0  # twice is harmless
+        finally:
+            os.close(copy)
+        assert child.call(Code.SOCKET_GETSOCKNAME, p.SocketRef(sock=sock)).status == 0
+        service.close_session(parent.session, 1.0)  # the parent exits: the socket stays
+        assert sock in service.sockets
+        assert service.sockets[sock].session is child.session  # stat shows the child now
+        service.close_session(child.session, 2.0)
+        assert sock in service.sockets  # still: it lives as long as its descriptor
+        assert service.counters["adopt.ok"] == 1
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_adopt_without_the_right_descriptor_is_refused_with_a_typed_errno() -> None:
+    _stack, service, parent = setup()
+    sock = _tcp(parent)
+    bare = _tcp(parent)  # a socket without a descriptor cannot be proven either
+    ours, theirs = socket_module.socketpair()
+    r, w = os.pipe()
+    try:
+        service.sockets[sock].link = _Link(theirs.fileno())
+        stranger = Client(service)
+        assert _adopt(stranger, sock, None).status == errno.EBADF  # nothing came with it
+        assert _adopt(stranger, 9999, theirs.fileno()).status == errno.EBADF  # no socket
+        assert _adopt(stranger, sock, r).status == errno.EPERM  # a pipe
+        assert _adopt(stranger, sock, ours.fileno()).status == errno.EPERM  # netd's own end
+        assert _adopt(stranger, bare, theirs.fileno()).status == errno.EPERM
+        truncated = Message(code=Code.SOCKET_ADOPT, request_id=next(_ids), body=b"\0", fd=r)
+        service.handle(stranger.session, truncated, 0.0)
+        assert stranger.replies[-1].status == errno.EINVAL
+        assert stranger.call(Code.SOCKET_GETSOCKNAME, p.SocketRef(sock=sock)).status \
+            == errno.EBADF
+        assert service.counters["adopt.refused"] == 5
+    finally:
+        for end in (ours, theirs):
+            end.close()
+        os.close(r)
+        os.close(w)

@@ -47,10 +47,12 @@ def status_error(reply: p.Message) -> OSError:
 
 
 class Channel(Protocol):
-    def call(self, code: int, body: bytes, wait: float | None) -> p.Message:
+    def call(self, code: int, body: bytes, wait: float | None, *,
+             fd: int | None = None) -> p.Message:
         """Send one request; return its (successful) reply or raise its OSError.
 
-        ``wait`` is how long the request may take at most (None: no limit).
+        ``wait`` is how long the request may take at most (None: no limit); ``fd`` is a
+        descriptor to send with it (SCM_RIGHTS: SOCKET_ADOPT's proof).
         """
         ...
 
@@ -118,7 +120,8 @@ class UnixChannel:
         self._end = 0
         self._fds: deque[int] = deque()  # received descriptors not yet given to a reply
 
-    def call(self, code: int, body: bytes, wait: float | None) -> p.Message:
+    def call(self, code: int, body: bytes, wait: float | None, *,
+             fd: int | None = None) -> p.Message:
         if len(body) > p.MAX_BODY:
             raise ValueError(f"body of {len(body)} bytes exceeds {p.MAX_BODY}")
         pending = _Pending()
@@ -132,7 +135,10 @@ class UnixChannel:
         header = p.HEADER.pack(len(body), code, 0, 0, request_id)
         try:
             with self._send_lock:
-                sent = self._sock.sendmsg((header, body))
+                # A descriptor goes with the request's own bytes, in the same sendmsg.
+                ancillary = [] if fd is None else [
+                    (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+                sent = self._sock.sendmsg((header, body), ancillary)
                 if sent < len(header) + len(body):  # a signal cut it short: send the rest
                     self._sock.sendall(b"".join((header, body))[sent:])
         except OSError as exc:

@@ -107,6 +107,12 @@ class NetClient:
             raise OSError(errno.EPROTO, "netd's ATTACH_FD reply carried no descriptor")
         return reply.fd
 
+    def adopt(self, sock: int, fd: int) -> None:
+        """Make another channel's socket usable on this one (NET_SOCKET_ADOPT), proving
+        possession with its descriptor ``fd`` (the caller keeps it): what a forked child
+        does with a socket its parent made."""
+        self.channel.call(Code.SOCKET_ADOPT, p.SocketRef(sock=sock).encode(), 0.0, fd=fd)
+
     def get_error(self, sock: int) -> int:
         return p.ErrnoBody.decode(self._call(Code.SOCKET_GET_ERROR, p.SocketRef(sock=sock))).errno
 

@@ -91,9 +91,12 @@ class InProcessChannel:
         elif message.fd is not None:
             os.close(message.fd)  # a descriptor nobody waits for any more
 
-    def call(self, code: int, body: bytes, wait: float | None) -> p.Message:
+    def call(self, code: int, body: bytes, wait: float | None, *,
+             fd: int | None = None) -> p.Message:
         if self._closed:
             raise OSError(errno.EBADF, "channel closed")
+        if fd is not None:  # one process, one session: there is nothing to adopt into
+            raise OSError(errno.EOPNOTSUPP, "the in-process stack takes no descriptors")
         pending = _Pending()
         with self._lock:
             request_id = next(self._ids) & 0xFFFFFFFF

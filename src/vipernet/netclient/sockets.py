@@ -8,12 +8,16 @@ the stack gave.
 
 TCP and UDP sockets have a real file descriptor (netd's NET_SOCKET_ATTACH_FD, see
 :mod:`vipernet.netd.fdlink`), taken when ``fileno()`` is first asked for, at the first
-send/recv, when a TCP connect succeeds, or at accept: bytes and datagrams then flow
+send/recv, when a TCP connect succeeds, at accept, or before ``os.fork``: bytes and
+datagrams then flow
 through the kernel descriptor, so ``select``, ``selectors``, ``asyncio`` and ``ssl`` work,
 and ``send``/``recv`` cost no IPC message.  A stream's descriptor shows the peer's FIN as
 EOF; when it ended in a reset or a timeout instead, netd keeps the error and ``recv``
 raises it, as a kernel socket would.  A listener's descriptor is readable while ``accept``
 would not block.  Ping sockets have none (``fileno()`` is -1; use :func:`poll`).
+
+A child forked after the socket was made uses it too: at its first netd call the socket
+is adopted into the child's own channel (NET_SOCKET_ADOPT, the descriptor as proof).
 
 Blocking calls park inside netd (which enforces the timeout), so a thread blocked in
 ``recv`` costs netd nothing and does not hold up other threads or other sockets.
@@ -31,11 +35,12 @@ import socket as _std
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from vipernet.netclient.client import NetClient
-from vipernet.netclient.default import default_client
+from vipernet.netclient.client import NetClient, connect, socket_path
+from vipernet.netclient.default import default_client, kernel_mode
 from vipernet.netd import protocol as p
 from vipernet.stack.socket_api import Address, SocketKind
 
@@ -109,8 +114,9 @@ class socket:
         self.type = base_type
         self.proto = proto
         self._kind = kind
-        self._client = client or default_client()
-        self._id = self._client.create(kind) if _sock_id is None else _sock_id
+        self._netd = client or default_client()
+        self._pid = os.getpid()  # the process whose channel self._netd is
+        self._id = self._netd.create(kind) if _sock_id is None else _sock_id
         self._timeout: float | None = _default_timeout
         self._closed = False
         self._io_refs = 0
@@ -119,6 +125,8 @@ class socket:
         self._listening = False
         self._connecting = False  # a non-blocking connect is under way
         self._connected = False
+        if kind != SocketKind.ICMP:
+            _live.add(self)  # given its descriptor before a fork (_attach_before_fork)
 
     # ---- housekeeping
 
@@ -138,6 +146,30 @@ class socket:
         if self._closed and self._io_refs <= 0:
             raise OSError(errno.EBADF, "Bad file descriptor")
         return self._id
+
+    @property
+    def _client(self) -> NetClient:
+        """The channel to ask netd about this socket on.  In a child forked after the
+        socket was made it is the parent's channel, which the child must not touch: the
+        child opens its own and adopts the socket into it first (NET_SOCKET_ADOPT, with
+        the descriptor as proof), so accept/connect/names work there too."""
+        if self._pid != os.getpid():
+            self._follow_fork()
+        return self._netd
+
+    def _follow_fork(self) -> None:
+        with self._lock:
+            pid = os.getpid()
+            if self._pid == pid:
+                return
+            stream = self._stream
+            if stream is None or stream.fileno() < 0:
+                raise OSError(errno.EBADF, "a socket inherited over fork without its "
+                                           "descriptor cannot be adopted")
+            client = _client_in_child(self._netd)
+            client.adopt(self._id, stream.fileno())
+            self._netd = client
+            self._pid = pid
 
     def fileno(self) -> int:
         """The stream's descriptor (taken now if need be); -1 for sockets without one."""
@@ -179,8 +211,10 @@ class socket:
     def _real_close(self) -> None:
         if self._stream is not None:
             self._stream.close()
+        if self._pid != os.getpid():
+            return  # an inherited copy: closing the descriptor was all (netd sees it go)
         try:
-            self._client.close(self._id)
+            self._netd.close(self._id)
         except OSError as exc:
             if exc.errno not in (errno.EBADF, errno.ECONNRESET, errno.EPIPE):
                 raise
@@ -518,6 +552,45 @@ class _SocketIO(io.RawIOBase):
             return
         super().close()
         self._sock._decref_socketios()
+
+
+_child_clients: dict[tuple[int, str], NetClient] = {}
+_live: weakref.WeakSet[socket] = weakref.WeakSet()
+
+
+def _attach_before_fork() -> None:
+    """Before ``os.fork``: every open netd socket of this process gets its descriptor
+    now, so the child holds the proof it needs to adopt it (a socket never given one
+    could not follow).  Sockets of an in-process stack are left alone."""
+    pid = os.getpid()
+    for sock in list(_live):
+        if sock._closed or sock._stream is not None or sock._pid != pid:
+            continue
+        if not isinstance(getattr(sock._netd.channel, "path", None), str):
+            continue
+        with contextlib.suppress(OSError):
+            sock._descriptor()
+
+
+os.register_at_fork(before=_attach_before_fork)
+
+
+def _client_in_child(parent: NetClient) -> NetClient:
+    """This (forked) process's own client to the netd ``parent`` talks to."""
+    path = getattr(parent.channel, "path", None)
+    if not isinstance(path, str):
+        raise OSError(errno.EOPNOTSUPP, "a socket of an in-process stack cannot follow fork")
+    pid = os.getpid()
+    client = _child_clients.get((pid, path))
+    if client is not None and not getattr(client.channel, "broken", False):
+        return client
+    if not kernel_mode() and socket_path() == path:
+        return default_client()  # the child's own process-wide client
+    client = connect(path)
+    for key in [k for k in _child_clients if k[0] != pid]:
+        del _child_clients[key]  # a parent's entries mean nothing here
+    _child_clients[(pid, path)] = client
+    return client
 
 
 def _resolve_host(host: str, client: NetClient) -> str:

@@ -42,6 +42,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import os
 import select
 import selectors
 import socket
@@ -409,6 +410,8 @@ class FdPlane:
             link = FdLink(self, entry, ours)
         else:
             link = DatagramLink(self, entry, ours)
+        st = os.fstat(theirs.fileno())
+        link.client_file = (st.st_dev, st.st_ino)
         entry.link = link
         self.links[entry.sock] = link
         service.count("fdlink.attached")

@@ -18,7 +18,7 @@ log = logging.getLogger("vipernet.netd")
 class DescriptorLink:
     """A socket whose bytes flow through a descriptor; subclasses implement :meth:`pump`."""
 
-    __slots__ = ("closed", "end", "entry", "events", "plane")
+    __slots__ = ("client_file", "closed", "end", "entry", "events", "plane")
 
     def __init__(self, plane: FdPlane, entry: SocketEntry, end: socket.socket) -> None:
         self.plane = plane
@@ -26,6 +26,8 @@ class DescriptorLink:
         self.end = end
         self.closed = False
         self.events = 0  # the selector events netd's end is registered for
+        # (st_dev, st_ino) of the end the client was given: SOCKET_ADOPT's proof.
+        self.client_file: tuple[int, int] | None = None
 
     def pump(self, now: float) -> None:
         raise NotImplementedError

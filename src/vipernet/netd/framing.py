@@ -54,6 +54,7 @@ class Code(enum.IntEnum):
     SOCKET_GET_ERROR = 0x46
     STAT = 0x47
     SOCKET_ATTACH_FD = 0x48
+    SOCKET_ADOPT = 0x49
 
 
 class Flags(enum.IntFlag):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -38,6 +39,11 @@ READS_PER_WAKEUP = 8  # fairness: a busy client yields to the others after this 
 # each would be written in pieces across several loop wake-ups.  4 MiB (capped by
 # net.core.wmem_max) lets a burst of them go out in one send each.
 IPC_SNDBUF = 4 * 1024 * 1024
+# Descriptors a client sends: room for a few per read (the kernel closes what does not
+# fit), at most MAX_INBOX kept until the requests they came with are complete.
+FD_SPACE = socket.CMSG_SPACE(4 * array.array("i").itemsize)
+MAX_INBOX = 16
+_MSG_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 GATHER_MIN = 16 * 1024  # replies at least this big are written header + body, not joined
 Clock = Callable[[], float]
 Handler = Callable[[int], None]  # called with the selector event mask
@@ -50,8 +56,8 @@ def default_socket_path() -> str:
 class Channel:
     """One connected client."""
 
-    __slots__ = ("closed", "decoder", "events", "fd_marks", "outbuf", "server", "session",
-                 "sock", "written")
+    __slots__ = ("closed", "consumed", "decoder", "events", "fd_inbox", "fd_marks", "outbuf",
+                 "received", "server", "session", "sock", "written")
 
     def __init__(self, server: IpcServer, sock: socket.socket, session: Session) -> None:
         self.server = server
@@ -65,6 +71,11 @@ class Channel:
         # carrying one must leave with its own first byte, whatever is queued before it.
         self.fd_marks: deque[tuple[int, int]] = deque()
         self.written = 0  # bytes of the stream sent so far
+        # Descriptors the client sent (SCM_RIGHTS), each with the stream position of the
+        # last byte read with it: it belongs to the request that contains that byte.
+        self.fd_inbox: deque[tuple[int, int]] = deque()
+        self.received = 0  # bytes of the client's stream read so far
+        self.consumed = 0  # ... of which decoded into requests
 
     def send(self, message: p.Message) -> None:
         if self.closed:
@@ -143,12 +154,16 @@ class Channel:
         server = self.server
         for _ in range(READS_PER_WAKEUP):
             try:
-                n = self.sock.recv_into(server.read_buffer)
+                n, ancillary, _flags, _addr = self.sock.recvmsg_into(
+                    [server.read_buffer], FD_SPACE, _MSG_CMSG_CLOEXEC)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 server.drop(self, f"read failed: {exc}", "ipc.read_error")
                 return
+            if ancillary:
+                self._take_fds(ancillary, self.received + n - 1)
+            self.received += n
             if not n:
                 server.drop(self, "closed by client", "ipc.disconnects")
                 return
@@ -159,14 +174,58 @@ class Channel:
                 return
             now = server.clock()
             for message in messages:
+                message = self._with_fd(message)
                 if message.is_reply:
+                    self._close_fd(message)
                     server.drop(self, "client sent a reply", "ipc.bad_framing")
                     return
-                server.service.handle(self.session, message, now)
+                try:
+                    server.service.handle(self.session, message, now)
+                finally:
+                    self._close_fd(message)  # a request only shows it (SOCKET_ADOPT)
                 if self.closed:
                     return
             if n < READ_CHUNK:
                 return
+
+    def _take_fds(self, ancillary: list[tuple[int, int, bytes]], position: int) -> None:
+        """Keep the descriptors that came with the bytes ending at ``position`` (at most
+        :data:`MAX_INBOX` waiting; more are closed and counted)."""
+        for level, kind, data in ancillary:
+            if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
+                continue
+            fds = array.array("i")
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+            for fd in fds:
+                if len(self.fd_inbox) < MAX_INBOX:
+                    self.fd_inbox.append((position, fd))
+                else:
+                    os.close(fd)
+                    self.server.service.count("ipc.fds_dropped")
+
+    def _with_fd(self, message: p.Message) -> p.Message:
+        """``message`` with the descriptor sent with its bytes (SOCKET_ADOPT takes one);
+        any other descriptor sent with them is closed."""
+        end = self.consumed + p.HEADER_SIZE + len(message.body)
+        self.consumed = end
+        if not self.fd_inbox:
+            return message
+        mine = []
+        while self.fd_inbox and self.fd_inbox[0][0] < end:
+            mine.append(self.fd_inbox.popleft()[1])
+        if not mine:
+            return message
+        keep = mine.pop(0) if message.code == p.Code.SOCKET_ADOPT else None
+        for fd in mine:
+            os.close(fd)
+            self.server.service.count("ipc.fds_dropped")
+        return dataclasses.replace(message, fd=keep)
+
+    @staticmethod
+    def _close_fd(message: p.Message) -> None:
+        if message.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(message.fd)
 
 
 class IpcServer:
@@ -247,6 +306,8 @@ class IpcServer:
         channel.closed = True
         while channel.fd_marks:
             os.close(channel.fd_marks.popleft()[1])
+        while channel.fd_inbox:
+            os.close(channel.fd_inbox.popleft()[1])
         self.service.count(counter)
         log.debug("client %d dropped: %s", channel.session.client_id, why)
         self.channels.discard(channel)

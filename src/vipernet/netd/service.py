@@ -68,6 +68,8 @@ class Link(Protocol):
     """What the service needs of a socket's descriptor link (:mod:`.fdlink`)."""
 
     closed: bool
+    # (st_dev, st_ino) of the descriptor the client was given: what SOCKET_ADOPT checks.
+    client_file: tuple[int, int] | None
 
     def pump(self, now: float) -> None: ...
     def close(self, now: float) -> None: ...
@@ -82,6 +84,8 @@ class SocketEntry:
     kind: SocketKind
     created: float
     link: Link | None = None  # the socket's bytes flow through a descriptor (ATTACH_FD)
+    # Other channels that adopted it (SOCKET_ADOPT: a forked child, a reopened channel).
+    sharers: list[Session] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -171,6 +175,7 @@ class NetService:
             Code.SOCKET_SENDTO: self._sendto,
             Code.SOCKET_RECVFROM: self._recvfrom,
             Code.SOCKET_GET_ERROR: self._get_error,
+            Code.SOCKET_ADOPT: self._adopt,
             Code.STAT: self._stat,
         }
 
@@ -195,7 +200,10 @@ class NetService:
             self._unpark(waiter, now)
         for entry in list(session.sockets.values()):
             if entry.link is not None and not entry.link.closed:
-                continue  # lives as long as its descriptor (fork, exec): see fdlink
+                # Lives as long as its descriptor (fork, exec): see fdlink.  A channel
+                # that adopted it answers for it now (stat shows that process).
+                self._leave(entry, session)
+                continue
             self._release(entry, now)
         self.sessions.pop(session.client_id, None)
         self.count("sessions.closed")
@@ -410,6 +418,20 @@ class NetService:
         if self.sockets.get(entry.sock_id) is entry:
             self._release(entry, now)
 
+    def _leave(self, entry: SocketEntry, session: Session) -> None:
+        """``session`` no longer names ``entry`` (its CLOSE, or the channel went away);
+        the socket itself stays, for its descriptor.  The owner role passes to a channel
+        that adopted it, if one is still open."""
+        session.sockets.pop(entry.sock_id, None)
+        if session in entry.sharers:
+            entry.sharers.remove(session)
+        elif entry.session is session and not session.open:
+            for sharer in entry.sharers:
+                if sharer.open:
+                    entry.sharers.remove(sharer)
+                    entry.session = sharer
+                    break
+
     def _data_entry(self, session: Session, sock_id: int) -> SocketEntry:
         """The entry for a SEND/RECV: refused while the bytes flow through a descriptor
         (the two paths would each take part of the stream)."""
@@ -424,6 +446,9 @@ class NetService:
             link.close(now)
         self.sockets.pop(entry.sock_id, None)
         entry.session.sockets.pop(entry.sock_id, None)
+        for sharer in entry.sharers:
+            sharer.sockets.pop(entry.sock_id, None)
+        entry.sharers.clear()
         for waiter in list(self.waiting.get(entry.sock, ())):
             self._unpark(waiter, now)
             if waiter.session.open:
@@ -459,15 +484,24 @@ class NetService:
 
     def _connect(self, session: Session, request: Message, now: float) -> Message | None:
         body = p.ConnectRequest.decode(request.body)
-        sock = self.entry(session, body.sock).sock
+        entry = self.entry(session, body.sock)
+        sock = entry.sock
         try:
             sock.connect(body.address, now)
             return p.reply_to(request)
-        except BlockingIOError:
-            pass  # EINPROGRESS: a stream connect under way
+        except BlockingIOError as exc:
+            if exc.errno == errno.EALREADY:
+                # An earlier connect is still under way (parked or not): Linux's answer
+                # to a second one, blocking or not.  Once it ends: EISCONN or its error.
+                return p.error_reply(request, errno.EALREADY, "connect already in progress")
+            # EINPROGRESS: this stream connect is under way
 
         def attempt(_now: float) -> Message | None:
             err = sock.take_error()
+            if not err and entry.link is not None:
+                # An attached socket's pump may have read the failure first (its recv
+                # raised it): the link keeps it, and a failed socket is "writable" too.
+                err = entry.link.take_error()
             if err:
                 return p.error_reply(request, err, os.strerror(err))
             if sock.writable:
@@ -572,7 +606,7 @@ class NetService:
         if entry.link is not None and not entry.link.closed:
             # The id is gone for this channel; the socket lives until its descriptor is
             # closed (and what was written to it is sent): see fdlink.
-            session.sockets.pop(entry.sock_id, None)
+            self._leave(entry, session)
             return p.reply_to(request)
         self._release(entry, now)
         return p.reply_to(request)
@@ -637,6 +671,39 @@ class NetService:
         if not err:
             err = entry.sock.take_error()
         return p.reply_to(request, p.ErrnoBody(errno=err or 0).encode())
+
+    def _adopt(self, session: Session, request: Message, now: float) -> Message:
+        """SOCKET_ADOPT: another channel's socket becomes this channel's too, on proof
+        that the client holds its descriptor -- the request carries it (SCM_RIGHTS), and
+        it must be the very file netd handed out for that socket at ATTACH_FD.  netd only
+        looks at it (fstat); the transport closes it after the request."""
+        body = p.SocketRef.decode(request.body)
+        if request.fd is None:
+            self.count("adopt.refused")
+            raise OSError(errno.EBADF, "no descriptor came with the request")
+        entry = self.sockets.get(body.sock)
+        if entry is None:
+            self.count("adopt.refused")
+            raise OSError(errno.EBADF, f"no socket {body.sock}")
+        if session.sockets.get(body.sock) is entry:
+            return p.reply_to(request)  # already ours: nothing to do
+        link = entry.link
+        expected = link.client_file if link is not None and not link.closed else None
+        try:
+            st = os.fstat(request.fd)
+            given: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            given = None
+        if expected is None or given != expected:
+            self.count("adopt.refused")
+            raise OSError(errno.EPERM, f"that descriptor is not socket {body.sock}'s")
+        if len(session.sockets) >= MAX_SOCKETS_PER_CLIENT:
+            raise OSError(errno.EMFILE, f"more than {MAX_SOCKETS_PER_CLIENT} sockets open")
+        session.sockets[entry.sock_id] = entry
+        if entry.session is not session and session not in entry.sharers:
+            entry.sharers.append(session)
+        self.count("adopt.ok")
+        return p.reply_to(request)
 
     def _stat(self, session: Session, request: Message, now: float) -> Message:
         p.Empty.decode(request.body)
