@@ -28,6 +28,10 @@ import pytest
 GATEWAY = "10.0.2.2"
 DNS_SERVER = "10.0.2.3"
 STACK_IP = "10.0.2.15"
+# IPv6 on the bed (enable_ipv6): the kernel is ::2 and DNS ::3 of a ULA /64, like 10.0.2.x.
+PREFIX6 = "fd0a:2::"
+GATEWAY6 = "fd0a:2::2"
+DNS_SERVER6 = "fd0a:2::3"
 _counter = itertools.count()
 
 
@@ -118,6 +122,45 @@ class TestBed:
             "--address=/example.test/10.0.2.2", "--local=/example.test/", "--local=/#/", *extra,
         ])
         wait_for(lambda: self._udp_port_open(DNS_SERVER, 53), what="dnsmasq on 10.0.2.3:53")
+        return proc
+
+    def enable_ipv6(self) -> None:
+        """Turn the kernel side's IPv6 on: GATEWAY6 and DNS_SERVER6 on the TAP, no SLAAC of
+        its own from the RAs the bed sends (accept_ra 0), the link-local made by the kernel
+        once something holds the TAP (netd)."""
+        conf = f"net.ipv6.conf.{self.tap}"
+        self.ns(["sysctl", "-qw", f"{conf}.accept_ra=0", f"{conf}.disable_ipv6=0"])
+        for address in (GATEWAY6, DNS_SERVER6):
+            self.ns(["ip", "-6", "addr", "add", f"{address}/64", "dev", self.tap, "nodad"])
+
+    def kernel_link_local(self) -> str | None:
+        """The kernel side's link-local address once DAD let it go (else None)."""
+        out = self.ns(["ip", "-6", "-o", "addr", "show", "dev", self.tap, "scope", "link"],
+                      check=False).stdout
+        if "tentative" in out:
+            return None
+        for word in out.split():
+            if word.startswith("fe80:"):
+                return word.split("/")[0]
+        return None
+
+    def start_router_advertisements(self, *extra: str) -> subprocess.Popen[bytes]:
+        """dnsmasq sending RAs for PREFIX6/64 (SLAAC, RDNSS DNS_SERVER6) every few seconds
+        and serving DNS on DNS_SERVER6.  Call it once netd holds the TAP: dnsmasq sends
+        nothing from a link-local that is still tentative."""
+        dnsmasq = require_binary("dnsmasq")
+        wait_for(lambda: self.kernel_link_local() is not None, what="the kernel's link-local")
+        proc = self.start([
+            dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+            "--no-hosts", f"--listen-address={DNS_SERVER6}", f"--interface={self.tap}",
+            "--bind-interfaces", "--user=root", f"--pid-file={self.workdir / 'dnsmasq6.pid'}",
+            "--enable-ra", f"--dhcp-range={PREFIX6},ra-only,64,1h", "--ra-param=*,4,600",
+            f"--dhcp-option=option6:dns-server,[{DNS_SERVER6}]",
+            "--address=/example.test/10.0.2.2", f"--address=/example.test/{GATEWAY6}",
+            "--local=/example.test/", "--local=/#/", *extra,
+        ])
+        wait_for(lambda: self._udp_port_open(f"[{DNS_SERVER6}]", 53),
+                 what=f"dnsmasq on [{DNS_SERVER6}]:53")
         return proc
 
     def _udp_port_open(self, ip: str, port: int) -> bool:

@@ -19,7 +19,8 @@ from pathlib import Path
 from tests.testbed import require_binary
 
 # Protocols the stack or its peers really put on the wire: never switched off.
-OUR_PROTOCOLS = frozenset({"eth", "arp", "ip", "icmp", "udp", "tcp", "dns", "bootp", "dhcp",
+OUR_PROTOCOLS = frozenset({"eth", "arp", "ip", "icmp", "ipv6", "icmpv6", "udp", "tcp", "dns",
+                           "bootp", "dhcp",
                            "ntp", "tls", "ssh", "http"})
 EPHEMERAL_LOW = 32768  # the lowest port the kernel or the stack picks for itself
 

@@ -8,7 +8,7 @@ replaces it whole.  Defaults follow Linux where Linux has a well-known default.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 
 from vipernet.errors import UsageError
 
@@ -77,6 +77,11 @@ class StackConfig:
     ip6_max_routers: int = 8  # default router list
     ip6_max_prefixes: int = 16  # on-link prefix list
     ip6_max_dns_servers: int = 3  # RDNSS addresses kept (RFC 8106 5.3.1; resolv.conf's MAXNS)
+    # "off": no IPv6 at all; "auto": link-local + SLAAC from RAs; "static": link-local +
+    # ip6_address (still DAD-checked).  Off by default in the sans-IO stack, so a caller that
+    # asks for nothing gets exactly the IPv4 frames it expects; netd's --ip6 defaults to auto.
+    ip6: str = "off"
+    ip6_address: IPv6Interface | None = None
 
     def __post_init__(self) -> None:
         if len(self.mac) != 6:
@@ -87,5 +92,9 @@ class StackConfig:
             raise UsageError(f"ttl={self.ttl} violates 1 <= ttl <= 255")
         if not 1 <= self.ephemeral_low <= self.ephemeral_high <= 65535:
             raise UsageError("ephemeral port range is empty or out of 1..65535")
+        if self.ip6 not in ("off", "auto", "static"):
+            raise UsageError(f"ip6={self.ip6!r} is not one of off, auto, static")
+        if (self.ip6 == "static") != (self.ip6_address is not None):
+            raise UsageError("ip6_address is given exactly when ip6 is 'static'")
         if self.gateway is not None and self.gateway not in self.ip.network:
             raise UsageError(f"gateway {self.gateway} is not on-link in {self.ip.network}")

@@ -22,6 +22,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from vipernet.link.frame import Offload
+from vipernet.stack.rate_limit import TokenBucket
 from vipernet.wire.errors import WireError
 from vipernet.wire.icmp import (
     IcmpEcho,
@@ -105,12 +106,12 @@ def error_errno(icmp_type: int, code: int) -> tuple[int, bool]:
 class IcmpLayer:
     """The ICMP protocol handler registered with the IP layer."""
 
-    __slots__ = ("_last_refill", "_stack", "_tokens")
+    __slots__ = ("_bucket", "_stack")
 
     def __init__(self, stack: Stack, now: float) -> None:
         self._stack = stack
-        self._tokens = float(stack.config.icmp_error_burst)
-        self._last_refill = now
+        self._bucket = TokenBucket(stack.config.icmp_error_rate, stack.config.icmp_error_burst,
+                                   now)
 
     # -- receive ---------------------------------------------------------------------
 
@@ -239,7 +240,7 @@ class IcmpLayer:
                 IcmpType.ECHO_REQUEST, IcmpType.ECHO_REPLY):
             count("icmp.tx.error_suppressed")  # never an error about an error
             return
-        if not self._take_token(now):
+        if not self._bucket.take(now):
             count("icmp.tx.rate_limited")
             return
         original_length = len(payload)
@@ -254,14 +255,3 @@ class IcmpLayer:
             return
         count(_SENT_COUNTER.get(icmp_type, "icmp.tx.time_exceeded"))
 
-    def _take_token(self, now: float) -> bool:
-        config = self._stack.config
-        elapsed = now - self._last_refill
-        if elapsed > 0:
-            self._tokens = min(float(config.icmp_error_burst),
-                               self._tokens + elapsed * config.icmp_error_rate)
-            self._last_refill = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True

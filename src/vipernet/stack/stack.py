@@ -51,11 +51,14 @@ log = logging.getLogger(__name__)
 
 _ETHERTYPE_IPV4 = 0x0800
 _ETHERTYPE_ARP = 0x0806
+_ETHERTYPE_IPV6 = 0x86DD
 _IPV4_TYPE_BYTES = b"\x08\x00"
+_IPV6_TYPE_BYTES = b"\x86\xdd"
 
 KEEP_GATEWAY: object = object()  # set_address(): leave the gateway as it is
 
 IcmpErrorListener = Callable[[IcmpErrorEvent, float], None]
+Icmpv6ErrorListener = Callable[[Any, float], None]  # (Icmpv6ErrorEvent, now)
 
 
 class Stack:
@@ -87,6 +90,29 @@ class Stack:
         self._tcp_loaded = False
         self._load_tcp()
         self.arp.gratuitous()
+        self.icmp6_error_listeners: list[Icmpv6ErrorListener] = []
+        self._src_and_type6 = config.mac + _IPV6_TYPE_BYTES
+        self.ipv6: Any = None  # vipernet.stack.ipv6_layer.Ipv6Layer when IPv6 is on
+        if config.ip6 != "off":
+            self._start_ipv6(now)
+
+    def _start_ipv6(self, now: float) -> None:
+        # Imported here: a stack with IPv6 off never loads (or pays for) the IPv6 layers.
+        from vipernet.stack.icmpv6_layer import Icmpv6Layer
+        from vipernet.stack.ipv6_layer import Ipv6Layer
+        from vipernet.stack.mld_layer import MldLayer
+        from vipernet.stack.ndp_layer import NdLayer
+        from vipernet.stack.ping6 import Ping6Layer
+
+        # The order matters: ND's first actions (joining the solicited-node group, the DAD
+        # probe) go out through MLD and the IPv6 layer.
+        self.ipv6 = Ipv6Layer(self)
+        self.icmp6 = Icmpv6Layer(self, now)
+        self.mld = MldLayer(self)
+        self.pings6 = Ping6Layer(self)
+        self.ipv6.handlers[58] = self.icmp6
+        self.nd = NdLayer(self)
+        self.nd.start(now)
 
     # -- frames in and out ------------------------------------------------------------------
 
@@ -101,7 +127,8 @@ class Stack:
                 return
             view = memoryview(data)
             dst = bytes(view[0:6])
-            if dst != self.config.mac and dst != BROADCAST_MAC:
+            if dst != self.config.mac and dst != BROADCAST_MAC and (
+                    self.ipv6 is None or dst not in self.mld.macs):
                 count("eth.rx.not_for_us")
                 return
             ethertype = (view[12] << 8) | view[13]
@@ -113,6 +140,9 @@ class Stack:
             elif ethertype == _ETHERTYPE_ARP:
                 count("eth.rx.arp")
                 self.arp.receive(view[14:], now)
+            elif ethertype == _ETHERTYPE_IPV6 and self.ipv6 is not None:
+                count("eth.rx.ipv6")
+                self.ipv6.receive(view[14:], frame.offload, now)
             else:
                 count("eth.rx.unknown_ethertype")
         except Exception:  # a bug must not take the daemon down; count it and say where
@@ -121,7 +151,7 @@ class Stack:
 
     def transmit(self) -> list[Frame]:
         """Every frame ready to go out (and packets to ourselves delivered first)."""
-        if self.ipv4.has_loopback:
+        if self.has_local:
             self._run_loopback()
         frames, self._tx = self._tx, []
         return frames
@@ -135,6 +165,12 @@ class Stack:
         self._tx.append(Frame(b"".join((dst_mac, self._src_and_type, header, payload)),
                               offload))
         self.counters.inc("eth.tx.ipv4")
+
+    def _emit_ipv6(self, dst_mac: bytes, header: bytes, payload: bytes | memoryview,
+                   offload: Offload | None) -> None:
+        self._tx.append(Frame(b"".join((dst_mac, self._src_and_type6, header, payload)),
+                              offload))
+        self.counters.inc("eth.tx.ipv6")
 
     def _send_queued(self, mac: bytes, packets: list[QueuedPacket]) -> None:
         for packet, offload in packets:
@@ -152,9 +188,13 @@ class Stack:
             for expired in self.ipv4.reassembler.poll(now):
                 if expired.header is not None:
                     self.icmp.send_reassembly_timeout(expired.header, expired.head, now)
+            if self.ipv6 is not None:
+                self.ipv6.poll(now)
+                self.nd.poll(now)
+                self.mld.poll(now)
             if self._tcp is not None:
                 self._tcp.poll(now)
-            if self.ipv4.has_loopback:
+            if self.has_local:
                 self._run_loopback(now)
         except Exception:
             self.counters.inc("stack.poll.internal_error")
@@ -162,10 +202,13 @@ class Stack:
 
     def next_deadline(self) -> float | None:
         """When :meth:`poll` must next run (None: only when a frame arrives)."""
-        if self.ipv4.has_loopback:
+        if self.has_local:
             return 0.0
-        deadlines = [d for d in (self.arp.cache.next_deadline(),
-                                 self.ipv4.reassembler.next_deadline()) if d is not None]
+        candidates = [self.arp.cache.next_deadline(), self.ipv4.reassembler.next_deadline()]
+        if self.ipv6 is not None:
+            candidates += [self.ipv6.next_deadline(), self.nd.next_deadline(),
+                           self.mld.next_deadline()]
+        deadlines = [d for d in candidates if d is not None]
         if self._tcp is not None:
             tcp = self._tcp.next_deadline()
             if tcp is not None:
@@ -175,7 +218,7 @@ class Stack:
     @property
     def has_local(self) -> bool:
         """Packets we sent to our own address are waiting for :meth:`deliver_local`."""
-        return self.ipv4.has_loopback
+        return self.ipv4.has_loopback or (self.ipv6 is not None and self.ipv6.has_loopback)
 
     def deliver_local(self, now: float) -> None:
         """Deliver the packets we sent to ourselves (``transmit()`` and ``poll()`` do it too).
@@ -183,13 +226,16 @@ class Stack:
         A driver that watches ``take_changed()`` calls this before looking, so a datagram
         sent to our own address makes its receiver ready in the same iteration.
         """
-        if self.ipv4.has_loopback:
+        if self.has_local:
             self._run_loopback(now)
 
     def _run_loopback(self, now: float | None = None) -> None:
         # Loopback delivery has no clock of its own; the last known time is close enough
         # (no timer depends on a looped-back packet's arrival time).
-        self.ipv4.run_loopback(self._last_now if now is None else now)
+        when = self._last_now if now is None else now
+        self.ipv4.run_loopback(when)
+        if self.ipv6 is not None:
+            self.ipv6.run_loopback(when)
 
     # -- socket readiness ------------------------------------------------------------------------
 

@@ -1,0 +1,144 @@
+"""ICMPv6 echo for the ping command: the IPv6 twin of :mod:`vipernet.stack.ping`.
+
+A :class:`Ping6Socket` owns an echo identifier, unique among IPv6 ping sockets; it sends
+Echo Requests (RFC 4443 4.1) and hands back the matching replies with their arrival time
+and hop limit.  An ICMPv6 error about one of its requests (address unreachable after
+neighbour resolution failed, time exceeded) becomes its pending error.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+from typing import TYPE_CHECKING
+
+from vipernet.stack.icmpv6_layer import Icmpv6ErrorEvent
+from vipernet.stack.ports import PortAllocator
+from vipernet.stack.sockets_common import os_error
+from vipernet.wire.icmpv6 import PROTO_ICMPV6, Icmpv6Echo, Icmpv6Type, build_echo_request
+from vipernet.wire.ipv6 import IPv6Header
+
+if TYPE_CHECKING:
+    from vipernet.stack.stack import Stack
+
+MAX_QUEUED_REPLIES = 64
+MAX_ECHO_PAYLOAD = 65535 - 8
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping6Reply:
+    src: IPv6Address
+    ident: int
+    seq: int
+    payload: bytes
+    ttl: int  # the reply's hop limit
+    received_at: float
+
+
+class Ping6Layer:
+    """IPv6 ping sockets by identifier."""
+
+    __slots__ = ("_allocator", "_by_ident", "_stack")
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self._by_ident: dict[int, Ping6Socket] = {}
+        self._allocator = PortAllocator(stack.rng, 1, 0xFFFF)
+
+    def open_socket(self) -> Ping6Socket:
+        sock = Ping6Socket(self._stack, self, self._allocator.allocate(self._by_ident))
+        self._by_ident[sock.ident] = sock
+        return sock
+
+    def _unbind(self, ident: int) -> None:
+        self._by_ident.pop(ident, None)
+
+    def deliver_reply(self, ip_header: IPv6Header, echo: Icmpv6Echo, now: float) -> None:
+        sock = self._by_ident.get(echo.ident)
+        if sock is None:
+            self._stack.counters.inc("icmp6.rx.echo_reply_no_socket")
+            return
+        sock._deliver(Ping6Reply(src=ip_header.src, ident=echo.ident, seq=echo.seq,
+                                 payload=echo.payload, ttl=ip_header.hop_limit,
+                                 received_at=now))
+
+    def on_icmp_error(self, event: Icmpv6ErrorEvent) -> None:
+        quote = event.quoted_payload
+        if len(quote) < 8 or quote[0] != Icmpv6Type.ECHO_REQUEST:
+            return
+        sock = self._by_ident.get(int.from_bytes(quote[4:6], "big"))
+        if sock is not None:
+            sock._set_error(event.errno)
+
+
+class Ping6Socket:
+    """An ICMPv6 echo endpoint; see the module docstring."""
+
+    def __init__(self, stack: Stack, layer: Ping6Layer, ident: int) -> None:
+        self._stack = stack
+        self._layer = layer
+        self.ident = ident
+        self._replies: deque[Ping6Reply] = deque()
+        self._error: int | None = None
+        self._closed = False
+
+    def send_echo(self, dst: IPv6Address | str, seq: int, payload: bytes, now: float) -> None:
+        """Send one Echo Request with our identifier (fragmented if it must be)."""
+        if self._closed:
+            raise os_error(errno.EBADF)
+        dst = IPv6Address(dst) if isinstance(dst, str) else dst
+        if len(payload) > MAX_ECHO_PAYLOAD:
+            raise os_error(errno.EMSGSIZE)
+        ipv6 = self._stack.ipv6
+        nd = self._stack.nd
+        if ipv6 is None:
+            raise os_error(errno.EAFNOSUPPORT, "IPv6 is off on this stack")
+        src = nd.source_for(dst)
+        if src is None:
+            raise os_error(errno.EADDRNOTAVAIL, f"no usable IPv6 source address for {dst}")
+        message = build_echo_request(self.ident, seq & 0xFFFF, payload, src, dst)
+        ipv6.send(dst, PROTO_ICMPV6, message, now, src=src)
+        self._stack.counters.inc("icmp6.tx.echo_request")
+
+    def recv_reply(self) -> Ping6Reply:
+        """The next echo reply; BlockingIOError if none; the pending error first."""
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise os_error(err)
+        if not self._replies:
+            if self._closed:
+                raise os_error(errno.EBADF)
+            raise BlockingIOError(errno.EAGAIN, "no echo reply yet")
+        return self._replies.popleft()
+
+    @property
+    def readable(self) -> bool:
+        return bool(self._replies) or self._error is not None or self._closed
+
+    @property
+    def writable(self) -> bool:
+        return not self._closed
+
+    def close(self, now: float) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._layer._unbind(self.ident)
+        self._replies.clear()
+        self._stack.mark_changed(self)
+
+    def _deliver(self, reply: Ping6Reply) -> None:
+        if self._closed:
+            return
+        if len(self._replies) >= MAX_QUEUED_REPLIES:
+            self._stack.counters.inc("icmp6.rx.ping_queue_full")
+            return
+        self._replies.append(reply)
+        self._stack.mark_changed(self)
+
+    def _set_error(self, err: int) -> None:
+        if not self._closed:
+            self._error = err
+            self._stack.mark_changed(self)
