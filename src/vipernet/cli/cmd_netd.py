@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from typing import Any
 
 from vipernet.errors import VipernetError
@@ -45,6 +45,10 @@ def register(subparsers: Any) -> None:
                         help="default gateway, or 'none' (10.0.2.2)")
     parser.add_argument("--dns", default="10.0.2.3",
                         help="DNS servers, comma-separated (10.0.2.3)")
+    parser.add_argument("--ip6", default="auto", metavar="auto|ADDR/PREFIX|off",
+                        help="IPv6: auto (link-local, and SLAAC when the link sends router "
+                             "advertisements; the default), a static ADDR/PREFIX (plus the "
+                             "link-local), or off")
     parser.add_argument("--mac", default="52:54:00:12:34:56", help="our MAC address")
     parser.add_argument("--mtu", type=int, default=1500, help="link MTU (1500)")
     parser.add_argument("--socket", dest="socket_path",
@@ -73,6 +77,7 @@ def _config(args: argparse.Namespace) -> Any:
         gateway = None if args.gateway.lower() == "none" else IPv4Address(args.gateway)
     with _option("--dns", args.dns):
         dns = tuple(IPv4Address(d.strip()) for d in args.dns.split(",") if d.strip())
+    ip6, ip6_address = _ip6(args.ip6)
     link = parse_link(args.link, netns=args.netns)
     if args.restrict or args.forward:  # the issue's flags are the user link's options
         if link.kind != "user":
@@ -85,7 +90,18 @@ def _config(args: argparse.Namespace) -> Any:
                       socket_path=args.socket_path,
                       ip=ip,
                       gateway=gateway, dns=dns, mac=mac, mtu=args.mtu, pcap=args.pcap,
-                      seed=args.seed)
+                      seed=args.seed, ip6=ip6, ip6_address=ip6_address)
+
+
+def _ip6(value: str) -> tuple[str, IPv6Interface | None]:
+    """``--ip6``: the stack's mode and, for a static address, the address."""
+    mode = value.lower()
+    if mode in ("auto", "off"):
+        return mode, None
+    with _option("--ip6", value):
+        if "/" not in value:
+            raise ValueError("give ADDR/PREFIX, auto or off")
+        return "static", IPv6Interface(value)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,9 @@
 """``vipernet ping HOST``: ICMP echo through netd, printed like iputils ping.
 
-    vipernet ping HOST [-c COUNT] [-s SIZE] [-i INTERVAL] [-W TIMEOUT]
+    vipernet ping [-4|-6] HOST [-c COUNT] [-s SIZE] [-i INTERVAL] [-W TIMEOUT]
+
+An IPv6 address (or ``-6``) pings over IPv6 (ICMPv6 echo, NET_PING6); a link-local
+address needs no ``%zone``: netd has one interface.
 
 Exit status 0 if any reply came back, 1 if none did, 2 on an error before sending
 (netd not running, unknown host).
@@ -16,12 +19,21 @@ import time
 from typing import Any
 
 from vipernet.cli.netd_common import add_socket_option, fail, open_client
+from vipernet.netd.protocol import Ping6Reply
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("ping", help="send ICMP echo requests through netd",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("host")
+    family = parser.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=4,
+                        help="IPv4 only")
+    family.add_argument("-6", dest="family", action="store_const", const=6,
+                        help="IPv6 only (names resolve to AAAA)")
+    # Options named like negative numbers make argparse read "-i -1" as two options; keep
+    # "-1" a value (so -i's own check can refuse it) while "-4"/"-6" still match exactly.
+    parser._has_negative_number_optionals.clear()
     parser.add_argument("-c", dest="count", type=int, default=None,
                         help="stop after COUNT replies/requests (default: until Ctrl-C)")
     parser.add_argument("-s", dest="size", type=int, default=56, help="payload bytes (56)")
@@ -63,15 +75,16 @@ def run(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         print(f"vipernet ping: invalid -c {args.count}: must be at least 1", file=sys.stderr)
         return 2
-    if args.size < 0 or args.size > 65507 - 8:
-        print(f"vipernet ping: invalid -s {args.size}: out of range 0..65499", file=sys.stderr)
+    limit = 65535 - 8 if args.family == 6 else 65507 - 8
+    if args.size < 0 or args.size > limit:
+        print(f"vipernet ping: invalid -s {args.size}: out of range 0..{limit}", file=sys.stderr)
         return 2
     if args.interval < 0:
         print("vipernet ping: -i must not be negative", file=sys.stderr)
         return 2
     try:
         client = open_client(args)
-        target = _resolve(client, args.host)
+        target = _resolve(client, args.host, args.family)
     except LookupError as exc:
         print(f"vipernet ping: {exc}", file=sys.stderr)
         return 2
@@ -79,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
         return fail("vipernet ping", exc)
     wait = args.timeout if args.timeout is not None else max(2.0, args.interval)
     payload = bytes((i + 8) & 0xFF for i in range(args.size))
-    print(f"PING {args.host} ({target}) {args.size}({args.size + 28}) bytes of data.",
+    ipv6 = ":" in target
+    send = client.ping6 if ipv6 else client.ping
+    overhead = 48 if ipv6 else 28  # the IP and ICMP headers iputils counts in
+    print(f"PING {args.host} ({target}) {args.size}({args.size + overhead}) bytes of data.",
           flush=True)
     sent = errors = 0
     rtts: list[float] = []
@@ -91,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             began = time.monotonic()
             sent += 1
             try:
-                reply = client.ping(target, seq, payload, wait)
+                reply = send(target, seq, payload, wait)
             except TimeoutError:
                 pass
             except OSError as exc:
@@ -108,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 ms = reply.rtt_ns / 1e6
                 rtts.append(ms)
+                hops = reply.hop_limit if isinstance(reply, Ping6Reply) else reply.ttl
                 print(f"{reply.size} bytes from {reply.source}: icmp_seq={reply.seq} "
-                      f"ttl={reply.ttl} time={format_rtt(ms)} ms", flush=True)
+                      f"ttl={hops} time={format_rtt(ms)} ms", flush=True)
             if args.count is not None and seq >= args.count:
                 break
             pause = args.interval - (time.monotonic() - began)
@@ -123,13 +140,20 @@ def run(args: argparse.Namespace) -> int:
     return 0 if rtts else 1
 
 
-def _resolve(client: Any, host: str) -> str:
+def _resolve(client: Any, host: str, family: int | None = None) -> str:
     import ipaddress
 
     try:
-        return str(ipaddress.IPv4Address(host))
+        literal = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
         pass
+    else:
+        if family is not None and literal.version != family:
+            raise LookupError(f"{host}: not an IPv{family} address")
+        return str(literal)
+    if family == 6:
+        raise LookupError(f"{host}: AAAA lookups through netd are not available yet; "
+                          "give an IPv6 address")
     try:
         addresses = client.resolve(host, 5.0)
     except OSError as exc:

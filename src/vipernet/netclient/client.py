@@ -131,6 +131,13 @@ class NetClient:
             payload=payload), timeout)
         return p.PingReply.decode(body)
 
+    def ping6(self, destination: str, seq: int, payload: bytes,
+              timeout: float | None) -> p.Ping6Reply:
+        body = self._call(Code.PING6, p.Ping6Request(
+            destination=destination, seq=seq & 0xFFFF, timeout_ms=p.timeout_to_ms(timeout),
+            payload=payload), timeout)
+        return p.Ping6Reply.decode(body)
+
     def info(self) -> dict[str, Any]:
         return p.JsonBody.decode(self._call(Code.GET_INFO)).value
 

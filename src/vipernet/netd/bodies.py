@@ -25,6 +25,7 @@ from vipernet.netd.framing import (
     MAX_ADDRESSES,
     MAX_DATA,
     MAX_NAME,
+    MAX_PING6_PAYLOAD,
     MAX_PING_PAYLOAD,
     MAX_POLL_ENTRIES,
     MalformedMessage,
@@ -72,6 +73,14 @@ def pull_ip(b: Buffer) -> str:
 
 def push_ip(w: Writer, ip: str) -> None:
     w.push_bytes(ipaddress.IPv4Address(ip).packed)
+
+
+def pull_ip6(b: Buffer) -> str:
+    return str(ipaddress.IPv6Address(b.pull_bytes(16, "ipv6 address")))
+
+
+def push_ip6(w: Writer, ip: str) -> None:
+    w.push_bytes(ipaddress.IPv6Address(ip).packed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +163,10 @@ def address(attr: str = "address") -> Field:
 
 def ipv4(attr: str) -> Field:
     return Field(attr, push_ip, pull_ip)
+
+
+def ipv6(attr: str) -> Field:
+    return Field(attr, push_ip6, pull_ip6)
 
 
 def rest(attr: str, limit: int) -> Field:
@@ -475,6 +488,33 @@ class PingReply(Body):
     source: str
     seq: int
     ttl: int
+    rtt_ns: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping6Request(Body):
+    """PING6: destination ipv6 (16), seq u16, timeout_ms u32, payload (rest, <= 65527)."""
+
+    name: ClassVar[str] = "PING6"
+    layout: ClassVar[tuple[Field, ...]] = (ipv6("destination"), u16("seq"), TIMEOUT,
+                                           rest("payload", MAX_PING6_PAYLOAD))
+    destination: str
+    seq: int
+    timeout_ms: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping6Reply(Body):
+    """PING6 reply: source ipv6 (16), seq u16, hop_limit u8, rtt_ns u64, size u32."""
+
+    name: ClassVar[str] = "PING6 reply"
+    layout: ClassVar[tuple[Field, ...]] = (ipv6("source"), u16("seq"), u8("hop_limit"),
+                                           u64("rtt_ns", "rtt"), u32("size"))
+    source: str
+    seq: int
+    hop_limit: int
     rtt_ns: int
     size: int
 

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from types import FrameType
 from typing import Any
 
@@ -59,6 +59,8 @@ class NetdConfig:
     mtu: int = 1500
     pcap: str | None = None
     seed: int | None = None
+    ip6: str = "auto"  # off | auto (link-local + SLAAC from RAs) | static (ip6_address)
+    ip6_address: IPv6Interface | None = None
 
 
 class Netd:
@@ -78,7 +80,8 @@ class Netd:
                 self.device = pcap.CapturingDevice(raw, self._writer)
             now = clock()
             stack_config = StackConfig(mac=config.mac, ip=config.ip, gateway=config.gateway,
-                                       dns=config.dns, mtu=config.mtu)
+                                       dns=config.dns, mtu=config.mtu, ip6=config.ip6,
+                                       ip6_address=config.ip6_address)
             self.stack = Stack(stack_config, capabilities=self.device.capabilities, now=now,
                                rng=random.Random(config.seed))
             self.service = full_service(self.stack, self.device, link=str(config.link),

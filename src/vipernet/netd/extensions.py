@@ -27,23 +27,31 @@ MAX_STALE = 128  # more than the stack queues per ping socket
 
 
 class PingHandler:
-    """NET_PING: one echo request, parked until its reply, an ICMP error or the timeout."""
+    """NET_PING (IPv4) or NET_PING6: one echo request, parked until its reply, an ICMP
+    error or the timeout."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ipv6: bool = False) -> None:
+        self._ipv6 = ipv6
         self._sockets: dict[int, int] = {}  # client id -> its ping socket id
 
     def _socket(self, service: NetService, session: Session, now: float) -> Any:
         sock_id = self._sockets.get(session.client_id)
         entry = session.sockets.get(sock_id) if sock_id is not None else None
         if entry is None:
-            entry = service.add_socket(session, service.stack.ping_socket(), SocketKind.ICMP,
-                                       now)
+            stack: Any = service.stack
+            if self._ipv6:
+                if getattr(stack, "ipv6", None) is None:
+                    raise OSError(errno.EAFNOSUPPORT, "IPv6 is off in this netd (--ip6 off)")
+                sock = stack.pings6.open_socket()
+            else:
+                sock = stack.ping_socket()
+            entry = service.add_socket(session, sock, SocketKind.ICMP, now)
             self._sockets[session.client_id] = entry.sock_id
         return entry.sock
 
     def __call__(self, service: NetService, session: Session, request: Message,
                  now: float) -> Message | None:
-        body = p.PingRequest.decode(request.body)
+        body = (p.Ping6Request if self._ipv6 else p.PingRequest).decode(request.body)
         sock = self._socket(service, session, now)
         for _ in range(MAX_STALE):  # forget replies (and errors) of earlier, timed-out pings
             try:
@@ -54,6 +62,7 @@ class PingHandler:
                 continue
         sock.send_echo(body.destination, body.seq, body.payload, now)
         sent_at = now
+        ipv6 = self._ipv6
 
         def step(t: float, expired: bool) -> Message | None:
             while True:
@@ -65,9 +74,15 @@ class PingHandler:
                     return None
                 if reply.seq != body.seq:
                     continue
-                rtt = max(0.0, reply.received_at - sent_at)
-                out = p.PingReply(source=str(reply.src), seq=reply.seq, ttl=reply.ttl,
-                                  rtt_ns=int(rtt * 1e9), size=8 + len(reply.payload))
+                rtt_ns = int(max(0.0, reply.received_at - sent_at) * 1e9)
+                size = 8 + len(reply.payload)
+                out: p.Ping6Reply | p.PingReply
+                if ipv6:
+                    out = p.Ping6Reply(source=str(reply.src), seq=reply.seq,
+                                       hop_limit=reply.ttl, rtt_ns=rtt_ns, size=size)
+                else:
+                    out = p.PingReply(source=str(reply.src), seq=reply.seq, ttl=reply.ttl,
+                                      rtt_ns=rtt_ns, size=size)
                 return p.reply_to(request, out.encode())
 
         answer = step(now, False)
@@ -117,6 +132,7 @@ class InfoHandler:
             "started": self.started_wall,
             "clients": len(service.sessions),
             "sockets": len(service.sockets),
+            "ipv6": ipv6_report(self.stack, time.monotonic()),
         }
         if self.extra is not None:
             info.update(self.extra())
@@ -126,6 +142,28 @@ class InfoHandler:
                  now: float) -> Message:
         p.Empty.decode(request.body)
         return p.reply_to(request, p.JsonBody(value=self.report(service)).encode())
+
+
+def ipv6_report(stack: Any, now: float) -> dict[str, Any] | None:
+    """GET_INFO's ``ipv6`` object (None when the stack runs without IPv6)."""
+    if getattr(stack, "ipv6", None) is None:
+        return None
+    ac = stack.nd.addrconf
+    return {
+        "mode": stack.config.ip6,
+        "enabled": not ac.disabled,
+        "addresses": [{"address": str(a.address), "prefix": a.prefix_length,
+                       "state": a.state, "origin": a.origin} for a in ac.addresses(now)],
+        "routers": [str(r) for r in ac.routers(now)],
+        "prefixes": [str(p) for p in ac.prefixes(now)],
+        "dns": [str(d) for d in ac.dns_servers(now)],
+        "mtu": ac.link_mtu,
+        "hop_limit": ac.hop_limit,
+        "groups": [str(g) for g in stack.mld.groups],
+        "neighbors": {str(addr): {"mac": info.link_address.hex(":") if info.link_address else None,
+                                  "state": str(info.state), "router": info.is_router}
+                      for addr, info in stack.nd.neighbors.entries(now).items()},
+    }
 
 
 def _counters_dict(counters: Any) -> dict[str, int]:
@@ -149,6 +187,7 @@ def full_service(stack: Any, device: Any, *, link: str, dns: Sequence[object],
     """A NetService for ``stack`` with PING, GET_INFO and DNS_RESOLVE (servers ``dns``)."""
     service = NetService(stack)
     service.extensions[p.Code.PING] = PingHandler()
+    service.extensions[p.Code.PING6] = PingHandler(ipv6=True)
     service.extensions[p.Code.GET_INFO] = InfoHandler(stack, device, link=link, extra=extra)
     try:
         dns_op = importlib.import_module("vipernet.netd.dns_op")

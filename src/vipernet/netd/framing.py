@@ -26,6 +26,7 @@ MAX_POLL_ENTRIES = 1024
 MAX_NAME = 253  # a DNS name in text form
 MAX_ADDRESSES = 64  # in a DNS_RESOLVE reply
 MAX_PING_PAYLOAD = 65507 - 8
+MAX_PING6_PAYLOAD = 65535 - 8  # an Echo Request filling one IPv6 payload (no jumbograms)
 FOREVER = 0xFFFFFFFF  # timeout_ms meaning "block without limit"
 
 
@@ -55,6 +56,7 @@ class Code(enum.IntEnum):
     STAT = 0x47
     SOCKET_ATTACH_FD = 0x48
     SOCKET_ADOPT = 0x49
+    PING6 = 0x4A
 
 
 class Flags(enum.IntFlag):

@@ -113,6 +113,12 @@ class Ping6Socket:
             raise BlockingIOError(errno.EAGAIN, "no echo reply yet")
         return self._replies.popleft()
 
+    def getsockname(self) -> tuple[str, int]:
+        return ("::", self.ident)
+
+    def getpeername(self) -> tuple[str, int]:
+        raise os_error(errno.ENOTCONN)
+
     @property
     def readable(self) -> bool:
         return bool(self._replies) or self._error is not None or self._closed
