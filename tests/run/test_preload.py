@@ -1,16 +1,20 @@
 """``vipernet run`` for non-Python programs: the LD_PRELOAD library on the test bed.
 
 netd runs on the bed's TAP; the kernel in the namespace serves HTTP (a 50 MB random
-file), DNS (dnsmasq), ``nc -l``, sshd.  Unmodified curl, wget, nc, git and ssh run under
-``vipernet run`` in the host namespace, which has no route to 10.0.2.0/24 of its own:
-they can only reach the peers through netd.  Every test also checks netd saw the
-traffic (``fdlink.attached`` counts a descriptor per stream, ``stat`` lists the
-sockets).  The library is compiled from ``src/vipernet/preload`` here with
-``-Wall -Wextra -Werror``, as ``make setup`` does, so the tests always run the source.
+file), HTTPS (nginx, a CA made here), DNS (dnsmasq), UDP echo, ``nc -l``, sshd.
+Unmodified curl, wget, nc (TCP and UDP), git and ssh run under ``vipernet run`` in the
+host namespace, which has no route to 10.0.2.0/24 of its own: they can only reach the
+peers through netd.  Every test also checks netd saw the traffic (``fdlink.attached``
+counts a descriptor per socket, ``stat`` lists the sockets), and netd's own capture,
+read by tshark in the module's last test, shows each program's connections leaving
+from the stack's MAC and IP.  The library is compiled from ``src/vipernet/preload``
+here with ``-Wall -Wextra -Werror``, as ``make setup`` does, so the tests always run the
+source; so are the small C programs of ``tests/run/programs``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,13 +23,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import pytest
 
-from tests.netd_rig import cli_env
+from tests.link.tshark import tshark_problems
+from tests.netd.test_fd_plane import certificate
+from tests.netd_rig import cli_env, start_udp_echo
 from tests.testbed import GATEWAY, STACK_IP, TestBed, require_binary, stop_process, wait_for
 from vipernet.cli.cmd_run import PRELOAD_ENV, preload_library
 from vipernet.netclient import client as netclient
@@ -34,9 +40,36 @@ pytestmark = pytest.mark.testbed
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "src" / "vipernet" / "preload" / "vipernet_preload.c"
-HTTP, NC_KERNEL, NC_STACK, SSH = 18080, 18081, 18082, 18022
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+HTTP, NC_KERNEL, NC_STACK, SSH, HTTPS = 18080, 18081, 18082, 18022, 18443
+NC_UDP_STACK, PREFORK, PY_PREFORK_PORT = 18083, 18084, 18085
 NAME = "web.preload.test"
 BIG = 50 * 1024 * 1024
+STACK_MAC = "52:54:00:12:34:56"  # netd's default, the spec's
+NGINX_CONF = """
+daemon off;
+master_process on;
+user root;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx.err;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/ngx-body;
+    proxy_temp_path {work}/ngx-proxy;
+    fastcgi_temp_path {work}/ngx-fastcgi;
+    uwsgi_temp_path {work}/ngx-uwsgi;
+    scgi_temp_path {work}/ngx-scgi;
+    sendfile on;
+    server {{
+        listen {ip}:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {www};
+    }}
+}}
+"""
 
 
 @dataclass
@@ -47,6 +80,31 @@ class Rig:
     www: Path
     big_sha: str
     dnsmasq: subprocess.Popen[bytes]
+    ca: str
+    udp_echo: int  # the kernel UDP echo server's port
+    pcap: Path
+    # What each program's traffic was, for the capture check: (what, start, end) in wall
+    # clock time, the capture's timestamps.
+    marks: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def mark(self, what: str) -> Iterator[None]:
+        started = time.time()
+        try:
+            yield
+        finally:
+            self.marks[what] = (started, time.time())
+
+    def compile(self, name: str) -> str:
+        """A C program of tests/run/programs, built here (warning-free)."""
+        out = self.bed.workdir / name
+        if not out.exists():
+            build = subprocess.run([require_binary("cc"), "-std=c11", "-O2", "-Wall", "-Wextra",
+                                    "-Werror", "-D_FORTIFY_SOURCE=2", "-o", str(out),
+                                    str(PROGRAMS / f"{name}.c")],
+                                   capture_output=True, text=True, timeout=120)
+            assert build.returncode == 0 and not build.stderr, build.stderr
+        return str(out)
 
     def env(self, **extra: str) -> dict[str, str]:
         return cli_env(**{"VIPERNET_SOCKET": self.path, PRELOAD_ENV: self.library, **extra})
@@ -92,8 +150,9 @@ def rig() -> Iterator[Rig]:
                                 "-lpthread"], capture_output=True, text=True, timeout=120)
         assert build.returncode == 0 and not build.stderr, build.stderr  # warning-free
         path = str(bed.workdir / "netd.sock")
+        pcap = bed.workdir / "netd.pcap"
         netd = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
-                          f"tap:{bed.tap}", "--socket", path],
+                          f"tap:{bed.tap}", "--socket", path, "--pcap", str(pcap)],
                          env=cli_env(VIPERNET_SOCKET=path),
                          stderr=open(bed.workdir / "netd.err", "wb"))  # noqa: SIM115
         www = bed.workdir / "www"
@@ -103,10 +162,20 @@ def rig() -> Iterator[Rig]:
         bed.start([sys.executable, "-m", "http.server", "--bind", GATEWAY, "--directory",
                    str(www), str(HTTP)])
         dnsmasq = bed.start_dnsmasq(f"--host-record={NAME},{GATEWAY}")
+        cert, key = certificate(bed.workdir)
+        nginx = require_binary("nginx")
+        conf = bed.workdir / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(work=bed.workdir, ip=GATEWAY, port=HTTPS, cert=cert,
+                                          key=key, www=www))
+        bed.start([nginx, "-e", str(bed.workdir / "nginx.err"), "-p", str(bed.workdir), "-c",
+                   str(conf)])
+        _echo, udp_echo = start_udp_echo(bed)
         wait_for(lambda: os.path.exists(path) or netd.poll() is not None, what="netd socket")
         assert netd.poll() is None, (bed.workdir / "netd.err").read_text()
         wait_for(lambda: bed.tcp_port_open(GATEWAY, HTTP), what="http.server")
-        yield Rig(bed, path, str(library), www, _sha(www / "big"), dnsmasq)
+        wait_for(lambda: bed.tcp_port_open(GATEWAY, HTTPS), what="nginx")
+        yield Rig(bed, path, str(library), www, _sha(www / "big"), dnsmasq, cert, udp_echo,
+                  pcap)
     finally:
         bed.close()
 
@@ -116,8 +185,9 @@ def test_curl_downloads_50_mb_through_netd(rig: Rig) -> None:
     out = rig.bed.workdir / "curl.out"
     before = rig.attached()
     started = time.monotonic()
-    result = rig.run("curl", "-sS", "-o", str(out), "-w", "%{time_total}",
-                     f"http://{GATEWAY}:{HTTP}/big")
+    with rig.mark("curl http"):
+        result = rig.run("curl", "-sS", "-o", str(out), "-w", "%{time_total}",
+                         f"http://{GATEWAY}:{HTTP}/big")
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     assert _sha(out) == rig.big_sha
@@ -130,7 +200,8 @@ def test_wget_downloads_through_netd(rig: Rig) -> None:
     require_binary("wget")
     out = rig.bed.workdir / "wget.out"
     before = rig.attached()
-    result = rig.run("wget", "-q", "-O", str(out), f"http://{GATEWAY}:{HTTP}/big")
+    with rig.mark("wget"):
+        result = rig.run("wget", "-q", "-O", str(out), f"http://{GATEWAY}:{HTTP}/big")
     assert result.returncode == 0, result.stderr
     assert _sha(out) == rig.big_sha
     assert rig.attached() == before + 1
@@ -189,7 +260,7 @@ def test_nc_sends_a_file_to_a_kernel_listener(rig: Rig) -> None:
         listener = rig.bed.start([nc, "-l", GATEWAY, str(NC_KERNEL)], stdout=sink)
     wait_for(lambda: rig.bed.tcp_port_open(GATEWAY, NC_KERNEL), what="kernel nc -l")
     before = rig.attached()
-    with source.open("rb") as stdin:
+    with source.open("rb") as stdin, rig.mark("nc"):
         result = rig.run(nc, "-N", GATEWAY, str(NC_KERNEL), stdin=stdin)
     assert result.returncode == 0, result.stderr
     listener.wait(timeout=30)
@@ -210,7 +281,7 @@ def test_nc_listens_in_the_stack_and_receives_from_a_kernel_client(rig: Rig) -> 
     try:
         wait_for(lambda: any(r["state"] == "LISTEN" and str(r["local"]).endswith(
             f":{NC_STACK}") for r in rig.sockets()), what="nc -l listening in the stack")
-        with source.open("rb") as stdin:
+        with source.open("rb") as stdin, rig.mark("nc -l"):
             client = subprocess.run(rig.bed.ns_argv([nc, "-N", STACK_IP, str(NC_STACK)]),
                                     stdin=stdin, capture_output=True, timeout=60)
         assert client.returncode == 0, client.stderr
@@ -239,7 +310,8 @@ def test_git_clones_over_http_through_netd(rig: Rig) -> None:
     subprocess.run([git, "-C", str(origin), "update-server-info"], check=True)  # dumb http
     before = rig.attached()
     clone = rig.bed.workdir / "clone"
-    result = rig.run(git, "clone", "-q", f"http://{NAME}:{HTTP}/repo.git", str(clone))
+    with rig.mark("git"):
+        result = rig.run(git, "clone", "-q", f"http://{NAME}:{HTTP}/repo.git", str(clone))
     assert result.returncode == 0, result.stderr
     assert (clone / "README").read_text() == "cloned through netd\n"
     assert rig.attached() > before
@@ -263,10 +335,11 @@ def test_ssh_runs_a_command_on_a_kernel_sshd(rig: Rig) -> None:
     rig.bed.start([sshd, "-D", "-e", "-f", str(keys / "sshd_config")])
     wait_for(lambda: rig.bed.tcp_port_open(GATEWAY, SSH), what="sshd")
     data = os.urandom(4 << 20)
-    result = rig.run(ssh, "-i", str(keys / "user"), "-o", "StrictHostKeyChecking=no",
-                     "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-                     "-o", "ConnectTimeout=20", "-p", str(SSH), f"root@{NAME}",
-                     "echo $SSH_CONNECTION; sha256sum", input=data)
+    with rig.mark("ssh"):
+        result = rig.run(ssh, "-i", str(keys / "user"), "-o", "StrictHostKeyChecking=no",
+                         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+                         "-o", "ConnectTimeout=20", "-p", str(SSH), f"root@{NAME}",
+                         "echo $SSH_CONNECTION; sha256sum", input=data)
     assert result.returncode == 0, result.stderr
     peer, digest = result.stdout.decode().splitlines()
     assert peer.split()[0] == STACK_IP  # sshd saw the stack's address, not the host's
@@ -274,7 +347,7 @@ def test_ssh_runs_a_command_on_a_kernel_sshd(rig: Rig) -> None:
 
 
 SEMANTICS = r"""
-import errno, json, os, select, socket, subprocess, sys
+import errno, json, os, select, socket, subprocess, sys, threading, time
 out = {}
 NAME, HTTP, NS = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def err(f):
@@ -287,7 +360,8 @@ def err(f):
         return errno.errorcode.get(e.errno, str(e.errno))
     return "ok"
 out["inet6"] = err(lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
-out["udp"] = err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+out["udp"] = err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close())
+out["ping"] = err(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP))
 out["raw"] = err(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
 a, b = socket.socketpair()
 a.sendall(b"x")
@@ -327,6 +401,23 @@ if pid == 0:  # the child inherits the connection, uses it, knows its peer
     os._exit(0 if ok else 1)
 s.close()
 out["fork_child"] = os.waitpid(pid, 0)[1]
+# 10.0.2.77 does not answer ARP: the connect stays under way for seconds.
+q = socket.socket()
+q.setblocking(False)
+out["silent_first"] = errno.errorcode[q.connect_ex(("10.0.2.77", 80))]
+out["silent_second"] = errno.errorcode[q.connect_ex(("10.0.2.77", 80))]
+q.close()
+b = socket.socket()
+first = {}
+def blocking_connect():
+    first["r"] = err(lambda: b.connect(("10.0.2.77", 80)))
+t = threading.Thread(target=blocking_connect)
+t.start()
+time.sleep(0.5)
+out["blocking_second"] = err(lambda: b.connect(("10.0.2.77", 80)))  # while t's waits
+t.join(30)
+out["blocking_first"] = first.get("r")
+b.close()
 r = socket.socket()
 r.setblocking(False)
 r.connect_ex(("10.0.2.2", 1))
@@ -368,7 +459,8 @@ def test_the_library_behaves_like_a_kernel_socket_api(rig: Rig) -> None:
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["inet6"] == "EAFNOSUPPORT"  # refused, not the host's IPv6
-    assert out["udp"] == "EPROTONOSUPPORT" and out["raw"] == "ESOCKTNOSUPPORT"
+    assert out["udp"] == "ok" and out["ping"] == "EPROTONOSUPPORT"  # UDP routed, ping not
+    assert out["raw"] == "ESOCKTNOSUPPORT"
     assert out["unix"] == ["x", 1]  # AF_UNIX passes through untouched
     assert out["gai"] == [[2, GATEWAY]]  # AF_UNSPEC: IPv4 only
     assert out["gai6"] == "gai:family" and out["gai_missing"] == "gai:noname"
@@ -382,6 +474,9 @@ def test_the_library_behaves_like_a_kernel_socket_api(rig: Rig) -> None:
     assert out["opts"] == [1, 1, "ENOPROTOOPT"]
     assert out["fork_child"] == 0
     assert out["nb_refused"] == "ECONNREFUSED"
+    # A second connect while the first is under way, blocking or not: EALREADY (Linux's)
+    assert out["silent_first"] == "EINPROGRESS" and out["silent_second"] == "EALREADY"
+    assert out["blocking_second"] == "EALREADY" and out["blocking_first"] == "EHOSTUNREACH"
     assert out["timeout_get"] == "HTTP/1.0 200 OK"
     assert out["accept_empty"] == "EAGAIN"
     assert out["listener_readable"] and out["accepted_from"] == GATEWAY
@@ -519,3 +614,262 @@ def test_make_setup_builds_the_library_where_vipernet_run_looks() -> None:
     default = preload_library({})
     assert default == ROOT / "build" / "libvipernet_preload.so"
     assert "build/libvipernet_preload.so" in setup and "vipernet_preload.c" in setup
+
+
+# -- UDP, fork, HTTPS (the tests below); the capture check is the module's last test --
+
+def test_nc_u_exchanges_datagrams_with_a_kernel_udp_echo(rig: Rig) -> None:
+    """nc -u sends each line it reads as a datagram and prints what comes back; its stdin
+    stays open until every echo is in (at EOF nc stops reading the network)."""
+    nc = require_binary("nc")
+    lines = [os.urandom(700).hex().encode() + b"\n" for _ in range(20)]  # 1401 bytes each
+    argv = [sys.executable, "-m", "vipernet.cli.main", "run", "--socket", rig.path, "--",
+            nc, "-u", GATEWAY, str(rig.udp_echo)]
+    before = rig.attached()
+    client = subprocess.Popen(argv, env=rig.env(), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert client.stdin is not None and client.stdout is not None
+        with rig.mark("nc -u"):
+            echoed = []
+            for line in lines:  # one at a time: each its own datagram, answered in turn
+                client.stdin.write(line)
+                client.stdin.flush()
+                echoed.append(client.stdout.readline())
+        assert echoed == lines
+        assert rig.attached() == before + 1  # one UDP descriptor, through netd
+    finally:
+        stop_process(client)
+        for stream in (client.stdin, client.stdout, client.stderr):
+            if stream is not None:
+                stream.close()
+
+
+KERNEL_UDP_PEER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.0.2.2", 0))
+s.settimeout(20)
+s.sendto(b"hello from the kernel\\n", ("10.0.2.15", int(sys.argv[1])))
+data, source = s.recvfrom(1000)
+print(source[0], data.decode().strip(), flush=True)
+"""
+
+
+def test_nc_u_listens_in_the_stack_and_answers_a_kernel_peer(rig: Rig) -> None:
+    """``nc -u -l`` peeks at the first datagram (recvfrom with MSG_PEEK), connects to its
+    source and sends its stdin there: both directions through the stack."""
+    nc = require_binary("nc")
+    argv = [sys.executable, "-m", "vipernet.cli.main", "run", "--socket", rig.path, "--",
+            nc, "-u", "-l", str(NC_UDP_STACK)]
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(argv, env=rig.env(), stdin=read_end, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    os.close(read_end)
+    try:
+        wait_for(lambda: any(r["kind"] == "udp" and str(r["local"]).endswith(
+            f":{NC_UDP_STACK}") for r in rig.sockets()), what="nc -u -l bound in the stack")
+        with rig.mark("nc -u -l"):
+            peer = rig.bed.start([sys.executable, "-c", KERNEL_UDP_PEER, str(NC_UDP_STACK)],
+                                 stdout=subprocess.PIPE)
+            assert server.stdout is not None
+            assert server.stdout.readline() == b"hello from the kernel\n"
+            os.write(write_end, b"hello from nc\n")
+            out, _ = peer.communicate(timeout=30)
+        assert out.decode().split(None, 1) == [STACK_IP, "hello from nc\n"]
+    finally:
+        os.close(write_end)
+        stop_process(server)
+        for stream in (server.stdout, server.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_a_c_program_sees_udp_boundaries_addresses_and_errors_as_on_linux(rig: Rig) -> None:
+    probe = rig.compile("udp_probe")
+    closed = 9  # nothing listens on discard: the kernel answers port unreachable
+    result = rig.run(probe, GATEWAY, str(rig.udp_echo), str(closed), timeout=60)
+    lines = result.stdout.decode().splitlines()
+    assert [line for line in lines if not line.startswith("ok ")] == [], result.stderr
+    assert result.returncode == 0
+    assert {line.split()[1] for line in lines} >= {
+        "boundaries_and_sources", "msg_peek", "cut", "msg_trunc_length", "next_intact",
+        "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "select_epoll", "emsgsize",
+        "read_connected", "econnrefused", "error_reported_once", "ping_refused"}
+
+
+PREFORK_CLIENTS = """
+import socket, sys, threading
+answers = []
+def one(i):
+    with socket.create_connection(("10.0.2.15", int(sys.argv[1])), timeout=20) as s:
+        s.sendall(b"client %d" % i)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(100):
+            got += chunk
+        answers.append(got.decode())
+threads = [threading.Thread(target=one, args=(i,)) for i in range(int(sys.argv[2]))]
+for t in threads: t.start()
+for t in threads: t.join()
+for a in answers: print(a, flush=True)
+"""
+
+
+def _prefork_answers(rig: Rig, port: int, count: int) -> list[tuple[int, str]]:
+    clients = rig.bed.start([sys.executable, "-c", PREFORK_CLIENTS, str(port), str(count)],
+                            stdout=subprocess.PIPE)
+    out, _ = clients.communicate(timeout=60)
+    answers = []
+    for line in out.decode().splitlines():
+        word, pid, text = line.split(" ", 2)
+        assert word == "PID"
+        answers.append((int(pid), text))
+    return answers
+
+
+def test_a_c_pre_fork_server_s_children_accept_on_the_inherited_listener(rig: Rig) -> None:
+    server_bin = rig.compile("prefork")
+    before = rig.counters().get("adopt.ok", 0)
+    argv = [sys.executable, "-m", "vipernet.cli.main", "run", "--socket", rig.path, "--",
+            server_bin, str(PREFORK), "3"]
+    server = subprocess.Popen(argv, env=rig.env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        children = set()
+        while (line := server.stdout.readline().decode()) != "ready\n":
+            assert line.startswith("child "), line + server.stderr.read().decode()  # type: ignore[union-attr]
+            children.add(int(line.split()[1]))
+        answers = _prefork_answers(rig, PREFORK, 12)
+        assert sorted(text for _, text in answers) == sorted(f"CLIENT {i}" for i in range(12))
+        assert {pid for pid, _ in answers} <= children  # only the children accepted
+        assert rig.counters().get("adopt.ok", 0) - before >= 3  # each child adopted it
+    finally:
+        stop_process(server)
+        for stream in (server.stdout, server.stderr):
+            if stream is not None:
+                stream.close()
+
+
+PY_PREFORK = r"""
+import os, socket, sys
+port, http = int(sys.argv[1]), int(sys.argv[2])
+lst = socket.socket()
+lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("0.0.0.0", port))
+lst.listen(16)
+conn = socket.create_connection(("10.0.2.2", http))
+pid = os.fork()
+if pid == 0:
+    # The child: the parent's connected socket, then the parent's listener.
+    conn.sendall(b"GET /small HTTP/1.0\r\n\r\n")
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    print("child got", data.rsplit(b"\r\n", 1)[-1].decode().strip(),
+          conn.getpeername()[1] == http, type(conn).__module__, flush=True)
+    while True:
+        c, _ = lst.accept()
+        text = c.recv(100)
+        c.sendall(b"PID %d " % os.getpid() + text.upper())
+        c.close()
+conn.close()
+print("child", pid, flush=True)
+print("ready", flush=True)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_python_child_uses_its_parent_s_sockets_under_vipernet_run(rig: Rig) -> None:
+    """Under vipernet run a Python program's sockets are vipernet's: after os.fork the
+    child adopts them into its own channel (NET_SOCKET_ADOPT) at its first netd call."""
+    before = rig.counters().get("adopt.ok", 0)
+    argv = [sys.executable, "-m", "vipernet.cli.main", "run", "--socket", rig.path, "--",
+            sys.executable, "-c", PY_PREFORK, str(PY_PREFORK_PORT), str(HTTP)]
+    server = subprocess.Popen(argv, env=rig.env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline().decode() for _ in range(3)]
+        child = next(int(line.split()[1]) for line in lines if line.startswith("child "))
+        assert "child got hello through netd True vipernet.netclient.sockets\n" in lines, lines
+        answers = _prefork_answers(rig, PY_PREFORK_PORT, 4)
+        assert sorted(answers) == sorted((child, f"CLIENT {i}") for i in range(4))
+        assert rig.counters().get("adopt.ok", 0) - before >= 2  # connection and listener
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+        for stream in (server.stdout, server.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_curl_downloads_50_mb_over_https_through_netd(rig: Rig) -> None:
+    require_binary("curl")
+    out = rig.bed.workdir / "curl-https.out"
+    before = rig.attached()
+    with rig.mark("curl https"):
+        result = rig.run("curl", "-sS", "--cacert", rig.ca, "-o", str(out), "-w",
+                         "%{time_total}", f"https://{GATEWAY}:{HTTPS}/big")
+    assert result.returncode == 0, result.stderr
+    assert _sha(out) == rig.big_sha
+    assert rig.attached() == before + 1
+    print(f"curl 50 MB over HTTPS through netd: {float(result.stdout):.2f} s in curl")
+
+
+def _capture_rows(rig: Rig) -> list[dict[str, str]]:
+    """Every SYN and UDP frame of netd's capture, one tshark pass."""
+    fields = ["frame.time_epoch", "eth.src", "eth.dst", "ip.src", "ip.dst", "tcp.srcport",
+              "tcp.dstport", "tcp.flags.ack", "udp.srcport", "udp.dstport"]
+    argv = [require_binary("tshark"), "-r", str(rig.pcap), "-Y", "tcp.flags.syn == 1 || udp",
+            "-T", "fields", "-E", "separator=|"]
+    for name in fields:
+        argv += ["-e", name]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=True).stdout
+    return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines()]
+
+
+def test_zz_netd_s_capture_shows_every_program_s_traffic_left_by_the_stack(rig: Rig) -> None:
+    """Run last in this module: netd's own capture holds each program's connections, from
+    the stack's MAC and IP (not the host's), and tshark finds nothing malformed in it."""
+    time.sleep(1.5)  # the capture is flushed every second
+    rows = _capture_rows(rig)
+    ran = set(rig.marks)  # (all of them in a run of the whole module)
+    assert ran, "no program of this module ran before the capture check"
+
+    def during(what: str) -> list[dict[str, str]]:
+        start, end = rig.marks[what]
+        return [r for r in rows if start - 0.5 <= float(r["frame.time_epoch"]) <= end + 0.5]
+
+    def ours_out(r: dict[str, str]) -> bool:
+        return r["eth.src"] == STACK_MAC and r["ip.src"] == STACK_IP
+
+    def syns_to(what: str, port: int) -> list[dict[str, str]]:
+        return [r for r in during(what) if ours_out(r) and r["tcp.dstport"] == str(port)
+                and r["tcp.flags.ack"] in ("0", "False")]
+
+    for what, port in (("curl http", HTTP), ("wget", HTTP), ("git", HTTP), ("ssh", SSH),
+                       ("nc", NC_KERNEL), ("curl https", HTTPS)):
+        if what in ran:
+            assert syns_to(what, port), f"no SYN of {what} from the stack's MAC and IP"
+    if "nc -l" in ran:  # the kernel's SYN to the stack's IP, the stack's SYN-ACK
+        listening = during("nc -l")
+        assert any(r["ip.dst"] == STACK_IP and r["eth.dst"] == STACK_MAC
+                   and r["tcp.dstport"] == str(NC_STACK)
+                   and r["tcp.flags.ack"] in ("0", "False") for r in listening)
+        assert any(ours_out(r) and r["tcp.srcport"] == str(NC_STACK)
+                   and r["tcp.flags.ack"] in ("1", "True") for r in listening)
+    if "nc -u" in ran:  # its datagrams left by the stack, the echo's came back to it
+        udp = during("nc -u")
+        assert any(ours_out(r) and r["udp.dstport"] == str(rig.udp_echo) for r in udp)
+        assert any(r["ip.dst"] == STACK_IP and r["udp.srcport"] == str(rig.udp_echo)
+                   for r in udp)
+    if "nc -u -l" in ran:
+        udp_listen = during("nc -u -l")
+        assert any(r["ip.dst"] == STACK_IP and r["udp.dstport"] == str(NC_UDP_STACK)
+                   for r in udp_listen)
+        assert any(ours_out(r) and r["udp.srcport"] == str(NC_UDP_STACK)
+                   for r in udp_listen)
+    assert tshark_problems(rig.pcap) == []

@@ -1,6 +1,6 @@
 /*
- * vipernet_preload.c - route an unmodified program's IPv4 TCP sockets and name lookups
- * through netd (issue 10).  Loaded with LD_PRELOAD by `vipernet run -- PROGRAM ...`.
+ * vipernet_preload.c - route an unmodified program's IPv4 TCP and UDP sockets and name
+ * lookups through netd (issue 10).  Loaded with LD_PRELOAD by `vipernet run -- PROGRAM ...`.
  *
  * How a socket works here (docs/netd-protocol.md has the messages byte by byte):
  *
@@ -14,22 +14,28 @@
  *    each ACCEPT).
  *  - connect, bind, listen, accept, names, options, shutdown are netd messages about the
  *    socket; we keep a table descriptor -> netd socket id.
+ *  - socket(AF_INET, SOCK_DGRAM) is a UDP socket the same way, but its descriptor is a
+ *    SOCK_SEQPACKET end carrying one datagram per message behind a 6-byte address: for
+ *    those descriptors only, the send/recv/read/write family puts the address on and
+ *    takes it off (see "The data path of UDP sockets"); poll/select/epoll stay native.
  *  - The socket lives as long as its descriptor (every copy of it, in any process):
  *    close() only forgets our table entry, then closes the descriptor, and netd sees it go.
+ *  - A socket of an earlier channel (a forked child's inherited sockets, or a channel
+ *    that broke and was reopened) is adopted into the current one at its first netd call
+ *    (NET_SOCKET_ADOPT, the descriptor as proof): a pre-fork server's children accept.
  *
  * One IPC channel per process, shared by all threads: requests carry ids, and a thread
  * waiting for its reply reads the channel for everyone if no other thread is (the
  * leader/follower scheme of vipernet/netclient/channel.py), so a thread parked in a
  * blocking accept() does not hold up another thread's connect().  The channel is opened
  * on first use, is close-on-exec, sits on a high descriptor number out of the program's
- * way, and is reopened in a forked child (pthread_atfork, and a getpid() check).
+ * way, and is reopened in a forked child (pthread_atfork, and a getpid() check), whose
+ * inherited sockets are then adopted.
  *
  * Not routed here, and failing as a kernel without them would (never falling back to the
- * host's TCP/IP): AF_INET6 sockets (EAFNOSUPPORT), AF_INET datagram sockets
- * (EPROTONOSUPPORT: netd's UDP descriptor puts an address in front of every
- * datagram, which the program's own send/recv would not, short of interposing the data
- * path), raw and other socket types (ESOCKTNOSUPPORT).  AF_UNIX, netlink and every
- * other family pass through untouched.
+ * host's TCP/IP): AF_INET6 sockets (EAFNOSUPPORT), ping sockets (SOCK_DGRAM with
+ * IPPROTO_ICMP: EPROTONOSUPPORT), raw and other socket types (ESOCKTNOSUPPORT).  AF_UNIX,
+ * netlink and every other family pass through untouched.
  * Name lookups are netd's (NET_DNS_RESOLVE, IPv4 only); reverse lookups and raw
  * res_query() DNS cannot be answered through netd and fail instead of leaving by the
  * host's resolver.
@@ -92,11 +98,21 @@ enum {
     C_SOCKET_SETSOCKOPT = 0x43,
     C_SOCKET_GET_ERROR = 0x46,
     C_SOCKET_ATTACH_FD = 0x48,
+    C_SOCKET_ADOPT = 0x49,
 };
 
 #define HEADER_SIZE 12
 #define FLAG_REPLY 0x01
 #define KIND_TCP 1
+#define KIND_UDP 2
+/* A UDP descriptor's messages start with an address: IPv4 (4) + port (2), network order
+ * (0.0.0.0:0 from the program: the connected peer; to the program: an error, u16 errno). */
+#define DGRAM_HEADER 6
+#define MAX_UDP_PAYLOAD 65507
+/* UDP descriptors below this number are marked in a bitmap that read/write/send/recv
+ * test without a lock or a system call: every other descriptor of the program goes
+ * straight to libc at the cost of one load. */
+#define DGRAM_MAP_FDS 65536
 #define FOREVER 0xFFFFFFFFu
 #define NETD_POLL_OUT 0x004
 #define MAX_BODY (1u << 20)
@@ -135,6 +151,20 @@ static int (*real_fcntl64)(int, int, ...);
 static ssize_t (*real_sendto)(int, const void *, size_t, int, const struct sockaddr *,
                               socklen_t);
 static ssize_t (*real_recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+static ssize_t (*real_send)(int, const void *, size_t, int);
+static ssize_t (*real_recv)(int, void *, size_t, int);
+static ssize_t (*real_sendmsg)(int, const struct msghdr *, int);
+static ssize_t (*real_recvmsg)(int, struct msghdr *, int);
+static int (*real_sendmmsg)(int, struct mmsghdr *, unsigned int, int);
+static int (*real_recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+static ssize_t (*real_read)(int, void *, size_t);
+static ssize_t (*real_write)(int, const void *, size_t);
+static ssize_t (*real_readv)(int, const struct iovec *, int);
+static ssize_t (*real_writev)(int, const struct iovec *, int);
+static ssize_t (*real___read_chk)(int, void *, size_t, size_t);
+static ssize_t (*real___recv_chk)(int, void *, size_t, size_t, int);
+static ssize_t (*real___recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *,
+                                      socklen_t *);
 static void (*real_freeaddrinfo)(struct addrinfo *);
 static int (*real_getnameinfo)(const struct sockaddr *, socklen_t, char *, socklen_t,
                                char *, socklen_t, int);
@@ -167,6 +197,19 @@ static void load_real(void)
         real_fcntl64 = real_fcntl; /* glibc before 2.28 */
     LOAD(sendto);
     LOAD(recvfrom);
+    LOAD(send);
+    LOAD(recv);
+    LOAD(sendmsg);
+    LOAD(recvmsg);
+    LOAD(sendmmsg);
+    LOAD(recvmmsg);
+    LOAD(read);
+    LOAD(write);
+    LOAD(readv);
+    LOAD(writev);
+    LOAD(__read_chk);
+    LOAD(__recv_chk);
+    LOAD(__recvfrom_chk);
     LOAD(freeaddrinfo);
     LOAD(getnameinfo);
     const char *dbg = getenv("VIPERNET_PRELOAD_DEBUG");
@@ -193,7 +236,7 @@ static void say(const char *fmt, ...)
         n = (int)sizeof line - 2;
     line[n++] = '\n';
     int saved = errno;
-    ssize_t ignored = write(STDERR_FILENO, line, (size_t)n);
+    ssize_t ignored = real_write != NULL ? real_write(STDERR_FILENO, line, (size_t)n) : -1;
     (void)ignored;
     errno = saved;
 }
@@ -433,7 +476,7 @@ static int chan_read(int fd, unsigned char *buf, size_t n)
             .msg_control = control.space,
             .msg_controllen = sizeof control.space,
         };
-        ssize_t got = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+        ssize_t got = real_recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
         if (got < 0) {
             if (errno == EINTR)
                 continue;
@@ -608,9 +651,9 @@ static struct waiter *my_waiter(void)
  * request naming a socket passes want_gen, its socket's generation (0: any).  A body
  * longer than out->buf goes to big (up to big_cap bytes), if given.
  */
-static int ipc_call_into(uint8_t code, const unsigned char *body, uint32_t len,
+static int ipc_call_full(uint8_t code, const unsigned char *body, uint32_t len,
                          struct reply *out, unsigned *gen_out, unsigned want_gen,
-                         unsigned char *big, uint32_t big_cap)
+                         unsigned char *big, uint32_t big_cap, int pass_fd)
 {
     unsigned char msg[HEADER_SIZE + 320];
     if (len > sizeof msg - HEADER_SIZE)
@@ -654,7 +697,27 @@ static int ipc_call_into(uint8_t code, const unsigned char *body, uint32_t len,
     size_t total = HEADER_SIZE + len, sent = 0;
     while (sent < total) {
         /* MSG_NOSIGNAL: a netd that died must not kill the program with SIGPIPE. */
-        ssize_t n = send(chan.fd, msg + sent, total - sent, MSG_NOSIGNAL);
+        ssize_t n;
+        if (sent == 0 && pass_fd >= 0) {
+            /* The descriptor goes with the request's own bytes (SOCKET_ADOPT). */
+            union {
+                struct cmsghdr align;
+                char space[CMSG_SPACE(sizeof(int))];
+            } control;
+            memset(&control, 0, sizeof control);
+            struct iovec iov = {.iov_base = msg, .iov_len = total};
+            struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1,
+                               .msg_control = control.space,
+                               .msg_controllen = sizeof control.space};
+            struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &pass_fd, sizeof pass_fd);
+            n = real_sendmsg(chan.fd, &m, MSG_NOSIGNAL);
+        } else {
+            n = real_send(chan.fd, msg + sent, total - sent, MSG_NOSIGNAL);
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -715,6 +778,13 @@ static int ipc_call_into(uint8_t code, const unsigned char *body, uint32_t len,
     return 0;
 }
 
+static int ipc_call_into(uint8_t code, const unsigned char *body, uint32_t len,
+                         struct reply *out, unsigned *gen_out, unsigned want_gen,
+                         unsigned char *big, uint32_t big_cap)
+{
+    return ipc_call_full(code, body, len, out, gen_out, want_gen, big, big_cap, -1);
+}
+
 static int ipc_call(uint8_t code, const unsigned char *body, uint32_t len, struct reply *w,
                     unsigned *gen_out)
 {
@@ -773,6 +843,8 @@ enum {
 
 struct vsock {
     int used;
+    int dgram;       /* UDP: a seqpacket descriptor with an address in front of each
+                        datagram; the library moves the program's data (see below) */
     int listening;
     int connecting;  /* a non-blocking connect answered EINPROGRESS; SO_ERROR not read */
     int has_local;
@@ -789,6 +861,35 @@ struct vsock {
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vsock *tab;
 static int tab_cap; /* read without the lock as a quick "cannot be ours" filter */
+static unsigned char dgram_map[DGRAM_MAP_FDS / 8]; /* fds of UDP entries (tab_lock) */
+static int dgram_high;                             /* UDP entries at DGRAM_MAP_FDS or up */
+
+static void dgram_mark(int fd, int on) /* tab_lock held */
+{
+    if (fd >= DGRAM_MAP_FDS) {
+        if (on)
+            __atomic_add_fetch(&dgram_high, 1, __ATOMIC_RELEASE);
+        else
+            __atomic_sub_fetch(&dgram_high, 1, __ATOMIC_RELEASE);
+        return;
+    }
+    unsigned char bit = (unsigned char)(1u << (fd & 7));
+    if (on)
+        __atomic_or_fetch(&dgram_map[fd >> 3], bit, __ATOMIC_RELEASE);
+    else
+        __atomic_and_fetch(&dgram_map[fd >> 3], (unsigned char)~bit, __ATOMIC_RELEASE);
+}
+
+/* Could fd be one of our UDP sockets?  No lock, no system call: the data calls ask this
+ * of every descriptor the program reads or writes. */
+static inline int maybe_dgram(int fd)
+{
+    if (fd < 0)
+        return 0;
+    if (fd < DGRAM_MAP_FDS)
+        return __atomic_load_n(&dgram_map[fd >> 3], __ATOMIC_ACQUIRE) & (1u << (fd & 7));
+    return __atomic_load_n(&dgram_high, __ATOMIC_ACQUIRE) > 0;
+}
 
 static int tab_grow(int fd)
 {
@@ -836,6 +937,8 @@ static int tab_get(int fd, struct vsock *out)
             *out = tab[fd];
             ours = 1;
         } else {
+            if (tab[fd].dgram)
+                dgram_mark(fd, 0);
             tab[fd].used = 0; /* stale: closed without our close() seeing it */
         }
     }
@@ -848,8 +951,12 @@ static int tab_put(int fd, const struct vsock *entry)
     pthread_mutex_lock(&tab_lock);
     int rc = tab_grow(fd);
     if (rc == 0) {
+        if (tab[fd].used && tab[fd].dgram)
+            dgram_mark(fd, 0);
         tab[fd] = *entry;
         tab[fd].used = 1;
+        if (entry->dgram)
+            dgram_mark(fd, 1);
     }
     pthread_mutex_unlock(&tab_lock);
     return rc;
@@ -878,16 +985,36 @@ static struct vsock tab_take(int fd)
     if (tab[fd].used) {
         gone = tab[fd];
         tab[fd].used = 0;
+        if (gone.dgram)
+            dgram_mark(fd, 0);
     }
     pthread_mutex_unlock(&tab_lock);
     return gone;
 }
 
-/* A socket of this process's current channel (not inherited over fork, nor left from a
- * channel that broke): only those ids mean anything to netd from here. */
-static int own(const struct vsock *s)
+/*
+ * Make sure netd answers our channel about this socket (0, or an errno).  A socket of an
+ * earlier channel -- inherited over fork (the parent's), or left from a channel that
+ * broke -- is adopted first: NET_SOCKET_ADOPT with its descriptor as the proof of
+ * possession.  Then *s (and fd's entry) carry the current channel's generation.
+ */
+static int ensure_own(int fd, struct vsock *s)
 {
-    return s->gen == chan_generation();
+    if (s->gen == chan_generation())
+        return 0;
+    unsigned char body[4];
+    put32(body, s->id);
+    struct reply w;
+    unsigned gen;
+    int rc = ipc_call_full(C_SOCKET_ADOPT, body, sizeof body, &w, &gen, 0, NULL, 0, fd);
+    if (rc < 0)
+        return -rc;
+    DEBUG("adopt fd %d (netd %u) -> %d", fd, s->id, w.status);
+    if (w.status)
+        return w.status;
+    TAB_UPDATE(fd, *s, e->gen = gen);
+    s->gen = gen;
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -952,14 +1079,16 @@ EXPORT int socket(int domain, int type, int protocol)
     if (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC | 0xF))
         return fail(EINVAL);
     int base = type & 0xF;
-    if (base == SOCK_DGRAM)
-        return fail(EPROTONOSUPPORT); /* UDP/ICMP: see the top of this file */
-    if (base != SOCK_STREAM)
+    if (base == SOCK_DGRAM) {
+        if (protocol != 0 && protocol != IPPROTO_UDP)
+            return fail(EPROTONOSUPPORT); /* ping (IPPROTO_ICMP), UDP-Lite */
+    } else if (base != SOCK_STREAM) {
         return fail(ESOCKTNOSUPPORT); /* raw, seqpacket...: not in netd */
-    if (protocol != 0 && protocol != IPPROTO_TCP)
+    } else if (protocol != 0 && protocol != IPPROTO_TCP) {
         return fail(EPROTONOSUPPORT); /* SCTP, MPTCP */
+    }
 
-    unsigned char kind = KIND_TCP;
+    unsigned char kind = base == SOCK_DGRAM ? KIND_UDP : KIND_TCP;
     struct reply w;
     unsigned gen;
     int rc = ipc_call(C_SOCKET_CREATE, &kind, 1, &w, &gen);
@@ -986,11 +1115,12 @@ EXPORT int socket(int domain, int type, int protocol)
     memset(&entry, 0, sizeof entry);
     entry.id = id;
     entry.gen = gen;
+    entry.dgram = base == SOCK_DGRAM;
     if (file_id(fd, &entry.dev, &entry.ino) < 0 || tab_put(fd, &entry) < 0) {
         real_close(fd); /* its descriptor gone, netd releases the socket */
         return fail(ENOMEM);
     }
-    DEBUG("socket -> fd %d (netd %u)", fd, id);
+    DEBUG("socket %s -> fd %d (netd %u)", entry.dgram ? "udp" : "tcp", fd, id);
     return fd;
 }
 
@@ -1005,8 +1135,9 @@ EXPORT int connect(int fd, __CONST_SOCKADDR_ARG arg, socklen_t len)
     int err = inet_address(addr, len, &to);
     if (err)
         return fail(err);
-    if (!own(&s))
-        return fail(EOPNOTSUPP); /* inherited over fork: netd ties its id to the parent */
+    err = ensure_own(fd, &s);
+    if (err)
+        return fail(err);
     int nonblocking = is_nonblocking(fd);
     unsigned char body[10];
     put32(body, nonblocking ? 0 : FOREVER);
@@ -1037,8 +1168,9 @@ EXPORT int bind(int fd, __CONST_SOCKADDR_ARG arg, socklen_t len)
     int err = inet_address(addr, len, &at);
     if (err)
         return fail(err);
-    if (!own(&s))
-        return fail(EBADF);
+    err = ensure_own(fd, &s);
+    if (err)
+        return fail(err);
     unsigned char body[6];
     put_address(body, &at);
     struct reply w;
@@ -1060,14 +1192,15 @@ EXPORT int listen(int fd, int backlog)
     struct vsock s;
     if (!tab_get(fd, &s))
         return real_listen(fd, backlog);
-    if (!own(&s))
-        return fail(EBADF);
+    int err = ensure_own(fd, &s);
+    if (err)
+        return fail(err);
     if (backlog < 0 || backlog > 0xFFFF)
         backlog = 4096; /* Linux: out of range means "as many as allowed" */
     unsigned char body[2];
     put16(body, (uint16_t)backlog);
     struct reply w;
-    int err = sock_call(C_SOCKET_LISTEN, s.id, s.gen, body, sizeof body, &w);
+    err = sock_call(C_SOCKET_LISTEN, s.id, s.gen, body, sizeof body, &w);
     DEBUG("listen fd %d -> %d", fd, err);
     if (err)
         return fail(err);
@@ -1083,19 +1216,21 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flag
         return four ? real_accept4(fd, addr, addrlen, flags) : real_accept(fd, addr, addrlen);
     if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
         return fail(EINVAL);
+    if (s.dgram)
+        return fail(EOPNOTSUPP);
     if (!s.listening)
         return fail(EINVAL);
-    if (!own(&s))
-        return fail(EOPNOTSUPP); /* a listener inherited over fork: netd ties it to the
-                                    parent's channel (see docs/usermode.md) */
+    int err = ensure_own(fd, &s); /* a pre-fork server's child adopts the listener */
+    if (err)
+        return fail(err);
     /* The readiness byte: netd puts one back while more connections wait. */
     char drain[64];
-    while (recv(fd, drain, sizeof drain, MSG_DONTWAIT) > 0) {
+    while (real_recv(fd, drain, sizeof drain, MSG_DONTWAIT) > 0) {
     }
     unsigned char body[4];
     put32(body, is_nonblocking(fd) ? 0 : FOREVER);
     struct reply w;
-    int err = sock_call(C_SOCKET_ACCEPT, s.id, s.gen, body, sizeof body, &w);
+    err = sock_call(C_SOCKET_ACCEPT, s.id, s.gen, body, sizeof body, &w);
     if (err)
         return fail(err);
     if (w.len < 10)
@@ -1149,7 +1284,7 @@ static int name_of(int fd, struct sockaddr *addr, socklen_t *addrlen, int peer)
     if (addrlen == NULL)
         return fail(EFAULT);
     struct sockaddr_in sin;
-    if (own(&s)) {
+    if (ensure_own(fd, &s) == 0) {
         struct reply w;
         uint8_t code = peer ? C_SOCKET_GETPEERNAME : C_SOCKET_GETSOCKNAME;
         int err = sock_call(code, s.id, s.gen, NULL, 0, &w);
@@ -1170,7 +1305,7 @@ static int name_of(int fd, struct sockaddr *addr, socklen_t *addrlen, int peer)
                 TAB_UPDATE(fd, s, (e->local = sin, e->has_local = 1));
         }
     } else {
-        /* Inherited over fork: netd answers only the parent; what the parent knew. */
+        /* netd cannot answer (the socket is gone there): what we knew. */
         if (peer ? !s.has_peer : !s.has_local) {
             if (peer)
                 return fail(ENOTCONN);
@@ -1207,14 +1342,25 @@ EXPORT int shutdown(int fd, int how)
     struct reply w;
     if (!s.listening && !s.has_peer)
         return fail(ENOTCONN); /* the socketpair is "connected"; the TCP socket is not */
+    if (s.dgram) {
+        /* Never on the descriptor: netd would read its end as the socket's close.  netd
+         * shuts reading; writing is not shut (what is sent still goes out). */
+        if ((how == SHUT_RD || how == SHUT_RDWR) && ensure_own(fd, &s) == 0) {
+            unsigned char body[1] = {SHUT_RD};
+            int err = sock_call(C_SOCKET_SHUTDOWN, s.id, s.gen, body, 1, &w);
+            if (err)
+                return fail(err);
+        }
+        return 0;
+    }
     if (s.listening) {
-        if (!own(&s))
+        if (ensure_own(fd, &s) != 0)
             return fail(ENOTCONN);
         unsigned char body[1] = {(unsigned char)how};
         int err = sock_call(C_SOCKET_SHUTDOWN, s.id, s.gen, body, 1, &w);
         return err ? fail(err) : 0;
     }
-    if ((how == SHUT_RD || how == SHUT_RDWR) && own(&s)) {
+    if ((how == SHUT_RD || how == SHUT_RDWR) && ensure_own(fd, &s) == 0) {
         /* netd takes only the reading half by message; writing ends on the descriptor. */
         unsigned char body[1] = {SHUT_RD};
         int err = sock_call(C_SOCKET_SHUTDOWN, s.id, s.gen, body, 1, &w);
@@ -1310,7 +1456,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t 
         return 0;
     }
     const struct option_rule *rule = rule_for(level, name);
-    if (rule == NULL) {
+    if (rule == NULL || (s.dgram && level == IPPROTO_TCP)) {
         DEBUG("setsockopt fd %d (%d, %d): not supported", fd, level, name);
         return fail(ENOPROTOOPT);
     }
@@ -1318,7 +1464,11 @@ EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t 
         return fail(EINVAL);
     int v;
     memcpy(&v, value, sizeof v);
-    if (rule->netd && own(&s)) {
+    /* netd's UDP socket takes SO_RCVBUF, SO_REUSEADDR and SO_BROADCAST; the others are
+     * remembered only, as for TCP's no-effect options. */
+    int to_netd = rule->netd && (!s.dgram || rule->slot == OPT_RCVBUF ||
+                                 rule->slot == OPT_REUSEADDR || rule->slot == OPT_BROADCAST);
+    if (to_netd && ensure_own(fd, &s) == 0) {
         unsigned char body[6];
         put16(body, (uint16_t)rule->netd);
         put32(body + 2, (uint32_t)v);
@@ -1329,7 +1479,6 @@ EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t 
         if (err)
             return fail(err);
     }
-    /* (An inherited socket keeps the options its parent gave it: changes are noted only.) */
     TAB_UPDATE(fd, s, (e->opt[rule->slot] = v, e->opt_set[rule->slot] = 1));
     return 0;
 }
@@ -1345,9 +1494,9 @@ static int put_int(void *value, socklen_t *len, int v)
 }
 
 /* SO_ERROR: a non-blocking connect's result (waiting for it), or a pending error. */
-static int socket_error(int fd, const struct vsock *s)
+static int socket_error(int fd, struct vsock *s)
 {
-    if (!own(s))
+    if (ensure_own(fd, s) != 0)
         return 0;
     struct reply w;
     if (s->connecting) {
@@ -1388,11 +1537,11 @@ EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
             return put_int(value, len, err);
         }
         case SO_TYPE:
-            return put_int(value, len, SOCK_STREAM);
+            return put_int(value, len, s.dgram ? SOCK_DGRAM : SOCK_STREAM);
         case SO_DOMAIN:
             return put_int(value, len, AF_INET);
         case SO_PROTOCOL:
-            return put_int(value, len, IPPROTO_TCP);
+            return put_int(value, len, s.dgram ? IPPROTO_UDP : IPPROTO_TCP);
         case SO_ACCEPTCONN:
             return put_int(value, len, s.listening);
         case SO_LINGER: {
@@ -1531,6 +1680,185 @@ EXPORT int fcntl64(int fd, int cmd, ...)
     return fcntl_common(real_fcntl64, fd, cmd, arg);
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* The data path of UDP sockets                                                         */
+
+/*
+ * A TCP socket's bytes are plain reads and writes of its descriptor; a UDP socket's are
+ * not quite: netd's datagram descriptor (SOCK_SEQPACKET) carries one datagram per
+ * message, each behind a 6-byte address.  So for UDP descriptors only (maybe_dgram: one
+ * bitmap load for every other descriptor) the library puts the address in front of
+ * what the program sends -- sendto's, sendmsg's, or 0.0.0.0:0 for the connected peer --
+ * and takes it off what it receives, giving it as the source address.  A message from
+ * 0.0.0.0:0 is an error netd passes in the stream (a u16 errno: ECONNREFUSED after a
+ * port unreachable on a connected socket...): the receive call fails with it, as
+ * Linux's does with the socket's pending error.  Boundaries are the kernel's: a
+ * datagram longer than the buffer is cut (MSG_TRUNC in msg_flags, its real length
+ * returned with MSG_TRUNC in flags, as Linux does); MSG_PEEK leaves it queued.
+ */
+
+#define DGRAM_IOV_SMALL 16
+
+/* fd's entry if it is one of our UDP sockets. */
+static int dgram_get(int fd, struct vsock *s)
+{
+    return maybe_dgram(fd) && tab_get(fd, s) && s->dgram;
+}
+
+static size_t iov_total(const struct iovec *iov, size_t count)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++)
+        total += iov[i].iov_len;
+    return total;
+}
+
+/* One datagram of the program's iov to `to` (NULL: the connected peer). */
+static ssize_t dgram_send(const struct vsock *s, int fd, const struct iovec *iov,
+                          size_t count, int flags, const struct sockaddr *to,
+                          socklen_t tolen)
+{
+    unsigned char header[DGRAM_HEADER];
+    memset(header, 0, sizeof header);
+    if (to != NULL) {
+        struct sockaddr_in sin;
+        int err = inet_address(to, tolen, &sin);
+        if (err)
+            return fail(err);
+        if (sin.sin_port == 0)
+            return fail(EINVAL); /* Linux: no datagram to port 0 */
+        put_address(header, &sin);
+    } else if (!s->has_peer) {
+        return fail(EDESTADDRREQ);
+    }
+    if (flags & (MSG_OOB | MSG_FASTOPEN))
+        return fail(EOPNOTSUPP);
+    if (count >= IOV_MAX)
+        return fail(EMSGSIZE);
+    if (iov_total(iov, count) > MAX_UDP_PAYLOAD)
+        return fail(EMSGSIZE);
+    struct iovec small[DGRAM_IOV_SMALL + 1];
+    struct iovec *all = small;
+    if (count + 1 > sizeof small / sizeof small[0]) {
+        all = malloc((count + 1) * sizeof *all);
+        if (all == NULL)
+            return fail(ENOBUFS);
+    }
+    all[0].iov_base = header;
+    all[0].iov_len = sizeof header;
+    if (count > 0)
+        memcpy(all + 1, iov, count * sizeof *iov);
+    struct msghdr m = {.msg_iov = all, .msg_iovlen = count + 1};
+    /* A UDP socket never raises SIGPIPE; MSG_MORE (corking) is not kept: each call is a
+     * datagram. */
+    ssize_t n = real_sendmsg(fd, &m, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
+    int saved = errno;
+    if (all != small)
+        free(all);
+    if (n < 0) {
+        errno = saved == EPIPE ? ECONNRESET : saved; /* netd let the socket go */
+        return -1;
+    }
+    return n >= DGRAM_HEADER ? n - DGRAM_HEADER : 0;
+}
+
+/* Copy `n` bytes at `offset` of the iov chain into out; how many there were. */
+static size_t iov_gather(const struct iovec *iov, size_t count, size_t offset,
+                         unsigned char *out, size_t n)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < count && done < n; i++) {
+        if (offset >= iov[i].iov_len) {
+            offset -= iov[i].iov_len;
+            continue;
+        }
+        size_t take = iov[i].iov_len - offset;
+        if (take > n - done)
+            take = n - done;
+        memcpy(out + done, (unsigned char *)iov[i].iov_base + offset, take);
+        done += take;
+        offset = 0;
+    }
+    return done;
+}
+
+/*
+ * One datagram into the program's iov.  *from gets its source, *msg_flags MSG_TRUNC if it
+ * was cut.  Returns its length (the full one with MSG_TRUNC in flags) or -1.
+ */
+static ssize_t dgram_recv(int fd, const struct iovec *iov, size_t count, int flags,
+                          struct sockaddr_in *from, int *msg_flags)
+{
+    if (flags & MSG_OOB)
+        return fail(EOPNOTSUPP);
+    if (flags & MSG_ERRQUEUE)
+        return fail(EAGAIN); /* errors come in the stream, not in an error queue */
+    if (count >= IOV_MAX)
+        return fail(EMSGSIZE);
+    size_t room = iov_total(iov, count);
+    unsigned char header[DGRAM_HEADER];
+    unsigned char spare[2]; /* an error's errno, when the program's buffer is smaller */
+    struct iovec small[DGRAM_IOV_SMALL + 2];
+    struct iovec *all = small;
+    if (count + 2 > sizeof small / sizeof small[0]) {
+        all = malloc((count + 2) * sizeof *all);
+        if (all == NULL)
+            return fail(ENOBUFS);
+    }
+    all[0].iov_base = header;
+    all[0].iov_len = sizeof header;
+    if (count > 0)
+        memcpy(all + 1, iov, count * sizeof *iov);
+    size_t used = count + 1;
+    if (room < sizeof spare) {
+        all[used].iov_base = spare;
+        all[used].iov_len = sizeof spare;
+        used++;
+    }
+    int pass = flags & (MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n;
+    for (;;) {
+        struct msghdr m = {.msg_iov = all, .msg_iovlen = used};
+        /* MSG_TRUNC: the kernel says the datagram's whole length, cut or not. */
+        n = real_recvmsg(fd, &m, pass | MSG_TRUNC);
+        if (n < 0 || n >= DGRAM_HEADER)
+            break;
+        if (n == 0) { /* netd closed its end: the socket is gone */
+            errno = EBADF;
+            n = -1;
+            break;
+        }
+        if (pass & MSG_PEEK) /* netd never sends these; drop it */
+            real_recv(fd, header, sizeof header, MSG_DONTWAIT);
+    }
+    int saved = errno;
+    if (n >= DGRAM_HEADER) {
+        static const unsigned char none[DGRAM_HEADER];
+        size_t length = (size_t)n - DGRAM_HEADER;
+        if (memcmp(header, none, sizeof header) == 0) {
+            /* An error in the stream: the call fails with it, and it is gone (also when
+             * peeking, as Linux's pending error is). */
+            unsigned char code[2] = {0, 0};
+            size_t got = iov_gather(all + 1, used - 1, 0, code,
+                                    length < sizeof code ? length : sizeof code);
+            if (pass & MSG_PEEK)
+                real_recv(fd, header, sizeof header, MSG_DONTWAIT);
+            saved = got == sizeof code && get16(code) ? get16(code) : EIO;
+            n = -1;
+        } else {
+            if (from != NULL)
+                get_address(header, from);
+            if (msg_flags != NULL && length > room)
+                *msg_flags |= MSG_TRUNC;
+            n = (flags & MSG_TRUNC) || length <= room ? (ssize_t)length : (ssize_t)room;
+        }
+    }
+    if (all != small)
+        free(all);
+    errno = saved;
+    return n;
+}
+
 /* A connected TCP socket ignores sendto's address; the socketpair would refuse it
  * (EISCONN), so it is dropped here.  Only calls that pass an address are looked at. */
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCKADDR_ARG arg,
@@ -1539,6 +1867,10 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCK
     need_real();
     const struct sockaddr *addr = SA_IN(arg);
     struct vsock s;
+    if (maybe_dgram(fd) && dgram_get(fd, &s)) {
+        struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+        return dgram_send(&s, fd, &iov, 1, flags, addr, len);
+    }
     if (addr != NULL && tab_get(fd, &s)) {
         if (flags & MSG_FASTOPEN)
             return fail(EOPNOTSUPP);
@@ -1549,6 +1881,78 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCK
     return real_sendto(fd, buf, n, flags, addr, len);
 }
 
+EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+    need_real();
+    struct vsock s;
+    if (maybe_dgram(fd) && dgram_get(fd, &s)) {
+        struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+        return dgram_send(&s, fd, &iov, 1, flags, NULL, 0);
+    }
+    return real_send(fd, buf, n, flags);
+}
+
+EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+    need_real();
+    struct vsock s;
+    if (maybe_dgram(fd) && dgram_get(fd, &s)) {
+        struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+        return dgram_send(&s, fd, &iov, 1, 0, NULL, 0);
+    }
+    return real_write(fd, buf, n);
+}
+
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int count)
+{
+    need_real();
+    struct vsock s;
+    if (maybe_dgram(fd) && dgram_get(fd, &s)) {
+        if (count < 0)
+            return fail(EINVAL);
+        return dgram_send(&s, fd, iov, (size_t)count, 0, NULL, 0);
+    }
+    return real_writev(fd, iov, count);
+}
+
+/* sendmsg: UDP as sendto; a TCP socket ignores an address (as Linux's does).  Ancillary
+ * data (IP_PKTINFO, IP_TOS...) on a UDP socket is not carried. */
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    need_real();
+    struct vsock s;
+    if (msg != NULL && maybe_dgram(fd) && dgram_get(fd, &s))
+        return dgram_send(&s, fd, msg->msg_iov, msg->msg_iovlen, flags,
+                          (const struct sockaddr *)msg->msg_name, msg->msg_namelen);
+    if (msg != NULL && msg->msg_name != NULL && tab_get(fd, &s)) {
+        if (!s.has_peer)
+            return fail(EPIPE);
+        struct msghdr plain = *msg;
+        plain.msg_name = NULL;
+        plain.msg_namelen = 0;
+        return real_sendmsg(fd, &plain, flags);
+    }
+    return real_sendmsg(fd, msg, flags);
+}
+
+EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int count, int flags)
+{
+    need_real();
+    struct vsock s;
+    if (!(maybe_dgram(fd) && dgram_get(fd, &s)))
+        return real_sendmmsg(fd, vec, count, flags);
+    unsigned int done = 0;
+    for (; done < count; done++) {
+        struct msghdr *m = &vec[done].msg_hdr;
+        ssize_t n = dgram_send(&s, fd, m->msg_iov, m->msg_iovlen, flags,
+                               (const struct sockaddr *)m->msg_name, m->msg_namelen);
+        if (n < 0)
+            return done > 0 ? (int)done : -1;
+        vec[done].msg_len = (unsigned int)n;
+    }
+    return (int)done;
+}
+
 /* TCP's recvfrom gives no source address; the socketpair would give an AF_UNIX one. */
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_ARG arg,
                         socklen_t *len)
@@ -1556,6 +1960,14 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_ARG a
     need_real();
     struct sockaddr *addr = SA_OUT(arg);
     struct vsock s;
+    if (maybe_dgram(fd) && dgram_get(fd, &s)) {
+        struct iovec iov = {.iov_base = buf, .iov_len = n};
+        struct sockaddr_in from;
+        ssize_t got = dgram_recv(fd, &iov, 1, flags, &from, NULL);
+        if (got >= 0)
+            fill_address(&from, addr, len);
+        return got;
+    }
     if (addr != NULL && len != NULL && tab_get(fd, &s)) {
         ssize_t got = real_recvfrom(fd, buf, n, flags, NULL, NULL);
         if (got >= 0)
@@ -1563,6 +1975,129 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_ARG a
         return got;
     }
     return real_recvfrom(fd, buf, n, flags, addr, len);
+}
+
+EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+    need_real();
+    struct vsock s;
+    if (maybe_dgram(fd) && dgram_get(fd, &s)) {
+        struct iovec iov = {.iov_base = buf, .iov_len = n};
+        return dgram_recv(fd, &iov, 1, flags, NULL, NULL);
+    }
+    return real_recv(fd, buf, n, flags);
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+    need_real();
+    struct vsock s;
+    if (maybe_dgram(fd) && dgram_get(fd, &s)) {
+        struct iovec iov = {.iov_base = buf, .iov_len = n};
+        return dgram_recv(fd, &iov, 1, 0, NULL, NULL);
+    }
+    return real_read(fd, buf, n);
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int count)
+{
+    need_real();
+    struct vsock s;
+    if (maybe_dgram(fd) && dgram_get(fd, &s)) {
+        if (count < 0)
+            return fail(EINVAL);
+        return dgram_recv(fd, iov, (size_t)count, 0, NULL, NULL);
+    }
+    return real_readv(fd, iov, count);
+}
+
+/* recvmsg: UDP as recvfrom, no ancillary data (IP_PKTINFO, timestamps) comes with it;
+ * a TCP socket gives no address (the socketpair's would be AF_UNIX). */
+EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    need_real();
+    struct vsock s;
+    if (msg != NULL && maybe_dgram(fd) && dgram_get(fd, &s)) {
+        struct sockaddr_in from;
+        int out_flags = 0;
+        ssize_t got = dgram_recv(fd, msg->msg_iov, msg->msg_iovlen, flags, &from,
+                                 &out_flags);
+        if (got >= 0) {
+            if (msg->msg_name != NULL)
+                fill_address(&from, (struct sockaddr *)msg->msg_name, &msg->msg_namelen);
+            else
+                msg->msg_namelen = 0;
+            msg->msg_controllen = 0;
+            msg->msg_flags = out_flags;
+        }
+        return got;
+    }
+    if (msg != NULL && msg->msg_name != NULL && tab_get(fd, &s)) {
+        ssize_t got = real_recvmsg(fd, msg, flags);
+        if (got >= 0)
+            msg->msg_namelen = 0;
+        return got;
+    }
+    return real_recvmsg(fd, msg, flags);
+}
+
+/* recvmmsg: datagrams one by one; after the first, only those already queued when
+ * MSG_WAITFORONE is given (the timeout is not kept: like Linux's, it is only looked at
+ * between datagrams). */
+EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int count, int flags,
+                    struct timespec *timeout)
+{
+    need_real();
+    struct vsock s;
+    if (!(maybe_dgram(fd) && dgram_get(fd, &s)))
+        return real_recvmmsg(fd, vec, count, flags, timeout);
+    unsigned int done = 0;
+    int each = flags & ~MSG_WAITFORONE;
+    for (; done < count; done++) {
+        struct msghdr *m = &vec[done].msg_hdr;
+        struct sockaddr_in from;
+        int out_flags = 0;
+        ssize_t n = dgram_recv(fd, m->msg_iov, m->msg_iovlen, each, &from, &out_flags);
+        if (n < 0)
+            return done > 0 ? (int)done : -1;
+        if (m->msg_name != NULL)
+            fill_address(&from, (struct sockaddr *)m->msg_name, &m->msg_namelen);
+        else
+            m->msg_namelen = 0;
+        m->msg_controllen = 0;
+        m->msg_flags = out_flags;
+        vec[done].msg_len = (unsigned int)n;
+        if (flags & MSG_WAITFORONE)
+            each |= MSG_DONTWAIT;
+    }
+    return (int)done;
+}
+
+/* The _FORTIFY_SOURCE entry points: glibc's own call its internal read/recv, which we
+ * would not see.  The size check stays glibc's. */
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+    need_real();
+    if (n <= buflen && maybe_dgram(fd))
+        return read(fd, buf, n);
+    return real___read_chk(fd, buf, n, buflen);
+}
+
+EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+    need_real();
+    if (n <= buflen && maybe_dgram(fd))
+        return recv(fd, buf, n, flags);
+    return real___recv_chk(fd, buf, n, buflen, flags);
+}
+
+EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+                              __SOCKADDR_ARG addr, socklen_t *len)
+{
+    need_real();
+    if (n <= buflen && maybe_dgram(fd))
+        return recvfrom(fd, buf, n, flags, addr, len);
+    return real___recvfrom_chk(fd, buf, n, buflen, flags, SA_OUT(addr), len);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -2218,10 +2753,10 @@ static void after_fork_parent(void)
 
 static void after_fork_child(void)
 {
-    /* The parent's channel is the parent's: its ids mean nothing on ours (they are
-     * per channel), and its readers and waiters are threads we do not have.  Our socket
-     * entries stay (marked by the old generation) so the child's reads, writes and
-     * names keep working on the descriptors it inherited. */
+    /* The parent's channel is the parent's: its readers and waiters are threads we do
+     * not have.  Our socket entries stay, marked by the old generation: reads and writes
+     * need no netd, and the first netd call on one adopts it into the child's channel
+     * (ensure_own). */
     chan_forget_parent();
     pthread_cond_init(&chan.cond, NULL);
     pthread_mutex_unlock(&chan.lock);
