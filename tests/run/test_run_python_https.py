@@ -1,5 +1,5 @@
 """`vipernet run` for unmodified Python HTTPS clients: requests, httpx (sync and async),
-urllib and `pip download` from a local index -- through netd on the TAP, stdlib ssl over
+aiohttp, urllib and `pip download` from a local index -- through netd on the TAP, stdlib ssl over
 the fd data plane, against a kernel HTTPS server in the namespace.
 
 Every program prints the sha256 of what it fetched; the test compares it with the file's,
@@ -157,6 +157,22 @@ asyncio.run(main())
     assert site.counters().get("fdlink.attached", 0) >= before + 2
 
 
+def test_aiohttp_over_https_through_netd(site: Site) -> None:
+    before = site.counters().get("fdlink.attached", 0)
+    out = site.run(f"""
+import asyncio, hashlib, ssl, aiohttp
+async def main():
+    context = ssl.create_default_context(cafile={site.ca!r})
+    async with aiohttp.ClientSession() as session:
+        async with session.get("{URL}/big.bin", ssl=context) as response:
+            response.raise_for_status()
+            print(hashlib.sha256(await response.read()).hexdigest())
+asyncio.run(main())
+""")
+    assert out == [site.big_sha256]
+    assert site.counters().get("fdlink.attached", 0) > before
+
+
 def test_urllib_https_through_netd(site: Site) -> None:
     out = site.run(f"""
 import hashlib, ssl, urllib.request
@@ -193,5 +209,5 @@ def test_the_capture_shows_the_programs_traffic_came_from_vipernets_stack(site: 
          f"eth.src == {STACK_MAC} && ip.src == {STACK_IP} && tcp.dstport == {PORT} "
          "&& tcp.flags.syn == 1 && tcp.flags.ack == 0", "-T", "fields", "-e", "tcp.srcport"],
         capture_output=True, text=True, timeout=120, check=True).stdout.split()
-    assert len(set(out)) >= 6  # requests, httpx (2+), urllib, pip: one SYN per connection
+    assert len(set(out)) >= 7  # requests, httpx (2+), aiohttp, urllib, pip: a SYN each
     assert tshark_problems(pcap) == []
