@@ -7,7 +7,8 @@
   same network and prefix (so a server's logs and firewall rules keep working), different on
   every other prefix (so the host cannot be followed from network to network, which the
   MAC-derived identifier allows — RFC 7721).
-* :func:`solicited_node` — the group every address listens on for NS (RFC 4291 2.7.1).
+* :func:`solicited_node` and :func:`multicast_mac` are the wire package's, re-exported for
+  the ND engines (RFC 4291 2.7.1, RFC 2464 7).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import hmac
 from ipaddress import IPv6Address, IPv6Network
 
 from vipernet.errors import UsageError
+from vipernet.wire.ipv6 import LINK_LOCAL_PREFIX, eui64_interface_id, multicast_mac, solicited_node
 
-LINK_LOCAL_PREFIX = IPv6Network("fe80::/64")
-_SOLICITED_NODE_BASE = int(IPv6Address("ff02::1:ff00:0"))
+__all__ = ["LINK_LOCAL_PREFIX", "is_reserved_iid", "modified_eui64", "multicast_mac",
+           "solicited_node", "stable_privacy_iid", "with_iid"]
 
 # RFC 5453's reserved interface identifiers, as (first, last) 64-bit values: subnet-router
 # anycast (all zero), the Proxy Mobile IPv6 range, and the reserved subnet anycast range.
@@ -32,9 +34,7 @@ _RESERVED_IIDS = (
 
 def modified_eui64(mac: bytes) -> bytes:
     """The 8-byte modified EUI-64 identifier of a 6-byte MAC (RFC 4291 appendix A)."""
-    if len(mac) != 6:
-        raise UsageError(f"a MAC is 6 bytes, got {len(mac)}")
-    return bytes((mac[0] ^ 0x02,)) + mac[1:3] + b"\xff\xfe" + mac[3:6]
+    return eui64_interface_id(mac).to_bytes(8, "big")
 
 
 def is_reserved_iid(iid: bytes) -> bool:
@@ -75,13 +75,3 @@ def with_iid(prefix: IPv6Network, iid: bytes) -> IPv6Address:
         raise UsageError(f"SLAAC joins a /64 and a 64-bit identifier, got /{prefix.prefixlen}"
                          f" and {len(iid) * 8} bits")
     return IPv6Address(prefix.network_address.packed[:8] + iid)
-
-
-def solicited_node(address: IPv6Address) -> IPv6Address:
-    """ff02::1:ffXX:XXXX, the low 24 bits of ``address`` appended (RFC 4291 2.7.1)."""
-    return IPv6Address(_SOLICITED_NODE_BASE | (int(address) & 0xFF_FFFF))
-
-
-def multicast_mac(group: IPv6Address) -> bytes:
-    """33:33 and the group's low 32 bits: its Ethernet destination (RFC 2464 section 7)."""
-    return b"\x33\x33" + group.packed[12:]
