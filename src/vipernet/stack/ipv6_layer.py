@@ -41,7 +41,14 @@ from vipernet.stack.fragment_trains import FragmentTrains
 from vipernet.stack.sockets_common import os_error
 from vipernet.wire.errors import WireError
 from vipernet.wire.icmpv6 import Icmpv6ParamProblemCode, Icmpv6TimeExceededCode, Icmpv6Type
-from vipernet.wire.ipv6 import HEADER_LENGTH, MIN_MTU, IPv6Header, NextHeader, parse_ipv6
+from vipernet.wire.ipv6 import (
+    HEADER_LENGTH,
+    MIN_MTU,
+    IPv6Header,
+    NextHeader,
+    multicast_mac,
+    parse_ipv6,
+)
 from vipernet.wire.ipv6_ext import ChainVerdict, build_fragment_header, walk_extension_headers
 
 if TYPE_CHECKING:
@@ -315,7 +322,7 @@ class Ipv6Layer:
         stack = self._stack
         nd = stack.nd
         if dst.is_multicast:
-            stack._emit_ipv6(b"\x33\x33" + dst.packed[12:], header, payload, offload)
+            stack._emit_ipv6(multicast_mac(dst), header, payload, offload)
             return
         next_hop = nd.next_hop(dst, now)
         mac = nd.neighbors.lookup_for_send(next_hop, now)

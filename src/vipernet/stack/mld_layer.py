@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from vipernet.wire.errors import WireError
 from vipernet.wire.icmpv6 import PROTO_ICMPV6
-from vipernet.wire.ipv6 import ALL_MLDV2_ROUTERS, ALL_NODES
+from vipernet.wire.ipv6 import ALL_MLDV2_ROUTERS, ALL_NODES, multicast_mac
 from vipernet.wire.ipv6_ext import build_router_alert_header
 from vipernet.wire.mld import (
     MldQuery,
@@ -63,7 +63,7 @@ class MldLayer:
         self._update_macs()
 
     def _update_macs(self) -> None:
-        self.macs = {b"\x33\x33" + g.packed[12:] for g in self._groups}
+        self.macs = {multicast_mac(g) for g in self._groups}
 
     def listening(self, group: IPv6Address) -> bool:
         return group in self._groups

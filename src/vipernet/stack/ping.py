@@ -17,7 +17,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vipernet.stack.icmp_layer import IcmpErrorEvent
 from vipernet.stack.ports import PortAllocator
@@ -91,18 +91,62 @@ class PingLayer:
             sock._set_error(event.errno)
 
 
-class PingSocket(DatagramSocketStatus):
+class EchoReplies(DatagramSocketStatus):
+    """What an echo socket of either IP version shares: the queue of replies (bounded) and
+    the pending error an ICMP error about one of its requests leaves."""
+
+    _queue_full_counter = "icmp.rx.ping_queue_full"
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__()
+        self._stack = stack
+        self._replies: deque[Any] = deque()
+
+    @property
+    def readable(self) -> bool:
+        return bool(self._replies) or self._error is not None or self._closed
+
+    def recv_reply(self) -> Any:
+        """The next echo reply; BlockingIOError if none; the pending error first."""
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise os_error(err)
+        if not self._replies:
+            if self._closed:
+                raise os_error(errno.EBADF)
+            raise BlockingIOError(errno.EAGAIN, "no echo reply yet")
+        return self._replies.popleft()
+
+    def _deliver(self, reply: object) -> None:
+        if self._closed:
+            return
+        if len(self._replies) >= MAX_QUEUED_REPLIES:
+            self._stack.counters.inc(self._queue_full_counter)
+            return
+        self._replies.append(reply)
+        self._stack.mark_changed(self)
+
+    def _set_error(self, err: int) -> None:
+        if self._closed:
+            return
+        self._error = err
+        self._stack.mark_changed(self)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise os_error(errno.EBADF)
+
+
+class PingSocket(EchoReplies):
     """An ICMP echo endpoint (SocketKind.ICMP); see the module docstring."""
 
     kind = SocketKind.ICMP
 
     def __init__(self, stack: Stack, layer: PingLayer) -> None:
-        self._stack = stack
+        super().__init__(stack)
         self._layer = layer
-        super().__init__()
         self._ident = 0
         self._peer: IPv4Address | None = None
-        self._replies: deque[PingReply] = deque()
 
     @property
     def ident(self) -> int:
@@ -183,10 +227,6 @@ class PingSocket(DatagramSocketStatus):
     def setsockopt(self, option: str, value: int) -> None:
         raise os_error(errno.ENOPROTOOPT, option)
 
-    @property
-    def readable(self) -> bool:
-        return bool(self._replies) or self._error is not None or self._closed
-
     # -- the ping command's calls ------------------------------------------------------------
 
     def send_echo(self, dst: IPv4Address | str, seq: int, payload: bytes, now: float) -> None:
@@ -202,36 +242,8 @@ class PingSocket(DatagramSocketStatus):
         self._stack.counters.inc("icmp.tx.echo_request")
 
     def recv_reply(self) -> PingReply:
-        """The next echo reply; BlockingIOError if none; the pending error first."""
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise os_error(err)
-        if not self._replies:
-            if self._closed:
-                raise os_error(errno.EBADF)
-            raise BlockingIOError(errno.EAGAIN, "no echo reply yet")
-        return self._replies.popleft()
-
-    # -- from the stack -----------------------------------------------------------------------
-
-    def _deliver(self, reply: PingReply) -> None:
-        if self._closed:
-            return
-        if len(self._replies) >= MAX_QUEUED_REPLIES:
-            self._stack.counters.inc("icmp.rx.ping_queue_full")
-            return
-        self._replies.append(reply)
-        self._stack.mark_changed(self)
-
-    def _set_error(self, err: int) -> None:
-        if self._closed:
-            return
-        self._error = err
-        self._stack.mark_changed(self)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise os_error(errno.EBADF)
+        reply: PingReply = super().recv_reply()
+        return reply
 
 
 if TYPE_CHECKING:

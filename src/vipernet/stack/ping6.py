@@ -9,12 +9,12 @@ neighbour resolution failed, time exceeded) becomes its pending error.
 from __future__ import annotations
 
 import errno
-from collections import deque
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import TYPE_CHECKING
 
 from vipernet.stack.icmpv6_layer import Icmpv6ErrorEvent
+from vipernet.stack.ping import EchoReplies
 from vipernet.stack.ports import PortAllocator
 from vipernet.stack.sockets_common import os_error
 from vipernet.wire.icmpv6 import PROTO_ICMPV6, Icmpv6Echo, Icmpv6Type, build_echo_request
@@ -23,7 +23,6 @@ from vipernet.wire.ipv6 import IPv6Header
 if TYPE_CHECKING:
     from vipernet.stack.stack import Stack
 
-MAX_QUEUED_REPLIES = 64
 MAX_ECHO_PAYLOAD = 65535 - 8
 
 
@@ -73,29 +72,26 @@ class Ping6Layer:
             sock._set_error(event.errno)
 
 
-class Ping6Socket:
+class Ping6Socket(EchoReplies):
     """An ICMPv6 echo endpoint; see the module docstring."""
 
+    _queue_full_counter = "icmp6.rx.ping_queue_full"
+
     def __init__(self, stack: Stack, layer: Ping6Layer, ident: int) -> None:
-        self._stack = stack
+        super().__init__(stack)
         self._layer = layer
         self.ident = ident
-        self._replies: deque[Ping6Reply] = deque()
-        self._error: int | None = None
-        self._closed = False
 
     def send_echo(self, dst: IPv6Address | str, seq: int, payload: bytes, now: float) -> None:
         """Send one Echo Request with our identifier (fragmented if it must be)."""
-        if self._closed:
-            raise os_error(errno.EBADF)
+        self._check_open()
         dst = IPv6Address(dst) if isinstance(dst, str) else dst
         if len(payload) > MAX_ECHO_PAYLOAD:
             raise os_error(errno.EMSGSIZE)
         ipv6 = self._stack.ipv6
-        nd = self._stack.nd
         if ipv6 is None:
             raise os_error(errno.EAFNOSUPPORT, "IPv6 is off on this stack")
-        src = nd.source_for(dst)
+        src = self._stack.nd.source_for(dst)
         if src is None:
             raise os_error(errno.EADDRNOTAVAIL, f"no usable IPv6 source address for {dst}")
         message = build_echo_request(self.ident, seq & 0xFFFF, payload, src, dst)
@@ -103,29 +99,14 @@ class Ping6Socket:
         self._stack.counters.inc("icmp6.tx.echo_request")
 
     def recv_reply(self) -> Ping6Reply:
-        """The next echo reply; BlockingIOError if none; the pending error first."""
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise os_error(err)
-        if not self._replies:
-            if self._closed:
-                raise os_error(errno.EBADF)
-            raise BlockingIOError(errno.EAGAIN, "no echo reply yet")
-        return self._replies.popleft()
+        reply: Ping6Reply = super().recv_reply()
+        return reply
 
     def getsockname(self) -> tuple[str, int]:
         return ("::", self.ident)
 
     def getpeername(self) -> tuple[str, int]:
         raise os_error(errno.ENOTCONN)
-
-    @property
-    def readable(self) -> bool:
-        return bool(self._replies) or self._error is not None or self._closed
-
-    @property
-    def writable(self) -> bool:
-        return not self._closed
 
     def close(self, now: float) -> None:
         if self._closed:
@@ -134,17 +115,3 @@ class Ping6Socket:
         self._layer._unbind(self.ident)
         self._replies.clear()
         self._stack.mark_changed(self)
-
-    def _deliver(self, reply: Ping6Reply) -> None:
-        if self._closed:
-            return
-        if len(self._replies) >= MAX_QUEUED_REPLIES:
-            self._stack.counters.inc("icmp6.rx.ping_queue_full")
-            return
-        self._replies.append(reply)
-        self._stack.mark_changed(self)
-
-    def _set_error(self, err: int) -> None:
-        if not self._closed:
-            self._error = err
-            self._stack.mark_changed(self)
