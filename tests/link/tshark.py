@@ -13,6 +13,7 @@ about our headers and checksums as before and stop depending on the dice.
 from __future__ import annotations
 
 import functools
+import struct
 import subprocess
 from pathlib import Path
 
@@ -67,3 +68,12 @@ def tshark_count(path: Path) -> int:
     out = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "frame.len"],
                          capture_output=True, text=True, timeout=120, check=True).stdout
     return len(out.split())
+
+
+def write_pcap(path: Path, frames: list[bytes]) -> None:
+    """A classic pcap (Ethernet, microsecond stamps) of ``frames``, one per second, bytes as
+    given: for checking that tshark reads what our builders made, untouched."""
+    with path.open("wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for index, raw in enumerate(frames):
+            out.write(struct.pack("<IIII", index, 0, len(raw), len(raw)) + raw)

@@ -8,7 +8,6 @@ error (the canonical NOP-aligned option layout is what keeps it quiet).
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.link.tshark import write_pcap
 from tests.testbed import require_binary
 from vipernet.wire import (
     ArpOp,
@@ -101,10 +101,7 @@ def capture() -> Iterator[Path]:
     workdir = Path(tempfile.mkdtemp(prefix="vipernet-wire-"))
     path = workdir / "wire.pcap"
     try:
-        with path.open("wb") as out:
-            out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-            for index, frame in enumerate(FRAMES):
-                out.write(struct.pack("<IIII", index, 0, len(frame), len(frame)) + frame)
+        write_pcap(path, FRAMES)
         yield path
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

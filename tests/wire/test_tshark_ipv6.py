@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.link.tshark import write_pcap
 from tests.testbed import require_binary
 from vipernet.wire import (
     EthernetHeader,
@@ -113,10 +114,7 @@ def capture() -> Iterator[Path]:
     workdir = Path(tempfile.mkdtemp(prefix="vipernet-wire6-"))
     path = workdir / "wire6.pcap"
     try:
-        with path.open("wb") as out:
-            out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-            for index, raw in enumerate(FRAMES):
-                out.write(struct.pack("<IIII", index, 0, len(raw), len(raw)) + raw)
+        write_pcap(path, FRAMES)
         yield path
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
