@@ -511,6 +511,7 @@ def test_a_descriptor_closed_at_any_stage_releases_its_socket(rig: Rig) -> None:
 PRE_FORK_CLIENTS = """
 import socket, sys, threading
 ok = []
+servers = []  # printed after the joins: print() from threads can interleave two lines
 def one(i):
     with socket.create_connection(("10.0.2.15", int(sys.argv[1])), timeout=20) as s:
         s.sendall(b"client %d" % i)
@@ -519,10 +520,11 @@ def one(i):
         while chunk := s.recv(100):
             got += chunk
         ok.append(got.startswith(b"CLIENT %d FROM " % i))
-        print(got.decode().rsplit(" ", 1)[1], flush=True)
+        servers.append(got.decode().rsplit(" ", 1)[1])
 threads = [threading.Thread(target=one, args=(i,)) for i in range(int(sys.argv[2]))]
 for t in threads: t.start()
 for t in threads: t.join()
+print("\\n".join(servers))
 print("answered", sum(ok), flush=True)
 """
 
