@@ -64,10 +64,11 @@ _LOCAL_OFFLOAD = Offload(data_valid=True)
 
 
 class Ipv6ProtocolHandler(Protocol):
-    """What the IPv6 layer hands upper-layer payloads to (ICMPv6, later UDP and TCP)."""
+    """What the IPv6 layer hands upper-layer payloads to (ICMPv6, UDP and TCP's
+    ``receive6``): a callable, so a layer serving IPv4 and IPv6 needs no adapter."""
 
-    def receive(self, ip_header: IPv6Header, payload: memoryview, offload: Offload | None,
-                now: float) -> None: ...
+    def __call__(self, ip_header: IPv6Header, payload: memoryview, offload: Offload | None,
+                 now: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +185,7 @@ class Ipv6Layer:
             return
         count("ipv6.rx.delivered")
         self.current_packet = packet
-        handler.receive(header, payload[chain.upper_offset:], offload, now)
+        handler(header, payload[chain.upper_offset:], offload, now)
 
     def _reassembled(self, header: IPv6Header, unfragmentable: memoryview,
                      next_header_field: int, next_header: int, data: memoryview,

@@ -5,15 +5,22 @@ IPC messages as UDP.  Methods never block: where a blocking socket would wait th
 :class:`BlockingIOError` (EAGAIN, or EINPROGRESS for a TCP connect) and the caller parks
 until ``readable`` / ``writable`` / ``pending_error`` change (the stack reports such sockets
 in ``Stack.take_changed()``).  Failures are :class:`OSError` subclasses with the errno Linux
-would give.  Addresses are ``(dotted-quad str, port int)`` tuples, as in the stdlib.
+would give.  Addresses are tuples as in the stdlib: ``(dotted-quad str, port)`` for an
+``AF_INET`` socket, ``(str, port, flowinfo, scope_id)`` for an ``AF_INET6`` one (which
+also takes a 2-tuple, as Python's sockets do).
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+import socket as _socket
+from typing import Any, Protocol
 
-Address = tuple[str, int]
+# (host, port) or (host, port, flowinfo, scope_id): each socket checks the shape it takes.
+Address = tuple[Any, ...]
+
+AF_INET = int(_socket.AF_INET)
+AF_INET6 = int(_socket.AF_INET6)
 
 
 class SocketKind(enum.IntEnum):

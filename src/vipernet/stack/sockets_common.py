@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
-from ipaddress import AddressValueError, IPv4Address
+from ipaddress import AddressValueError, IPv4Address, IPv6Address
 
 from vipernet.stack.socket_api import Address
 
 ANY = IPv4Address(0)
+ANY6 = IPv6Address(0)
 LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 
 
@@ -42,6 +43,46 @@ def parse_address(address: object, *, allow_any_port: bool = True) -> tuple[IPv4
 
 def format_address(ip: IPv4Address, port: int) -> Address:
     return (str(ip), port)
+
+
+def parse_address6(address: object, *,
+                   allow_any_port: bool = True) -> tuple[IPv6Address, int, int]:
+    """An ``AF_INET6`` address -> (IPv6Address, port, scope_id).
+
+    Takes ``(host, port)`` or ``(host, port, flowinfo, scope_id)`` as Python's sockets do;
+    a ``%zone`` suffix is ignored (one interface: every link-local is on it).  Bad shapes
+    are EINVAL.
+    """
+    if not isinstance(address, tuple) or len(address) not in (2, 4):
+        raise os_error(errno.EINVAL, f"address must be (host, port[, flowinfo, scope_id]), "
+                                     f"got {address!r}")
+    host, port = address[0], address[1]
+    scope = address[3] if len(address) == 4 else 0
+    if not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool) or (
+            not isinstance(scope, int)):
+        raise os_error(errno.EINVAL, f"address must be (str, int, ...), got {address!r}")
+    if not 0 <= port <= 0xFFFF or (port == 0 and not allow_any_port):
+        raise os_error(errno.EINVAL, f"port {port} out of range")
+    if host in ("", "::"):
+        return ANY6, port, scope
+    try:
+        return IPv6Address(host.split("%", 1)[0]), port, scope
+    except AddressValueError:
+        raise os_error(errno.EINVAL, f"not an IPv6 address: {host!r} "
+                                     "(resolve names before calling the stack)") from None
+
+
+def format_address6(ip: IPv6Address, port: int, scope_id: int = 0) -> Address:
+    """The 4-tuple an ``AF_INET6`` socket reports; a link-local one carries scope 1 (our
+    only interface), as Linux gives its interface index."""
+    if scope_id == 0 and ip.is_link_local:
+        scope_id = 1
+    return (str(ip), port, 0, scope_id)
+
+
+def mapped(ip: IPv4Address) -> IPv6Address:
+    """``10.0.2.15`` -> ``::ffff:10.0.2.15`` (RFC 4291 2.5.5.2)."""
+    return IPv6Address(0xFFFF00000000 | int(ip))
 
 
 class DatagramSocketStatus:

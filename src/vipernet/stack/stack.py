@@ -41,6 +41,7 @@ from vipernet.stack.fastpath import answer_echo_fast
 from vipernet.stack.icmp_layer import IcmpErrorEvent, IcmpLayer
 from vipernet.stack.ipv4_layer import Ipv4Layer, ProtocolHandler
 from vipernet.stack.ping import PingLayer, PingSocket
+from vipernet.stack.socket_api import AF_INET, AF_INET6
 from vipernet.stack.sockets_common import os_error
 from vipernet.stack.udp import UdpLayer, UdpSocket
 from vipernet.wire.ethernet import BROADCAST_MAC
@@ -110,7 +111,15 @@ class Stack:
         self.icmp6 = Icmpv6Layer(self, now)
         self.mld = MldLayer(self)
         self.pings6 = Ping6Layer(self)
-        self.ipv6.handlers[58] = self.icmp6
+        self.ipv6.handlers[58] = self.icmp6.receive
+        # UDP and TCP take IPv6 through their receive6 (one layer, one port space, both
+        # families: what lets an AF_INET6 socket also serve IPv4-mapped peers).
+        udp6 = getattr(self.udp, "receive6", None)  # (while UDP over IPv6 lands)
+        if udp6 is not None:
+            self.ipv6.handlers[17] = udp6
+        if self._tcp is not None and hasattr(self._tcp, "receive6"):
+            self.ipv6.handlers[6] = self._tcp.receive6
+            self.icmp6_error_listeners.append(self._tcp.icmp6_error)
         self.nd = NdLayer(self)
         self.nd.start(now)
 
@@ -249,16 +258,25 @@ class Stack:
 
     # -- sockets ----------------------------------------------------------------------------
 
-    def udp_socket(self) -> UdpSocket:
-        return self.udp.open_socket()
+    def udp_socket(self, family: int = AF_INET) -> UdpSocket:
+        """A UDP socket; ``AF_INET6`` needs IPv6 on (``config.ip6``), else EAFNOSUPPORT."""
+        self._check_family(family)
+        return self.udp.open_socket(family)
 
     def ping_socket(self) -> PingSocket:
         return self.pings.open_socket()
 
-    def tcp_socket(self) -> Any:
+    def tcp_socket(self, family: int = AF_INET) -> Any:
         if self._tcp is None:
             raise os_error(errno.EPROTONOSUPPORT, "TCP is not available in this build")
-        return self._tcp.open_socket()
+        self._check_family(family)
+        return self._tcp.open_socket(family)
+
+    def _check_family(self, family: int) -> None:
+        if family == AF_INET6 and self.ipv6 is None:
+            raise os_error(errno.EAFNOSUPPORT, "IPv6 is off in this stack (config.ip6)")
+        if family not in (AF_INET, AF_INET6):
+            raise os_error(errno.EAFNOSUPPORT, f"address family {family}")
 
     @property
     def tcp(self) -> Any:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from vipernet.link.frame import Offload
 from vipernet.stack.icmp_layer import IcmpErrorEvent
 from vipernet.stack.ports import PortAllocator
-from vipernet.stack.socket_api import Address, SocketKind, StackSocket
+from vipernet.stack.socket_api import AF_INET, Address, SocketKind, StackSocket
 from vipernet.stack.sockets_common import (
     ANY,
     DatagramSocketStatus,
@@ -58,7 +58,9 @@ class UdpLayer:
         self._allocator = PortAllocator(stack.rng, stack.config.ephemeral_low,
                                         stack.config.ephemeral_high)
 
-    def open_socket(self) -> UdpSocket:
+    def open_socket(self, family: int = AF_INET) -> UdpSocket:
+        if family != AF_INET:
+            raise os_error(errno.EAFNOSUPPORT, "IPv6 sockets are not built yet")
         return UdpSocket(self._stack, self)
 
     def bound_sockets(self) -> list[UdpSocket]:

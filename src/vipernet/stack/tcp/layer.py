@@ -31,6 +31,8 @@ from ipaddress import IPv4Address
 from typing import Any, Protocol
 
 from vipernet.link.frame import GsoType, Offload
+from vipernet.stack.socket_api import AF_INET
+from vipernet.stack.sockets_common import os_error
 from vipernet.stack.tcp.connection import Connection, ConnectionParams
 from vipernet.stack.tcp.isn import IsnGenerator
 from vipernet.stack.tcp.listener import Listener
@@ -117,7 +119,9 @@ class TcpLayer:
 
     # -- sockets ----------------------------------------------------------------------------
 
-    def open_socket(self) -> TcpSocket:
+    def open_socket(self, family: int = AF_INET) -> TcpSocket:
+        if family != AF_INET:
+            raise os_error(errno.EAFNOSUPPORT, "IPv6 sockets are not built yet")
         return TcpSocket(self)
 
     def bind_port(self, port: int, reuse: bool) -> int:
