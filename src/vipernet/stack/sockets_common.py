@@ -77,7 +77,11 @@ def format_address6(ip: IPv6Address, port: int, scope_id: int = 0) -> Address:
     only interface), as Linux gives its interface index."""
     if scope_id == 0 and ip.is_link_local:
         scope_id = 1
-    return (str(ip), port, 0, scope_id)
+    v4 = ip.ipv4_mapped
+    # The dotted tail, as the kernel's inet_ntop writes it (str() gives ::ffff:a00:20f
+    # before Python 3.13).
+    host = f"::ffff:{v4}" if v4 is not None else str(ip)
+    return (host, port, 0, scope_id)
 
 
 def mapped(ip: IPv4Address) -> IPv6Address:

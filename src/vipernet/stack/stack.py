@@ -117,7 +117,7 @@ class Stack:
         udp6 = getattr(self.udp, "receive6", None)  # (while UDP over IPv6 lands)
         if udp6 is not None:
             self.ipv6.handlers[17] = udp6
-        if self._tcp is not None and hasattr(self._tcp, "receive6"):
+        if self._tcp is not None:
             self.ipv6.handlers[6] = self._tcp.receive6
             self.icmp6_error_listeners.append(self._tcp.icmp6_error)
         self.nd = NdLayer(self)

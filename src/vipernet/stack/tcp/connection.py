@@ -183,6 +183,28 @@ class Connection(Receiver):
 
     # -- application calls ------------------------------------------------------------------
 
+    def path_mtu_lowered(self, mss: int, now: float) -> None:
+        """The path takes at most ``mss`` payload bytes per segment (before options): send
+        smaller segments from now on and resend the flight in them at once -- the big
+        ones were dropped on the way, and waiting for the RTO would stall the transfer
+        (Linux's tcp_simple_retransmit).  The congestion window is kept: no congestion
+        was signalled."""
+        self.p.mtu_mss = min(self.p.mtu_mss, mss)  # what a handshake still to finish uses
+        if self.ts_enabled:
+            mss -= 12
+        if mss >= self.smss:
+            return
+        self.smss = mss
+        self.cc.mss = mss
+        self.host.count("tcp_mss_lowered")
+        if self.state in (SYN_SENT, SYN_RECEIVED):
+            return
+        if self.snd_max > self.snd_una:
+            self.snd_nxt = self.snd_una
+            self.rtt_seq = None  # the resent segments must not give an RTT sample
+            self._output(now)
+            self._rearm()
+
     @property
     def send_space(self) -> int:
         return self.p.snd_buf - len(self.sb)

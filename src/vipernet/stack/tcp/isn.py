@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 
+from vipernet.stack.tcp.addresses import key_bytes
 from vipernet.stack.tcp.seq import MASK
 
 
@@ -23,8 +24,8 @@ class IsnGenerator:
 
     def isn(self, local_ip: int, local_port: int, remote_ip: int, remote_port: int,
             now: float) -> int:
-        material = (local_ip.to_bytes(4, "big") + local_port.to_bytes(2, "big")
-                    + remote_ip.to_bytes(4, "big") + remote_port.to_bytes(2, "big"))
+        material = (key_bytes(local_ip) + local_port.to_bytes(2, "big")
+                    + key_bytes(remote_ip) + remote_port.to_bytes(2, "big"))
         f = int.from_bytes(hashlib.blake2s(material, key=self._key, digest_size=4).digest(), "big")
         return (f + int(now * 250_000)) & MASK
 

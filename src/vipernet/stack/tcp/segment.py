@@ -66,8 +66,12 @@ class Segment:
 # -- checksums ------------------------------------------------------------------------------
 
 def pseudo_sum(src: int, dst: int, length: int) -> int:
-    """Sum of the IPv4 pseudo-header for TCP, mod 0xFFFF."""
-    total = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + PROTO_TCP + length
+    """Sum of the TCP pseudo-header, mod 0xFFFF, for IPv4 (RFC 9293 3.1) or IPv6 (RFC 8200
+    8.1) addresses as TCP's key ints (see :mod:`vipernet.stack.tcp.addresses`): each
+    address is congruent to the sum of its 16-bit words, each IPv6 tag to 1."""
+    total = src + dst + PROTO_TCP + length
+    if src > 0xFFFFFFFF:
+        total -= 2
     return total % 0xFFFF
 
 

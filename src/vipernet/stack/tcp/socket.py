@@ -10,7 +10,14 @@ which case Linux and we send a RST).
 
 Socket options (``setsockopt(name, value)``): ``TCP_NODELAY``, ``SO_KEEPALIVE``,
 ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT``, ``SO_REUSEADDR``, ``SO_RCVBUF``,
-``SO_SNDBUF``, ``TCP_CUBIC`` (CUBIC instead of NewReno, before connect/listen).
+``SO_SNDBUF``, ``TCP_CUBIC`` (CUBIC instead of NewReno, before connect/listen),
+``IPV6_V6ONLY`` (an ``AF_INET6`` socket, before bind/connect/listen).
+
+Families: an ``AF_INET6`` socket takes and reports ``(host, port, flowinfo, scope_id)``
+addresses and is dual-stack, as Linux's default (``bindv6only=0``): bound to ``::`` it
+also accepts IPv4 peers and connects to ``::ffff:a.b.c.d``, both plain IPv4 connections
+underneath that it names in the mapped form.  ``IPV6_V6ONLY`` (or binding a specific
+IPv6 address) makes it IPv6 only; binding ``::ffff:<our IPv4>`` makes it IPv4 only.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import functools
 from ipaddress import AddressValueError, IPv4Address
 from typing import TYPE_CHECKING
 
-from vipernet.stack.socket_api import Address, SocketKind
+from vipernet.stack.socket_api import AF_INET, AF_INET6, Address, SocketKind
+from vipernet.stack.sockets_common import ANY6, format_address6, mapped, parse_address6
+from vipernet.stack.tcp.addresses import V4_MAX, V6, address_of
 from vipernet.stack.tcp.connection import Connection
 from vipernet.stack.tcp.listener import Listener
 from vipernet.stack.tcp.state import TcpState
@@ -58,19 +67,29 @@ class TcpSocket:
 
     __slots__ = (
         "__weakref__",
+        "_bound6",
         "_closed",
         "_conn",
+        "_family",
         "_layer",
         "_listener",
+        "_only",
         "_params",
         "_port",
         "_reuse",
         "_shut_rd",
         "_shut_wr",
+        "_v6only",
     )
 
-    def __init__(self, layer: TcpLayer, conn: Connection | None = None) -> None:
+    def __init__(self, layer: TcpLayer, conn: Connection | None = None, *,
+                 family: int = AF_INET) -> None:
         self._layer = layer
+        self._family = family
+        self._v6only = False
+        self._bound6: int | None = None  # a specific IPv6 address bound (tagged)
+        # Which family's port space the bound port covers: 4, 6, or 0 for both.
+        self._only = 4 if family == AF_INET else 0
         self._conn = conn
         self._listener: Listener | None = None
         self._params = conn.p if conn is not None else layer.defaults.copy()
@@ -85,6 +104,10 @@ class TcpSocket:
     def __repr__(self) -> str:
         what = self._conn or self._listener or f"port {self._port}"
         return f"<TcpSocket {what}>"
+
+    @property
+    def family(self) -> int:
+        return self._family
 
     @property
     def connection(self) -> Connection | None:
@@ -104,17 +127,51 @@ class TcpSocket:
 
     def bind(self, address: Address) -> None:
         self._check_open()
-        host, port = address
         if self._port or self._conn is not None:
             raise _ioerror(errno.EINVAL, "already bound")
+        if self._family == AF_INET6:
+            self._bind6(address)
+            return
+        host, port = address
         if host not in ("", "0.0.0.0", self._layer.local_addr):
             raise _ioerror(errno.EADDRNOTAVAIL, f"{host} is not a local address")
-        self._port = self._layer.bind_port(int(port), self._reuse)
+        self._port = self._layer.bind_port(int(port), self._reuse, self._only)
+
+    def _bind6(self, address: Address) -> None:
+        ip, port, _scope = parse_address6(address)
+        v4 = ip.ipv4_mapped
+        if ip == ANY6:
+            only = 6 if self._v6only else 0
+        elif v4 is not None:
+            if self._v6only or v4 not in (IPv4Address(0), IPv4Address(self._layer.local_ip)):
+                raise _ioerror(errno.EADDRNOTAVAIL, f"{ip} is not a local address")
+            only = 4
+        else:
+            if not self._layer.stack.nd.is_local(ip):
+                raise _ioerror(errno.EADDRNOTAVAIL, f"{ip} is not a local address")
+            self._bound6 = V6 | int(ip)
+            only = 6
+        self._port = self._layer.bind_port(port, self._reuse, only)
+        self._only = only
+
+    def _name(self, ip: int, port: int) -> Address:
+        """``ip`` (a key int) as this socket's family writes addresses."""
+        if self._family == AF_INET:
+            return (str(IPv4Address(ip)), port)
+        address = address_of(ip)
+        if isinstance(address, IPv4Address):
+            address = mapped(address)
+        return format_address6(address, port)
 
     def getsockname(self) -> Address:
-        if self._conn is not None or self._listener is not None:
-            host = self._layer.local_addr if self._conn is not None else "0.0.0.0"
-            return (host, self._port)
+        if self._conn is not None:
+            return self._name(self._conn.local_ip, self._port)
+        if self._family == AF_INET6:
+            if self._bound6 is not None:
+                return self._name(self._bound6, self._port)
+            if self._only == 4:
+                return self._name(self._layer.local_ip, self._port)
+            return ("::", self._port, 0, 0)
         return ("0.0.0.0", self._port)
 
     def getpeername(self) -> Address:
@@ -123,7 +180,7 @@ class TcpSocket:
                 conn.state == TcpState.CLOSED and conn.error is not None
                 and not conn.syn_options_seen):
             raise _ioerror(errno.ENOTCONN, "not connected")
-        return (str(IPv4Address(conn.remote_ip)), conn.remote_port)
+        return self._name(conn.remote_ip, conn.remote_port)
 
     # -- connection setup -------------------------------------------------------------------
 
@@ -140,27 +197,54 @@ class TcpSocket:
                 conn.error = None
                 raise _ioerror(err, "connect")
             raise _ioerror(errno.EISCONN, "already connected")
-        host, port = address
-        ip = _parse_ipv4(str(host))
-        port = int(port)
-        if not 0 < port < 65536 or ip >> 28 == 0xE or ip in (0, 0xFFFFFFFF):
+        local_ip: int | None = None
+        if self._family == AF_INET6:
+            ip, port, local_ip = self._remote6(address)
+        else:
+            host, port = address
+            ip = _parse_ipv4(str(host))
+            port = int(port)
+        if not 0 < port < 65536 or (ip <= V4_MAX and (ip >> 28 == 0xE
+                                                      or ip in (0, 0xFFFFFFFF))):
             raise _ioerror(errno.EINVAL, f"cannot connect to {address}")
         local = self._port or None
+        if local is not None and self._only:
+            self._layer.release_family(local, self._only)  # the connection's now: one family
+            self._only = 0
         try:
-            self._conn = self._layer.connect(self, self._params, ip, port, local, now)
+            self._conn = self._layer.connect(self, self._params, ip, port, local, now,
+                                             local_ip)
         except OSError:
             self._port = 0  # the port reference went with the failed connection
             raise
         self._port = self._conn.local_port
         raise BlockingIOError(errno.EINPROGRESS, "connect in progress")
 
+    def _remote6(self, address: Address) -> tuple[int, int, int | None]:
+        """An AF_INET6 connect's peer and our bound IPv6 source, as key ints."""
+        ip, port, _scope = parse_address6(address)
+        v4 = ip.ipv4_mapped
+        if v4 is not None:
+            if self._v6only or self._bound6 is not None:
+                raise _ioerror(errno.ENETUNREACH, f"{ip}: an IPv6-only socket")
+            return int(v4), port, None
+        if self._only == 4:
+            raise _ioerror(errno.ENETUNREACH, f"{ip}: socket bound to an IPv4 address")
+        if ip.is_multicast or ip == ANY6:
+            raise _ioerror(errno.EINVAL, f"cannot connect to {ip}")
+        return V6 | int(ip), port, self._bound6
+
     def listen(self, backlog: int) -> None:
         self._check_open()
         if self._conn is not None:
             raise _ioerror(errno.EINVAL, "connected socket")
         if not self._port:
-            self._port = self._layer.bind_port(0, False)
-        self._listener = self._layer.listen(self, self._port, backlog, self._params)
+            if self._family == AF_INET6 and self._v6only:
+                self._only = 6
+            self._port = self._layer.bind_port(0, False, self._only)
+        self._listener = self._layer.listen(self, self._port, backlog, self._params,
+                                            ipv4=self._only != 6,
+                                            ipv6=self._family == AF_INET6 and self._only != 4)
 
     def accept(self) -> TcpSocket:
         self._check_open()
@@ -171,7 +255,7 @@ class TcpSocket:
             raise BlockingIOError(errno.EAGAIN, "no connection to accept")
         conn.port_ref = True
         self._layer.port_refs[conn.local_port] += 1
-        return TcpSocket(self._layer, conn)
+        return TcpSocket(self._layer, conn, family=self._family)
 
     # -- data -------------------------------------------------------------------------------
 
@@ -244,14 +328,14 @@ class TcpSocket:
         self._closed = True
         if self._listener is not None:
             self._layer.close_listener(self._listener, now)
-            self._layer.release_port(self._port)
+            self._layer.release_port(self._port, self._only)
             self._listener = None
         elif self._conn is not None:
             self._conn.app_close(now)
             if self._conn.state == TcpState.TIME_WAIT:
                 self._layer.compact_time_wait(self._conn)
         elif self._port:
-            self._layer.release_port(self._port)
+            self._layer.release_port(self._port, self._only)
 
     def setsockopt(self, option: str, value: int) -> None:
         p = self._params
@@ -285,6 +369,12 @@ class TcpSocket:
                 p.rcv_buf = min(max(int(value), _MIN_BUF), _MAX_BUF)
         elif name == "SO_SNDBUF":
             p.snd_buf = min(max(int(value), _MIN_BUF), _MAX_BUF)
+        elif name == "IPV6_V6ONLY":
+            if self._family != AF_INET6:
+                raise _ioerror(errno.ENOPROTOOPT, "IPV6_V6ONLY on an AF_INET socket")
+            if self._port or self._conn is not None:
+                raise _ioerror(errno.EINVAL, "IPV6_V6ONLY after bind")
+            self._v6only = bool(value)
         else:
             raise _ioerror(errno.ENOPROTOOPT, f"unknown option {option}")
 

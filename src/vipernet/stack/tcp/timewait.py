@@ -25,7 +25,7 @@ log = logging.getLogger("vipernet.tcp")
 
 
 class TimeWait:
-    __slots__ = ("host", "irs", "local_port", "rcv_nxt", "remote_ip", "remote_port",
+    __slots__ = ("host", "irs", "local_ip", "local_port", "rcv_nxt", "remote_ip", "remote_port",
                  "scheduled", "snd_wire", "state", "t_wait", "ts_enabled", "ts_ms",
                  "ts_offset", "ts_recent", "window")
 
@@ -38,6 +38,7 @@ class TimeWait:
     def __init__(self, conn: Connection) -> None:
         self.host: ConnectionHost = conn.host
         self.state = TcpState.TIME_WAIT
+        self.local_ip = conn.local_ip
         self.local_port = conn.local_port
         self.remote_ip = conn.remote_ip
         self.remote_port = conn.remote_port
