@@ -10,28 +10,33 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import random
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv6Address, IPv6Interface
 from typing import Any
 
-from tests.testbed import TestBed
+from tests.testbed import GATEWAY, GATEWAY6, STACK_IP, TestBed, wait_for
 from vipernet.runtime import Runtime
 from vipernet.stack import Stack, StackConfig
+
+STACK_IP6 = "fd0a:2::15"  # the stack's static IPv6 address on an ipv6 rig
 
 # Kernel-side server: accepts one connection per line of work, then per mode:
 #   sink  -> read to EOF, answer "sha256 length" (half-close), close
 #   source N SEED -> send N pseudo-random bytes, close
 #   echo  -> echo until EOF (many connections, sequential or concurrent)
 SERVER = r"""
-import hashlib, random, socket, sys, threading
+import hashlib, os, random, socket, sys, threading
 mode = sys.argv[1]
-s = socket.socket()
+host = os.environ.get("RIG_HOST", "10.0.2.2")
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.0.2.2", 0))
+s.bind((host, 0))
 s.listen(512)
 print(s.getsockname()[1], flush=True)
 def handle(c):
@@ -62,9 +67,9 @@ while True:
 
 # Kernel-side client: connect to the stack, send N pseudo-random bytes, print the sha256.
 CLIENT = r"""
-import hashlib, random, socket, sys
+import hashlib, os, random, socket, sys
 port, size, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-c = socket.create_connection(("10.0.2.15", port), timeout=120)
+c = socket.create_connection((os.environ.get("RIG_HOST", "10.0.2.15"), port), timeout=120)
 rng = random.Random(seed); h = hashlib.sha256(); left = size
 while left:
     chunk = rng.randbytes(min(left, 1 << 20)); c.sendall(chunk); h.update(chunk); left -= len(chunk)
@@ -93,6 +98,19 @@ class Rig:
     stack: Stack
     runtime: Runtime
     closers: list[Callable[[], None]] = field(default_factory=list)
+    family: int = 2  # AF_INET; AF_INET6 (10) for a rig whose sockets speak IPv6
+
+    @property
+    def kernel_host(self) -> str:
+        return GATEWAY6 if self.family == 10 else GATEWAY
+
+    @property
+    def stack_host(self) -> str:
+        return STACK_IP6 if self.family == 10 else STACK_IP
+
+    def client_env(self) -> dict[str, str]:
+        """For the kernel-side CLIENT script: the stack address it dials."""
+        return {**os.environ, "RIG_HOST": self.stack_host}
 
     def call(self, fn: Callable[[], Any]) -> Any:
         return self.runtime.call(fn)
@@ -101,12 +119,14 @@ class Rig:
         return self.runtime.clock()
 
     def start_server(self, *args: str) -> int:
-        proc = self.bed.start([sys.executable, "-c", SERVER, *args], stdout=subprocess.PIPE)
+        env = {**os.environ, "RIG_HOST": self.kernel_host}
+        proc = self.bed.start([sys.executable, "-c", SERVER, *args], stdout=subprocess.PIPE,
+                              env=env)
         assert proc.stdout is not None
         return int(proc.stdout.readline())
 
     def connect(self, host: str, port: int, timeout: float = 30.0) -> Any:
-        sock = self.call(self.stack.tcp_socket)
+        sock = self.call(lambda: self.stack.tcp_socket(self.family))
 
         def start() -> None:
             with contextlib.suppress(BlockingIOError):
@@ -171,12 +191,18 @@ class Rig:
 
 
 def open_rig(tag: str = "tcp", *, faults: Any = None, pcap: str | None = None,
-             seed: int = 1) -> Rig:
+             seed: int = 1, ipv6: bool = False) -> Rig:
+    """``ipv6``: the kernel side gets GATEWAY6, the stack STACK_IP6 (static, DAD-checked),
+    and the rig's sockets are AF_INET6."""
     from vipernet.link.tap import TapDevice
 
     bed = TestBed(tag)
     closers: list[Callable[[], None]] = []
     try:
+        config = StackConfig()
+        if ipv6:
+            bed.enable_ipv6()
+            config = StackConfig(ip6="static", ip6_address=IPv6Interface(f"{STACK_IP6}/64"))
         tap = TapDevice.open(bed.tap, netns=bed.name)
         closers.append(tap.close)
         device: Any = tap
@@ -188,17 +214,20 @@ def open_rig(tag: str = "tcp", *, faults: Any = None, pcap: str | None = None,
             writer = PcapWriter(pcap)
             closers.append(writer.close)
             device = CapturingDevice(device, writer)
-        stack = Stack(StackConfig(), capabilities=device.capabilities, now=time.monotonic(),
+        stack = Stack(config, capabilities=device.capabilities, now=time.monotonic(),
                       rng=random.Random(seed))
         runtime = Runtime(stack, device)
         runtime.start_thread()
         closers.append(runtime.close)
+        if ipv6:
+            wait_for(lambda: runtime.call(lambda: stack.nd.source_for(
+                IPv6Address(GATEWAY6)) is not None), timeout=10, what="DAD of STACK_IP6")
     except BaseException:
         for c in reversed(closers):
             c()
         bed.close()
         raise
-    return Rig(bed, stack, runtime, closers)
+    return Rig(bed, stack, runtime, closers, family=10 if ipv6 else 2)
 
 
 def close_rig(rig: Rig) -> None:

@@ -42,7 +42,7 @@ def upload_and_check(rig: Rig, size: int, seed: int = 7) -> float:
     port = rig.start_server("sink")
     data = os.urandom(1 << 20)
     want = hashlib.sha256()
-    sock = rig.connect(GATEWAY, port)
+    sock = rig.connect(rig.kernel_host, port)
     t0 = time.perf_counter()
     for _ in range(size >> 20):
         rig.sendall(sock, data)
@@ -60,11 +60,11 @@ def upload_and_check(rig: Rig, size: int, seed: int = 7) -> float:
 
 def download_and_check(rig: Rig, size: int, seed: int = 11) -> float:
     """kernel client -> vipernet listener."""
-    lst = rig.call(rig.stack.tcp_socket)
-    rig.call(lambda: lst.bind(("0.0.0.0", 5001)))
+    lst = rig.call(lambda: rig.stack.tcp_socket(rig.family))
+    rig.call(lambda: lst.bind(("", 5001)))
     rig.call(lambda: lst.listen(8))
     proc = rig.bed.start([sys.executable, "-c", CLIENT, "5001", str(size), str(seed)],
-                         stdout=subprocess.PIPE)
+                         stdout=subprocess.PIPE, env=rig.client_env())
     sock = rig.accept(lst)
     t0 = time.perf_counter()
     got = hashlib.sha256()
