@@ -3,7 +3,11 @@ with the Linux kernel's own TCP over a veth pair measured in the same run as the
 
 Needs root (namespaces, TAP, veth).  Usage::
 
-    python benchmarks/tcp_bulk.py [--mb 200] [--skip-netd]
+    python benchmarks/tcp_bulk.py [--mb 200] [--skip-netd] [--runs 3]
+
+In-process figures are given for IPv4 and IPv6 (the stack at fd0a:2::15, the kernel at
+fd0a:2::2, same TAP and offloads, TSO6 for IPv6) with the IPv6/IPv4 ratio; each is the
+median of ``--runs`` runs (all runs printed).
 
 Peers are cheap on purpose (constant buffers, ``recv_into`` a reused buffer, no hashing) so the
 figures measure the stacks, not the test programs; correctness is the tests' job
@@ -44,7 +48,7 @@ print(time.perf_counter() - t0, flush=True)
 SINK = r"""
 import socket, sys, time
 host = sys.argv[1]
-srv = socket.socket()
+srv = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((host, 0))
 srv.listen(4)
@@ -146,16 +150,16 @@ def kernel_over_veth(mb: int) -> float:
 
 # -- in-process (kernel mode) ---------------------------------------------------------
 
-def in_process(mb: int) -> tuple[float, float]:
+def in_process(mb: int, *, ipv6: bool = False) -> tuple[float, float]:
     from tests.tcp.kernel_rig import close_rig, open_rig
 
-    rig = open_rig("tbi")
+    rig = open_rig("tb6" if ipv6 else "tbi", ipv6=ipv6)
     try:
         # kernel -> vipernet
-        lst = rig.call(rig.stack.tcp_socket)
-        rig.call(lambda: lst.bind(("0.0.0.0", 5001)))
+        lst = rig.call(lambda: rig.stack.tcp_socket(rig.family))
+        rig.call(lambda: lst.bind(("", 5001)))
         rig.call(lambda: lst.listen(8))
-        proc = rig.bed.start([sys.executable, "-c", SENDER, "10.0.2.15", "5001", str(mb)],
+        proc = rig.bed.start([sys.executable, "-c", SENDER, rig.stack_host, "5001", str(mb)],
                              stdout=subprocess.PIPE)
         sock = rig.accept(lst)
         t0 = time.perf_counter()
@@ -165,10 +169,11 @@ def in_process(mb: int) -> tuple[float, float]:
         rig.close(lst)
         proc.wait(timeout=60)
         # vipernet -> kernel
-        sink = rig.bed.start([sys.executable, "-c", SINK, "10.0.2.2"], stdout=subprocess.PIPE)
+        sink = rig.bed.start([sys.executable, "-c", SINK, rig.kernel_host],
+                             stdout=subprocess.PIPE)
         assert sink.stdout is not None
         port = int(sink.stdout.readline())
-        sock = rig.connect("10.0.2.2", port)
+        sock = rig.connect(rig.kernel_host, port)
         buf = memoryview(b"\xa5" * (4 << 20))
         t0 = time.perf_counter()
         for _ in range(mb // 4):
@@ -253,15 +258,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=200, help="megabytes per direction (multiple of 4)")
     ap.add_argument("--skip-netd", action="store_true")
+    ap.add_argument("--runs", type=int, default=3, help="runs per in-process figure")
     args = ap.parse_args()
     mb = max(4, args.mb - args.mb % 4)
-    print(f"TCP bulk, {mb} MB per direction")
+    print(f"TCP bulk, {mb} MB per direction, load average {os.getloadavg()[0]:.2f}")
     print(f"  engine     two TcpLayers in memory, one thread   {engine_only(mb):8.0f} MB/s")
     ref = kernel_over_veth(mb)
     print(f"  reference  Linux kernel over veth           {ref:8.0f} MB/s")
-    down, up = in_process(mb)
-    print(f"  in-process kernel -> vipernet (TAP, TSO)    {down:8.0f} MB/s")
-    print(f"  in-process vipernet -> kernel (TAP, TSO)    {up:8.0f} MB/s")
+    medians: dict[bool, tuple[float, float]] = {}
+    for ipv6 in (False, True):
+        runs = [in_process(mb, ipv6=ipv6) for _ in range(max(1, args.runs))]
+        downs = sorted(r[0] for r in runs)
+        ups = sorted(r[1] for r in runs)
+        down, up = downs[len(downs) // 2], ups[len(ups) // 2]
+        medians[ipv6] = (down, up)
+        name = "IPv6" if ipv6 else "IPv4"
+        each_down = " ".join(f"{r[0]:.0f}" for r in runs)
+        each_up = " ".join(f"{r[1]:.0f}" for r in runs)
+        print(f"  in-process {name} kernel -> vipernet (TAP, TSO) {down:8.0f} MB/s "
+              f"({down / ref:.0%} of veth; runs {each_down})")
+        print(f"  in-process {name} vipernet -> kernel (TAP, TSO) {up:8.0f} MB/s "
+              f"({up / ref:.0%} of veth; runs {each_up})")
+    (d4, u4), (d6, u6) = medians[False], medians[True]
+    print(f"  IPv6 / IPv4: kernel -> vipernet {d6 / d4:.2f}, vipernet -> kernel {u6 / u4:.2f}")
     if not args.skip_netd:
         try:
             ndown, nup = through_netd(mb)

@@ -119,6 +119,7 @@ class Stack:
             self.ipv6.handlers[17] = udp6
         if self._tcp is not None:
             self.ipv6.handlers[6] = self._tcp.receive6
+            self.ipv6.tcp_fast = self._tcp.receive_segment6
             self.icmp6_error_listeners.append(self._tcp.icmp6_error)
         self.nd = NdLayer(self)
         self.nd.start(now)

@@ -449,8 +449,13 @@ class TcpLayer:
         if ip_header.dst.is_multicast:
             self.counters["tcp_drop_multicast"] += 1  # RFC 9293 3.9.2.1: never for TCP
             return
-        src = V6 | int(ip_header.src)
-        dst = V6 | int(ip_header.dst)
+        self.receive_segment6(V6 | int(ip_header.src), V6 | int(ip_header.dst), payload,
+                              offload, now)
+
+    def receive_segment6(self, src: int, dst: int, payload: memoryview,
+                         offload: Offload | None, now: float) -> None:
+        """One TCP segment over IPv6 by tagged addresses (the IPv6 layer's fast path)."""
+        self.now = now
         trusted = offload is not None and (offload.needs_csum or offload.data_valid)
         if not trusted and not checksum_ok(src, dst, payload):
             self.counters["tcp_drop_bad_checksum"] += 1
@@ -459,7 +464,7 @@ class TcpLayer:
             seg = parse_segment(payload)
         except SegmentError as exc:
             self.counters["tcp_drop_malformed"] += 1
-            log.debug("tcp: dropped malformed segment from %s: %s", ip_header.src, exc)
+            log.debug("tcp: dropped malformed segment from %s: %s", address_of(src), exc)
             return
         self._demux(src, dst, seg, now)
 
