@@ -1,6 +1,7 @@
 """A pcap of a clean interop run (both directions), read back by tshark: no malformed
 packet, no bad checksum (the capture is taken on the stack's side, where partial checksums
-are completed), and TCP analysis finds no spurious retransmission on the clean link."""
+are completed), over IPv4 and over IPv6, and TCP analysis finds no spurious retransmission
+on the clean link."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from tests.testbed import require_binary
 pytestmark = pytest.mark.testbed
 
 
-def test_clean_interop_capture_is_clean_for_tshark(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
+def test_clean_interop_capture_is_clean_for_tshark(tmp_path: Path, ipv6: bool) -> None:
     tshark = require_binary("tshark")
     pcap = tmp_path / "tcp.pcap"
-    rig = open_rig("tcc", pcap=str(pcap))
+    rig = open_rig("tc6c" if ipv6 else "tcc", pcap=str(pcap), ipv6=ipv6)
     try:
         upload_and_check(rig, 8 << 20)
         download_and_check(rig, 8 << 20)
@@ -38,6 +40,8 @@ def test_clean_interop_capture_is_clean_for_tshark(tmp_path: Path) -> None:
     assert "malformed" not in lower, out
     assert "bad checksum" not in lower and "checksum is incorrect" not in lower, out
     assert "spurious retransmission" not in lower, out
-    frames = subprocess.run([tshark, "-n", "-r", str(pcap), "-Y", "tcp"], capture_output=True,
-                            text=True, timeout=300, check=False).stdout.count("\n")
+    family = "ipv6" if ipv6 else "ip"
+    frames = subprocess.run([tshark, "-n", "-r", str(pcap), "-Y", f"tcp && {family}"],
+                            capture_output=True, text=True, timeout=300,
+                            check=False).stdout.count("\n")
     assert frames > 100
