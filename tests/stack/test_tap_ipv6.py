@@ -9,9 +9,12 @@ capture tshark finds nothing wrong with.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from vipernet.wire import mac_to_str
 pytestmark = pytest.mark.testbed
 
 PREFIX = IPv6Network(f"{PREFIX6}/64")
+AF_INET6 = int(socket.AF_INET6)
 
 
 @dataclass
@@ -146,13 +150,92 @@ def test_rdnss_from_the_advertisement_is_known(rig: Rig) -> None:
     assert IPv6Address(DNS_SERVER6) in servers
 
 
+UDP6_ECHO_SERVER = """
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+# A specific address: bound to ::, the kernel may answer from fd0a:2::3, which a
+# connected socket (ours as Linux's) rightly refuses.
+s.bind(("fd0a:2::2", 0))
+print(s.getsockname()[1], flush=True)
+while True:
+    data, peer = s.recvfrom(65536)
+    s.sendto(data, peer)
+"""
+
+UDP6_CLIENT = """
+import hashlib, random, socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect((sys.argv[1], 7))
+for size in (1, 1232, 1233, 8192, 30000):
+    data = random.randbytes(size)
+    s.send(data)
+    if s.recv(65536) != data[::-1]:
+        sys.exit("wrong echo of %d bytes" % size)
+s.connect((sys.argv[1], 9))
+s.send(b"nobody home?")
+try:
+    s.recv(100)
+except ConnectionRefusedError:
+    print("ok refused", flush=True)
+"""
+
+
+def test_udp_echo_with_a_kernel_ipv6_server_including_fragmented_datagrams(rig: Rig) -> None:
+    runtime = rig.runtime
+    proc = rig.bed.start([sys.executable, "-c", UDP6_ECHO_SERVER], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    sock = runtime.call(lambda: rig.stack.udp_socket(AF_INET6))
+    runtime.call(lambda: sock.connect((GATEWAY6, port), runtime.clock()))
+    before = rig.stack.counters["ipv6.reasm.complete"]
+    for size in (1, 100, 1232, 1233, 8192, 30000):
+        data = random.randbytes(size)
+        runtime.call(lambda data=data: sock.send(data, runtime.clock()))  # type: ignore[misc]
+        assert runtime.wait_until(lambda: sock.readable, timeout=5.0), f"no echo of {size}"
+        back = runtime.call(lambda: sock.recv(65536))
+        assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest(), size
+    assert rig.stack.counters["ipv6.reasm.complete"] - before >= 2  # 8192 and 30000
+    assert runtime.call(sock.getpeername) == (GATEWAY6, port, 0, 0)
+
+
+def test_kernel_ipv6_client_exchanges_datagrams_with_a_stack_server_and_hears_refusal(
+        rig: Rig) -> None:
+    runtime = rig.runtime
+    server = runtime.call(lambda: rig.stack.udp_socket(AF_INET6))
+    runtime.call(lambda: server.bind(("::", 7)))
+
+    def echo_reversed(now: float) -> None:
+        while server.readable:
+            data, peer = server.recvfrom(65536)
+            server.sendto(data[::-1], peer, now)
+
+    runtime.add_hook(lambda now: echo_reversed(now))  # type: ignore[func-returns-value]
+    result = rig.bed.ns([sys.executable, "-c", UDP6_CLIENT, str(rig.global_address)],
+                        check=False, timeout=60)
+    assert result.stdout.strip() == "ok refused", result.stderr
+    assert rig.stack.counters["udp.rx.no_socket"] >= 1
+
+
+def test_a_connected_stack_socket_hears_the_kernels_port_unreachable(rig: Rig) -> None:
+    runtime = rig.runtime
+    sock = runtime.call(lambda: rig.stack.udp_socket(AF_INET6))
+    runtime.call(lambda: sock.connect((GATEWAY6, 9), runtime.clock()))
+    runtime.call(lambda: sock.send(b"anyone?", runtime.clock()))
+    assert runtime.wait_until(lambda: sock.readable, timeout=5.0)
+    with pytest.raises(ConnectionRefusedError):
+        runtime.call(lambda: sock.recv(100))
+
+
 def test_capture_is_clean_for_tshark(rig: Rig) -> None:
     tshark = require_binary("tshark")
     _ping6(rig.bed, str(rig.global_address), "-c", "2", "-i", "0.2", "-W", "2", "-s", "3000")
     rig.writer.flush()
     out = subprocess.run(
         [tshark, "-r", str(rig.pcap), *quiet_guess_args(),
-         "-Y", "_ws.malformed || _ws.expert.severity >= error || icmpv6.checksum.status == 0"],
+         "-o", "udp.check_checksum:TRUE",
+         "-Y", "_ws.malformed || _ws.expert.severity >= error || icmpv6.checksum.status == 0"
+               " || udp.checksum.status == 0"],
         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", out.stdout

@@ -114,9 +114,8 @@ class Stack:
         self.ipv6.handlers[58] = self.icmp6.receive
         # UDP and TCP take IPv6 through their receive6 (one layer, one port space, both
         # families: what lets an AF_INET6 socket also serve IPv4-mapped peers).
-        udp6 = getattr(self.udp, "receive6", None)  # (while UDP over IPv6 lands)
-        if udp6 is not None:
-            self.ipv6.handlers[17] = udp6
+        self.ipv6.handlers[17] = self.udp.receive6
+        self.icmp6_error_listeners.append(self.udp.icmp6_error)
         if self._tcp is not None:
             self.ipv6.handlers[6] = self._tcp.receive6
             self.ipv6.tcp_fast = self._tcp.receive_segment6
