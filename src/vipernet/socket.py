@@ -7,10 +7,14 @@ vipernet stack, reached through netd (default) or run in-process when
 
 from vipernet.netclient.sockets import (
     AF_INET,
+    AF_INET6,
+    AF_UNSPEC,
     AI_PASSIVE,
     IPPROTO_ICMP,
+    IPPROTO_IPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    IPV6_V6ONLY,
     SHUT_RD,
     SHUT_RDWR,
     SHUT_WR,
@@ -38,7 +42,8 @@ from vipernet.netclient.sockets import (
 )
 
 __all__ = [
-    "AF_INET", "AI_PASSIVE", "IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "SHUT_RD",
+    "AF_INET", "AF_INET6", "AF_UNSPEC", "AI_PASSIVE", "IPPROTO_ICMP", "IPPROTO_IPV6",
+    "IPPROTO_TCP", "IPPROTO_UDP", "IPV6_V6ONLY", "SHUT_RD",
     "SHUT_RDWR", "SHUT_WR", "SOCK_DGRAM", "SOCK_STREAM", "SOL_SOCKET", "SO_BROADCAST",
     "SO_ERROR", "SO_KEEPALIVE", "SO_RCVBUF", "SO_REUSEADDR", "SO_SNDBUF", "TCP_NODELAY",
     "create_connection", "error", "gaierror", "getaddrinfo", "getdefaulttimeout",

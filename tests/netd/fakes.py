@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from collections import deque
 
-from vipernet.stack.socket_api import Address, SocketKind
+from vipernet.stack.socket_api import AF_INET, Address, SocketKind
 
 
 class FakeSocket:
@@ -114,19 +114,22 @@ class FakeStack:
         self.closed_sockets: list[FakeSocket] = []
         self.changed: set[object] = set()
         self.options: list[tuple[str, int]] = []
+        self.families: list[int] = []  # the family of each UDP/TCP socket asked for
 
     def _new(self, kind: SocketKind) -> FakeSocket:
         sock = FakeSocket(self, kind)
         self.sockets.append(sock)
         return sock
 
-    def udp_socket(self) -> FakeSocket:
+    def udp_socket(self, family: int = AF_INET) -> FakeSocket:
+        self.families.append(family)
         return self._new(SocketKind.UDP)
 
     def ping_socket(self) -> FakeSocket:
         return self._new(SocketKind.ICMP)
 
-    def tcp_socket(self) -> FakeSocket:
+    def tcp_socket(self, family: int = AF_INET) -> FakeSocket:
+        self.families.append(family)
         return self._new(SocketKind.TCP)
 
     def take_changed(self) -> set[object]:

@@ -1,8 +1,9 @@
-"""``vipernet dig NAME``: resolve a name with netd's stub resolver (NET_DNS_RESOLVE).
+"""``vipernet dig NAME``: resolve a name with netd's stub resolver.
 
-    vipernet dig NAME [+short] [--timeout SECONDS]
+    vipernet dig NAME [A|AAAA] [-t A|AAAA] [+short] [--timeout SECONDS]
 
-Prints the A records found, dig style; ``+short`` prints only the addresses.  Exit status
+Prints the A records found (NET_DNS_RESOLVE), or with ``-t AAAA`` the AAAA records
+(NET_DNS_RESOLVE_ALL), dig style; ``+short`` prints only the addresses.  Exit status
 0 when the name resolved, 1 when it does not exist or the lookup failed, 2 when netd
 could not be reached, the name is not a valid host name or the timeout is not positive.
 
@@ -20,6 +21,7 @@ import time
 from typing import Any
 
 from vipernet.cli.netd_common import add_socket_option, fail, open_client
+from vipernet.netd.protocol import WANT_AAAA
 
 
 def register(subparsers: Any) -> None:
@@ -27,6 +29,8 @@ def register(subparsers: Any) -> None:
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("words", nargs="+", metavar="NAME [+short]",
                         help="the name to resolve; +short prints the addresses only")
+    parser.add_argument("-t", "--type", dest="rdtype", default=None, type=str.upper,
+                        choices=("A", "AAAA"), help="the record type (A)")
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds for the whole lookup, retries included (5; at most 60)")
     add_socket_option(parser)
@@ -36,6 +40,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     options = [w for w in args.words if w.startswith("+")]
     names = [w for w in args.words if not w.startswith("+")]
+    types = [w.upper() for w in names[1:] if w.upper() in ("A", "AAAA")]  # dig's NAME TYPE
+    names = [w for i, w in enumerate(names) if i == 0 or w.upper() not in ("A", "AAAA")]
+    rdtype = args.rdtype or (types[-1] if types else "A")
     short = "+short" in options
     unknown = [o for o in options if o != "+short"]
     if unknown or len(names) != 1:
@@ -53,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
         return fail("vipernet dig", exc)
     started = time.monotonic()
     try:
-        addresses = client.resolve(args.name, args.timeout)
+        if rdtype == "AAAA":
+            addresses = client.resolve_all(args.name, WANT_AAAA, args.timeout)
+        else:
+            addresses = client.resolve(args.name, args.timeout)
     except OSError as exc:
         if "netd" in (exc.strerror or "") and exc.errno in (errno.ENOENT, errno.ECONNREFUSED,
                                                             errno.ECONNRESET):
@@ -72,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
             print(ip)
         return 0
     fqdn = args.name if args.name.endswith(".") else args.name + "."
-    print(f";; QUESTION SECTION:\n;{fqdn}\t\tIN\tA\n")
+    print(f";; QUESTION SECTION:\n;{fqdn}\t\tIN\t{rdtype}\n")
     print(";; ANSWER SECTION:")
     for ip in addresses:
-        print(f"{fqdn}\t\tIN\tA\t{ip}")
+        print(f"{fqdn}\t\tIN\t{rdtype}\t{ip}")
     print(f"\n;; Query time: {elapsed:.0f} msec")
     print(";; SERVER: netd's resolver")
     return 0

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_address
 from typing import Any
 
 from vipernet.errors import VipernetError
@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--gateway", default="10.0.2.2",
                         help="default gateway, or 'none' (10.0.2.2)")
     parser.add_argument("--dns", default="10.0.2.3",
-                        help="DNS servers, comma-separated (10.0.2.3)")
+                        help="DNS servers, IPv4 or IPv6, comma-separated (10.0.2.3)")
     parser.add_argument("--ip6", default="auto", metavar="auto|ADDR/PREFIX|off",
                         help="IPv6: auto (link-local, and SLAAC when the link sends router "
                              "advertisements; the default), a static ADDR/PREFIX (plus the "
@@ -76,7 +76,7 @@ def _config(args: argparse.Namespace) -> Any:
     with _option("--gateway", args.gateway):
         gateway = None if args.gateway.lower() == "none" else IPv4Address(args.gateway)
     with _option("--dns", args.dns):
-        dns = tuple(IPv4Address(d.strip()) for d in args.dns.split(",") if d.strip())
+        dns = tuple(ip_address(d.strip()) for d in args.dns.split(",") if d.strip())
     ip6, ip6_address = _ip6(args.ip6)
     link = parse_link(args.link, netns=args.netns)
     if args.restrict or args.forward:  # the flags are the user link's options

@@ -17,6 +17,7 @@ after a complete message are ignored and counted (``trailing_junk``).
 
 from vipernet.dns.cache import Answer, DnsCache
 from vipernet.dns.errors import (
+    BadRecordLength,
     CnameLoop,
     DnsError,
     DnsTimeout,
@@ -35,6 +36,7 @@ __all__ = [
     "AAAA",
     "A",
     "Answer",
+    "BadRecordLength",
     "CnameLoop",
     "DnsCache",
     "DnsError",

@@ -5,7 +5,7 @@ The classes map the outcomes a caller handles differently: the name does not exi
 :class:`Refused`), nobody answered in time (:class:`DnsTimeout`), the name exists without
 records of the asked type (:class:`NoRecords`), the CNAME chain loops or is too long
 (:class:`CnameLoop`), or the server's answer was unusable (:class:`Truncated`,
-:class:`MalformedReply`).
+:class:`MalformedReply`, :class:`BadRecordLength`).
 """
 
 from __future__ import annotations
@@ -51,3 +51,17 @@ class Truncated(DnsError, ProtocolError):
 
 class MalformedReply(DnsError, ProtocolError):
     """The server's reply does not parse as a DNS message (cut short, corrupt)."""
+
+
+class BadRecordLength(MalformedReply):
+    """An A or AAAA record whose RDLENGTH is not 4 or 16 bytes (RFC 1035 3.4.1, RFC 3596 2.2).
+
+    A :class:`MalformedReply` (EBADMSG across netd) that says which record was wrong, since
+    "does not parse" hides a server that means well but encodes addresses wrongly.
+    """
+
+    def __init__(self, message: str, *, rdtype: int, rdlength: int, expected: int) -> None:
+        super().__init__(message)
+        self.rdtype = rdtype
+        self.rdlength = rdlength
+        self.expected = expected

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import struct
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ import dns.rdatatype
 
 from vipernet.dns.cache import Answer
 from vipernet.dns.errors import (
+    BadRecordLength,
     CnameLoop,
     DnsError,
     DnsTimeout,
@@ -89,6 +91,10 @@ MAX_NEGATIVE_TTL = 3600
 MAX_ATTEMPT_WAIT = 5.0
 MAX_ROUNDS = 32
 HEADER_SIZE = 12
+# RDLENGTH an address record must have (RFC 1035 3.4.1: A is 4 bytes; RFC 3596 2.2: AAAA 16).
+ADDRESS_RDLENGTH = {A: 4, AAAA: 16}
+_COUNTS = struct.Struct(">4H")  # QDCOUNT ANCOUNT NSCOUNT ARCOUNT, after id and flags
+_RR_FIXED = struct.Struct(">HHIH")  # TYPE CLASS TTL RDLENGTH, after the owner name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -300,8 +306,9 @@ class DnsQuery:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _parse(self, data: bytes) -> tuple[dns.message.Message | None, str]:
+    def _parse(self, data: bytes) -> tuple[dns.message.Message | None, str | _BadLength]:
         """The message, or None and why it does not parse."""
+        problem: str | _BadLength
         try:
             return dns.message.from_wire(data), ""
         except dns.message.TrailingJunk:
@@ -312,6 +319,12 @@ class DnsQuery:
                 problem = _describe(exc, data)
         except Exception as exc:  # dnspython raises many types on hostile input
             problem = _describe(exc, data)
+        # Checked before the TC rescue below: a record that lies about its length is a
+        # broken server, not a cut answer, and must not pass as a truncated one.
+        bad = _bad_address_length(data)
+        if bad is not None:
+            self.counters["bad_rdlength"] += 1
+            return None, bad
         # A truncated answer may be cut mid-record; its header and question still count.
         try:
             message = dns.message.from_wire(data, question_only=True)
@@ -319,15 +332,23 @@ class DnsQuery:
             return None, problem
         return (message, "") if message.flags & dns.flags.TC else (None, problem)
 
-    def _malformed(self, data: bytes, candidates: list[_Attempt], problem: str,
+    def _malformed(self, data: bytes, candidates: list[_Attempt], problem: str | _BadLength,
                    now: float) -> None:
         """An unparsable reply from an attempt's server (the source was checked already)."""
         if not candidates:
             return  # a stream message with no stream attempt out: nothing to blame
         attempt = candidates[-1]
         server = f"{attempt.server[0]}:{attempt.server[1]}"
-        self._last_failure = MalformedReply(f"{self.name}: malformed reply from {server}: "
-                                            f"{problem}")
+        prefix = f"{self.name}: malformed reply from {server}: "
+        if isinstance(problem, _BadLength):
+            rdtype, rdlength = problem
+            expected = ADDRESS_RDLENGTH[rdtype]
+            type_name = dns.rdatatype.to_text(dns.rdatatype.RdataType(rdtype))
+            self._last_failure = BadRecordLength(
+                f"{prefix}{type_name} record with RDLENGTH {rdlength}, "
+                f"not {expected}", rdtype=rdtype, rdlength=rdlength, expected=expected)
+        else:
+            self._last_failure = MalformedReply(prefix + problem)
         if len(data) < HEADER_SIZE or not data[2] & 0x80:
             return  # cannot tell which query it answers: keep waiting for a good one
         ident = int.from_bytes(data[:2], "big")
@@ -466,6 +487,54 @@ class DnsQuery:
             if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
                 return int(min(rrset.ttl, rrset[0].minimum, MAX_NEGATIVE_TTL))
         return DEFAULT_NEGATIVE_TTL
+
+
+class _BadLength(tuple[int, int]):
+    """(rdtype, rdlength) of an address record whose RDLENGTH is wrong for its type."""
+
+    __slots__ = ()
+
+
+def _bad_address_length(data: bytes) -> _BadLength | None:
+    """The first IN A/AAAA record whose RDLENGTH is not 4/16, found by walking the records.
+
+    dnspython rejects such a message with a generic FormError; this walk only names the
+    record.  It reads no further than the data and gives up (None) on anything odd, so a
+    reply cut short is never reported as a bad length.
+    """
+    if len(data) < HEADER_SIZE:
+        return None
+    qdcount, ancount, nscount, arcount = _COUNTS.unpack_from(data, 4)
+    pos = HEADER_SIZE
+    try:
+        for _ in range(qdcount):
+            pos = _skip_name(data, pos) + 4  # QTYPE, QCLASS
+        for _ in range(ancount + nscount + arcount):
+            pos = _skip_name(data, pos)
+            rtype, rclass, _ttl, rdlength = _RR_FIXED.unpack_from(data, pos)
+            pos += _RR_FIXED.size
+            expected = ADDRESS_RDLENGTH.get(rtype)
+            if expected is not None and rclass == dns.rdataclass.IN and rdlength != expected:
+                return _BadLength((rtype, rdlength))
+            pos += rdlength
+    except (struct.error, IndexError, ValueError):
+        return None
+    return None
+
+
+def _skip_name(data: bytes, pos: int) -> int:
+    """The offset just past the (possibly compressed) name at ``pos`` (RFC 1035 4.1.4)."""
+    while True:
+        length = data[pos]
+        if length & 0xC0 == 0xC0:  # a pointer ends the name in this place
+            if pos + 2 > len(data):
+                raise IndexError("name pointer cut short")
+            return pos + 2
+        if length & 0xC0:
+            raise ValueError("reserved label type")
+        if length == 0:
+            return pos + 1
+        pos += 1 + length
 
 
 def _round_wait(timeout: float, round_index: int) -> float:

@@ -9,19 +9,33 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any
+from typing import Any, TypeVar
 
 from vipernet.netclient.channel import Channel, UnixChannel
 from vipernet.netd import protocol as p
 from vipernet.netd.protocol import Code
-from vipernet.stack.socket_api import Address, SocketKind
+from vipernet.stack.socket_api import AF_INET, Address, SocketKind
+
+BodyT = TypeVar("BodyT", bound=p.Body)
 
 
 class NetClient:
-    """One channel to a stack, and a method per request code."""
+    """One channel to a stack, and a method per request code.
+
+    An ``AF_INET6`` socket's messages carry 18-byte ``address6`` fields where an IPv4
+    one's carry 6 (docs/netd-protocol.md): the client remembers each socket's family
+    from its CREATE (or ACCEPT, or ADOPT) to encode and decode them.
+    """
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
+        self.families: dict[int, int] = {}  # AF_INET6 sockets (absent: AF_INET)
+
+    def family(self, sock: int) -> int:
+        return self.families.get(sock, AF_INET)
+
+    def _layout(self, body: type[BodyT], sock: int) -> type[BodyT]:
+        return p.for_family(body, self.family(sock))
 
     def _call(self, code: int, body: p.Body | None = None, wait: float | None = 0.0) -> bytes:
         raw = body.encode() if body is not None else b""
@@ -29,15 +43,25 @@ class NetClient:
 
     # ---- sockets
 
-    def create(self, kind: SocketKind) -> int:
-        return p.SocketRef.decode(self._call(Code.SOCKET_CREATE, p.CreateRequest(kind=kind))).sock
+    def create(self, kind: SocketKind, family: int = AF_INET) -> int:
+        sock = p.SocketRef.decode(self._call(Code.SOCKET_CREATE, p.CreateRequest(
+            kind=kind, family=family))).sock
+        self._remember(sock, family)
+        return sock
+
+    def _remember(self, sock: int, family: int) -> None:
+        if family == AF_INET:
+            self.families.pop(sock, None)
+        else:
+            self.families[sock] = family
 
     def bind(self, sock: int, address: Address) -> Address:
-        body = self._call(Code.SOCKET_BIND, p.BindRequest(sock=sock, address=address))
-        return p.AddressBody.decode(body).address
+        body = self._call(Code.SOCKET_BIND, self._layout(p.BindRequest, sock)(
+            sock=sock, address=address))
+        return self._layout(p.AddressBody, sock).decode(body).address
 
     def connect(self, sock: int, address: Address, timeout: float | None) -> None:
-        self._call(Code.SOCKET_CONNECT, p.ConnectRequest(
+        self._call(Code.SOCKET_CONNECT, self._layout(p.ConnectRequest, sock)(
             sock=sock, timeout_ms=p.timeout_to_ms(timeout), address=address), timeout)
 
     def listen(self, sock: int, backlog: int) -> None:
@@ -46,7 +70,8 @@ class NetClient:
     def accept(self, sock: int, timeout: float | None) -> tuple[int, Address]:
         body = self._call(Code.SOCKET_ACCEPT, p.WaitRequest(
             sock=sock, timeout_ms=p.timeout_to_ms(timeout)), timeout)
-        reply = p.AcceptReply.decode(body)
+        reply = self._layout(p.AcceptReply, sock).decode(body)
+        self._remember(reply.sock, self.family(sock))
         return reply.sock, reply.address
 
     def send(self, sock: int, data: bytes | memoryview, timeout: float | None,
@@ -59,7 +84,7 @@ class NetClient:
 
     def sendto(self, sock: int, data: bytes | memoryview, address: Address,
                timeout: float | None) -> int:
-        body = self._call(Code.SOCKET_SENDTO, p.SendToRequest(
+        body = self._call(Code.SOCKET_SENDTO, self._layout(p.SendToRequest, sock)(
             sock=sock, timeout_ms=p.timeout_to_ms(timeout), flags=p.SendFlags(0),
             address=address, data=bytes(data)), timeout)
         return p.CountBody.decode(body).count
@@ -73,11 +98,12 @@ class NetClient:
         body = self._call(Code.SOCKET_RECVFROM, p.RecvRequest(
             sock=sock, timeout_ms=p.timeout_to_ms(timeout),
             max_bytes=min(max_bytes, p.MAX_DATA)), timeout)
-        reply = p.RecvFromReply.decode(body)
+        reply = self._layout(p.RecvFromReply, sock).decode(body)
         return reply.data, reply.address
 
     def close(self, sock: int) -> None:
         self._call(Code.SOCKET_CLOSE, p.SocketRef(sock=sock))
+        self.families.pop(sock, None)
 
     def poll(self, entries: list[tuple[int, int]], timeout: float | None) -> list[tuple[int, int]]:
         body = self._call(Code.SOCKET_POLL, p.PollBody(
@@ -85,11 +111,11 @@ class NetClient:
         return list(p.PollBody.decode(body).entries)
 
     def getsockname(self, sock: int) -> Address:
-        return p.AddressBody.decode(
+        return self._layout(p.AddressBody, sock).decode(
             self._call(Code.SOCKET_GETSOCKNAME, p.SocketRef(sock=sock))).address
 
     def getpeername(self, sock: int) -> Address:
-        return p.AddressBody.decode(
+        return self._layout(p.AddressBody, sock).decode(
             self._call(Code.SOCKET_GETPEERNAME, p.SocketRef(sock=sock))).address
 
     def shutdown(self, sock: int, how: int) -> None:
@@ -107,11 +133,12 @@ class NetClient:
             raise OSError(errno.EPROTO, "netd's ATTACH_FD reply carried no descriptor")
         return reply.fd
 
-    def adopt(self, sock: int, fd: int) -> None:
+    def adopt(self, sock: int, fd: int, family: int = AF_INET) -> None:
         """Make another channel's socket usable on this one (NET_SOCKET_ADOPT), proving
         possession with its descriptor ``fd`` (the caller keeps it): what a forked child
         does with a socket its parent made."""
         self.channel.call(Code.SOCKET_ADOPT, p.SocketRef(sock=sock).encode(), 0.0, fd=fd)
+        self._remember(sock, family)
 
     def get_error(self, sock: int) -> int:
         return p.ErrnoBody.decode(self._call(Code.SOCKET_GET_ERROR, p.SocketRef(sock=sock))).errno
@@ -123,6 +150,15 @@ class NetClient:
         body = self._call(Code.DNS_RESOLVE, p.ResolveRequest(
             timeout_ms=p.timeout_to_ms(timeout), hostname=dns_name(name)), timeout)
         return list(p.ResolveReply.decode(body).addresses)
+
+    def resolve_all(self, name: str, families: int = p.WANT_A | p.WANT_AAAA,
+                    timeout: float | None = 5.0) -> list[str]:
+        """A and/or AAAA records of ``name`` (NET_DNS_RESOLVE_ALL), IPv4 and IPv6 texts
+        mixed, in the order netd says to try them."""
+        body = self._call(Code.DNS_RESOLVE_ALL, p.ResolveAllRequest(
+            timeout_ms=p.timeout_to_ms(timeout), families=families, hostname=dns_name(name)),
+            timeout)
+        return list(p.ResolveAllReply.decode(body).addresses)
 
     def ping(self, destination: str, seq: int, payload: bytes,
              timeout: float | None) -> p.PingReply:

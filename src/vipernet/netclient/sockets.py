@@ -45,6 +45,10 @@ from vipernet.netd import protocol as p
 from vipernet.stack.socket_api import Address, SocketKind
 
 AF_INET = _std.AF_INET
+AF_INET6 = _std.AF_INET6
+AF_UNSPEC = _std.AF_UNSPEC
+IPPROTO_IPV6 = _std.IPPROTO_IPV6
+IPV6_V6ONLY = _std.IPV6_V6ONLY
 SOCK_STREAM = _std.SOCK_STREAM
 SOCK_DGRAM = _std.SOCK_DGRAM
 IPPROTO_TCP = _std.IPPROTO_TCP
@@ -73,12 +77,14 @@ _OPTIONS: dict[tuple[int, int], p.SockOpt] = {
     (SOL_SOCKET, SO_RCVBUF): p.SockOpt.SO_RCVBUF,
     (SOL_SOCKET, SO_SNDBUF): p.SockOpt.SO_SNDBUF,
     (SOL_SOCKET, SO_BROADCAST): p.SockOpt.SO_BROADCAST,
+    (IPPROTO_IPV6, IPV6_V6ONLY): p.SockOpt.IPV6_V6ONLY,
 }
 
 _POLLOUT = 4
 _DGRAM_ADDRESS = struct.Struct("!4sH")  # in front of each datagram on a UDP descriptor
-_PEER = b"\0" * 6  # 0.0.0.0:0: the connected peer
+_DGRAM_ADDRESS6 = struct.Struct("!16sH")  # the same for an AF_INET6 socket
 MAX_UDP_PAYLOAD = 65507
+MAX_UDP6_PAYLOAD = 65527
 MIXED_POLL_SLICE = 0.01  # poll() over sockets with and without a descriptor alternates
 CONNECT_SLICE = 0.05  # how long SO_ERROR waits for a non-blocking connect to end
 
@@ -97,16 +103,21 @@ def setdefaulttimeout(value: float | None) -> None:
 
 
 class socket:
-    """An AF_INET stream, datagram or ping socket living in the vipernet stack."""
+    """An AF_INET or AF_INET6 stream or datagram socket, or an AF_INET ping socket, living
+    in the vipernet stack.  AF_INET6 sockets are dual-stack, as Linux's by default."""
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
                  *, client: NetClient | None = None, _sock_id: int | None = None) -> None:
-        if family != AF_INET:
-            raise OSError(errno.EAFNOSUPPORT, "vipernet speaks IPv4 (AF_INET) only")
+        if family not in (AF_INET, AF_INET6):
+            raise OSError(errno.EAFNOSUPPORT, f"address family {family} is not supported "
+                                              "(AF_INET and AF_INET6 are)")
         base_type = type & 0xF  # ignore SOCK_NONBLOCK / SOCK_CLOEXEC bits
         if base_type == SOCK_STREAM:
             kind = SocketKind.TCP
         elif base_type == SOCK_DGRAM:
+            if family == AF_INET6 and proto == _std.IPPROTO_ICMPV6:
+                raise OSError(errno.EPROTONOSUPPORT, "no ICMPv6 ping sockets (vipernet ping "
+                                                     "uses NET_PING6)")
             kind = SocketKind.ICMP if proto == IPPROTO_ICMP else SocketKind.UDP
         else:
             raise OSError(errno.ESOCKTNOSUPPORT, f"socket type {type} is not supported")
@@ -116,7 +127,7 @@ class socket:
         self._kind = kind
         self._netd = client or default_client()
         self._pid = os.getpid()  # the process whose channel self._netd is
-        self._id = self._netd.create(kind) if _sock_id is None else _sock_id
+        self._id = self._netd.create(kind, family) if _sock_id is None else _sock_id
         self._timeout: float | None = _default_timeout
         self._closed = False
         self._io_refs = 0
@@ -167,7 +178,7 @@ class socket:
                 raise OSError(errno.EBADF, "a socket inherited over fork without its "
                                            "descriptor cannot be adopted")
             client = _client_in_child(self._netd)
-            client.adopt(self._id, stream.fileno())
+            client.adopt(self._id, stream.fileno(), self.family)
             self._netd = client
             self._pid = pid
 
@@ -258,14 +269,25 @@ class socket:
     # ---- addresses and connections
 
     def _address(self, address: Any) -> Address:
+        if self.family == AF_INET6:
+            return self._address6(address)
         if not isinstance(address, tuple) or len(address) != 2:
             raise TypeError(f"AF_INET address must be a tuple (host, port), got {address!r}")
         host, port = address
-        if not isinstance(port, int):
-            raise TypeError("'port' must be an int")
-        if not 0 <= port <= 0xFFFF:
-            raise OverflowError("port must be 0-65535.")
+        _check_port(port)
         return (_resolve_host(str(host), self._client), port)
+
+    def _address6(self, address: Any) -> Address:
+        if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
+            raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, "
+                            f"scope_id]]), got {address!r}")
+        host, port = address[0], address[1]
+        _check_port(port)
+        flowinfo = address[2] if len(address) > 2 else 0
+        scope_id = address[3] if len(address) > 3 else 0
+        if not 0 <= flowinfo <= 0xFFFFF:
+            raise OverflowError("flowinfo must be 0-1048575.")
+        return (_resolve_host6(str(host), self._client), port, flowinfo, scope_id)
 
     def bind(self, address: Any) -> None:
         self._client.bind(self._check(), self._address(address))
@@ -394,16 +416,21 @@ class socket:
 
     def _datagram_out(self, data: bytes | bytearray | memoryview,
                       address: Address | None) -> int:
-        """One datagram through the UDP descriptor: 6 address bytes, then the payload."""
+        """One datagram through the UDP descriptor: 6 address bytes (18 for AF_INET6),
+        then the payload; the all-zero address is the connected peer."""
         view = memoryview(data).cast("B")
-        if len(view) > MAX_UDP_PAYLOAD:
+        six = self.family == AF_INET6
+        if len(view) > (MAX_UDP6_PAYLOAD if six else MAX_UDP_PAYLOAD):
             raise OSError(errno.EMSGSIZE, "Message too long")
+        layout = _DGRAM_ADDRESS6 if six else _DGRAM_ADDRESS
         if address is None:
             if not self._connected:
                 raise OSError(errno.EDESTADDRREQ, "Destination address required")
-            header = _PEER
+            header = bytes(layout.size)
         else:
-            header = _DGRAM_ADDRESS.pack(ipaddress.IPv4Address(address[0]).packed, address[1])
+            ip = (ipaddress.IPv6Address(str(address[0]).split("%", 1)[0]) if six
+                  else ipaddress.IPv4Address(address[0]))
+            header = layout.pack(ip.packed, address[1])
         stream = self._descriptor()
         assert stream is not None
         self._check()
@@ -414,14 +441,20 @@ class socket:
         stream = self._descriptor()
         assert stream is not None
         self._check()
-        message = stream.recv(bufsize + _DGRAM_ADDRESS.size)
-        if len(message) < _DGRAM_ADDRESS.size:
+        six = self.family == AF_INET6
+        layout = _DGRAM_ADDRESS6 if six else _DGRAM_ADDRESS
+        message = stream.recv(bufsize + layout.size)
+        if len(message) < layout.size:
             raise self._stream_error(errno.EBADF)  # netd closed the socket's descriptor
-        raw_ip, port = _DGRAM_ADDRESS.unpack_from(message)
-        if port == 0 and raw_ip == b"\0\0\0\0":  # an error netd passes in the stream
-            err = int.from_bytes(message[6:8], "big") or errno.EIO
+        raw_ip, port = layout.unpack_from(message)
+        if port == 0 and not any(raw_ip):  # an error netd passes in the stream
+            err = int.from_bytes(message[layout.size:layout.size + 2], "big") or errno.EIO
             raise OSError(err, os.strerror(err))
-        return message[_DGRAM_ADDRESS.size:], (str(ipaddress.IPv4Address(raw_ip)), port)
+        data = message[layout.size:]
+        if six:
+            ip6 = ipaddress.IPv6Address(raw_ip)
+            return data, (p.ip6_text(ip6), port, 0, 1 if ip6.is_link_local else 0)
+        return data, (str(ipaddress.IPv4Address(raw_ip)), port)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
@@ -593,6 +626,58 @@ def _client_in_child(parent: NetClient) -> NetClient:
     return client
 
 
+def _check_port(port: object) -> None:
+    if not isinstance(port, int):
+        raise TypeError("'port' must be an int")
+    if not 0 <= port <= 0xFFFF:
+        raise OverflowError("port must be 0-65535.")
+
+
+def _resolve_host6(host: str, client: NetClient) -> str:
+    """An AF_INET6 socket's host: ``::`` for "", a literal (its ``%zone`` dropped: one
+    interface), or the first AAAA of a name.  An IPv4 literal is refused as the stdlib's
+    AF_INET6 socket refuses it (write ``::ffff:a.b.c.d``)."""
+    if host == "":
+        return "::"
+    bare = host.split("%", 1)[0]
+    try:
+        return p.ip6_text(ipaddress.IPv6Address(bare))
+    except ValueError:
+        pass
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        pass
+    else:
+        raise gaierror(_std.EAI_FAMILY, "Address family for hostname not supported")
+    return _lookup(host, AF_INET6, client)[0][1]
+
+
+def _lookup(name: str, family: int, client: NetClient | None = None) -> list[tuple[int, str]]:
+    """(family, address) pairs for ``name`` through netd (NET_DNS_RESOLVE_ALL), in the
+    order to try them; AF_UNSPEC asks for both A and AAAA.  Failures are gaierrors."""
+    client = client or default_client()
+    wanted = (p.WANT_A if family == AF_INET else p.WANT_AAAA if family == AF_INET6
+              else p.WANT_A | p.WANT_AAAA)
+    try:
+        addresses = client.resolve_all(name, wanted,
+                                       _default_timeout if _default_timeout else 10.0)
+    except OSError as exc:
+        raise _gaierror_for(exc) from None
+    if not addresses:
+        raise gaierror(_std.EAI_NONAME, "Name or service not known")
+    return [(AF_INET6 if ":" in a else AF_INET, a) for a in addresses]
+
+
+def _gaierror_for(exc: OSError) -> gaierror:
+    if exc.errno in (errno.ENOENT, errno.ENODATA):
+        return gaierror(_std.EAI_NONAME, "Name or service not known")
+    if exc.errno == errno.ETIMEDOUT:
+        return gaierror(_std.EAI_AGAIN, "Temporary failure in name resolution")
+    return gaierror(_std.EAI_FAIL, f"Non-recoverable failure in name resolution: "
+                                   f"{exc.strerror}")
+
+
 def _resolve_host(host: str, client: NetClient) -> str:
     if host in ("", "0.0.0.0"):
         return "0.0.0.0"
@@ -620,12 +705,7 @@ def gethostbyname_ex(name: str, *,
     try:
         addresses = client.resolve(name, _default_timeout if _default_timeout else 10.0)
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENODATA):
-            raise gaierror(_std.EAI_NONAME, "Name or service not known") from None
-        if exc.errno == errno.ETIMEDOUT:
-            raise gaierror(_std.EAI_AGAIN, "Temporary failure in name resolution") from None
-        raise gaierror(_std.EAI_FAIL, f"Non-recoverable failure in name resolution: "
-                                      f"{exc.strerror}") from None
+        raise _gaierror_for(exc) from None
     if not addresses:
         raise gaierror(_std.EAI_NONAME, "Name or service not known")
     return name, [], addresses
@@ -634,8 +714,9 @@ def gethostbyname_ex(name: str, *,
 def getaddrinfo(host: str | None, port: int | str | None, family: int = 0, type: int = 0,
                 proto: int = 0, flags: int = 0
                 ) -> list[tuple[int, int, int, str, Address]]:
-    """Like ``socket.getaddrinfo`` for AF_INET, resolving through the stack."""
-    if family not in (0, AF_INET):
+    """Like ``socket.getaddrinfo`` for AF_INET, AF_INET6 and AF_UNSPEC (both, in netd's
+    order: IPv6 first when the stack can send IPv6), resolving through the stack."""
+    if family not in (AF_UNSPEC, AF_INET, AF_INET6):
         raise gaierror(_std.EAI_FAMILY, "ai_family not supported")
     if port is None:
         number = 0
@@ -648,41 +729,138 @@ def getaddrinfo(host: str | None, port: int | str | None, family: int = 0, type:
             number = _std.getservbyname(port)
         except OSError:
             raise gaierror(_std.EAI_SERVICE, "Servname not supported for ai_socktype") from None
+    found: list[tuple[int, str]] = []
     if host is None:
-        addresses = ["0.0.0.0" if flags & AI_PASSIVE else "127.0.0.1"]
+        passive = bool(flags & AI_PASSIVE)
+        if family in (AF_UNSPEC, AF_INET6):
+            found.append((AF_INET6, "::" if passive else "::1"))
+        if family in (AF_UNSPEC, AF_INET):
+            found.append((AF_INET, "0.0.0.0" if passive else "127.0.0.1"))
     else:
-        addresses = gethostbyname_ex(host)[2]
+        found = _literal_pairs(host, family)
+        if not found:
+            found = _lookup(host, family)
     types: Iterable[tuple[int, int]]
     if type:
         types = [(type, proto or (IPPROTO_TCP if type == SOCK_STREAM else IPPROTO_UDP))]
     else:
         types = [(SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP)]
-    return [(AF_INET, t, pr, "", (ip, number)) for ip in addresses for t, pr in types]
+    return [(fam, t, pr, "", (ip, number, 0, 0) if fam == AF_INET6 else (ip, number))
+            for fam, ip in found for t, pr in types]
+
+
+def _literal_pairs(host: str, family: int) -> list[tuple[int, str]]:
+    """An address literal as getaddrinfo's one result, [] for a name; EAI_FAMILY for a
+    literal of the other family, as glibc."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return []
+    fam = AF_INET6 if ip.version == 6 else AF_INET
+    if family not in (AF_UNSPEC, fam):
+        raise gaierror(_std.EAI_FAMILY if ip.version == 4 else _std.EAI_NONAME,
+                       "Address family for hostname not supported")
+    return [(fam, p.ip6_text(ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip))]
 
 
 _GLOBAL_DEFAULT: Any = object()
 
 
-def create_connection(address: tuple[str, int], timeout: Any = _GLOBAL_DEFAULT,
-                      source_address: tuple[str, int] | None = None) -> socket:
-    """Connect a stream socket to ``(host, port)``, trying each address in turn."""
-    host, port = address
-    last: OSError | None = None
-    for _family, type_, proto, _canon, target in getaddrinfo(host, port, AF_INET, SOCK_STREAM):
-        sock = socket(AF_INET, type_, proto)
+def create_connection(address: tuple[Any, ...], timeout: Any = _GLOBAL_DEFAULT,
+                      source_address: tuple[Any, ...] | None = None) -> socket:
+    """Connect a stream socket to ``(host, port)``.  A name with addresses of both families
+    is raced Happy Eyeballs style (RFC 8305, :mod:`vipernet.dns.happy_eyeballs`): IPv6
+    first when the stack can send it, a new attempt every 250 ms or as soon as one fails,
+    the first to connect wins and the others are closed."""
+    host, port = address[0], address[1]
+    found = _literal_pairs(host, AF_UNSPEC) or _lookup(host, AF_UNSPEC)
+    limit = _default_timeout if timeout is _GLOBAL_DEFAULT else timeout
+    if len(found) == 1:
+        family, ip = found[0]
+        sock = socket(family, SOCK_STREAM)
         try:
-            if timeout is not _GLOBAL_DEFAULT:
-                sock.settimeout(timeout)
+            sock.settimeout(limit)
             if source_address:
                 sock.bind(source_address)
-            sock.connect(target)
-            return sock
-        except OSError as exc:
-            last = exc
+            sock.connect((ip, port))
+        except OSError:
             sock.close()
-    if last is not None:
-        raise last
-    raise OSError(errno.EHOSTUNREACH, "getaddrinfo returned an empty list")
+            raise
+        return sock
+    return _race(found, port, limit, source_address)
+
+
+def _race(found: list[tuple[int, str]], port: int, limit: float | None,
+          source_address: tuple[Any, ...] | None) -> socket:
+    """The Happy Eyeballs loop: the engine decides, netd's POLL and SO_ERROR tell how each
+    non-blocking connect ended."""
+    from vipernet.dns import happy_eyeballs as he
+
+    started = time.monotonic()
+    deadline = None if limit is None else started + limit
+    race = he.HappyEyeballs(started)
+    for family in (AF_INET6, AF_INET):
+        race.addresses_resolved(family, [a for f, a in found if f == family], started)
+    attempts: dict[int, socket] = {}
+    client = default_client()
+    try:
+        while True:
+            now = time.monotonic()
+            action = race.next_action(now)
+            if isinstance(action, he.StartAttempt):
+                sock = socket(action.family, SOCK_STREAM, client=client)
+                attempts[action.attempt_id] = sock
+                try:
+                    if source_address:
+                        sock.bind(source_address)
+                    sock.setblocking(False)
+                    sock.connect((action.address, port))
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    attempts.pop(action.attempt_id).close()
+                    race.attempt_failed(action.attempt_id, exc, now)
+                    continue
+                race.attempt_succeeded(action.attempt_id, now)
+            elif isinstance(action, he.CancelAttempt):
+                attempts.pop(action.attempt_id).close()
+            elif isinstance(action, he.Connected):
+                sock = attempts.pop(action.attempt_id)
+                sock._connecting, sock._connected = False, True
+                sock.settimeout(limit)
+                sock._descriptor()
+                return sock
+            elif isinstance(action, he.Failed):
+                raise action.error
+            else:
+                _await_attempts(race, attempts, client, action.until, deadline)
+    finally:
+        for sock in attempts.values():
+            sock.close()
+
+
+def _await_attempts(race: Any, attempts: dict[int, socket], client: NetClient,
+                    until: float | None, deadline: float | None) -> None:
+    """Wait for a connect in flight to end (or for the engine's next timer); report it."""
+    now = time.monotonic()
+    ends = [t for t in (until, deadline) if t is not None]
+    wait = max(0.0, min(ends) - now) if ends else None
+    if deadline is not None and now >= deadline:
+        raise TimeoutError(errno.ETIMEDOUT, "timed out")
+    if not attempts:
+        time.sleep(wait or 0.0)
+        return
+    by_id = {sock._id: attempt for attempt, sock in attempts.items()}
+    ready = client.poll([(sid, _POLLOUT | 1) for sid in by_id], wait)
+    now = time.monotonic()
+    for sid, _events in ready:
+        attempt = by_id[sid]
+        err = client.get_error(sid)
+        if err:
+            attempts.pop(attempt).close()
+            race.attempt_failed(attempt, OSError(err, os.strerror(err)), now)
+        else:
+            race.attempt_succeeded(attempt, now)
 
 
 def poll(entries: list[tuple[socket, int]], timeout: float | None = None,

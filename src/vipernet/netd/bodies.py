@@ -31,7 +31,7 @@ from vipernet.netd.framing import (
     MalformedMessage,
     SendFlags,
 )
-from vipernet.stack.socket_api import Address, SocketKind
+from vipernet.stack.socket_api import AF_INET, AF_INET6, Address, SocketKind
 
 # --------------------------------------------------------------------------------------------
 # Field helpers
@@ -65,6 +65,38 @@ def push_address(w: Writer, address: Address) -> None:
 def pull_address(b: Buffer) -> Address:
     ip = ipaddress.IPv4Address(b.pull_bytes(4, "address"))
     return (str(ip), b.pull_uint16("port"))
+
+
+def push_address6(w: Writer, address: Address) -> None:
+    """``address6``: IPv6 (16) + port u16.  Takes ``(host, port)`` or ``(host, port,
+    flowinfo, scope_id)``; a ``%zone`` and the scope are not carried (netd has one
+    interface, so every link-local address is on it)."""
+    if len(address) not in (2, 4):
+        raise ValueError(f"not an IPv6 socket address: {address!r}")
+    host, port = address[0], address[1]
+    try:
+        packed = ipaddress.IPv6Address(str(host).split("%", 1)[0]).packed
+    except ValueError as exc:
+        raise ValueError(f"not an IPv6 address: {host!r}") from exc
+    if not 0 <= port <= 0xFFFF:
+        raise ValueError(f"port out of range: {port}")
+    w.push_bytes(packed)
+    w.push_uint16(port)
+
+
+def ip6_text(ip: ipaddress.IPv6Address) -> str:
+    """The text Linux's ``inet_ntop`` gives: an IPv4-mapped address keeps its dotted
+    quad (``::ffff:10.0.2.15``), which Python before 3.13 prints as hex groups."""
+    v4 = ip.ipv4_mapped
+    return f"::ffff:{v4}" if v4 is not None else str(ip)
+
+
+def pull_address6(b: Buffer) -> Address:
+    """``address6`` -> the 4-tuple Python's AF_INET6 sockets report.  A link-local
+    address gets scope 1 (the one interface), as the stack reports it."""
+    ip = ipaddress.IPv6Address(b.pull_bytes(16, "address6"))
+    port = b.pull_uint16("port")
+    return (ip6_text(ip), port, 0, 1 if ip.is_link_local else 0)
 
 
 def pull_ip(b: Buffer) -> str:
@@ -146,19 +178,22 @@ def send_flags() -> Field:
     return Field("flags", lambda w, v: w.push_uint8(v), pull)
 
 
-def socket_kind() -> Field:
-    def pull(b: Buffer) -> SocketKind:
-        raw = b.pull_uint8("kind")
-        try:
-            return SocketKind(raw)
-        except ValueError:
-            raise ValueError(f"unknown socket kind {raw}") from None
+# SOCKET_CREATE's kind byte: the low nibble is the SocketKind, this bit asks for the same
+# kind over AF_INET6 (0x11 TCP6, 0x12 UDP6).  A bit rather than a new field keeps every
+# IPv4 CREATE byte for byte what it was.
+FAMILY6_BIT = 0x10
 
-    return Field("kind", lambda w, v: w.push_uint8(v), pull)
+
+def kind_byte(kind: SocketKind, family: int) -> int:
+    return int(kind) | (FAMILY6_BIT if family == AF_INET6 else 0)
 
 
 def address(attr: str = "address") -> Field:
     return Field(attr, push_address, pull_address)
+
+
+def address6(attr: str = "address") -> Field:
+    return Field(attr, push_address6, pull_address6)
 
 
 def ipv4(attr: str) -> Field:
@@ -243,11 +278,29 @@ class Empty(Body):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreateRequest(Body):
-    """SOCKET_CREATE: kind u8 (1 TCP, 2 UDP, 3 ICMP ping)."""
+    """SOCKET_CREATE: kind u8 (1 TCP, 2 UDP, 3 ICMP ping; | 0x10: over AF_INET6).
+
+    The decoder accepts 0x13 (ICMP over IPv6) as a well-formed request: netd refuses
+    it with EAFNOSUPPORT, which says more than "malformed" (NET_PING6 is the way)."""
 
     name: ClassVar[str] = "SOCKET_CREATE"
-    layout: ClassVar[tuple[Field, ...]] = (socket_kind(),)
     kind: SocketKind
+    family: int = AF_INET
+
+    def _push(self, w: Writer) -> None:
+        if self.family not in (AF_INET, AF_INET6):
+            raise ValueError(f"address family {self.family} has no kind bit")
+        w.push_uint8(kind_byte(self.kind, self.family))
+
+    @classmethod
+    def _pull(cls, b: Buffer) -> CreateRequest:
+        raw = b.pull_uint8("kind")
+        family = AF_INET6 if raw & FAMILY6_BIT else AF_INET
+        try:
+            kind = SocketKind(raw & ~FAMILY6_BIT)
+        except ValueError:
+            raise ValueError(f"unknown socket kind 0x{raw:02x}") from None
+        return cls(kind=kind, family=family)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -465,6 +518,59 @@ class ResolveReply(Body):
         return cls(addresses=tuple(pull_ip(b) for _ in range(count)))
 
 
+# DNS_RESOLVE_ALL's family bits, and the family byte in front of each address of its reply.
+WANT_A = 0x01
+WANT_AAAA = 0x02
+FAMILY_TAG4 = 4
+FAMILY_TAG6 = 6
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolveAllRequest(Body):
+    """DNS_RESOLVE_ALL: timeout_ms u32, families u8 (0x01 A, 0x02 AAAA), name (u8 length +
+    ASCII, <= 253)."""
+
+    name: ClassVar[str] = "DNS_RESOLVE_ALL"
+    layout: ClassVar[tuple[Field, ...]] = (TIMEOUT, u8("families"), hostname())
+    timeout_ms: int
+    families: int
+    hostname: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolveAllReply(Body):
+    """DNS_RESOLVE_ALL reply: count u8, then count x (family u8: 4 or 6, then 4 or 16
+    address bytes), in the order a connect should try them."""
+
+    name: ClassVar[str] = "DNS_RESOLVE_ALL reply"
+    addresses: tuple[str, ...]  # IPv4 dotted quads and IPv6 texts, mixed
+
+    def _push(self, w: Writer) -> None:
+        addresses = self.addresses[:MAX_ADDRESSES]
+        w.push_uint8(len(addresses))
+        for text in addresses:
+            ip = ipaddress.ip_address(text)
+            w.push_uint8(FAMILY_TAG6 if ip.version == 6 else FAMILY_TAG4)
+            w.push_bytes(ip.packed)
+
+    @classmethod
+    def _pull(cls, b: Buffer) -> ResolveAllReply:
+        count = b.pull_uint8("count")
+        if count > MAX_ADDRESSES:
+            raise MalformedMessage(f"DNS_RESOLVE_ALL reply: {count} addresses > "
+                                   f"{MAX_ADDRESSES}")
+        addresses = []
+        for _ in range(count):
+            tag = b.pull_uint8("family")
+            if tag == FAMILY_TAG4:
+                addresses.append(pull_ip(b))
+            elif tag == FAMILY_TAG6:
+                addresses.append(ip6_text(ipaddress.IPv6Address(b.pull_bytes(16, "ipv6"))))
+            else:
+                raise ValueError(f"unknown address family tag {tag}")
+        return cls(addresses=tuple(addresses))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PingRequest(Body):
     """PING: destination ipv4 (4), seq u16, timeout_ms u32, payload (rest, <= 65499)."""
@@ -542,3 +648,80 @@ class JsonBody(Body):
         if not isinstance(value, dict):
             raise MalformedMessage("JSON report: not an object")
         return cls(value=value)
+
+
+# --------------------------------------------------------------------------------------------
+# AF_INET6 twins.  A socket made with the 0x10 kind bit carries ``address6`` (16 + 2 bytes)
+# wherever an IPv4 one carries ``address`` (6): the layouts are otherwise the same, so each
+# twin subclasses its IPv4 body and only swaps the field.  Neither side needs a family
+# byte per message: both know the socket's family from its CREATE (netd looks the id up
+# first -- it leads every one of these requests -- and the client remembers it).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddressBody6(AddressBody):
+    """address6 (18): BIND/GETSOCKNAME/GETPEERNAME replies of an AF_INET6 socket."""
+
+    name: ClassVar[str] = "address6"
+    layout: ClassVar[tuple[Field, ...]] = (address6(),)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BindRequest6(BindRequest):
+    """SOCKET_BIND of an AF_INET6 socket: sock u32, address6 (18)."""
+
+    name: ClassVar[str] = "SOCKET_BIND (IPv6)"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, address6())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectRequest6(ConnectRequest):
+    """SOCKET_CONNECT of an AF_INET6 socket: sock u32, timeout_ms u32, address6 (18)."""
+
+    name: ClassVar[str] = "SOCKET_CONNECT (IPv6)"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, TIMEOUT, address6())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptReply6(AcceptReply):
+    """SOCKET_ACCEPT reply of an AF_INET6 listener: new sock u32, peer address6 (18)."""
+
+    name: ClassVar[str] = "SOCKET_ACCEPT reply (IPv6)"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, address6())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendToRequest6(SendToRequest):
+    """SOCKET_SENDTO of an AF_INET6 socket: sock, timeout_ms, flags, address6 (18), data."""
+
+    name: ClassVar[str] = "SOCKET_SENDTO (IPv6)"
+    layout: ClassVar[tuple[Field, ...]] = (SOCK, TIMEOUT, send_flags(), address6(),
+                                           rest("data", MAX_DATA))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecvFromReply6(RecvFromReply):
+    """SOCKET_RECVFROM reply of an AF_INET6 socket: address6 (18), data (rest)."""
+
+    name: ClassVar[str] = "SOCKET_RECVFROM reply (IPv6)"
+    layout: ClassVar[tuple[Field, ...]] = (address6(), rest("data", MAX_DATA))
+
+
+_TWINS6: dict[type[Body], type[Body]] = {
+    AddressBody: AddressBody6,
+    BindRequest: BindRequest6,
+    ConnectRequest: ConnectRequest6,
+    AcceptReply: AcceptReply6,
+    SendToRequest: SendToRequest6,
+    RecvFromReply: RecvFromReply6,
+}
+
+
+def for_family(body: type[B], family: int) -> type[B]:
+    """The layout of ``body`` for a socket of ``family``: itself for AF_INET, its
+    ``address6`` twin for AF_INET6 (a body without an address is the same for both)."""
+    if family != AF_INET6:
+        return body
+    twin = _TWINS6.get(body, body)
+    assert issubclass(twin, body)  # a twin subclasses its IPv4 body: a programming fact
+    return twin

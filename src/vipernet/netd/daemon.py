@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from types import FrameType
 from typing import Any
 
@@ -54,7 +54,7 @@ class NetdConfig:
     socket_path: str
     ip: IPv4Interface = SLIRP_IP
     gateway: IPv4Address | None = SLIRP_GATEWAY
-    dns: tuple[IPv4Address, ...] = SLIRP_DNS
+    dns: tuple[IPv4Address | IPv6Address, ...] = SLIRP_DNS  # the resolver's servers
     mac: bytes = bytes.fromhex("525400123456")
     mtu: int = 1500
     pcap: str | None = None
@@ -80,7 +80,9 @@ class Netd:
                 self.device = pcap.CapturingDevice(raw, self._writer)
             now = clock()
             stack_config = StackConfig(mac=config.mac, ip=config.ip, gateway=config.gateway,
-                                       dns=config.dns, mtu=config.mtu, ip6=config.ip6,
+                                       dns=tuple(d for d in config.dns
+                                                 if isinstance(d, IPv4Address)),
+                                       mtu=config.mtu, ip6=config.ip6,
                                        ip6_address=config.ip6_address)
             self.stack = Stack(stack_config, capabilities=self.device.capabilities, now=now,
                                rng=random.Random(config.seed))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import random
 from typing import Any
 
@@ -38,10 +39,11 @@ from vipernet.dns.errors import (
     NoRecords,
     Truncated,
 )
-from vipernet.dns.query import A, DnsQuery, SendQuery, WaitUntil, tcp_frame
+from vipernet.dns.query import AAAA, A, DnsQuery, SendQuery, WaitUntil, tcp_frame
 from vipernet.netd import protocol as p
 from vipernet.netd.protocol import Message
 from vipernet.netd.service import NetService, Session, Waiter
+from vipernet.stack.socket_api import AF_INET, AF_INET6, Address
 
 DEFAULT_LIFETIME = 5.0  # when the client asked to wait forever
 MAX_LIFETIME = 60.0
@@ -67,8 +69,12 @@ def _errno_for(exc: DnsError) -> int:
     return errno.EIO
 
 
+Outcome = Answer | DnsError  # how one query ended
+
+
 class DnsHandler:
-    """The NET_DNS_RESOLVE extension (one per netd, shared cache)."""
+    """NET_DNS_RESOLVE (A records) and NET_DNS_RESOLVE_ALL (A and/or AAAA, one request)
+    extensions: one per netd, the cache shared by every client."""
 
     def __init__(self, servers: list[str], *, rng: random.Random,
                  cache: DnsCache | None = None) -> None:
@@ -79,61 +85,145 @@ class DnsHandler:
     def __call__(self, service: NetService, session: Session, request: Message,
                  now: float) -> Message | None:
         body = p.ResolveRequest.decode(request.body)
-        entry = self.cache.get(body.hostname, A, now)
-        if entry is not None:
-            service.count("dns.cache_hits")
-            if entry.answer is None:
-                return p.error_reply(request, errno.ENOENT, f"{body.hostname}: name not found")
-            return self._answer(request, entry.answer)
-        if not self.servers:
+        return self._resolve(service, session, request, body.hostname, body.timeout_ms,
+                             (A,), now)
+
+    def resolve_all(self, service: NetService, session: Session, request: Message,
+                    now: float) -> Message | None:
+        body = p.ResolveAllRequest.decode(request.body)
+        rdtypes = tuple(t for bit, t in ((p.WANT_AAAA, AAAA), (p.WANT_A, A))
+                        if body.families & bit)
+        if not rdtypes or body.families & ~(p.WANT_A | p.WANT_AAAA):
+            return p.error_reply(request, errno.EINVAL,
+                                 f"families 0x{body.families:02x}: want 0x01, 0x02 or 0x03")
+        return self._resolve(service, session, request, body.hostname, body.timeout_ms,
+                             rdtypes, now)
+
+    def _resolve(self, service: NetService, session: Session, request: Message, name: str,
+                 timeout_ms: int, rdtypes: tuple[int, ...], now: float) -> Message | None:
+        outcomes: dict[int, Outcome] = {}
+        for rdtype in rdtypes:
+            entry = self.cache.get(name, rdtype, now)
+            if entry is not None:
+                service.count("dns.cache_hits")
+                outcomes[rdtype] = entry.answer or NameNotFound(f"{name}: name not found")
+        missing = [t for t in rdtypes if t not in outcomes]
+        if missing and not self.servers:
             return p.error_reply(request, errno.EHOSTUNREACH, "no DNS server configured")
-        timeout = p.timeout_from_ms(body.timeout_ms)
+        timeout = p.timeout_from_ms(timeout_ms)
         lifetime = DEFAULT_LIFETIME if timeout is None or timeout <= 0 else timeout
         lifetime = min(lifetime, MAX_LIFETIME)
-        try:
-            # attempts=None: the lifetime bounds the whole query, not each try.
-            query = DnsQuery(body.hostname, servers=self.servers, now=now,
-                             rng=self.rng, timeout=min(ATTEMPT_TIMEOUT, lifetime),
-                             attempts=None, lifetime=lifetime, allow_tcp=True)
-        except DnsError as exc:
-            return p.error_reply(request, _errno_for(exc), str(exc))
-        job = _Job(self, service, request, query)
-        return job.start(session, now)
+        jobs = []
+        for rdtype in missing:
+            try:
+                # attempts=None: the lifetime bounds the whole query, not each try.
+                query = DnsQuery(name, rdtype=rdtype, servers=self.servers, now=now, rng=self.rng,
+                                 timeout=min(ATTEMPT_TIMEOUT, lifetime), attempts=None,
+                                 lifetime=lifetime, allow_tcp=True)
+            except DnsError as exc:
+                return p.error_reply(request, _errno_for(exc), str(exc))
+            jobs.append(_Job(self, service, query))
+        resolution = _Resolution(self, service, request, rdtypes, outcomes, jobs)
+        return resolution.start(session, now)
 
-    def _answer(self, request: Message, answer: Answer) -> Message:
-        addresses = tuple(a for a in answer.addresses if ":" not in a)
-        return p.reply_to(request, p.ResolveReply(addresses=addresses).encode())
+    def reply(self, service: NetService, request: Message, rdtypes: tuple[int, ...],
+              outcomes: dict[int, Outcome]) -> Message:
+        """The reply for every query ended: addresses if any query found some (the
+        other's failure is then only a missing family), else the most telling error."""
+        answers = [o for t in rdtypes if isinstance(o := outcomes[t], Answer)]
+        if request.code == p.Code.DNS_RESOLVE:
+            if answers:
+                return p.reply_to(request, p.ResolveReply(addresses=tuple(
+                    a for a in answers[0].addresses if ":" not in a)).encode())
+        elif answers:
+            addresses = self._ordered(service, [a for ans in answers for a in ans.addresses])
+            return p.reply_to(request, p.ResolveAllReply(addresses=addresses).encode())
+        errors = [o for o in outcomes.values() if isinstance(o, DnsError)]
+        for kind in (NameNotFound, NoRecords):
+            found = next((e for e in errors if isinstance(e, kind)), None)
+            if found is not None and all(isinstance(e, NameNotFound | NoRecords)
+                                         for e in errors):
+                return p.error_reply(request, _errno_for(found), str(found))
+        worst = next(e for e in errors if not isinstance(e, NameNotFound | NoRecords))
+        return p.error_reply(request, _errno_for(worst), str(worst))
+
+    @staticmethod
+    def _ordered(service: NetService, addresses: list[str]) -> tuple[str, ...]:
+        """IPv6 first when the stack has a source address for it (RFC 6724 rule 2's
+        spirit: a family we cannot send from goes last), else IPv4 first."""
+        v6 = [a for a in addresses if ":" in a]
+        v4 = [a for a in addresses if ":" not in a]
+        nd = getattr(service.stack, "nd", None)
+        usable6 = bool(v6) and nd is not None and getattr(service.stack, "ipv6", None) and (
+            nd.source_for(ipaddress.IPv6Address(v6[0])) is not None)
+        return tuple(v6 + v4 if usable6 else v4 + v6)
 
 
-class _Job:
-    """One resolution in progress: the query, its current socket and its waiter."""
+class _Resolution:
+    """One request's queries (one per record type not cached) and its waiter."""
 
     def __init__(self, handler: DnsHandler, service: NetService, request: Message,
-                 query: DnsQuery) -> None:
+                 rdtypes: tuple[int, ...], outcomes: dict[int, Outcome],
+                 jobs: list[_Job]) -> None:
         self.handler = handler
         self.service = service
         self.request = request
-        self.query = query
-        self.sock: Any = None  # the current attempt's socket (UDP, or TCP after TC)
-        self.over_tcp = False
-        self.server: tuple[str, int] = ("0.0.0.0", 0)
-        self.tcp_out = b""  # the length-prefixed query still to write
-        self.tcp_in = bytearray()  # the length-prefixed answer read so far
+        self.rdtypes = rdtypes
+        self.outcomes = outcomes
+        self.jobs = jobs
         self.waiter: Waiter | None = None
-        self.counted = False
 
     def start(self, session: Session, now: float) -> Message | None:
         reply = self.step(now, False)
         if reply is not None:
             self.finish(now)
             return reply
-        self.waiter = Waiter(session, self.request, self._watched(), self.query.next_deadline(),
+        self.waiter = Waiter(session, self.request, self._watched(), self._deadline(),
                              self.step, self.finish)
         self.service.park(self.waiter)
         return None
 
     def _watched(self) -> tuple[Any, ...]:
-        return () if self.sock is None else (self.sock,)
+        return tuple(job.sock for job in self.jobs if job.sock is not None)
+
+    def _deadline(self) -> float | None:
+        deadlines = [d for job in self.jobs if job.outcome is None
+                     and (d := job.query.next_deadline()) is not None]
+        return min(deadlines, default=None)
+
+    def step(self, now: float, expired: bool) -> Message | None:
+        for job in self.jobs:
+            if job.outcome is None:
+                job.step(now)
+                if job.outcome is not None:
+                    job.close(now)
+                    self.outcomes[job.query.rdtype] = job.outcome
+        if all(t in self.outcomes for t in self.rdtypes):
+            return self.handler.reply(self.service, self.request, self.rdtypes, self.outcomes)
+        if self.waiter is not None:
+            self.waiter.deadline = self._deadline()
+            self.service.watch(self.waiter, self._watched())
+        return None
+
+    def finish(self, now: float) -> None:
+        for job in self.jobs:
+            job.finish(now)
+
+
+class _Job:
+    """One query in progress (one record type): the query and its current socket."""
+
+    def __init__(self, handler: DnsHandler, service: NetService, query: DnsQuery) -> None:
+        self.handler = handler
+        self.service = service
+        self.query = query
+        self.outcome: Outcome | None = None
+        self.sock: Any = None  # the current attempt's socket (UDP, or TCP after TC)
+        self.over_tcp = False
+        self.server: tuple[str, int] = ("0.0.0.0", 0)
+        self.tcp_out = b""  # the length-prefixed query still to write
+        self.tcp_in = bytearray()  # the length-prefixed answer read so far
+        self.counted = False
 
     def close(self, now: float) -> None:
         if self.sock is not None:
@@ -148,7 +238,8 @@ class _Job:
             for name, n in self.query.counters.items():
                 self.service.count(f"dns.{name}", n)
 
-    def step(self, now: float, expired: bool) -> Message | None:
+    def step(self, now: float) -> None:
+        """Take what arrived and act; ``self.outcome`` is set once the query ended."""
         query = self.query
         if self.sock is not None and self.over_tcp:
             self._pump_tcp(now)
@@ -161,26 +252,24 @@ class _Job:
                 except OSError:
                     query.transport_failed(now)  # e.g. ICMP port unreachable
                     break
-                query.receive(data, source, now)
+                query.receive(data, _plain(source), now)
         try:
             while True:
                 action = query.next_action(now)
                 if isinstance(action, Answer):
                     self.handler.cache.put_answer(action, now)
-                    return self.handler._answer(self.request, action)
+                    self.outcome = action
+                    return
                 if isinstance(action, WaitUntil):
-                    break
+                    return
                 self._send(action, now)
         except NameNotFound as exc:
             if query.negative_ttl:
-                self.handler.cache.put_nxdomain(query.name, A, query.negative_ttl, now)
-            return p.error_reply(self.request, errno.ENOENT, str(exc))
+                self.handler.cache.put_nxdomain(query.name, query.rdtype, query.negative_ttl,
+                                                now)
+            self.outcome = exc
         except DnsError as exc:
-            return p.error_reply(self.request, _errno_for(exc), str(exc))
-        if self.waiter is not None:
-            self.waiter.deadline = query.next_deadline()
-            self.service.watch(self.waiter, self._watched())
-        return None
+            self.outcome = exc
 
     def _send(self, action: SendQuery, now: float) -> None:
         self.close(now)
@@ -190,8 +279,9 @@ class _Job:
             if action.over_tcp:
                 self._connect_tcp(action, now)
                 return
-            sock = self.service.stack.udp_socket()
-            sock.bind(("0.0.0.0", 0))
+            six = ":" in action.server[0]
+            sock = self.service.stack.udp_socket(AF_INET6 if six else AF_INET)
+            sock.bind(("::", 0) if six else ("0.0.0.0", 0))
             self.sock = sock
             sock.sendto(action.data, action.server, now)
         except (OSError, ImportError, NotImplementedError):
@@ -201,7 +291,7 @@ class _Job:
     # -- DNS over TCP, for answers that came back truncated (RFC 7766) ----------------------
 
     def _connect_tcp(self, action: SendQuery, now: float) -> None:
-        sock = self.service.stack.tcp_socket()
+        sock = self.service.stack.tcp_socket(AF_INET6 if ":" in action.server[0] else AF_INET)
         self.sock = sock
         self.tcp_out = tcp_frame(action.data)
         self.tcp_in = bytearray()
@@ -240,3 +330,9 @@ class _Job:
         except OSError:
             self.close(now)
             self.query.transport_failed(now)
+
+
+def _plain(source: Address) -> tuple[str, int]:
+    """A datagram's source as the query compares it with its server: (host, port), also
+    for the 4-tuple an AF_INET6 socket reports."""
+    return (str(source[0]), int(source[1]))

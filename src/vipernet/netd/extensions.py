@@ -193,6 +193,7 @@ def full_service(stack: Any, device: Any, *, link: str, dns: Sequence[object],
         dns_op = importlib.import_module("vipernet.netd.dns_op")
     except ImportError:  # the resolver is not in this build
         return service
-    service.extensions[p.Code.DNS_RESOLVE] = dns_op.DnsHandler([str(d) for d in dns],
-                                                               rng=stack.rng)
+    handler = dns_op.DnsHandler([str(d) for d in dns], rng=stack.rng)
+    service.extensions[p.Code.DNS_RESOLVE] = handler
+    service.extensions[p.Code.DNS_RESOLVE_ALL] = handler.resolve_all
     return service

@@ -57,6 +57,7 @@ class Code(enum.IntEnum):
     SOCKET_ATTACH_FD = 0x48
     SOCKET_ADOPT = 0x49
     PING6 = 0x4A
+    DNS_RESOLVE_ALL = 0x4B
 
 
 class Flags(enum.IntFlag):
@@ -87,6 +88,7 @@ class SockOpt(enum.IntEnum):
     SO_RCVBUF = 4
     SO_SNDBUF = 5
     SO_BROADCAST = 6
+    IPV6_V6ONLY = 7  # AF_INET6 sockets only, before bind/connect
 
 
 class IpcError(ProtocolError):

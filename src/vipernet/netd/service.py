@@ -17,29 +17,31 @@ interface, so TCP needs no code here beyond what UDP uses.  A session that goes 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from vipernet.netd import protocol as p
 from vipernet.netd.protocol import Code, Message
 from vipernet.netd.watchdog import Watchdog
-from vipernet.stack.socket_api import SocketKind, StackSocket
+from vipernet.stack.socket_api import AF_INET, AF_INET6, Address, SocketKind, StackSocket
 
 log = logging.getLogger("vipernet.netd")
 
 SendFn = Callable[[Message], None]
+BodyT = TypeVar("BodyT", bound=p.Body)
 
 
 class StackLike(Protocol):
     """What the service needs of :class:`vipernet.stack.Stack`."""
 
-    def udp_socket(self) -> Any: ...
+    def udp_socket(self, family: int = ...) -> Any: ...
     def ping_socket(self) -> Any: ...
-    def tcp_socket(self) -> Any: ...
+    def tcp_socket(self, family: int = ...) -> Any: ...
     def take_changed(self) -> set[Any]: ...
 
 
@@ -83,6 +85,9 @@ class SocketEntry:
     sock: StackSocket
     kind: SocketKind
     created: float
+    # AF_INET or AF_INET6 (the kind byte's 0x10 bit): which layout every address in a
+    # message about this socket has, and what its descriptor's datagram header is.
+    family: int = AF_INET
     link: Link | None = None  # the socket's bytes flow through a descriptor (ATTACH_FD)
     # Other channels that adopted it (SOCKET_ADOPT: a forked child, a reopened channel).
     sharers: list[Session] = field(default_factory=list)
@@ -400,13 +405,13 @@ class NetService:
         return entry
 
     def add_socket(self, session: Session, sock: StackSocket, kind: SocketKind,
-                   now: float) -> SocketEntry:
+                   now: float, family: int = AF_INET) -> SocketEntry:
         if len(session.sockets) >= MAX_SOCKETS_PER_CLIENT:
             sock.close(now)
             self.count("sockets.over_limit")
             raise OSError(errno.EMFILE, f"more than {MAX_SOCKETS_PER_CLIENT} sockets open")
         entry = SocketEntry(sock_id=self._next_sock, session=session, sock=sock, kind=kind,
-                            created=now)
+                            created=now, family=family)
         self._next_sock += 1
         self.sockets[entry.sock_id] = entry
         session.sockets[entry.sock_id] = entry
@@ -464,27 +469,42 @@ class NetService:
 
     def _create(self, session: Session, request: Message, now: float) -> Message:
         body = p.CreateRequest.decode(request.body)
+        family = body.family
         if body.kind == SocketKind.UDP:
-            sock = self.stack.udp_socket()
+            sock = self.stack.udp_socket(family)
         elif body.kind == SocketKind.ICMP:
+            if family == AF_INET6:
+                raise OSError(errno.EAFNOSUPPORT, "no ICMPv6 ping sockets: use NET_PING6")
             sock = self.stack.ping_socket()
         else:
             try:
-                sock = self.stack.tcp_socket()
+                sock = self.stack.tcp_socket(family)
             except (ImportError, NotImplementedError) as exc:
                 raise OSError(errno.EPROTONOSUPPORT, f"TCP is not available: {exc}") from exc
-        entry = self.add_socket(session, sock, body.kind, now)
+        entry = self.add_socket(session, sock, body.kind, now, family)
         return p.reply_to(request, p.SocketRef(sock=entry.sock_id).encode())
 
+    def _addressed(self, session: Session, request: Message,
+                   body: type[BodyT]) -> tuple[SocketEntry, BodyT]:
+        """Decode a request whose address layout is its socket's family's (BIND,
+        CONNECT, SENDTO): the socket id leads the body, so it is looked up first."""
+        if len(request.body) < 4:
+            body.decode(request.body)  # too short for an id: raises MalformedMessage
+        entry = self.entry(session, int.from_bytes(request.body[:4], "big"))
+        return entry, p.for_family(body, entry.family).decode(request.body)
+
+    @staticmethod
+    def _address_reply(request: Message, entry: SocketEntry, address: Address) -> Message:
+        return p.reply_to(request, p.for_family(p.AddressBody, entry.family)(
+            address=address).encode())
+
     def _bind(self, session: Session, request: Message, now: float) -> Message:
-        body = p.BindRequest.decode(request.body)
-        entry = self.entry(session, body.sock)
+        entry, body = self._addressed(session, request, p.BindRequest)
         entry.sock.bind(body.address)
-        return p.reply_to(request, p.AddressBody(address=entry.sock.getsockname()).encode())
+        return self._address_reply(request, entry, entry.sock.getsockname())
 
     def _connect(self, session: Session, request: Message, now: float) -> Message | None:
-        body = p.ConnectRequest.decode(request.body)
-        entry = self.entry(session, body.sock)
+        entry, body = self._addressed(session, request, p.ConnectRequest)
         sock = entry.sock
         try:
             sock.connect(body.address, now)
@@ -525,8 +545,9 @@ class NetService:
                 child = listener.sock.accept()
             except BlockingIOError:
                 return None
-            entry = self.add_socket(session, child, listener.kind, t)
-            reply = p.AcceptReply(sock=entry.sock_id, address=child.getpeername())
+            entry = self.add_socket(session, child, listener.kind, t, listener.family)
+            reply = p.for_family(p.AcceptReply, listener.family)(
+                sock=entry.sock_id, address=child.getpeername())
             if listener.link is not None:
                 listener.link.pump(t)  # re-arm its descriptor's readiness byte
             return p.reply_to(request, reply.encode())
@@ -565,8 +586,8 @@ class NetService:
                              bool(body.flags & p.SendFlags.ALL), body.data, now, sock.send)
 
     def _sendto(self, session: Session, request: Message, now: float) -> Message | None:
-        body = p.SendToRequest.decode(request.body)
-        sock = self._data_entry(session, body.sock).sock
+        entry, body = self._addressed(session, request, p.SendToRequest)
+        sock = self._data_entry(session, entry.sock_id).sock
         address = body.address
         if not body.data:
             sock.sendto(b"", address, now)
@@ -589,14 +610,16 @@ class NetService:
 
     def _recvfrom(self, session: Session, request: Message, now: float) -> Message | None:
         body = p.RecvRequest.decode(request.body)
-        sock = self._data_entry(session, body.sock).sock
+        entry = self._data_entry(session, body.sock)
+        sock = entry.sock
+        reply_body = p.for_family(p.RecvFromReply, entry.family)
 
         def attempt(_now: float) -> Message | None:
             try:
                 data, address = sock.recvfrom(body.max_bytes)
             except BlockingIOError:
                 return None
-            return p.reply_to(request, p.RecvFromReply(address=address, data=data).encode())
+            return p.reply_to(request, reply_body(address=address, data=data).encode())
 
         return self._park_or_reply(session, request, sock, body.timeout_ms, now, attempt)
 
@@ -640,12 +663,12 @@ class NetService:
         return None
 
     def _getsockname(self, session: Session, request: Message, now: float) -> Message:
-        sock = self.entry(session, p.SocketRef.decode(request.body).sock).sock
-        return p.reply_to(request, p.AddressBody(address=sock.getsockname()).encode())
+        entry = self.entry(session, p.SocketRef.decode(request.body).sock)
+        return self._address_reply(request, entry, entry.sock.getsockname())
 
     def _getpeername(self, session: Session, request: Message, now: float) -> Message:
-        sock = self.entry(session, p.SocketRef.decode(request.body).sock).sock
-        return p.reply_to(request, p.AddressBody(address=sock.getpeername()).encode())
+        entry = self.entry(session, p.SocketRef.decode(request.body).sock)
+        return self._address_reply(request, entry, entry.sock.getpeername())
 
     def _shutdown(self, session: Session, request: Message, now: float) -> Message:
         body = p.ShutdownRequest.decode(request.body)
@@ -662,7 +685,11 @@ class NetService:
             option = p.SockOpt(body.option)
         except ValueError:
             raise OSError(errno.ENOPROTOOPT, f"unknown option {body.option}") from None
-        self.entry(session, body.sock).sock.setsockopt(option.name, body.value)
+        entry = self.entry(session, body.sock)
+        if option == p.SockOpt.IPV6_V6ONLY and entry.family != AF_INET6:
+            # Linux's answer for an IPPROTO_IPV6 option on an AF_INET socket.
+            raise OSError(errno.ENOPROTOOPT, "IPV6_V6ONLY is for AF_INET6 sockets")
+        entry.sock.setsockopt(option.name, body.value)
         return p.reply_to(request)
 
     def _get_error(self, session: Session, request: Message, now: float) -> Message:
@@ -721,6 +748,7 @@ class NetService:
                 "pid": entry.session.pid,
                 "command": command_of(entry.session.pid),
                 "kind": entry.kind.name.lower(),
+                "family": "ipv6" if entry.family == AF_INET6 else "ipv4",
                 "local": _address_or_none(sock.getsockname),
                 "remote": _address_or_none(sock.getpeername),
                 "state": _state(sock),
@@ -758,12 +786,16 @@ def command_of(pid: int | None) -> str | None:
     return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")[:200] or None
 
 
-def _address_or_none(getter: Callable[[], tuple[str, int]]) -> str | None:
+def _address_or_none(getter: Callable[[], Address]) -> str | None:
+    """``ip:port``, or ``[ip]:port`` for an IPv6 address (as ``ss`` and URLs write it)."""
     try:
-        host, port = getter()
+        address = getter()
     except OSError:
         return None
-    return f"{host}:{port}"
+    host, port = address[0], address[1]
+    if len(address) != 4:
+        return f"{host}:{port}"
+    return f"[{p.ip6_text(ipaddress.IPv6Address(host))}]:{port}"
 
 
 # The StackSocket contract has no state or queue sizes; these read what the stack's
