@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -15,8 +17,10 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_ca_and_server(directory: Path, hostname: str) -> tuple[Path, Path, Path]:
-    """Write ca.pem, server.pem, server.key (EC P-256) into ``directory``."""
+def make_ca_and_server(directory: Path, hostname: str, *, ip_addresses: Sequence[str] = ()
+                       ) -> tuple[Path, Path, Path]:
+    """Write ca.pem, server.pem, server.key (EC P-256) into ``directory``; the server's
+    certificate names ``hostname`` and, as IP address SANs, ``ip_addresses``."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name("vipernet http test CA"))
@@ -37,8 +41,10 @@ def make_ca_and_server(directory: Path, hostname: str) -> tuple[Path, Path, Path
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]),
-                           critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(hostname),
+                 *[x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]]),
+                critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
                            critical=False)

@@ -77,6 +77,8 @@ def open_client(args: argparse.Namespace) -> SSHClient:
     """Connect and authenticate as the options say; raises SSHError."""
     user, _, host = args.destination.rpartition("@")
     user = user or getpass.getuser()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [fd0a:2::2], as OpenSSH also takes an IPv6 address
     opts = parse_options(args.options)
     ssh_dir = os.path.expanduser("~/.ssh")
     known = opts.get("userknownhostsfile", os.path.join(ssh_dir, "known_hosts"))
