@@ -103,6 +103,7 @@ class AddrConf:
         self._mode = mode
         self._static = static
         self._addresses: dict[IPv6Address, _Address] = {}
+        self._usable: frozenset[int] | None = None  # usable_ints(), until a change
         self._routers: dict[IPv6Address, float] = {}  # address -> expiry; order = preference
         self._prefixes: dict[IPv6Network, float] = {}  # on-link prefixes -> expiry
         self._dns: dict[IPv6Address, float] = {}
@@ -135,9 +136,11 @@ class AddrConf:
         entry = _Address(prefix_length, origin, valid_until=now + valid,
                          preferred_until=now + preferred, dad_due=now + delay)
         self._addresses[address] = entry
+        self._usable = None  # the address set changed
         actions: list[AddrConfAction] = [JoinGroup(group=solicited_node(address))]
         if self._config.ip6_dad_transmits == 0:
             entry.state = "preferred"
+            self._usable = None  # the address set changed
             actions += self._became_ready(address, now)
         return actions
 
@@ -145,6 +148,7 @@ class AddrConf:
                   ) -> list[AddrConfAction]:
         if entry.dad_sent >= self._config.ip6_dad_transmits:
             entry.state = "preferred" if now < entry.preferred_until else "deprecated"
+            self._usable = None  # the address set changed
             return self._became_ready(address, now)
         entry.dad_sent += 1
         entry.dad_due = now + self._retrans
@@ -172,6 +176,7 @@ class AddrConf:
         if entry is None or entry.state != "tentative":
             return []
         entry.state = "duplicate"
+        self._usable = None  # the address set changed
         actions: list[AddrConfAction] = [AddressDuplicate(address=address),
                                          LeaveGroup(group=solicited_node(address))]
         if entry.origin == "link-local":
@@ -241,6 +246,7 @@ class AddrConf:
         entry.preferred_until = now + preferred
         if entry.state == "deprecated" and now < entry.preferred_until:
             entry.state = "preferred"
+            self._usable = None  # the address set changed
         return []
 
     def router_unreachable(self, router: IPv6Address, now: float) -> None:
@@ -259,10 +265,12 @@ class AddrConf:
             elif entry.state in ("preferred", "deprecated"):
                 if now >= entry.valid_until:
                     del self._addresses[address]
+                    self._usable = None  # the address set changed
                     actions += [AddressRemoved(address=address),
                                 LeaveGroup(group=solicited_node(address))]
                 elif entry.state == "preferred" and now >= entry.preferred_until:
                     entry.state = "deprecated"
+                    self._usable = None  # the address set changed
         if self._rs_due is not None and now >= self._rs_due:
             source = self.link_local()
             if source is not None and self._rs_sent < self._config.ip6_max_rtr_solicitations:
@@ -302,6 +310,16 @@ class AddrConf:
     def is_usable(self, address: IPv6Address) -> bool:
         entry = self._addresses.get(address)
         return entry is not None and entry.state in ("preferred", "deprecated")
+
+    def usable_ints(self) -> frozenset[int]:
+        """Our usable addresses as integers, kept until the set changes: what the receive
+        fast path tests a packet's addresses against without building IPv6Addresses."""
+        usable = self._usable
+        if usable is None:
+            usable = self._usable = frozenset(
+                int(a) for a, e in self._addresses.items()
+                if e.state in ("preferred", "deprecated"))
+        return usable
 
     def is_tentative(self, address: IPv6Address) -> bool:
         entry = self._addresses.get(address)

@@ -117,13 +117,13 @@ class Ipv6Layer:
         if (len(data) >= 60 and data[6] == 6 and data[0] >> 4 == 6 and data[8] != 0xFF
                 and data[24] != 0xFF and self.tcp_fast is not None):
             length = (data[4] << 8) | data[5]
-            src_b, dst_b = bytes(data[8:24]), bytes(data[24:40])
-            is_local = stack.nd.is_local
-            if (20 <= length <= len(data) - HEADER_LENGTH and is_local(IPv6Address(dst_b))
-                    and not is_local(IPv6Address(src_b))):
+            src_i = int.from_bytes(data[8:24], "big")
+            dst_i = int.from_bytes(data[24:40], "big")
+            usable = stack.nd.addrconf.usable_ints()
+            if (20 <= length <= len(data) - HEADER_LENGTH and dst_i in usable
+                    and src_i not in usable):
                 stack.counters.inc("ipv6.rx.delivered")
-                self.tcp_fast(_V6_TAG | int.from_bytes(src_b, "big"),
-                              _V6_TAG | int.from_bytes(dst_b, "big"),
+                self.tcp_fast(_V6_TAG | src_i, _V6_TAG | dst_i,
                               data[HEADER_LENGTH:HEADER_LENGTH + length], offload, now)
                 return
         count = stack.counters.inc
