@@ -121,8 +121,8 @@ class socket:
             kind = SocketKind.ICMP if proto == IPPROTO_ICMP else SocketKind.UDP
         else:
             raise OSError(errno.ESOCKTNOSUPPORT, f"socket type {type} is not supported")
-        self.family = family
-        self.type = base_type
+        self.family = _std.AddressFamily(family)  # as the stdlib's: an enum with a name
+        self.type = _std.SocketKind(base_type)
         self.proto = proto
         self._kind = kind
         self._netd = client or default_client()
