@@ -4,8 +4,9 @@ When ``VIPER_KERNEL_ENABLE_NET=1``, :func:`vipernet.netclient.default.default_cl
 builds an :class:`InProcessStack` instead of connecting to netd: the device named by
 ``VIPERNET_LINK`` (``tap:NAME[@NETNS]``, same syntax as ``netd --link``), a
 :class:`~vipernet.stack.Stack` with ``VIPERNET_IP`` / ``VIPERNET_GATEWAY`` / ``VIPERNET_DNS``
-/ ``VIPERNET_MAC`` (SLiRP defaults), and a :class:`~vipernet.runtime.Runtime` loop in a
-background thread.
+(IPv4 or IPv6 servers) / ``VIPERNET_MAC`` (SLiRP defaults) / ``VIPERNET_IP6`` (``auto``, the
+default as for netd's ``--ip6``, ``off`` or a static ``ADDR/PREFIX``), and a
+:class:`~vipernet.runtime.Runtime` loop in a background thread.
 
 The socket layer does not change at all: :class:`InProcessChannel` implements the same
 :class:`~vipernet.netclient.channel.Channel` as the AF_UNIX one and hands each request to
@@ -23,8 +24,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Interface
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_address
 from typing import Any
 
 from vipernet.netclient.channel import REPLY_GRACE, status_error
@@ -49,11 +50,13 @@ class InProcessStack:
     """A stack, its runtime thread and the service that answers requests."""
 
     def __init__(self, stack: Stack, device: Any, *, link: str = "",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 dns: Sequence[object] | None = None) -> None:
         self.stack = stack
         self.device = device
         self.clock = clock
-        self.service = full_service(stack, device, link=link, dns=stack.config.dns,
+        self.service = full_service(stack, device, link=link,
+                                    dns=stack.config.dns if dns is None else dns,
                                     extra=lambda: {"mode": "kernel"})
         self.runtime = Runtime(stack, device, clock=clock)
         self.runtime.add_hook(self.service.turn)
@@ -153,18 +156,24 @@ def in_process_stack_from_env() -> InProcessStack:
     spec = parse_link(link_text)
     mac_text = os.environ.get("VIPERNET_MAC", "52:54:00:12:34:56")
     gateway_text = os.environ.get("VIPERNET_GATEWAY", "10.0.2.2")
+    servers = [ip_address(d.strip())
+               for d in os.environ.get("VIPERNET_DNS", "10.0.2.3").split(",") if d.strip()]
+    # VIPERNET_IP6: auto (the default, as netd's --ip6), off, or a static ADDR/PREFIX.
+    ip6_text = os.environ.get("VIPERNET_IP6", "auto").strip()
+    ip6_mode = ip6_text.lower() if ip6_text.lower() in ("auto", "off") else "static"
     config = StackConfig(
         mac=bytes.fromhex(mac_text.replace(":", "")),
         ip=IPv4Interface(os.environ.get("VIPERNET_IP", "10.0.2.15/24")),
         gateway=None if gateway_text.lower() == "none" else IPv4Address(gateway_text),
-        dns=tuple(IPv4Address(d) for d in os.environ.get("VIPERNET_DNS", "10.0.2.3").split(",")
-                  if d.strip()),
+        dns=tuple(d for d in servers if isinstance(d, IPv4Address)),
+        ip6=ip6_mode,
+        ip6_address=IPv6Interface(ip6_text) if ip6_mode == "static" else None,
     )
     device = open_link(spec, mtu=config.mtu)
     try:
         stack = Stack(config, capabilities=device.capabilities, now=time.monotonic(),
                       rng=random.Random())
-        return InProcessStack(stack, device, link=str(spec))
+        return InProcessStack(stack, device, link=str(spec), dns=servers)
     except BaseException:
         device.close()
         raise
