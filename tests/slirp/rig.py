@@ -11,17 +11,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from vipernet.link.frame import Frame
 from vipernet.slirp.config import SlirpConfig
 from vipernet.slirp.device import SlirpDevice
 from vipernet.stack import Stack, StackConfig
 
 
 class Rig:
-    def __init__(self, config: SlirpConfig | None = None) -> None:
+    def __init__(self, config: SlirpConfig | None = None, *,
+                 guest: StackConfig | None = None) -> None:
         now = time.monotonic()
         self.device = SlirpDevice(config or SlirpConfig(), now=now, rng=random.Random(1))
-        self.guest = Stack(StackConfig(), capabilities=self.device.capabilities, now=now,
-                           rng=random.Random(2))
+        self.guest = Stack(guest or StackConfig(), capabilities=self.device.capabilities,
+                           now=now, rng=random.Random(2))
+        # Set to a list to record every frame the device gives the guest.
+        self.to_guest: list[Frame] | None = None
 
     def step(self, wait: float = 0.002) -> None:
         now = time.monotonic()
@@ -35,6 +39,8 @@ class Rig:
             select.select([fd], [], [], timeout)
         now = time.monotonic()
         for frame in self.device.receive(now):
+            if self.to_guest is not None:
+                self.to_guest.append(frame)
             self.guest.receive(frame, now)
         gdue = self.guest.next_deadline()
         if gdue is not None and gdue <= now:
@@ -49,8 +55,9 @@ class Rig:
                 raise AssertionError("timed out")
             self.step()
 
-    def connect(self, address: tuple[str, int], timeout: float = 10.0) -> Any:
-        sock = self.guest.tcp_socket()
+    def connect(self, address: tuple[str, int], timeout: float = 10.0, *,
+                family: int = socket.AF_INET) -> Any:
+        sock = self.guest.tcp_socket(family)
         with contextlib.suppress(BlockingIOError):
             sock.connect(address, time.monotonic())
         self.until(lambda: sock.writable or sock.readable, timeout)
@@ -61,11 +68,13 @@ class Rig:
 
 
 class HostServer:
-    """A loopback TCP server on an ephemeral port; ``handler(conn)`` runs per connection."""
+    """A loopback TCP server on an ephemeral port; ``handler(conn)`` runs per connection
+    (``host="::1"``: on the IPv6 loopback)."""
 
-    def __init__(self, handler: Callable[[socket.socket], None]) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, handler: Callable[[socket.socket], None], host: str = "127.0.0.1"
+                 ) -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.sock.bind((host, 0))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.handler = handler

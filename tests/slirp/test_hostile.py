@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import socket
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -14,14 +14,25 @@ from vipernet.link.frame import Frame, Offload
 from vipernet.slirp.config import GATEWAY_MAC, SlirpConfig
 from vipernet.slirp.device import SlirpDevice
 from vipernet.slirp.nat import adjust_checksum, inspect
-from vipernet.wire.checksum import internet_checksum, ones_complement_sum
+from vipernet.wire.checksum import internet_checksum, ones_complement_sum, pseudo_header_sum_v6
 from vipernet.wire.ethernet import EthernetHeader, EtherType, build_ethernet
 from vipernet.wire.ipv4 import IpProto, IPv4Header, build_ipv4
+from vipernet.wire.ipv6 import (
+    ALL_ROUTERS,
+    IPv6Header,
+    build_ipv6_packet,
+    link_local_from_mac,
+    multicast_mac,
+    solicited_node,
+)
+from vipernet.wire.ndp import build_neighbor_solicitation, build_router_solicitation
 from vipernet.wire.tcp import TcpFlags, TcpHeader, build_tcp
 from vipernet.wire.udp import build_udp
 
 GUEST_MAC = bytes.fromhex("525400123456")
 GUEST = IPv4Address("10.0.2.15")
+GUEST6 = IPv6Address("fec0::5054:ff:fe12:3456")
+GUEST_LL = link_local_from_mac(GUEST_MAC)
 
 
 def frame_for(ip_packet: bytes) -> bytes:
@@ -42,8 +53,41 @@ def udp_datagram(dst: str, port: int, payload: bytes) -> bytes:
                                 udp))
 
 
+def frame6(ip_packet: bytes, dst_mac: bytes = GATEWAY_MAC) -> bytes:
+    return build_ethernet(EthernetHeader(dst=dst_mac, src=GUEST_MAC, ethertype=EtherType.IPV6),
+                          ip_packet)
+
+
+def tcp6_syn(dst: str, port: int) -> bytes:
+    """A SYN over IPv6: build_tcp sums an IPv4 pseudo-header, so the checksum is redone."""
+    to = IPv6Address(dst)
+    segment = bytearray(build_tcp(TcpHeader(src_port=40000, dst_port=port, seq=1, ack=0,
+                                            flags=TcpFlags.SYN, window=1000), b"",
+                                  src=IPv4Address(0), dst=IPv4Address(0)))
+    segment[16:18] = bytes(2)
+    segment[16:18] = internet_checksum(segment, pseudo_header_sum_v6(
+        GUEST6, to, 6, len(segment))).to_bytes(2, "big")
+    return frame6(build_ipv6_packet(IPv6Header(src=GUEST6, dst=to, next_header=6),
+                                    bytes(segment)))
+
+
+def udp6_datagram(dst: str, port: int, payload: bytes) -> bytes:
+    to = IPv6Address(dst)
+    return frame6(build_ipv6_packet(IPv6Header(src=GUEST6, dst=to, next_header=17),
+                                    build_udp(40001, port, payload, src=GUEST6, dst=to)))
+
+
+def ndp6(icmp: bytes, dst: IPv6Address) -> bytes:
+    return frame6(build_ipv6_packet(IPv6Header(src=GUEST_LL, dst=dst, next_header=58,
+                                               hop_limit=255), icmp), multicast_mac(dst))
+
+
+DNS6 = IPv6Address("fec0::3")
 SEEDS = [tcp_syn("10.0.2.9", 80), tcp_syn("10.0.2.2", 9), udp_datagram("10.0.2.9", 53, b"q"),
-         udp_datagram("10.0.2.3", 9, b"x" * 40)]
+         udp_datagram("10.0.2.3", 9, b"x" * 40), tcp6_syn("fec0::2", 9),
+         tcp6_syn("2001:db8::1", 80), udp6_datagram("fec0::3", 9, b"x" * 40),
+         ndp6(build_router_solicitation(GUEST_LL, GUEST_MAC), ALL_ROUTERS),
+         ndp6(build_neighbor_solicitation(DNS6, GUEST_LL, GUEST_MAC), solicited_node(DNS6))]
 
 
 def _sink_port() -> int:
@@ -75,7 +119,7 @@ class SinkConfig(SlirpConfig):
 
     sink: int = 0
 
-    def host_target(self, dst: IPv4Address, port: int, *,
+    def host_target(self, dst: IPv4Address | IPv6Address, port: int, *,
                     resolv_conf: str = "/etc/resolv.conf") -> tuple[str, int] | None:
         if SlirpConfig.host_target(self, dst, port, resolv_conf=resolv_conf) is None:
             return None
@@ -175,6 +219,27 @@ def test_a_handshake_the_guest_never_finishes_is_dropped_with_its_host_socket() 
     finally:
         device.close()
         server.close()
+
+
+def test_ipv6_seeds_are_answered_as_a_router_would() -> None:
+    """The seeds themselves are good: an RST for the refused SYN, an NA for fec0::3."""
+    device = SlirpDevice(SlirpConfig(restrict=True), rng=random.Random(0))
+    try:
+        device.send(Frame(tcp6_syn("2001:db8::1", 80)), 0.0)
+        device.send(Frame(SEEDS[-1]), 0.0)
+        device.send(Frame(SEEDS[-2]), 0.0)
+        assert device.counters["tcp.rst_sent"] == 1 and device.counters["ndp.na_sent"] == 1
+        assert device.counters["ndp.rs"] == 1 and device.counters["ndp.malformed"] == 0
+        [rst] = [f for f in device.receive(0.0) if inspect(f.data) is not None]
+        packet = inspect(rst.data)
+        assert packet is not None and packet.ipv6 and packet.tcp_flags & TcpFlags.RST
+        assert packet.src == IPv6Address("2001:db8::1").packed and packet.dport == 40000
+        segment = bytes(rst.data[54:])
+        assert internet_checksum(segment, pseudo_header_sum_v6(
+            IPv6Address("2001:db8::1"), GUEST6, 6, len(segment))) == 0
+        assert int.from_bytes(segment[8:12], "big") == 2  # acks the SYN
+    finally:
+        device.close()
 
 
 def test_the_number_of_flows_is_capped() -> None:

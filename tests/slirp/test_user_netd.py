@@ -1,4 +1,5 @@
-"""``vipernet netd --link user`` run as nobody: 50 MB from host loopback, dig, ping the gateway.
+"""``vipernet netd --link user`` run as nobody: 50 MB from host loopback, dig, ping the gateway;
+and over IPv6, 2 MB each way between the stack and a host server on [::1] via fec0::2.
 
 Everything runs inside a namespace the test makes (its loopback is the "host").  netd
 and the clients (ping, dig, fetch) all run as ``nobody``.  nobody cannot read our sources
@@ -12,6 +13,7 @@ test-bed failure under CI, never a silent skip.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -100,3 +102,82 @@ def test_netd_on_the_user_link_as_nobody_fetches_50_mb_resolves_and_pings() -> N
         assert fetched.returncode == 0, fetched.stderr
         assert out.stat().st_uid == nobody.pw_uid
         assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(blob).digest()
+
+
+# A host server on the namespace's IPv6 loopback: reads to EOF, then answers with the
+# sha256 of what it got and the file it was given.
+SERVER6 = """
+import hashlib, socket, sys
+srv = socket.create_server(("::1", 0), family=socket.AF_INET6)
+print(srv.getsockname()[1], flush=True)
+blob = open(sys.argv[1], "rb").read()
+while True:
+    conn, _ = srv.accept()
+    with conn:
+        digest = hashlib.sha256()
+        while data := conn.recv(65536):
+            digest.update(data)
+        conn.sendall(digest.digest() + blob)
+"""
+# The guest: an AF_INET6 vipernet.socket through netd, once netd's stack has its SLAAC
+# address; prints sha256(what it sent), the digest the host sent back, sha256(the rest).
+CLIENT6 = """
+import hashlib, os, sys, time
+from vipernet.netclient.client import connect
+import vipernet.socket as vs
+path, port = sys.argv[1], int(sys.argv[2])
+with connect(path) as client:
+    deadline = time.monotonic() + 30
+    while not any(a["address"].startswith("fec0:") and a["state"] == "preferred"
+                  for a in client.info()["ipv6"]["addresses"]):
+        assert time.monotonic() < deadline, client.info()["ipv6"]
+        time.sleep(0.1)
+    up = os.urandom(2 * 1024 * 1024)
+    c = vs.socket(vs.AF_INET6, vs.SOCK_STREAM, client=client)
+    c.settimeout(60)
+    c.connect(("fec0::2", port))
+    c.sendall(up)
+    c.shutdown(vs.SHUT_WR)
+    got = bytearray()
+    while data := c.recv(1 << 20):
+        got += data
+    print(hashlib.sha256(up).hexdigest(), got[:32].hex(), hashlib.sha256(got[32:]).hexdigest())
+"""
+
+
+def test_netd_on_the_user_link_as_nobody_reaches_host_ipv6_loopback_through_fec0_2() -> None:
+    runuser = require_binary("runuser")
+    with Namespace("usr6") as ns:
+        nobody = pwd.getpwnam("nobody")
+        run_dir = ns.workdir / "run"
+        run_dir.mkdir()
+        os.chown(run_dir, nobody.pw_uid, nobody.pw_gid)
+        libs = ns.workdir / "libs"
+        libs.mkdir()
+        extra = readable_libraries(libs)
+        python = python_for_nobody(runuser, extra)
+        blob = os.urandom(2 * 1024 * 1024)
+        (ns.workdir / "blob").write_bytes(blob)
+        server = ns.start([sys.executable, "-c", SERVER6, str(ns.workdir / "blob")],
+                          stdout=subprocess.PIPE)
+        assert server.stdout is not None
+        port = server.stdout.readline().decode().strip()
+        assert port.isdigit(), "the IPv6 loopback server did not start"
+        sock = run_dir / "netd.sock"
+        as_nobody = [runuser, "-u", "nobody", "--", "env", f"PYTHONPATH={extra}",
+                     f"VIPERNET_SOCKET={sock}", python]
+        ns.start([*as_nobody, "-m", "vipernet.cli.main", "netd", "--link", "user"])
+        wait_for(sock.exists, timeout=30, what="netd's socket")
+        assert sock.stat().st_uid == nobody.pw_uid  # netd really runs unprivileged
+        result = ns.run([*as_nobody, "-c", CLIENT6, str(sock), port], check=False,
+                        timeout=180, cwd=run_dir)
+        assert result.returncode == 0, result.stdout + result.stderr
+        sent, echoed, rest = result.stdout.split()
+        assert echoed == sent  # the host got every byte the guest sent
+        assert rest == hashlib.sha256(blob).hexdigest()  # and the guest every byte back
+        report = ns.run([*as_nobody, "-m", "vipernet.cli.main", "info", "--json"],
+                        check=False, cwd=run_dir)
+        assert report.returncode == 0, report.stderr
+        info = json.loads(report.stdout)
+        assert info["ipv6"]["dns"] == ["fec0::3"]
+        assert info["device_counters"].get("tcp.flows", 0) >= 1

@@ -8,9 +8,14 @@ this base class owns what happens on the host's side of each flow:
 * the splice pump between the gateway's socket and the host socket (:mod:`.relay`), whose
   epoll interest follows the buffers, so a full buffer stops reading the other side;
 * UDP: datagrams from the gateway's relay socket to a connected host socket per flow and
-  back; a host "port unreachable" becomes an ICMP error to the guest;
+  back; a host "port unreachable" becomes an ICMP (ICMPv6) error to the guest;
 * the sweep: handshakes that never finish, lingering TCP translations, idle UDP flows;
 * port forwards: a host listener whose connections the gateway opens to the guest.
+
+The host socket's family is the target's (:meth:`SlirpConfig.host_target`), whatever the
+guest's: [fec0::2]:P is an AF_INET6 connection to [::1]:P, [fec0::3]:53 may well be an
+AF_INET one to an IPv4 resolver.  The gateway has one TCP listener and one UDP socket per
+family; both name a flow by its alias port.
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ import logging
 import select
 import socket
 from collections import Counter, deque
-from ipaddress import IPv4Address
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from vipernet.link.frame import Frame
 from vipernet.slirp.config import Forward, SlirpConfig
 from vipernet.slirp.nat import TCP, UDP, Flow, FlowTable, Packet, inspect
 from vipernet.slirp.relay import TcpRelay, UdpRelay, splice
-from vipernet.slirp.replies import port_unreachable
+from vipernet.slirp.replies import port_unreachable, port_unreachable6
 from vipernet.stack import Stack
 
 log = logging.getLogger("vipernet.slirp.device")  # one logger for the whole gateway
@@ -59,7 +65,10 @@ class HostSide:
     _forward_listeners: dict[int, tuple[socket.socket, Forward]]
     _listener: Any  # the gateway's TCP relay listener
     _udp: Any  # the gateway's UDP relay socket
+    _listener6: Any  # their IPv6 twins (None with ipv6=off)
+    _udp6: Any
     _dns_ip: bytes
+    _dns_ip6: bytes
     _guest_ip: bytes
     _guest_mac: bytes
     _last_now: float
@@ -76,7 +85,7 @@ class HostSide:
     # -- opening host sockets -----------------------------------------------------------------
 
     def _connect_host(self, flow: Flow, target: tuple[str, int], syn: Frame) -> TcpRelay:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(_family(target), socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -93,7 +102,7 @@ class HostSide:
         return relay
 
     def _open_udp(self, flow: Flow, target: tuple[str, int]) -> UdpRelay:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = socket.socket(_family(target), socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             sock.connect(target)
@@ -143,16 +152,20 @@ class HostSide:
         self._translate_in(syn, packet, flow, now)
 
     def _accept(self, now: float) -> None:
+        for listener in _relay_sockets(self._listener, self._listener6):
+            self._accept_from(listener, now)
+
+    def _accept_from(self, listener: Any, now: float) -> None:
         while True:
             try:
-                sock = self._listener.accept()
+                sock = listener.accept()
             except BlockingIOError:
                 return
             except OSError as exc:
                 log.debug("slirp: accept failed: %s", exc)
                 return
             try:
-                _host, alias = sock.getpeername()
+                alias = sock.getpeername()[1]  # (G, alias) or (G, alias, flowinfo, scope)
             except OSError:
                 sock.close(now)
                 continue
@@ -212,13 +225,18 @@ class HostSide:
     # -- UDP ----------------------------------------------------------------------------------
 
     def _udp_from_gateway(self, now: float) -> None:
+        for sock in _relay_sockets(self._udp, self._udp6):
+            self._udp_from_relay(sock, now)
+
+    def _udp_from_relay(self, sock: Any, now: float) -> None:
         while True:
             try:
-                data, (_host, alias) = self._udp.recvfrom(65535)
+                data, peer = sock.recvfrom(65535)
             except BlockingIOError:
                 return
             except OSError:
                 continue  # an ICMP error about an earlier datagram: nothing to tell
+            alias = peer[1]
             flow = self.flows.by_alias.get((UDP, alias))
             if flow is None or not isinstance(flow.relay, UdpRelay):
                 self.counters["udp.no_flow"] += 1
@@ -242,20 +260,30 @@ class HostSide:
                 # The host said "port unreachable": tell the guest the same way.
                 self.counters["udp.unreachable_sent"] += 1
                 if relay.quote and self._guest_mac:
-                    self._inbox.append(port_unreachable(
-                        relay.quote, src=IPv4Address(flow.dest_ip), dst_mac=self._guest_mac,
-                        gateway_mac=self.config.gateway_mac))
+                    self._inbox.append(self._unreachable(relay))
                 continue
             except OSError:
                 self.counters["udp.host_error"] += 1
                 continue
             flow.last_used = now
             try:
-                self._udp.sendto(data, (str(IPv4Address(flow.guest_ip)), flow.alias), now)
+                if flow.ipv6:
+                    self._udp6.sendto(data, (str(IPv6Address(flow.guest_ip)), flow.alias), now)
+                else:
+                    self._udp.sendto(data, (str(IPv4Address(flow.guest_ip)), flow.alias), now)
                 self.counters["udp.to_guest"] += 1
             except OSError as exc:
                 self.counters["udp.gateway_error"] += 1
                 log.debug("slirp: udp to guest failed: %s", exc)
+
+    def _unreachable(self, relay: UdpRelay) -> Frame:
+        """Port unreachable from the flow's destination, in the flow's family."""
+        flow, mac = relay.flow, self.config.gateway_mac
+        if flow.ipv6:
+            return port_unreachable6(relay.quote, src=IPv6Address(flow.dest_ip),
+                                     dst_mac=self._guest_mac, gateway_mac=mac)
+        return port_unreachable(relay.quote, src=IPv4Address(flow.dest_ip),
+                                dst_mac=self._guest_mac, gateway_mac=mac)
 
     # -- the sweep ----------------------------------------------------------------------------
 
@@ -274,7 +302,8 @@ class HostSide:
                 continue
             if not isinstance(relay, UdpRelay):
                 continue
-            timeout = (self.config.dns_idle_timeout if flow.dest_ip == self._dns_ip
+            timeout = (self.config.dns_idle_timeout
+                       if flow.dest_ip in (self._dns_ip, self._dns_ip6)
                        else self.config.udp_idle_timeout)
             if now - flow.last_used >= timeout:
                 self._by_fd.pop(relay.host.fileno(), None)
@@ -324,3 +353,15 @@ class HostSide:
             self.counters["tcp.forwarded"] += 1
             self._dirty = True
 
+
+
+def _family(target: tuple[str, int]) -> socket.AddressFamily:
+    """The host socket family for ``target`` (an IPv6 literal has a colon, IPv4 never)."""
+    return socket.AF_INET6 if ":" in target[0] else socket.AF_INET
+
+
+def _relay_sockets(ipv4: Any, ipv6: Any) -> Iterator[Any]:
+    """The gateway's relay socket of each family (no IPv6 one with ``ipv6=off``)."""
+    yield ipv4
+    if ipv6 is not None:
+        yield ipv6

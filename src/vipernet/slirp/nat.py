@@ -12,6 +12,13 @@ Replies are rewritten back (``10.0.2.2:RELAY_PORT -> G:alias`` becomes ``D:dport
 G:gport``).  Checksums are patched incrementally (RFC 1624) - the IPv4 header's, and the
 TCP/UDP one whether it is complete or a partial (``needs_csum``) pseudo-header sum - so a
 64 KiB offloaded segment is never summed again.
+
+IPv6 is translated the same way, to the gateway's fec0::2 (the gateway stack listens on
+the same port number in both families, and aliases come from one pool, so an alias names
+one flow whatever its family).  IPv6 has no header checksum; the pseudo-header that the
+TCP/UDP checksum covers holds the 16-byte addresses, patched like IPv4's.  Only TCP/UDP
+right after the fixed header, or after a Fragment header, is translated: the guest stack
+puts no other extension header in front of them.
 """
 
 from __future__ import annotations
@@ -27,13 +34,16 @@ ETH = 14
 TCP = int(IpProto.TCP)
 UDP = int(IpProto.UDP)
 ICMP = int(IpProto.ICMP)
+IPV6_HEADER = 40
+_FRAGMENT = 44  # IPv6 Fragment header (RFC 8200 4.5)
 
 _U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
 
 
 @dataclass(frozen=True, slots=True)
 class Packet:
-    """Where the interesting fields of an IPv4 TCP/UDP frame are (offsets into the frame)."""
+    """Where the interesting fields of a TCP/UDP frame are (offsets into the frame)."""
 
     proto: int
     src: bytes
@@ -45,10 +55,14 @@ class Packet:
     tcp_flags: int  # 0 for UDP
     more: bool = False  # more fragments follow (a first fragment has this and ports)
     ident: int = 0
+    ipv6: bool = False  # src/dst are 16 bytes, no header checksum
 
 
 def inspect(data: bytes | bytearray | memoryview) -> Packet | None:
-    """The addressing of an IPv4 TCP/UDP frame, or None for anything else / truncated."""
+    """The addressing of an IPv4 or IPv6 TCP/UDP frame, or None for anything else /
+    truncated."""
+    if len(data) >= ETH + IPV6_HEADER and data[12] == 0x86 and data[13] == 0xDD:
+        return _inspect6(data)
     if len(data) < ETH + 20 or data[12] != 0x08 or data[13] != 0x00:
         return None
     ihl = (data[ETH] & 0x0F) * 4
@@ -70,6 +84,31 @@ def inspect(data: bytes | bytearray | memoryview) -> Packet | None:
     return Packet(proto, src, dst, sport, dport, l4, False, flags, more, ident)
 
 
+def _inspect6(data: bytes | bytearray | memoryview) -> Packet | None:
+    proto = data[ETH + 6]
+    l4 = ETH + IPV6_HEADER
+    src, dst = bytes(data[ETH + 8:ETH + 24]), bytes(data[ETH + 24:ETH + 40])
+    more, ident, offset = False, 0, 0
+    if proto == _FRAGMENT:
+        if len(data) < l4 + 8:
+            return None
+        proto = data[l4]
+        word = (data[l4 + 2] << 8) | data[l4 + 3]
+        offset, more = word >> 3, bool(word & 1)
+        ident = _U32.unpack_from(data, l4 + 4)[0]
+        l4 += 8
+    if proto not in (TCP, UDP):
+        return None
+    if offset:
+        return Packet(proto, src, dst, 0, 0, l4, True, 0, more, ident, True)
+    if len(data) < l4 + (14 if proto == TCP else 8):
+        return None
+    sport = (data[l4] << 8) | data[l4 + 1]
+    dport = (data[l4 + 2] << 8) | data[l4 + 3]
+    flags = data[l4 + 13] if proto == TCP else 0
+    return Packet(proto, src, dst, sport, dport, l4, False, flags, more, ident, True)
+
+
 def adjust_checksum(value: int, old: bytes, new: bytes, *, complemented: bool) -> int:
     """RFC 1624: the checksum (or partial sum) after 16-bit words ``old`` became ``new``."""
     total = (~value & 0xFFFF) if complemented else value
@@ -87,10 +126,13 @@ def rewrite(data: bytearray, packet: Packet, *, src: bytes, dst: bytes, sport: i
     old_addrs = packet.src + packet.dst
     new_addrs = src + dst
     if old_addrs != new_addrs:
-        csum = _U16.unpack_from(data, ETH + 10)[0]
-        _U16.pack_into(data, ETH + 10, adjust_checksum(csum, old_addrs, new_addrs,
-                                                        complemented=True))
-        data[ETH + 12:ETH + 20] = new_addrs
+        if packet.ipv6:
+            data[ETH + 8:ETH + 40] = new_addrs  # no header checksum in IPv6
+        else:
+            csum = _U16.unpack_from(data, ETH + 10)[0]
+            _U16.pack_into(data, ETH + 10, adjust_checksum(csum, old_addrs, new_addrs,
+                                                            complemented=True))
+            data[ETH + 12:ETH + 20] = new_addrs
     if packet.fragment:
         return  # a fragment's transport header is not ours to touch (callers never NAT them)
     l4 = packet.l4
@@ -120,6 +162,10 @@ class Flow:
     alias: int
     last_used: float
     relay: Any = None
+
+    @property
+    def ipv6(self) -> bool:
+        return len(self.dest_ip) == 16
 
 
 FlowKey = tuple[int, bytes, int, bytes, int]
