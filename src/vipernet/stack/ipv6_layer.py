@@ -126,6 +126,7 @@ class Ipv6Layer:
                 self.tcp_fast(_V6_TAG | src_i, _V6_TAG | dst_i,
                               data[HEADER_LENGTH:HEADER_LENGTH + length], offload, now)
                 return
+        stack.ipv6_control_changed()  # NDP, MLD, fragments...: timers may move
         count = stack.counters.inc
         try:
             header, payload = parse_ipv6(data)
@@ -372,6 +373,7 @@ class Ipv6Layer:
         return bool(self._loopback)
 
     def run_loopback(self, now: float) -> None:
+        self._stack.ipv6_control_changed()  # our own NDP/MLD may be among them
         for _ in range(len(self._loopback)):
             packet = memoryview(self._loopback.popleft())
             header, payload = parse_ipv6(packet)

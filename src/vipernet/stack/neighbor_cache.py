@@ -105,7 +105,7 @@ class NeighborCache:
     """Entries, their NUD timers and the packets waiting for resolution."""
 
     __slots__ = ("_base_reachable", "_config", "_counters", "_entries", "_pending",
-                 "_reachable_drawn", "_reachable_time", "_retrans", "_rng")
+                 "_reachable_drawn", "_reachable_time", "_retrans", "_rng", "changed")
 
     def __init__(self, config: StackConfig, counters: Counters, rng: random.Random) -> None:
         if min(config.nd_cache_limit, config.nd_pending_limit, config.nd_queue_limit,
@@ -115,6 +115,10 @@ class NeighborCache:
         self._counters = counters
         self._rng = rng
         self._entries: dict[IPv6Address, _Entry] = {}
+        # Set by anything that may move a timer (a state change, an entry made or gone);
+        # the stack clears it when it re-reads next_deadline(), so it can keep the IPv6
+        # control plane's deadline between changes instead of asking every loop.
+        self.changed = True
         self._pending = 0  # entries in INCOMPLETE
         self._base_reachable = config.nd_base_reachable_time
         self._retrans = config.nd_retrans_timer
@@ -159,6 +163,7 @@ class NeighborCache:
         with the state."""
         if entry.state is NudState.INCOMPLETE and state is not NudState.INCOMPLETE:
             self._pending -= 1
+        self.changed = True
         entry.state = state
         entry.probes = 0
         if state is NudState.REACHABLE:
@@ -186,6 +191,7 @@ class NeighborCache:
 
     def _delete(self, addr: IPv6Address) -> _Entry:
         entry = self._entries.pop(addr)
+        self.changed = True
         if entry.state is NudState.INCOMPLETE:
             self._pending -= 1
         return entry
@@ -244,6 +250,7 @@ class NeighborCache:
             entry = _Entry(state=NudState.INCOMPLETE, lla=None, is_router=False,
                            deadline=now + self._retrans, used=now, probes=1)
             self._entries[addr] = entry
+            self.changed = True
             self._pending += 1
             self._counters.inc("nd.state.incomplete")
             self._counters.inc("nd.tx.multicast_solicit")
@@ -351,6 +358,7 @@ class NeighborCache:
             entry = _Entry(state=NudState.STALE, lla=lla, is_router=bool(is_router),
                            deadline=now, used=now)
             self._entries[addr] = entry
+            self.changed = True
             count("nd.state.stale")
             return []
         if is_router is not None:

@@ -94,6 +94,8 @@ class Stack:
         self.icmp6_error_listeners: list[Icmpv6ErrorListener] = []
         self._src_and_type6 = config.mac + _IPV6_TYPE_BYTES
         self.ipv6: Any = None  # vipernet.stack.ipv6_layer.Ipv6Layer when IPv6 is on
+        self._v6_stale = True  # see _ipv6_control_deadline
+        self._v6_due: float | None = None
         if config.ip6 != "off":
             self._start_ipv6(now)
 
@@ -197,10 +199,11 @@ class Stack:
             for expired in self.ipv4.reassembler.poll(now):
                 if expired.header is not None:
                     self.icmp.send_reassembly_timeout(expired.header, expired.head, now)
-            if self.ipv6 is not None:
+            if self.ipv6 is not None and self._ipv6_control_due(now):
                 self.ipv6.poll(now)
                 self.nd.poll(now)
                 self.mld.poll(now)
+                self._v6_stale = True
             if self._tcp is not None:
                 self._tcp.poll(now)
             if self.has_local:
@@ -215,14 +218,37 @@ class Stack:
             return 0.0
         candidates = [self.arp.cache.next_deadline(), self.ipv4.reassembler.next_deadline()]
         if self.ipv6 is not None:
-            candidates += [self.ipv6.next_deadline(), self.nd.next_deadline(),
-                           self.mld.next_deadline()]
+            candidates.append(self._ipv6_control_deadline())
         deadlines = [d for d in candidates if d is not None]
         if self._tcp is not None:
             tcp = self._tcp.next_deadline()
             if tcp is not None:
                 deadlines.append(tcp)
         return min(deadlines) if deadlines else None
+
+    # The IPv6 control plane (reassembly, neighbours, addresses, MLD) changes rarely but
+    # would be asked for its deadline on every loop turn: its earliest deadline is kept
+    # until something there may have moved it.  That is: its own poll, any IPv6 packet
+    # not taken by the TCP fast path (NDP, MLD, ICMPv6, fragments... all go through
+    # Ipv6Layer.mark_control), or a neighbour state change (NeighborCache.changed).
+
+    def _ipv6_control_deadline(self) -> float | None:
+        neighbors = self.nd.neighbors
+        if self._v6_stale or neighbors.changed:
+            neighbors.changed = False
+            self._v6_stale = False
+            times = [t for t in (self.ipv6.next_deadline(), self.nd.next_deadline(),
+                                 self.mld.next_deadline()) if t is not None]
+            self._v6_due = min(times) if times else None
+        return self._v6_due
+
+    def _ipv6_control_due(self, now: float) -> bool:
+        due = self._ipv6_control_deadline()
+        return due is not None and now >= due
+
+    def ipv6_control_changed(self) -> None:
+        """Something may have moved an IPv6 control-plane timer: re-read them."""
+        self._v6_stale = True
 
     @property
     def has_local(self) -> bool:
