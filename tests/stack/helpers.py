@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 
 from vipernet.link.frame import Frame
 from vipernet.stack import Stack, StackConfig
@@ -152,3 +152,22 @@ __all__ = [
     "echo_request_frame", "eth", "ip_packet", "ipv4s", "make_pair", "make_stack",
     "parse_icmp", "parse_udp", "split", "teach_peer", "udp_frame",
 ]
+
+
+A6 = "fd00::a"
+B6 = "fd00::b"
+
+
+def dual_stack(mac: bytes, ip: str, ip6: str, seed: int) -> Stack:
+    """A stack with a static IPv4 and IPv6 address (no DAD wait), for two-stack tests."""
+    config = StackConfig(mac=mac, ip=IPv4Interface(ip), gateway=None, ip6="static",
+                         ip6_address=IPv6Interface(ip6), ip6_dad_transmits=0)
+    return Stack(config, now=0.0, rng=random.Random(seed))
+
+
+def dual_stack_pair() -> Pair:
+    """A (10.0.2.15, fd00::a) and B (10.0.2.2, fd00::b) on one cable, a second in."""
+    pair = Pair(a=dual_stack(MAC_A, "10.0.2.15/24", A6 + "/64", 1),
+                b=dual_stack(MAC_B, "10.0.2.2/24", B6 + "/64", 2))
+    pair.advance(1.0)
+    return pair

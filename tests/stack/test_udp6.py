@@ -7,32 +7,20 @@ from __future__ import annotations
 import errno
 import random
 import socket
-from ipaddress import IPv4Interface, IPv6Address, IPv6Interface
+from ipaddress import IPv6Address
 
 import pytest
 
-from tests.stack.helpers import MAC_A, MAC_B, Pair
-from vipernet.stack import Stack, StackConfig
+from tests.stack.helpers import A6, B6, Pair, dual_stack_pair
 from vipernet.wire.ipv6 import IPv6Header, build_ipv6_packet
 from vipernet.wire.udp import build_udp
 
-A6 = "fd00::a"
-B6 = "fd00::b"
 AF_INET6 = int(socket.AF_INET6)
-
-
-def _stack(mac: bytes, ip: str, ip6: str, seed: int) -> Stack:
-    config = StackConfig(mac=mac, ip=IPv4Interface(ip), gateway=None, ip6="static",
-                         ip6_address=IPv6Interface(ip6), ip6_dad_transmits=0)
-    return Stack(config, now=0.0, rng=random.Random(seed))
 
 
 @pytest.fixture
 def pair() -> Pair:
-    p = Pair(a=_stack(MAC_A, "10.0.2.15/24", A6 + "/64", 1),
-             b=_stack(MAC_B, "10.0.2.2/24", B6 + "/64", 2))
-    p.advance(1.0)
-    return p
+    return dual_stack_pair()
 
 
 def test_datagrams_cross_ipv6_both_ways_with_boundaries_and_sources(pair: Pair) -> None:
