@@ -1,23 +1,23 @@
-"""``vipernet run``: run a program with its IPv4 TCP sockets and name lookups going through netd.
+"""``vipernet run``: run a program with its sockets and name lookups going through netd.
 
     vipernet run [--socket PATH] [--] COMMAND ARGS...
 
 The command is exec'd with ``VIPERNET_RUN=1``, ``VIPERNET_SOCKET`` and two hooks:
 
 * Python programs: the :mod:`vipernet.runhook` shim first on ``PYTHONPATH``; its
-  ``sitecustomize`` swaps ``socket.socket`` (AF_INET stream/datagram),
+  ``sitecustomize`` swaps ``socket.socket`` (AF_INET/AF_INET6 stream/datagram),
   ``create_connection``, ``getaddrinfo`` and ``gethostbyname`` for vipernet's before the
   program starts, so ``http.client``, ``urllib.request``, ``urllib3``/``requests`` use the
   vipernet stack unchanged.
 * Every dynamically linked program (curl, wget, nc, git, ssh...): ``LD_PRELOAD`` of
   ``build/libvipernet_preload.so`` (``src/vipernet/preload/vipernet_preload.c``, built by
   ``make setup``; ``$VIPERNET_PRELOAD`` names another copy), which routes libc's AF_INET
-  TCP socket calls and name lookups to netd.  The two never both route one socket: the
-  shim's sockets reach netd over AF_UNIX, which the library leaves alone.
+  and AF_INET6 TCP/UDP socket calls and name lookups to netd.  The two never both route
+  one socket: the shim's sockets reach netd over AF_UNIX, which the library leaves alone.
 
 Not covered: static binaries and Go programs (no libc calls to interpose: a warning is
-printed), UDP and IPv6 from non-Python programs, setuid/setcap programs (the loader
-ignores LD_PRELOAD for them).  The exit status is the program's (127 if it cannot be
+printed), raw and ping sockets, setuid/setcap programs (the loader ignores LD_PRELOAD for
+them).  The exit status is the program's (127 if it cannot be
 started, 1 if the library is not built).
 """
 

@@ -1,6 +1,7 @@
 /*
- * vipernet_preload.c - route an unmodified program's IPv4 TCP and UDP sockets and name
- * lookups through netd (issue 10).  Loaded with LD_PRELOAD by `vipernet run -- PROGRAM ...`.
+ * vipernet_preload.c - route an unmodified program's IPv4 and IPv6 TCP and UDP sockets
+ * and name lookups through netd (issue 10).  Loaded with LD_PRELOAD by
+ * `vipernet run -- PROGRAM ...`.
  *
  * How a socket works here (docs/netd-protocol.md has the messages byte by byte):
  *
@@ -12,12 +13,17 @@
  *    the program writes waits in it; a listener's is readable while accept would not
  *    block (netd keeps one byte unread in it while connections wait: we drain it before
  *    each ACCEPT).
+ *  - socket(AF_INET6, ...) is the same with the kind's AF_INET6 bit (0x10): netd's socket
+ *    is dual-stack, as Linux's are by default (IPv4 peers as ::ffff:a.b.c.d), and every
+ *    address of its messages is 18 bytes (IPv6 + port) instead of 6.  IPV6_V6ONLY goes to
+ *    netd.  With netd's IPv6 off (--ip6 off) netd answers EAFNOSUPPORT, and so do we.
  *  - connect, bind, listen, accept, names, options, shutdown are netd messages about the
  *    socket; we keep a table descriptor -> netd socket id.
  *  - socket(AF_INET, SOCK_DGRAM) is a UDP socket the same way, but its descriptor is a
- *    SOCK_SEQPACKET end carrying one datagram per message behind a 6-byte address: for
- *    those descriptors only, the send/recv/read/write family puts the address on and
- *    takes it off (see "The data path of UDP sockets"); poll/select/epoll stay native.
+ *    SOCK_SEQPACKET end carrying one datagram per message behind a 6-byte address (18
+ *    bytes for AF_INET6): for those descriptors only, the send/recv/read/write family puts
+ *    the address on and takes it off (see "The data path of UDP sockets");
+ *    poll/select/epoll stay native.
  *  - The socket lives as long as its descriptor (every copy of it, in any process):
  *    close() only forgets our table entry, then closes the descriptor, and netd sees it go.
  *  - A socket of an earlier channel (a forked child's inherited sockets, or a channel
@@ -33,11 +39,12 @@
  * inherited sockets are then adopted.
  *
  * Not routed here, and failing as a kernel without them would (never falling back to the
- * host's TCP/IP): AF_INET6 sockets (EAFNOSUPPORT), ping sockets (SOCK_DGRAM with
- * IPPROTO_ICMP: EPROTONOSUPPORT), raw and other socket types (ESOCKTNOSUPPORT).  AF_UNIX,
- * netlink and every other family pass through untouched.
- * Name lookups are netd's (NET_DNS_RESOLVE, IPv4 only); reverse lookups and raw
- * res_query() DNS cannot be answered through netd and fail instead of leaving by the
+ * host's TCP/IP): ping sockets (SOCK_DGRAM with IPPROTO_ICMP or IPPROTO_ICMPV6:
+ * EPROTONOSUPPORT), raw and other socket types (ESOCKTNOSUPPORT).  AF_UNIX, netlink and
+ * every other family pass through untouched.
+ * Name lookups are netd's: NET_DNS_RESOLVE (A records) for AF_INET, NET_DNS_RESOLVE_ALL
+ * (A and/or AAAA, in the order to try) for AF_UNSPEC and AF_INET6; reverse lookups and
+ * raw res_query() DNS cannot be answered through netd and fail instead of leaving by the
  * host's resolver.
  *
  * Environment: VIPERNET_SOCKET (netd's IPC socket, default /run/vipernet/netd.sock),
@@ -99,16 +106,26 @@ enum {
     C_SOCKET_GET_ERROR = 0x46,
     C_SOCKET_ATTACH_FD = 0x48,
     C_SOCKET_ADOPT = 0x49,
+    C_DNS_RESOLVE_ALL = 0x4B,
 };
 
 #define HEADER_SIZE 12
 #define FLAG_REPLY 0x01
 #define KIND_TCP 1
 #define KIND_UDP 2
-/* A UDP descriptor's messages start with an address: IPv4 (4) + port (2), network order
- * (0.0.0.0:0 from the program: the connected peer; to the program: an error, u16 errno). */
-#define DGRAM_HEADER 6
-#define MAX_UDP_PAYLOAD 65507
+#define KIND_INET6 0x10 /* or'ed into the kind: an AF_INET6 socket */
+/* Every address in a message about a socket: IPv4 (4) + port (2), network order; an
+ * AF_INET6 socket's: IPv6 (16) + port (2). */
+#define ADDRESS_SIZE(six) ((six) ? 18u : 6u)
+/* A UDP descriptor's messages start with such an address (all zero with port 0 from the
+ * program: the connected peer; to the program: an error, u16 errno). */
+#define DGRAM_HEADER_MAX 18
+#define MAX_UDP_PAYLOAD 65507  /* 65535 - 20 (IPv4) - 8 (UDP) */
+#define MAX_UDP6_PAYLOAD 65527 /* 65535 (IPv6 payload length, no jumbograms) - 8 (UDP) */
+#define WANT_A 0x01    /* DNS_RESOLVE_ALL's families */
+#define WANT_AAAA 0x02
+#define TAG_IPV4 4     /* and the family tag before each address of its reply */
+#define TAG_IPV6 6
 /* UDP descriptors below this number are marked in a bitmap that read/write/send/recv
  * test without a lock or a system call: every other descriptor of the program goes
  * straight to libc at the cost of one load. */
@@ -120,9 +137,9 @@ enum {
 #define MAX_ADDRESSES 64
 #define DNS_TIMEOUT_MS 10000u /* the Python client's default, too */
 #define DEFAULT_SOCKET "/run/vipernet/netd.sock"
-/* Bodies we keep from a reply: the largest we use is DNS_RESOLVE's (1 + 64 * 4).  Longer
- * bodies (error texts) are read and dropped past this. */
-#define REPLY_KEEP 272
+/* Bodies we keep from a reply: the largest we use is DNS_RESOLVE_ALL's (1 + 64 * 17).
+ * Longer bodies (error texts) are read and dropped past this. */
+#define REPLY_KEEP 1096
 #define FD_QUEUE 64
 /* The channel goes at or above this number (below FD_SETSIZE: some programs select()
  * over every descriptor they think they have). */
@@ -274,19 +291,81 @@ static uint32_t get32(const unsigned char *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-/* address: IPv4 (4, network order already) + port u16 */
-static void put_address(unsigned char *p, const struct sockaddr_in *sin)
+/* An internet socket address of either family: what the table keeps, the calls fill in. */
+union inet_sa {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+};
+
+static socklen_t sa_size(int six)
 {
-    memcpy(p, &sin->sin_addr.s_addr, 4);
-    memcpy(p + 4, &sin->sin_port, 2);
+    return (socklen_t)(six ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 }
 
-static void get_address(const unsigned char *p, struct sockaddr_in *sin)
+static int is_link_local(const struct in6_addr *a)
 {
-    memset(sin, 0, sizeof *sin);
-    sin->sin_family = AF_INET;
-    memcpy(&sin->sin_addr.s_addr, p, 4);
-    memcpy(&sin->sin_port, p + 4, 2);
+    return a->s6_addr[0] == 0xfe && (a->s6_addr[1] & 0xc0) == 0x80; /* fe80::/10 */
+}
+
+static int is_mapped(const struct in6_addr *a)
+{
+    static const unsigned char prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return memcmp(a->s6_addr, prefix, sizeof prefix) == 0;
+}
+
+/* ::ffff:a.b.c.d, the IPv4 address (network order) as an AF_INET6 socket reaches it. */
+static void map_v4(struct in6_addr *out, uint32_t v4)
+{
+    memset(out, 0, sizeof *out);
+    out->s6_addr[10] = 0xff;
+    out->s6_addr[11] = 0xff;
+    memcpy(out->s6_addr + 12, &v4, 4);
+}
+
+/* address: IPv4 (4, network order already) + port u16, or for an AF_INET6 socket IPv6
+ * (16) + port u16.  Returns its size. */
+static uint32_t put_address(unsigned char *p, const union inet_sa *a, int six)
+{
+    if (six) {
+        memcpy(p, &a->v6.sin6_addr, 16);
+        memcpy(p + 16, &a->v6.sin6_port, 2);
+    } else {
+        memcpy(p, &a->v4.sin_addr.s_addr, 4);
+        memcpy(p + 4, &a->v4.sin_port, 2);
+    }
+    return ADDRESS_SIZE(six);
+}
+
+/* netd's address as the kernel reports it: an IPv6 one with flowinfo 0 and scope_id 1
+ * for a link-local address (netd has one interface), else 0. */
+static void get_address(const unsigned char *p, int six, union inet_sa *a)
+{
+    memset(a, 0, sizeof *a);
+    if (six) {
+        a->v6.sin6_family = AF_INET6;
+        memcpy(&a->v6.sin6_addr, p, 16);
+        memcpy(&a->v6.sin6_port, p + 16, 2);
+        a->v6.sin6_scope_id = is_link_local(&a->v6.sin6_addr) ? 1 : 0;
+    } else {
+        a->v4.sin_family = AF_INET;
+        memcpy(&a->v4.sin_addr.s_addr, p, 4);
+        memcpy(&a->v4.sin_port, p + 4, 2);
+    }
+}
+
+/* "a.b.c.d:port" or "[v6]:port", for the debug lines. */
+static const char *sa_text(const union inet_sa *a, char *buf, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (a->sa.sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &a->v6.sin6_addr, ip, sizeof ip);
+        snprintf(buf, n, "[%s]:%u", ip, ntohs(a->v6.sin6_port));
+    } else {
+        inet_ntop(AF_INET, &a->v4.sin_addr, ip, sizeof ip);
+        snprintf(buf, n, "%s:%u", ip, ntohs(a->v4.sin_port));
+    }
+    return buf;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -838,6 +917,8 @@ enum {
     OPT_DEFER_ACCEPT,
     OPT_LINGER_ON,
     OPT_LINGER_SECS,
+    OPT_V6ONLY,
+    OPT_TCLASS,
     NOPTS
 };
 
@@ -845,6 +926,7 @@ struct vsock {
     int used;
     int dgram;       /* UDP: a seqpacket descriptor with an address in front of each
                         datagram; the library moves the program's data (see below) */
+    int six;         /* AF_INET6: 18-byte addresses in its messages, sockaddr_in6 names */
     int listening;
     int connecting;  /* a non-blocking connect answered EINPROGRESS; SO_ERROR not read */
     int has_local;
@@ -853,7 +935,7 @@ struct vsock {
     unsigned gen;
     dev_t dev;       /* the open file this entry describes: a number the program */
     ino_t ino;       /* closed behind our back (fclose) and reused is not ours */
-    struct sockaddr_in local, peer;
+    union inet_sa local, peer;
     int opt[NOPTS];
     int opt_set[NOPTS];
 };
@@ -1042,27 +1124,48 @@ static int is_nonblocking(int fd)
     return status >= 0 && (status & O_NONBLOCK);
 }
 
-static void fill_address(const struct sockaddr_in *sin, struct sockaddr *addr,
+static void fill_address(const union inet_sa *a, int six, struct sockaddr *addr,
                          socklen_t *addrlen)
 {
     if (addr == NULL || addrlen == NULL)
         return;
-    socklen_t n = *addrlen < sizeof *sin ? *addrlen : (socklen_t)sizeof *sin;
-    memcpy(addr, sin, n); /* truncated as the kernel does; *addrlen says the real size */
-    *addrlen = sizeof *sin;
+    socklen_t size = sa_size(six);
+    socklen_t n = *addrlen < size ? *addrlen : size;
+    memcpy(addr, a, n); /* truncated as the kernel does; *addrlen says the real size */
+    *addrlen = size;
 }
 
-static int inet_address(const struct sockaddr *addr, socklen_t len, struct sockaddr_in *out)
+/* The program's address for a socket of family six (0 AF_INET, 1 AF_INET6) into *out.
+ * An AF_INET6 socket takes a sockaddr_in6 (24 bytes at least: RFC 2133's, without
+ * sin6_scope_id, as Linux); with `take_v4` (a UDP socket's connect and sendto, as Linux's
+ * UDPv6) also a sockaddr_in, as its mapped ::ffff:a.b.c.d.  0 or an errno. */
+static int inet_address(const struct sockaddr *addr, socklen_t len, int six, int take_v4,
+                        union inet_sa *out)
 {
     if (addr == NULL)
         return EFAULT;
     if (len < sizeof(sa_family_t))
         return EINVAL;
-    if (addr->sa_family != AF_INET)
+    memset(out, 0, sizeof *out);
+    if (six && addr->sa_family == AF_INET6) {
+        if (len < offsetof(struct sockaddr_in6, sin6_scope_id))
+            return EINVAL;
+        memcpy(&out->v6, addr, len < sizeof out->v6 ? len : sizeof out->v6);
+        return 0;
+    }
+    if (addr->sa_family != AF_INET || (six && !take_v4))
         return EAFNOSUPPORT;
-    if (len < sizeof *out)
+    if (len < sizeof out->v4)
         return EINVAL;
-    memcpy(out, addr, sizeof *out);
+    struct sockaddr_in sin;
+    memcpy(&sin, addr, sizeof sin);
+    if (!six) {
+        out->v4 = sin;
+        return 0;
+    }
+    out->v6.sin6_family = AF_INET6;
+    out->v6.sin6_port = sin.sin_port;
+    map_v4(&out->v6.sin6_addr, sin.sin_addr.s_addr);
     return 0;
 }
 
@@ -1072,23 +1175,24 @@ static int inet_address(const struct sockaddr *addr, socklen_t len, struct socka
 EXPORT int socket(int domain, int type, int protocol)
 {
     need_real();
-    if (domain == AF_INET6)
-        return fail(EAFNOSUPPORT); /* no IPv6 in netd: never the host's */
-    if (domain != AF_INET)
+    if (domain != AF_INET && domain != AF_INET6)
         return real_socket(domain, type, protocol);
+    int six = domain == AF_INET6;
     if (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC | 0xF))
         return fail(EINVAL);
     int base = type & 0xF;
     if (base == SOCK_DGRAM) {
         if (protocol != 0 && protocol != IPPROTO_UDP)
-            return fail(EPROTONOSUPPORT); /* ping (IPPROTO_ICMP), UDP-Lite */
+            return fail(EPROTONOSUPPORT); /* ping (IPPROTO_ICMP/ICMPV6), UDP-Lite */
     } else if (base != SOCK_STREAM) {
         return fail(ESOCKTNOSUPPORT); /* raw, seqpacket...: not in netd */
     } else if (protocol != 0 && protocol != IPPROTO_TCP) {
         return fail(EPROTONOSUPPORT); /* SCTP, MPTCP */
     }
 
-    unsigned char kind = base == SOCK_DGRAM ? KIND_UDP : KIND_TCP;
+    /* netd answers EAFNOSUPPORT for AF_INET6 when its stack has no IPv6 (--ip6 off): what
+     * a kernel without IPv6 says, and never the host's. */
+    unsigned char kind = (base == SOCK_DGRAM ? KIND_UDP : KIND_TCP) | (six ? KIND_INET6 : 0);
     struct reply w;
     unsigned gen;
     int rc = ipc_call(C_SOCKET_CREATE, &kind, 1, &w, &gen);
@@ -1116,11 +1220,13 @@ EXPORT int socket(int domain, int type, int protocol)
     entry.id = id;
     entry.gen = gen;
     entry.dgram = base == SOCK_DGRAM;
+    entry.six = six;
     if (file_id(fd, &entry.dev, &entry.ino) < 0 || tab_put(fd, &entry) < 0) {
         real_close(fd); /* its descriptor gone, netd releases the socket */
         return fail(ENOMEM);
     }
-    DEBUG("socket %s -> fd %d (netd %u)", entry.dgram ? "udp" : "tcp", fd, id);
+    DEBUG("socket %s%s -> fd %d (netd %u)", entry.dgram ? "udp" : "tcp", six ? "6" : "", fd,
+          id);
     return fd;
 }
 
@@ -1131,21 +1237,22 @@ EXPORT int connect(int fd, __CONST_SOCKADDR_ARG arg, socklen_t len)
     struct vsock s;
     if (!tab_get(fd, &s))
         return real_connect(fd, addr, len);
-    struct sockaddr_in to;
-    int err = inet_address(addr, len, &to);
+    union inet_sa to;
+    int err = inet_address(addr, len, s.six, s.dgram, &to);
     if (err)
         return fail(err);
     err = ensure_own(fd, &s);
     if (err)
         return fail(err);
     int nonblocking = is_nonblocking(fd);
-    unsigned char body[10];
+    unsigned char body[4 + 18];
     put32(body, nonblocking ? 0 : FOREVER);
-    put_address(body + 4, &to);
+    uint32_t n = 4 + put_address(body + 4, &to, s.six);
     struct reply w;
-    err = sock_call(C_SOCKET_CONNECT, s.id, s.gen, body, sizeof body, &w);
-    DEBUG("connect fd %d to %s:%u -> %d%s", fd, inet_ntoa(to.sin_addr),
-          ntohs(to.sin_port), err, nonblocking ? " (non-blocking)" : "");
+    err = sock_call(C_SOCKET_CONNECT, s.id, s.gen, body, n, &w);
+    char text[64];
+    DEBUG("connect fd %d to %s -> %d%s", fd, sa_text(&to, text, sizeof text), err,
+          nonblocking ? " (non-blocking)" : "");
     if (err == EINPROGRESS && s.connecting)
         return fail(EALREADY); /* Linux's answer while the first connect runs */
     if (err == 0 || err == EINPROGRESS) {
@@ -1164,23 +1271,23 @@ EXPORT int bind(int fd, __CONST_SOCKADDR_ARG arg, socklen_t len)
     struct vsock s;
     if (!tab_get(fd, &s))
         return real_bind(fd, addr, len);
-    struct sockaddr_in at;
-    int err = inet_address(addr, len, &at);
+    union inet_sa at;
+    int err = inet_address(addr, len, s.six, 0, &at);
     if (err)
         return fail(err);
     err = ensure_own(fd, &s);
     if (err)
         return fail(err);
-    unsigned char body[6];
-    put_address(body, &at);
+    unsigned char body[18];
+    uint32_t n = put_address(body, &at, s.six);
     struct reply w;
-    err = sock_call(C_SOCKET_BIND, s.id, s.gen, body, sizeof body, &w);
-    DEBUG("bind fd %d to %s:%u -> %d", fd, inet_ntoa(at.sin_addr),
-          ntohs(at.sin_port), err);
+    err = sock_call(C_SOCKET_BIND, s.id, s.gen, body, n, &w);
+    char text[64];
+    DEBUG("bind fd %d to %s -> %d", fd, sa_text(&at, text, sizeof text), err);
     if (err)
         return fail(err);
-    if (w.len >= 6) {
-        get_address(w.buf, &at);
+    if (w.len >= ADDRESS_SIZE(s.six)) {
+        get_address(w.buf, s.six, &at);
         TAB_UPDATE(fd, s, (e->local = at, e->has_local = 1));
     }
     return 0;
@@ -1233,11 +1340,11 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flag
     err = sock_call(C_SOCKET_ACCEPT, s.id, s.gen, body, sizeof body, &w);
     if (err)
         return fail(err);
-    if (w.len < 10)
+    if (w.len < 4 + ADDRESS_SIZE(s.six))
         return fail(EPROTO);
     uint32_t child = get32(w.buf);
-    struct sockaddr_in peer;
-    get_address(w.buf + 4, &peer);
+    union inet_sa peer; /* the child of an AF_INET6 listener is AF_INET6 too */
+    get_address(w.buf + 4, s.six, &peer);
     int cfd = attach(child, s.gen);
     if (cfd < 0) {
         sock_call(C_SOCKET_CLOSE, child, s.gen, NULL, 0, &w);
@@ -1252,15 +1359,17 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flag
     memset(&entry, 0, sizeof entry);
     entry.id = child;
     entry.gen = s.gen;
+    entry.six = s.six;
     entry.peer = peer;
     entry.has_peer = 1;
     if (file_id(cfd, &entry.dev, &entry.ino) < 0 || tab_put(cfd, &entry) < 0) {
         real_close(cfd); /* its descriptor gone, netd closes the socket */
         return fail(ENOMEM);
     }
-    DEBUG("accept fd %d -> fd %d (netd %u) from %s:%u", fd, cfd, child,
-          inet_ntoa(peer.sin_addr), ntohs(peer.sin_port));
-    fill_address(&peer, addr, addrlen);
+    char text[64];
+    DEBUG("accept fd %d -> fd %d (netd %u) from %s", fd, cfd, child,
+          sa_text(&peer, text, sizeof text));
+    fill_address(&peer, s.six, addr, addrlen);
     return cfd;
 }
 
@@ -1283,7 +1392,7 @@ static int name_of(int fd, struct sockaddr *addr, socklen_t *addrlen, int peer)
         return peer ? real_getpeername(fd, addr, addrlen) : real_getsockname(fd, addr, addrlen);
     if (addrlen == NULL)
         return fail(EFAULT);
-    struct sockaddr_in sin;
+    union inet_sa sin;
     if (ensure_own(fd, &s) == 0) {
         struct reply w;
         uint8_t code = peer ? C_SOCKET_GETPEERNAME : C_SOCKET_GETSOCKNAME;
@@ -1296,9 +1405,9 @@ static int name_of(int fd, struct sockaddr *addr, socklen_t *addrlen, int peer)
         } else if (err) {
             return fail(err);
         } else {
-            if (w.len < 6)
+            if (w.len < ADDRESS_SIZE(s.six))
                 return fail(EPROTO);
-            get_address(w.buf, &sin);
+            get_address(w.buf, s.six, &sin);
             if (peer)
                 TAB_UPDATE(fd, s, (e->peer = sin, e->has_peer = 1));
             else
@@ -1310,12 +1419,12 @@ static int name_of(int fd, struct sockaddr *addr, socklen_t *addrlen, int peer)
             if (peer)
                 return fail(ENOTCONN);
             memset(&sin, 0, sizeof sin);
-            sin.sin_family = AF_INET;
+            sin.sa.sa_family = s.six ? AF_INET6 : AF_INET;
         } else {
             sin = peer ? s.peer : s.local;
         }
     }
-    fill_address(&sin, addr, addrlen);
+    fill_address(&sin, s.six, addr, addrlen);
     return 0;
 }
 
@@ -1380,7 +1489,7 @@ EXPORT int shutdown(int fd, int how)
  *  - netd == 0: accepted and remembered (getsockopt reports it), no effect: they tune
  *    things netd does its own way and a program works the same without them --
  *    SO_REUSEPORT (load-sharing binds; a second bind then fails loudly with EADDRINUSE),
- *    SO_PRIORITY and IP_TOS (queueing/QoS marks: netd's packets carry TOS 0),
+ *    SO_PRIORITY, IP_TOS and IPV6_TCLASS (queueing/QoS marks: netd's packets carry 0),
  *    TCP_KEEPIDLE/INTVL/CNT (netd's keepalive keeps its own timing once SO_KEEPALIVE is
  *    on), TCP_QUICKACK, TCP_CORK and TCP_DEFER_ACCEPT (latency/batching hints),
  *    TCP_USER_TIMEOUT (netd's retransmission limits decide when a dead peer is
@@ -1388,7 +1497,8 @@ EXPORT int shutdown(int fd, int how)
  *    peer's data was left unread).
  * SO_RCVTIMEO/SO_SNDTIMEO/SO_RCVLOWAT act on the descriptor (the program's own reads and
  * writes); anything else is ENOPROTOOPT, so a program never believes in an option that
- * is not there.
+ * is not there.  IPPROTO_IPV6 options are an AF_INET6 socket's only (ENOPROTOOPT on an
+ * AF_INET one, as Linux): IPV6_V6ONLY goes to netd (EINVAL once bound or connected).
  */
 struct option_rule {
     int level, name;
@@ -1414,6 +1524,8 @@ static const struct option_rule RULES[] = {
     {IPPROTO_TCP, TCP_USER_TIMEOUT, OPT_USER_TIMEOUT, 0, 0},
     {IPPROTO_TCP, TCP_CORK, OPT_CORK, 0, 0},
     {IPPROTO_TCP, TCP_DEFER_ACCEPT, OPT_DEFER_ACCEPT, 0, 0},
+    {IPPROTO_IPV6, IPV6_V6ONLY, OPT_V6ONLY, 7, 0}, /* Linux's bindv6only default: off */
+    {IPPROTO_IPV6, IPV6_TCLASS, OPT_TCLASS, 0, 0},
 };
 
 static const struct option_rule *rule_for(int level, int name)
@@ -1456,7 +1568,8 @@ EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t 
         return 0;
     }
     const struct option_rule *rule = rule_for(level, name);
-    if (rule == NULL || (s.dgram && level == IPPROTO_TCP)) {
+    if (rule == NULL || (s.dgram && level == IPPROTO_TCP) ||
+        (!s.six && level == IPPROTO_IPV6)) {
         DEBUG("setsockopt fd %d (%d, %d): not supported", fd, level, name);
         return fail(ENOPROTOOPT);
     }
@@ -1464,10 +1577,11 @@ EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t 
         return fail(EINVAL);
     int v;
     memcpy(&v, value, sizeof v);
-    /* netd's UDP socket takes SO_RCVBUF, SO_REUSEADDR and SO_BROADCAST; the others are
-     * remembered only, as for TCP's no-effect options. */
+    /* netd's UDP socket takes SO_RCVBUF, SO_REUSEADDR, SO_BROADCAST and IPV6_V6ONLY; the
+     * others are remembered only, as for TCP's no-effect options. */
     int to_netd = rule->netd && (!s.dgram || rule->slot == OPT_RCVBUF ||
-                                 rule->slot == OPT_REUSEADDR || rule->slot == OPT_BROADCAST);
+                                 rule->slot == OPT_REUSEADDR || rule->slot == OPT_BROADCAST ||
+                                 rule->slot == OPT_V6ONLY);
     if (to_netd && ensure_own(fd, &s) == 0) {
         unsigned char body[6];
         put16(body, (uint16_t)rule->netd);
@@ -1539,7 +1653,7 @@ EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
         case SO_TYPE:
             return put_int(value, len, s.dgram ? SOCK_DGRAM : SOCK_STREAM);
         case SO_DOMAIN:
-            return put_int(value, len, AF_INET);
+            return put_int(value, len, s.six ? AF_INET6 : AF_INET);
         case SO_PROTOCOL:
             return put_int(value, len, s.dgram ? IPPROTO_UDP : IPPROTO_TCP);
         case SO_ACCEPTCONN:
@@ -1559,7 +1673,7 @@ EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
         }
     }
     const struct option_rule *rule = rule_for(level, name);
-    if (rule == NULL)
+    if (rule == NULL || (!s.six && level == IPPROTO_IPV6))
         return fail(ENOPROTOOPT);
     return put_int(value, len, s.opt_set[rule->slot] ? s.opt[rule->slot] : rule->initial);
 }
@@ -1686,11 +1800,12 @@ EXPORT int fcntl64(int fd, int cmd, ...)
 /*
  * A TCP socket's bytes are plain reads and writes of its descriptor; a UDP socket's are
  * not quite: netd's datagram descriptor (SOCK_SEQPACKET) carries one datagram per
- * message, each behind a 6-byte address.  So for UDP descriptors only (maybe_dgram: one
- * bitmap load for every other descriptor) the library puts the address in front of
- * what the program sends -- sendto's, sendmsg's, or 0.0.0.0:0 for the connected peer --
- * and takes it off what it receives, giving it as the source address.  A message from
- * 0.0.0.0:0 is an error netd passes in the stream (a u16 errno: ECONNREFUSED after a
+ * message, each behind a 6-byte address (18 bytes on an AF_INET6 socket).  So for UDP
+ * descriptors only (maybe_dgram: one bitmap load for every other descriptor) the library
+ * puts the address in front of what the program sends -- sendto's, sendmsg's, or the
+ * all-zero address with port 0 for the connected peer -- and takes it off what it
+ * receives, giving it as the source address.  A message from 0.0.0.0:0 (or [::]:0) is an
+ * error netd passes in the stream (a u16 errno: ECONNREFUSED after a
  * port unreachable on a connected socket...): the receive call fails with it, as
  * Linux's does with the socket's pending error.  Boundaries are the kernel's: a
  * datagram longer than the buffer is cut (MSG_TRUNC in msg_flags, its real length
@@ -1718,16 +1833,19 @@ static ssize_t dgram_send(const struct vsock *s, int fd, const struct iovec *iov
                           size_t count, int flags, const struct sockaddr *to,
                           socklen_t tolen)
 {
-    unsigned char header[DGRAM_HEADER];
+    unsigned char header[DGRAM_HEADER_MAX];
+    size_t header_size = ADDRESS_SIZE(s->six);
     memset(header, 0, sizeof header);
+    union inet_sa sin;
+    const union inet_sa *dest = &s->peer;
     if (to != NULL) {
-        struct sockaddr_in sin;
-        int err = inet_address(to, tolen, &sin);
+        int err = inet_address(to, tolen, s->six, 1, &sin);
         if (err)
             return fail(err);
-        if (sin.sin_port == 0)
+        if (sin.v4.sin_port == 0) /* the same offset in sockaddr_in6 */
             return fail(EINVAL); /* Linux: no datagram to port 0 */
-        put_address(header, &sin);
+        put_address(header, &sin, s->six);
+        dest = &sin;
     } else if (!s->has_peer) {
         return fail(EDESTADDRREQ);
     }
@@ -1735,7 +1853,10 @@ static ssize_t dgram_send(const struct vsock *s, int fd, const struct iovec *iov
         return fail(EOPNOTSUPP);
     if (count >= IOV_MAX)
         return fail(EMSGSIZE);
-    if (iov_total(iov, count) > MAX_UDP_PAYLOAD)
+    /* An IPv4 datagram (an AF_INET socket's, or a mapped destination's) is smaller. */
+    size_t limit = s->six && !is_mapped(&dest->v6.sin6_addr) ? MAX_UDP6_PAYLOAD
+                                                              : MAX_UDP_PAYLOAD;
+    if (iov_total(iov, count) > limit)
         return fail(EMSGSIZE);
     struct iovec small[DGRAM_IOV_SMALL + 1];
     struct iovec *all = small;
@@ -1745,7 +1866,7 @@ static ssize_t dgram_send(const struct vsock *s, int fd, const struct iovec *iov
             return fail(ENOBUFS);
     }
     all[0].iov_base = header;
-    all[0].iov_len = sizeof header;
+    all[0].iov_len = header_size;
     if (count > 0)
         memcpy(all + 1, iov, count * sizeof *iov);
     struct msghdr m = {.msg_iov = all, .msg_iovlen = count + 1};
@@ -1759,7 +1880,7 @@ static ssize_t dgram_send(const struct vsock *s, int fd, const struct iovec *iov
         errno = saved == EPIPE ? ECONNRESET : saved; /* netd let the socket go */
         return -1;
     }
-    return n >= DGRAM_HEADER ? n - DGRAM_HEADER : 0;
+    return n >= (ssize_t)header_size ? n - (ssize_t)header_size : 0;
 }
 
 /* Copy `n` bytes at `offset` of the iov chain into out; how many there were. */
@@ -1786,8 +1907,8 @@ static size_t iov_gather(const struct iovec *iov, size_t count, size_t offset,
  * One datagram into the program's iov.  *from gets its source, *msg_flags MSG_TRUNC if it
  * was cut.  Returns its length (the full one with MSG_TRUNC in flags) or -1.
  */
-static ssize_t dgram_recv(int fd, const struct iovec *iov, size_t count, int flags,
-                          struct sockaddr_in *from, int *msg_flags)
+static ssize_t dgram_recv(int fd, int six, const struct iovec *iov, size_t count, int flags,
+                          union inet_sa *from, int *msg_flags)
 {
     if (flags & MSG_OOB)
         return fail(EOPNOTSUPP);
@@ -1796,7 +1917,8 @@ static ssize_t dgram_recv(int fd, const struct iovec *iov, size_t count, int fla
     if (count >= IOV_MAX)
         return fail(EMSGSIZE);
     size_t room = iov_total(iov, count);
-    unsigned char header[DGRAM_HEADER];
+    size_t header_size = ADDRESS_SIZE(six);
+    unsigned char header[DGRAM_HEADER_MAX];
     unsigned char spare[2]; /* an error's errno, when the program's buffer is smaller */
     struct iovec small[DGRAM_IOV_SMALL + 2];
     struct iovec *all = small;
@@ -1806,7 +1928,7 @@ static ssize_t dgram_recv(int fd, const struct iovec *iov, size_t count, int fla
             return fail(ENOBUFS);
     }
     all[0].iov_base = header;
-    all[0].iov_len = sizeof header;
+    all[0].iov_len = header_size;
     if (count > 0)
         memcpy(all + 1, iov, count * sizeof *iov);
     size_t used = count + 1;
@@ -1821,7 +1943,7 @@ static ssize_t dgram_recv(int fd, const struct iovec *iov, size_t count, int fla
         struct msghdr m = {.msg_iov = all, .msg_iovlen = used};
         /* MSG_TRUNC: the kernel says the datagram's whole length, cut or not. */
         n = real_recvmsg(fd, &m, pass | MSG_TRUNC);
-        if (n < 0 || n >= DGRAM_HEADER)
+        if (n < 0 || n >= (ssize_t)header_size)
             break;
         if (n == 0) { /* netd closed its end: the socket is gone */
             errno = EBADF;
@@ -1832,10 +1954,10 @@ static ssize_t dgram_recv(int fd, const struct iovec *iov, size_t count, int fla
             real_recv(fd, header, sizeof header, MSG_DONTWAIT);
     }
     int saved = errno;
-    if (n >= DGRAM_HEADER) {
-        static const unsigned char none[DGRAM_HEADER];
-        size_t length = (size_t)n - DGRAM_HEADER;
-        if (memcmp(header, none, sizeof header) == 0) {
+    if (n >= (ssize_t)header_size) {
+        static const unsigned char none[DGRAM_HEADER_MAX];
+        size_t length = (size_t)n - header_size;
+        if (memcmp(header, none, header_size) == 0) {
             /* An error in the stream: the call fails with it, and it is gone (also when
              * peeking, as Linux's pending error is). */
             unsigned char code[2] = {0, 0};
@@ -1847,7 +1969,7 @@ static ssize_t dgram_recv(int fd, const struct iovec *iov, size_t count, int fla
             n = -1;
         } else {
             if (from != NULL)
-                get_address(header, from);
+                get_address(header, six, from);
             if (msg_flags != NULL && length > room)
                 *msg_flags |= MSG_TRUNC;
             n = (flags & MSG_TRUNC) || length <= room ? (ssize_t)length : (ssize_t)room;
@@ -1962,10 +2084,10 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_ARG a
     struct vsock s;
     if (maybe_dgram(fd) && dgram_get(fd, &s)) {
         struct iovec iov = {.iov_base = buf, .iov_len = n};
-        struct sockaddr_in from;
-        ssize_t got = dgram_recv(fd, &iov, 1, flags, &from, NULL);
+        union inet_sa from;
+        ssize_t got = dgram_recv(fd, s.six, &iov, 1, flags, &from, NULL);
         if (got >= 0)
-            fill_address(&from, addr, len);
+            fill_address(&from, s.six, addr, len);
         return got;
     }
     if (addr != NULL && len != NULL && tab_get(fd, &s)) {
@@ -1983,7 +2105,7 @@ EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
     struct vsock s;
     if (maybe_dgram(fd) && dgram_get(fd, &s)) {
         struct iovec iov = {.iov_base = buf, .iov_len = n};
-        return dgram_recv(fd, &iov, 1, flags, NULL, NULL);
+        return dgram_recv(fd, s.six, &iov, 1, flags, NULL, NULL);
     }
     return real_recv(fd, buf, n, flags);
 }
@@ -1994,7 +2116,7 @@ EXPORT ssize_t read(int fd, void *buf, size_t n)
     struct vsock s;
     if (maybe_dgram(fd) && dgram_get(fd, &s)) {
         struct iovec iov = {.iov_base = buf, .iov_len = n};
-        return dgram_recv(fd, &iov, 1, 0, NULL, NULL);
+        return dgram_recv(fd, s.six, &iov, 1, 0, NULL, NULL);
     }
     return real_read(fd, buf, n);
 }
@@ -2006,7 +2128,7 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int count)
     if (maybe_dgram(fd) && dgram_get(fd, &s)) {
         if (count < 0)
             return fail(EINVAL);
-        return dgram_recv(fd, iov, (size_t)count, 0, NULL, NULL);
+        return dgram_recv(fd, s.six, iov, (size_t)count, 0, NULL, NULL);
     }
     return real_readv(fd, iov, count);
 }
@@ -2018,13 +2140,14 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     need_real();
     struct vsock s;
     if (msg != NULL && maybe_dgram(fd) && dgram_get(fd, &s)) {
-        struct sockaddr_in from;
+        union inet_sa from;
         int out_flags = 0;
-        ssize_t got = dgram_recv(fd, msg->msg_iov, msg->msg_iovlen, flags, &from,
+        ssize_t got = dgram_recv(fd, s.six, msg->msg_iov, msg->msg_iovlen, flags, &from,
                                  &out_flags);
         if (got >= 0) {
             if (msg->msg_name != NULL)
-                fill_address(&from, (struct sockaddr *)msg->msg_name, &msg->msg_namelen);
+                fill_address(&from, s.six, (struct sockaddr *)msg->msg_name,
+                             &msg->msg_namelen);
             else
                 msg->msg_namelen = 0;
             msg->msg_controllen = 0;
@@ -2055,13 +2178,14 @@ EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int count, int flags,
     int each = flags & ~MSG_WAITFORONE;
     for (; done < count; done++) {
         struct msghdr *m = &vec[done].msg_hdr;
-        struct sockaddr_in from;
+        union inet_sa from;
         int out_flags = 0;
-        ssize_t n = dgram_recv(fd, m->msg_iov, m->msg_iovlen, each, &from, &out_flags);
+        ssize_t n = dgram_recv(fd, s.six, m->msg_iov, m->msg_iovlen, each, &from,
+                               &out_flags);
         if (n < 0)
             return done > 0 ? (int)done : -1;
         if (m->msg_name != NULL)
-            fill_address(&from, (struct sockaddr *)m->msg_name, &m->msg_namelen);
+            fill_address(&from, s.six, (struct sockaddr *)m->msg_name, &m->msg_namelen);
         else
             m->msg_namelen = 0;
         m->msg_controllen = 0;
@@ -2101,7 +2225,7 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* Name resolution (NET_DNS_RESOLVE: IPv4 only)                                         */
+/* Name resolution (NET_DNS_RESOLVE: A; NET_DNS_RESOLVE_ALL: A and/or AAAA)            */
 
 /* The stack's own address (NET_GET_INFO's "ip"), network order; 0 if unknown.  Asked once
  * per channel: it is what "this machine" means to a routed program. */
@@ -2145,36 +2269,67 @@ static uint32_t stack_address(void)
     return found;
 }
 
+/* A name DNS can carry (ASCII, 1-253 characters): its length, or 0. */
+static size_t dns_name_length(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > MAX_NAME)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] >= 0x80 || name[i] <= ' ')
+            return 0; /* DNS carries ASCII; IDN is the program's (curl's) job */
+    return n;
+}
+
+/*
+ * "This machine" is not a DNS question (RFC 6761 6.3 for localhost; the host's own name is
+ * /etc/hosts' business, and libraries look it up at start: libldap does for curl -V).  The
+ * stack has no loopback interface (127.0.0.1 and ::1 leave by the link and time out), so
+ * both mean the stack's own address, where a routed program's listeners are.
+ */
+static int is_self_name(const char *name, size_t n)
+{
+    if (strcasecmp(name, "localhost") == 0 || strcasecmp(name, "localhost.") == 0 ||
+        (n > 10 && strcasecmp(name + n - 10, ".localhost") == 0))
+        return 1;
+    char self[256];
+    if (gethostname(self, sizeof self) != 0)
+        return 0;
+    self[sizeof self - 1] = '\0';
+    size_t m = strlen(self);
+    return m > 0 && (strcasecmp(name, self) == 0 ||
+                     (n == m + 1 && name[m] == '.' && strncasecmp(name, self, m) == 0));
+}
+
+/* netd's status of a lookup as an EAI_* code. */
+static int eai_for(int status)
+{
+    switch (status) {
+    case ENOENT:  /* NXDOMAIN */
+    case ENODATA: /* no record of the type(s) asked for */
+    case EINVAL:  /* not a name DNS can carry */
+        return EAI_NONAME;
+    case ETIMEDOUT:
+    case EIO: /* server failure or refusal: may pass */
+        return EAI_AGAIN;
+    default:
+        return EAI_FAIL;
+    }
+}
+
 /* Up to MAX_ADDRESSES IPv4 addresses of `name` (network order) into out; returns the
  * count, or a negative EAI_* code (errno set for EAI_SYSTEM). */
 static int resolve(const char *name, uint32_t *out)
 {
-    size_t n = strlen(name);
-    if (n == 0 || n > MAX_NAME)
+    size_t n = dns_name_length(name);
+    if (n == 0)
         return EAI_NONAME;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)name[i] >= 0x80 || name[i] <= ' ')
-            return EAI_NONAME; /* DNS carries ASCII; IDN is the program's (curl's) job */
     struct in_addr literal;
     if (inet_aton(name, &literal)) {
         out[0] = literal.s_addr;
         return 1;
     }
-    /* "This machine" is not a DNS question (RFC 6761 6.3 for localhost; the host's own
-     * name is /etc/hosts' business, and libraries look it up at start: libldap does for
-     * curl -V).  The stack has no loopback interface (127.0.0.1 leaves by the link and
-     * times out), so both mean the stack's own address, where a routed program's
-     * listeners are. */
-    int self_name = strcasecmp(name, "localhost") == 0 || strcasecmp(name, "localhost.") == 0 ||
-                    (n > 10 && strcasecmp(name + n - 10, ".localhost") == 0);
-    char self[256];
-    if (!self_name && gethostname(self, sizeof self) == 0) {
-        self[sizeof self - 1] = '\0';
-        size_t m = strlen(self);
-        self_name = m > 0 && (strcasecmp(name, self) == 0 ||
-                              (n == m + 1 && name[m] == '.' && strncasecmp(name, self, m) == 0));
-    }
-    if (self_name) {
+    if (is_self_name(name, n)) {
         out[0] = stack_address();
         return out[0] != 0 ? 1 : EAI_NONAME;
     }
@@ -2189,19 +2344,8 @@ static int resolve(const char *name, uint32_t *out)
         return EAI_SYSTEM;
     }
     DEBUG("resolve %s -> status %d", name, w.status);
-    switch (w.status) {
-    case 0:
-        break;
-    case ENOENT:  /* NXDOMAIN */
-    case ENODATA: /* no A record */
-    case EINVAL:  /* not a name DNS can carry */
-        return EAI_NONAME;
-    case ETIMEDOUT:
-    case EIO: /* server failure or refusal: may pass */
-        return EAI_AGAIN;
-    default:
-        return EAI_FAIL;
-    }
+    if (w.status)
+        return eai_for(w.status);
     if (w.len < 1)
         return EAI_FAIL;
     int count = w.buf[0];
@@ -2214,11 +2358,85 @@ static int resolve(const char *name, uint32_t *out)
     return count;
 }
 
+/* One address of a lookup: AF_INET (4 bytes of addr used) or AF_INET6 (16). */
+struct found {
+    int family;
+    unsigned char addr[16];
+    uint32_t scope; /* an IPv6 literal's numeric %zone, else 0 */
+};
+
+/*
+ * Up to MAX_ADDRESSES addresses of `name` of the families asked (WANT_A, WANT_AAAA), in the
+ * order to try them (netd's: IPv6 first when the stack can send it), by
+ * NET_DNS_RESOLVE_ALL.  The stack's own name is its IPv4 address, or that address mapped
+ * (::ffff:a.b.c.d, which an AF_INET6 socket reaches) when only AAAA is asked.  Returns the
+ * count, or a negative EAI_* code (errno set for EAI_SYSTEM).
+ */
+static int resolve_all(const char *name, int families, struct found *out)
+{
+    size_t n = dns_name_length(name);
+    if (n == 0)
+        return EAI_NONAME;
+    if (is_self_name(name, n)) {
+        uint32_t self = stack_address();
+        if (self == 0)
+            return EAI_NONAME;
+        memset(&out[0], 0, sizeof out[0]);
+        if (families & WANT_A) {
+            out[0].family = AF_INET;
+            memcpy(out[0].addr, &self, 4);
+        } else {
+            struct in6_addr mapped;
+            map_v4(&mapped, self);
+            out[0].family = AF_INET6;
+            memcpy(out[0].addr, &mapped, 16);
+        }
+        return 1;
+    }
+    unsigned char body[4 + 1 + 1 + MAX_NAME];
+    put32(body, DNS_TIMEOUT_MS);
+    body[4] = (unsigned char)families;
+    body[5] = (unsigned char)n;
+    memcpy(body + 6, name, n);
+    struct reply w;
+    int rc = ipc_call(C_DNS_RESOLVE_ALL, body, (uint32_t)(6 + n), &w, NULL);
+    if (rc < 0) {
+        errno = -rc;
+        return EAI_SYSTEM;
+    }
+    DEBUG("resolve %s (families %d) -> status %d", name, families, w.status);
+    if (w.status)
+        return eai_for(w.status);
+    if (w.len < 1)
+        return EAI_FAIL;
+    int count = w.buf[0];
+    if (count > MAX_ADDRESSES)
+        return EAI_FAIL;
+    uint32_t at = 1;
+    for (int i = 0; i < count; i++) {
+        if (at >= w.len)
+            return EAI_FAIL;
+        unsigned tag = w.buf[at++];
+        uint32_t size = tag == TAG_IPV4 ? 4 : tag == TAG_IPV6 ? 16 : 0;
+        if (size == 0 || w.len - at < size)
+            return EAI_FAIL; /* a malformed reply */
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].family = tag == TAG_IPV4 ? AF_INET : AF_INET6;
+        memcpy(out[i].addr, w.buf + at, size);
+        at += size;
+    }
+    if (at != w.len)
+        return EAI_FAIL;
+    if (count == 0)
+        return EAI_NONAME;
+    return count;
+}
+
 /* Our getaddrinfo results, so freeaddrinfo knows them from libc's (a program may hand
  * either to it, and any node of a list, per POSIX). */
 struct our_ai {
     struct addrinfo ai;
-    struct sockaddr_in sin;
+    union inet_sa sa;
 };
 
 static pthread_mutex_t ai_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -2320,6 +2538,29 @@ static int parse_port(const char *service, int socktype, int flags, int *port)
     return 0;
 }
 
+/* An IPv6 literal, with an optional %zone: a number is kept as the scope id, a name (an
+ * interface of the host, not of netd's one link) is dropped. */
+static int ip6_literal(const char *node, struct in6_addr *out, uint32_t *scope)
+{
+    char bare[INET6_ADDRSTRLEN];
+    const char *zone = strchr(node, '%');
+    size_t n = zone != NULL ? (size_t)(zone - node) : strlen(node);
+    if (n >= sizeof bare)
+        return 0;
+    memcpy(bare, node, n);
+    bare[n] = '\0';
+    if (inet_pton(AF_INET6, bare, out) != 1)
+        return 0;
+    *scope = 0;
+    if (zone != NULL && isdigit((unsigned char)zone[1])) {
+        char *end;
+        unsigned long v = strtoul(zone + 1, &end, 10);
+        if (*end == '\0' && v <= 0xFFFFFFFFul)
+            *scope = (uint32_t)v;
+    }
+    return 1;
+}
+
 EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                        struct addrinfo **res)
 {
@@ -2339,32 +2580,94 @@ EXPORT int getaddrinfo(const char *node, const char *service, const struct addri
         return EAI_BADFLAGS;
     if (node == NULL && service == NULL)
         return EAI_NONAME;
-    if (family != AF_UNSPEC && family != AF_INET)
-        return EAI_FAMILY; /* IPv6 is not routed: never ask the host */
+    if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
+        return EAI_FAMILY;
     if (socktype != 0 && socktype != SOCK_STREAM && socktype != SOCK_DGRAM &&
         socktype != SOCK_RAW)
         return EAI_SOCKTYPE;
 
-    uint32_t addresses[MAX_ADDRESSES];
-    int count;
+    struct found addresses[MAX_ADDRESSES];
+    memset(addresses, 0, sizeof addresses);
+    int count = 0;
     if (node == NULL) {
-        addresses[0] = htonl((flags & AI_PASSIVE) ? INADDR_ANY : INADDR_LOOPBACK);
-        count = 1;
+        /* glibc's order: the wildcards IPv4 first, the loopbacks IPv6 first. */
+        int passive = (flags & AI_PASSIVE) != 0;
+        uint32_t v4 = htonl(passive ? INADDR_ANY : INADDR_LOOPBACK);
+        struct found six = {.family = AF_INET6};
+        if (!passive)
+            memcpy(six.addr, &in6addr_loopback, 16);
+        struct found four = {.family = AF_INET};
+        memcpy(four.addr, &v4, 4);
+        if (family == AF_INET6 || (family == AF_UNSPEC && !passive))
+            addresses[count++] = six;
+        if (family != AF_INET6)
+            addresses[count++] = four;
+        if (family == AF_UNSPEC && passive)
+            addresses[count++] = six;
     } else {
         struct in_addr literal;
         struct in6_addr literal6;
+        uint32_t scope = 0;
         if (inet_aton(node, &literal)) {
-            addresses[0] = literal.s_addr;
+            if (family == AF_INET6 && !(flags & AI_V4MAPPED))
+                return EAI_ADDRFAMILY; /* glibc's, for an IPv4 literal */
+            addresses[0].family = AF_INET;
+            memcpy(addresses[0].addr, &literal.s_addr, 4);
+            count = 1; /* mapped below for AF_INET6 */
+        } else if (ip6_literal(node, &literal6, &scope)) {
+            if (family == AF_INET)
+                return EAI_ADDRFAMILY; /* an IPv6 literal has no IPv4 address */
+            addresses[0].family = AF_INET6;
+            memcpy(addresses[0].addr, &literal6, 16);
             count = 1;
-        } else if (inet_pton(AF_INET6, node, &literal6) == 1) {
-            return EAI_ADDRFAMILY; /* an IPv6 literal has no IPv4 address */
         } else if (flags & AI_NUMERICHOST) {
             return EAI_NONAME;
-        } else {
-            count = resolve(node, addresses);
+        } else if (family == AF_INET) {
+            uint32_t v4[MAX_ADDRESSES];
+            count = resolve(node, v4);
             if (count < 0)
                 return count; /* an EAI_ code (glibc's are negative) */
+            for (int i = 0; i < count; i++) {
+                addresses[i].family = AF_INET;
+                memcpy(addresses[i].addr, &v4[i], 4);
+            }
+        } else {
+            /* AF_INET6 with AI_V4MAPPED asks for A too: IPv4 addresses come mapped when
+             * there is no IPv6 one (or always, with AI_ALL). */
+            int families = (family == AF_UNSPEC || (flags & AI_V4MAPPED))
+                               ? WANT_A | WANT_AAAA
+                               : WANT_AAAA;
+            count = resolve_all(node, families, addresses);
+            if (count < 0)
+                return count;
         }
+        if (count == 1 && addresses[0].family == AF_INET6)
+            addresses[0].scope = scope;
+    }
+    if (family == AF_INET6) {
+        /* Only AF_INET6 results: IPv4 ones as ::ffff:a.b.c.d if AI_V4MAPPED allows. */
+        int has6 = 0;
+        for (int i = 0; i < count; i++)
+            has6 |= addresses[i].family == AF_INET6;
+        int keep4 = (flags & AI_V4MAPPED) && (!has6 || (flags & AI_ALL));
+        int kept = 0;
+        for (int i = 0; i < count; i++) {
+            struct found f = addresses[i];
+            if (f.family == AF_INET) {
+                if (!keep4)
+                    continue;
+                uint32_t v4;
+                memcpy(&v4, f.addr, 4);
+                struct in6_addr mapped;
+                map_v4(&mapped, v4);
+                f.family = AF_INET6;
+                memcpy(f.addr, &mapped, 16);
+            }
+            addresses[kept++] = f;
+        }
+        count = kept;
+        if (count == 0)
+            return EAI_NONAME;
     }
 
     /* The socket types asked for: stream and datagram when none is given (glibc adds
@@ -2404,14 +2707,25 @@ EXPORT int getaddrinfo(const char *node, const char *service, const struct addri
                 free_ours(head);
                 return EAI_MEMORY;
             }
-            node_ai->sin.sin_family = AF_INET;
-            node_ai->sin.sin_port = htons((uint16_t)ports[k]);
-            node_ai->sin.sin_addr.s_addr = addresses[i];
-            node_ai->ai.ai_family = AF_INET;
+            const struct found *f = &addresses[i];
+            if (f->family == AF_INET6) {
+                struct sockaddr_in6 *sin6 = &node_ai->sa.v6;
+                sin6->sin6_family = AF_INET6;
+                sin6->sin6_port = htons((uint16_t)ports[k]);
+                memcpy(&sin6->sin6_addr, f->addr, 16);
+                /* As netd reports addresses: scope 1 for link-local (its one link). */
+                sin6->sin6_scope_id = f->scope ? f->scope
+                                               : is_link_local(&sin6->sin6_addr) ? 1 : 0;
+            } else {
+                node_ai->sa.v4.sin_family = AF_INET;
+                node_ai->sa.v4.sin_port = htons((uint16_t)ports[k]);
+                memcpy(&node_ai->sa.v4.sin_addr.s_addr, f->addr, 4);
+            }
+            node_ai->ai.ai_family = f->family;
             node_ai->ai.ai_socktype = kinds[k].type;
             node_ai->ai.ai_protocol = kinds[k].proto;
-            node_ai->ai.ai_addrlen = sizeof node_ai->sin;
-            node_ai->ai.ai_addr = (struct sockaddr *)&node_ai->sin;
+            node_ai->ai.ai_addrlen = sa_size(f->family == AF_INET6);
+            node_ai->ai.ai_addr = &node_ai->sa.sa;
             *tail = &node_ai->ai;
             tail = &node_ai->ai.ai_next;
         }
@@ -2434,46 +2748,58 @@ EXPORT int getnameinfo(const struct sockaddr *addr, socklen_t addrlen, char *hos
     need_real();
     if (addr == NULL)
         return EAI_FAMILY;
-    if (addr->sa_family == AF_INET6)
-        /* Numeric only: a reverse lookup would go out by the host's resolver. */
-        return real_getnameinfo(addr, addrlen, host, hostlen, serv, servlen,
-                                flags | NI_NUMERICHOST);
-    if (addr->sa_family != AF_INET)
+    if (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)
         return real_getnameinfo(addr, addrlen, host, hostlen, serv, servlen, flags);
-    if (addrlen < sizeof(struct sockaddr_in))
+    int six = addr->sa_family == AF_INET6;
+    if (addrlen < sa_size(six))
         return EAI_FAMILY;
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+    union inet_sa sa;
+    memcpy(&sa, addr, sa_size(six));
+    uint16_t port = six ? sa.v6.sin6_port : sa.v4.sin_port;
     if (host != NULL && hostlen > 0) {
         if (flags & NI_NAMEREQD)
             return EAI_NONAME; /* no PTR lookups through netd */
-        if (inet_ntop(AF_INET, &sin->sin_addr, host, hostlen) == NULL)
+        /* Numeric only: a reverse lookup would go out by the host's resolver.  A scope
+         * is written as its number: the host's interface names are not netd's link. */
+        char text[INET6_ADDRSTRLEN + 12];
+        if (six) {
+            inet_ntop(AF_INET6, &sa.v6.sin6_addr, text, INET6_ADDRSTRLEN);
+            if (sa.v6.sin6_scope_id != 0 && is_link_local(&sa.v6.sin6_addr))
+                snprintf(text + strlen(text), 12, "%%%u", (unsigned)sa.v6.sin6_scope_id);
+        } else {
+            inet_ntop(AF_INET, &sa.v4.sin_addr, text, INET6_ADDRSTRLEN);
+        }
+        if (strlen(text) >= hostlen)
             return EAI_OVERFLOW;
+        strcpy(host, text);
     }
     if (serv != NULL && servlen > 0) {
         struct servent result, *found = NULL;
         char buf[1024];
         if (!(flags & NI_NUMERICSERV) &&
-            getservbyport_r(sin->sin_port, (flags & NI_DGRAM) ? "udp" : "tcp", &result, buf,
+            getservbyport_r(port, (flags & NI_DGRAM) ? "udp" : "tcp", &result, buf,
                             sizeof buf, &found) == 0 &&
             found != NULL) {
             if (strlen(found->s_name) >= servlen)
                 return EAI_OVERFLOW;
             strcpy(serv, found->s_name);
-        } else if (snprintf(serv, servlen, "%u", ntohs(sin->sin_port)) >= (int)servlen) {
+        } else if (snprintf(serv, servlen, "%u", ntohs(port)) >= (int)servlen) {
             return EAI_OVERFLOW;
         }
     }
     return 0;
 }
 
-/* gethostbyname and friends: laid out in the caller's buffer (the _r forms) or ours. */
-static int fill_hostent(const char *name, const uint32_t *addresses, int count,
+/* gethostbyname and friends: laid out in the caller's buffer (the _r forms) or ours.
+ * `addresses` holds count addresses of `size` bytes (4: AF_INET, 16: AF_INET6). */
+static int fill_hostent(const char *name, int af, const unsigned char *addresses, int count,
                         struct hostent *ret, char *buf, size_t buflen)
 {
+    size_t size = af == AF_INET6 ? 16 : 4;
     size_t name_len = strlen(name) + 1;
     size_t align = sizeof(char *);
     size_t need = (size_t)(count + 1) * sizeof(char *) + sizeof(char *) +
-                  (size_t)count * 4 + name_len + align;
+                  (size_t)count * size + name_len + align;
     if (need > buflen)
         return ERANGE;
     char *p = buf + ((align - ((uintptr_t)buf % align)) % align);
@@ -2481,17 +2807,17 @@ static int fill_hostent(const char *name, const uint32_t *addresses, int count,
     char **aliases = list + count + 1;
     char *data = (char *)(aliases + 1);
     for (int i = 0; i < count; i++) {
-        memcpy(data + 4 * i, &addresses[i], 4);
-        list[i] = data + 4 * i;
+        memcpy(data + size * (size_t)i, addresses + size * (size_t)i, size);
+        list[i] = data + size * (size_t)i;
     }
     list[count] = NULL;
     aliases[0] = NULL;
-    char *copy = data + 4 * count;
+    char *copy = data + size * (size_t)count;
     memcpy(copy, name, name_len);
     ret->h_name = copy;
     ret->h_aliases = aliases;
-    ret->h_addrtype = AF_INET;
-    ret->h_length = 4;
+    ret->h_addrtype = af;
+    ret->h_length = (int)size;
     ret->h_addr_list = list;
     return 0;
 }
@@ -2514,17 +2840,36 @@ static int hostbyname_r(const char *name, int af, struct hostent *ret, char *buf
                         size_t buflen, struct hostent **result, int *h_errnop)
 {
     *result = NULL;
-    if (af != AF_INET) {
-        *h_errnop = NO_DATA; /* IPv6 is not routed */
-        return 0;
+    if (af != AF_INET && af != AF_INET6) {
+        *h_errnop = NETDB_INTERNAL;
+        return EAFNOSUPPORT;
     }
-    uint32_t addresses[MAX_ADDRESSES];
-    int count = resolve(name, addresses);
+    unsigned char packed[MAX_ADDRESSES * 16];
+    int count;
+    if (af == AF_INET) {
+        uint32_t addresses[MAX_ADDRESSES];
+        count = resolve(name, addresses);
+        if (count > 0)
+            memcpy(packed, addresses, (size_t)count * 4);
+    } else {
+        /* AAAA records (NET_DNS_RESOLVE_ALL); an IPv6 literal is its own answer. */
+        struct found found[MAX_ADDRESSES];
+        struct in6_addr literal;
+        uint32_t scope;
+        if (ip6_literal(name, &literal, &scope)) {
+            memcpy(packed, &literal, 16);
+            count = 1;
+        } else {
+            count = resolve_all(name, WANT_AAAA, found);
+            for (int i = 0; i < count; i++)
+                memcpy(packed + 16 * i, found[i].addr, 16);
+        }
+    }
     if (count < 0) {
         *h_errnop = herrno_for(count);
         return count == EAI_SYSTEM ? errno : 0;
     }
-    int rc = fill_hostent(name, addresses, count, ret, buf, buflen);
+    int rc = fill_hostent(name, af, packed, count, ret, buf, buflen);
     if (rc) {
         *h_errnop = NETDB_INTERNAL;
         return rc;
@@ -2629,8 +2974,8 @@ EXPORT int getaddrinfo_a(int mode, struct gaicb *list[], int count, struct sigev
     return 0;
 }
 
-/* Raw DNS (MX, SRV, SSHFP...) cannot be asked through netd, whose resolver answers A
- * records only; without these the libc resolver would send the query from the host. */
+/* Raw DNS (MX, SRV, SSHFP...) cannot be asked through netd, whose resolver answers A and
+ * AAAA records only; without these the libc resolver would send the query from the host. */
 #define NO_RAW_DNS                                                                     \
     do {                                                                               \
         h_errno = NO_RECOVERY;                                                         \
