@@ -146,7 +146,10 @@ with connect(path) as client:
 
 
 def test_netd_on_the_user_link_as_nobody_reaches_host_ipv6_loopback_through_fec0_2() -> None:
+    """And its resolver, told to use fec0::3 (over the guest's IPv6), gets the host
+    resolver's AAAA answer."""
     runuser = require_binary("runuser")
+    dnsmasq = require_binary("dnsmasq")
     with Namespace("usr6") as ns:
         nobody = pwd.getpwnam("nobody")
         run_dir = ns.workdir / "run"
@@ -163,10 +166,16 @@ def test_netd_on_the_user_link_as_nobody_reaches_host_ipv6_loopback_through_fec0
         assert server.stdout is not None
         port = server.stdout.readline().decode().strip()
         assert port.isdigit(), "the IPv6 loopback server did not start"
+        ns.start([dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+                  "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
+                  "--port=5353", "--user=root", f"--pid-file={ns.workdir / 'dnsmasq.pid'}",
+                  "--address=/example.test/2001:db8::77", "--local=/example.test/",
+                  "--local=/#/"])
         sock = run_dir / "netd.sock"
         as_nobody = [runuser, "-u", "nobody", "--", "env", f"PYTHONPATH={extra}",
                      f"VIPERNET_SOCKET={sock}", python]
-        ns.start([*as_nobody, "-m", "vipernet.cli.main", "netd", "--link", "user"])
+        ns.start([*as_nobody, "-m", "vipernet.cli.main", "netd", "--link",
+                  "user:dns=127.0.0.1:5353", "--dns", "fec0::3"])
         wait_for(sock.exists, timeout=30, what="netd's socket")
         assert sock.stat().st_uid == nobody.pw_uid  # netd really runs unprivileged
         result = ns.run([*as_nobody, "-c", CLIENT6, str(sock), port], check=False,
@@ -175,6 +184,10 @@ def test_netd_on_the_user_link_as_nobody_reaches_host_ipv6_loopback_through_fec0
         sent, echoed, rest = result.stdout.split()
         assert echoed == sent  # the host got every byte the guest sent
         assert rest == hashlib.sha256(blob).hexdigest()  # and the guest every byte back
+        dig = ns.run([*as_nobody, "-m", "vipernet.cli.main", "dig", "-t", "AAAA",
+                      "example.test", "+short"], check=False, cwd=run_dir)
+        assert dig.returncode == 0, dig.stdout + dig.stderr
+        assert dig.stdout.split() == ["2001:db8::77"]  # the host's dnsmasq, via fec0::3
         report = ns.run([*as_nobody, "-m", "vipernet.cli.main", "info", "--json"],
                         check=False, cwd=run_dir)
         assert report.returncode == 0, report.stderr
