@@ -739,8 +739,9 @@ def test_a_c_pre_fork_server_s_children_accept_on_the_inherited_listener(rig: Ri
     before = rig.counters().get("adopt.ok", 0)
     argv = [sys.executable, "-m", "vipernet.cli.main", "run", "--socket", rig.path, "--",
             server_bin, str(PREFORK), "3"]
+    # Its own session: stop_process signals the process group (the parent and children).
     server = subprocess.Popen(argv, env=rig.env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
+                              stderr=subprocess.PIPE, start_new_session=True)
     try:
         assert server.stdout is not None
         children = set()
