@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vipernet.cli.demo_certs import make_demo_pki
 from vipernet.cli.demo_network import (
     GATEWAY,
     DemoNetwork,
@@ -82,6 +81,8 @@ def _url(scheme: str, port: int) -> str:
 
 
 def _start_servers(net: DemoNetwork) -> Path:
+    from vipernet.cli.demo_certs import make_demo_pki  # cryptography: only when it runs
+
     webroot = net.workdir / "www"
     webroot.mkdir()
     (webroot / "index.html").write_bytes(PAGE)

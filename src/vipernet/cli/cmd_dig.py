@@ -21,7 +21,6 @@ import time
 from typing import Any
 
 from vipernet.cli.netd_common import add_socket_option, fail, open_client
-from vipernet.netd.protocol import WANT_AAAA
 
 
 def register(subparsers: Any) -> None:
@@ -58,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         client = open_client(args)
     except OSError as exc:
         return fail("vipernet dig", exc)
+    from vipernet.netd.protocol import WANT_AAAA
+
     started = time.monotonic()
     try:
         if rdtype == "AAAA":

@@ -22,9 +22,6 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_address
 from typing import Any
 
-from vipernet.errors import VipernetError
-from vipernet.link.errors import DeviceClosed
-
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("netd", help="run the network daemon on a device",
@@ -115,6 +112,8 @@ def _option(name: str, value: str) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose)
+    from vipernet.errors import VipernetError
+    from vipernet.link.errors import DeviceClosed
     from vipernet.netd.daemon import Netd
 
     # Until netd's own handlers are in, SIGTERM interrupts start-up like Ctrl-C does, so a

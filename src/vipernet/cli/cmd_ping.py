@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 from vipernet.cli.netd_common import add_socket_option, fail, open_client
-from vipernet.netd.protocol import Ping6Reply
 
 
 def register(subparsers: Any) -> None:
@@ -72,6 +71,8 @@ def statistics(host: str, sent: int, rtts: list[float], errors: int, elapsed_ms:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vipernet.netd.protocol import Ping6Reply
+
     if args.count is not None and args.count < 1:
         print(f"vipernet ping: invalid -c {args.count}: must be at least 1", file=sys.stderr)
         return 2

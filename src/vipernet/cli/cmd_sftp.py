@@ -17,12 +17,12 @@ import posixpath
 import shlex
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from vipernet.cli.cmd_ssh import add_common_options, open_client_or_report
-from vipernet.ssh.errors import SSHError
-from vipernet.ssh.sftp.client import SFTPClient
-from vipernet.ssh.sftp.protocol import SFTPError
+
+if TYPE_CHECKING:  # imported where used: vipernet.ssh brings cryptography (see main.py)
+    from vipernet.ssh.sftp.client import SFTPClient
 
 HELP = """get REMOTE [LOCAL]   download (reget: resume)
 put LOCAL [REMOTE]   upload (reput: resume)
@@ -138,6 +138,9 @@ class Shell:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vipernet.ssh.errors import SSHError
+    from vipernet.ssh.sftp.protocol import SFTPError
+
     client = open_client_or_report(args, "sftp")
     if client is None:
         return 255

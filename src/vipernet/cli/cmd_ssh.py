@@ -22,12 +22,10 @@ import sys
 import termios
 import tty
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vipernet.netclient.transport import connect as transport_connect
-from vipernet.ssh.client import SSHClient
-from vipernet.ssh.errors import SSHError
-from vipernet.ssh.keys import PassphraseRequired, load_private_key
+if TYPE_CHECKING:  # imported where used: vipernet.ssh brings cryptography (see main.py)
+    from vipernet.ssh.client import SSHClient
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 
@@ -75,6 +73,10 @@ def _ask(question: str) -> bool:
 
 def open_client(args: argparse.Namespace) -> SSHClient:
     """Connect and authenticate as the options say; raises SSHError."""
+    from vipernet.netclient.transport import connect as transport_connect
+    from vipernet.ssh.client import SSHClient
+    from vipernet.ssh.keys import PassphraseRequired, load_private_key
+
     user, _, host = args.destination.rpartition("@")
     user = user or getpass.getuser()
     if host.startswith("[") and host.endswith("]"):
@@ -187,6 +189,8 @@ def interact(client: SSHClient, command: str | None, want_pty: bool) -> int:
 
 def open_client_or_report(args: argparse.Namespace, command: str) -> SSHClient | None:
     """:func:`open_client`, or None after printing why it failed (exit status 255)."""
+    from vipernet.ssh.errors import SSHError
+
     try:
         return open_client(args)
     except (SSHError, OSError, ValueError) as exc:
@@ -195,6 +199,8 @@ def open_client_or_report(args: argparse.Namespace, command: str) -> SSHClient |
 
 
 def run(args: argparse.Namespace) -> int:
+    from vipernet.ssh.errors import SSHError
+
     client = open_client_or_report(args, "ssh")
     if client is None:
         return 255
