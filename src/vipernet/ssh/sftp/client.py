@@ -54,7 +54,7 @@ DEFAULT_REQUESTS = 64
 # Bytes of READ replies asked for at once.  More does not go faster: OpenSSH's server
 # then queues many megabytes of replies in its buffers, and on loopback its CPU time per
 # byte grew by ~60% from 3 MiB (12 x 252 KiB) to 16 MiB in flight, with the client's
-# unchanged (measured: docs/issue6-checklist.md).  3 MiB still fills a 10 ms path at
+# unchanged (measured: the sweep in docs/ssh.md).  3 MiB still fills a 10 ms path at
 # 300 MB/s.
 READ_IN_FLIGHT = 3 * 1024 * 1024
 # The unsent WRITE data a put() keeps queued on the channel: the window, not our buffer,
