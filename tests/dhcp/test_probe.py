@@ -22,8 +22,8 @@ from vipernet.dhcp.client import DhcpClient, DhcpConfig, LeaseLost, LeaseObtaine
 from vipernet.dhcp.codec import MessageType, OptionCode
 from vipernet.dhcp.driver import DhcpDevice
 from vipernet.dhcp.frames import is_arp_frame, parse_arp_frame
-from vipernet.dhcp.netd_hook import NETD_DHCP, follow_lease
 from vipernet.link.frame import Frame
+from vipernet.netd.dhcp_lease import NETD_DHCP, follow_lease
 from vipernet.netd.protocol import Code
 from vipernet.stack import Stack, StackConfig
 from vipernet.wire.arp import ArpOp, ArpPacket, build_arp

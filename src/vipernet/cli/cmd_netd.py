@@ -123,12 +123,12 @@ def run(args: argparse.Namespace) -> int:
         config = _config(args)
         device = None
         if args.ip.lower() == "dhcp":  # vipernet.dhcp: first lease now, renewals in the loop
-            from vipernet.dhcp.netd_hook import acquire_for_netd
+            from vipernet.netd.dhcp_lease import acquire_for_netd
 
             config, device = acquire_for_netd(config)
         netd = Netd(config, device=device)
         if device is not None:  # renewals move the stack and repoint the resolver
-            from vipernet.dhcp.netd_hook import follow_lease
+            from vipernet.netd.dhcp_lease import follow_lease
 
             follow_lease(device, netd)
     except (ValueError, VipernetError, OSError) as exc:

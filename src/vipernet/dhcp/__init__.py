@@ -7,7 +7,7 @@
   (unicast), T2 rebind (broadcast), expiry; clock and ``random.Random`` injected.
 * :mod:`.driver` - :func:`acquire` (blocking first lease on a device) and
   :class:`DhcpDevice` (a device wrapper that keeps the lease alive under a running stack).
-* :mod:`.netd_hook` - what ``vipernet netd --ip dhcp`` calls.
+* ``vipernet netd --ip dhcp`` drives it from :mod:`vipernet.netd.dhcp_lease`.
 
 See docs/usermode.md.
 """
