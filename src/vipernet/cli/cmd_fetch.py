@@ -29,28 +29,10 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from vipernet.http import (
-    URL,
-    Client,
-    ConnectError,
-    ConnectionClosed,
-    HTTPError,
-    IncompleteBody,
-    InterimResponse,
-    InvalidRequest,
-    InvalidURL,
-    MalformedChunk,
-    ProtocolError,
-    ResolveError,
-    Response,
-    ResponseTooLarge,
-    Timeout,
-    Timeouts,
-    TLSError,
-    TooManyRedirects,
-)
+if TYPE_CHECKING:  # imported where used: vipernet.http brings TLS and certifi (see main.py)
+    from vipernet.http import URL, Client, HTTPError, InterimResponse, Response
 
 EXIT_OK = 0
 EXIT_URL = 3
@@ -202,7 +184,7 @@ class _Output:
         except OSError as exc:
             raise _Failure(EXIT_WRITE, f"cannot write {name}: {exc}") from None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         try:
             self.stream.write(data)
         except OSError as exc:
@@ -248,6 +230,21 @@ def _progress(enabled: bool, label: str, total: int | None) -> Iterator[Any]:
 
 
 def _error_code(exc: HTTPError) -> int:
+    from vipernet.http import (
+        ConnectError,
+        ConnectionClosed,
+        IncompleteBody,
+        InvalidRequest,
+        InvalidURL,
+        MalformedChunk,
+        ProtocolError,
+        ResolveError,
+        ResponseTooLarge,
+        Timeout,
+        TLSError,
+        TooManyRedirects,
+    )
+
     if isinstance(exc, InvalidURL):
         return EXIT_URL
     if isinstance(exc, InvalidRequest):
@@ -277,6 +274,8 @@ def _error_code(exc: HTTPError) -> int:
 
 def _fetch_one(client: Client, args: argparse.Namespace, url: str, output: str | None,
                say: Any) -> int:
+    from vipernet.http import URL, HTTPError
+
     method = args.method or ("HEAD" if args.head else
                              "PUT" if args.upload_file else "POST" if args.data else "GET")
     headers = _parse_headers(args.header)
@@ -298,11 +297,16 @@ def _fetch_one(client: Client, args: argparse.Namespace, url: str, output: str |
                 not args.silent and sys.stderr.isatty() and not out.is_tty)
             label = URL.parse(url).target.rsplit("/", 1)[-1] or url
             with _progress(bool(show), label, response.expected_length) as advance:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-                    received += len(chunk)
+
+                def wrote(n: int) -> None:
+                    nonlocal received
+                    received += n
                     if advance is not None:
-                        advance(len(chunk))
+                        advance(n)
+
+                # readinto one reusable buffer, written out as memoryview slices: for a
+                # Content-Length body that is recv_into straight from the socket
+                response.write_to(out, progress=wrote)
             ok = True
         except HTTPError as exc:
             where = out.finish(False)
@@ -320,6 +324,8 @@ def _fetch_one(client: Client, args: argparse.Namespace, url: str, output: str |
 
 
 def run(args: argparse.Namespace) -> int:
+    from vipernet.http import Client, HTTPError, Timeouts
+
     def say(message: str) -> None:
         if not args.silent or not message.startswith("*"):
             print(message, file=sys.stderr, flush=True)

@@ -4,12 +4,25 @@ h11 does all message framing (request serialisation, status line and header pars
 Content-Length / chunked / close-delimited bodies, trailers); this class only moves bytes
 between it and the socket, enforces the deadlines and caps, and turns h11's complaints into
 our typed errors.  The socket is anything with ``sendall``, ``recv`` and ``settimeout``
-(a stdlib socket, a vipernet socket, or a ``vipernet.tls`` connection).
+(a stdlib socket, a vipernet socket, or a ``vipernet.tls`` connection); ``recv_into`` is
+used when it has one.
 
-Why it is shaped like this (speed): the body is read with large ``recv`` calls (256 KiB by
-default) so h11 sees few, large events; the request head and a small body go out in a
-single ``sendall`` (no Nagle stall between them); timeouts are re-armed only when they
-change.
+Why it is shaped like this (speed): a body is read with large ``recv`` calls (1 MiB) so h11
+sees few, large events; the request head and a small body go out in a single ``sendall``
+(no Nagle stall between them); timeouts are re-armed only when they change.
+
+The identity fast path: once h11 has parsed the head of a Content-Length response and
+handed over the body bytes it already had buffered, it asks for more data (NEED_DATA with
+an empty buffer).  From there the rest of the body is read from the socket directly —
+``recv_into`` the caller's buffer (:meth:`HTTPConnection.readinto_body`) or one ``recv`` per
+piece (:meth:`HTTPConnection.read_body`) — never more than the bytes still announced, so
+bytes past the Content-Length stay on the socket and are not body.  h11 never sees those
+bytes; when the last one arrives the exchange ends as h11's would: if both sides would be
+DONE (keep-alive), a fresh ``h11.Connection`` takes the old one's place, exactly the state
+``start_next_cycle`` leaves (both IDLE, nothing buffered); otherwise the old one stays,
+its peer side short of DONE, so :attr:`HTTPConnection.reusable` is false and the pool
+closes the connection.  A body that ends early raises :class:`IncompleteBody`, as on the
+h11 path.
 """
 
 from __future__ import annotations
@@ -39,7 +52,8 @@ from vipernet.http.errors import (
 )
 from vipernet.http.models import Headers, InterimResponse
 
-RECV_SIZE = 256 * 1024
+RECV_SIZE = 256 * 1024  # reads while waiting for a response head
+BODY_RECV_SIZE = 1024 * 1024  # reads of a body (h11 path, and recv() on the fast path)
 _END = h11.EndOfMessage()  # immutable: one instance serves every request
 # A request head and body up to this size are joined into one write.
 COALESCE_LIMIT = 64 * 1024
@@ -109,6 +123,7 @@ class StreamSocket(Protocol):
 
     def sendall(self, data: bytes, /) -> Any: ...
     def recv(self, bufsize: int, /) -> bytes: ...
+    # optional: ``recv_into(buffer, nbytes) -> int`` is used when present
     def settimeout(self, value: float | None, /) -> None: ...
     def close(self) -> None: ...
 
@@ -118,6 +133,7 @@ class HTTPConnection:
 
     def __init__(self, sock: StreamSocket, *, origin: tuple[str, str, int],
                  max_header_bytes: int = 64 * 1024, recv_size: int = RECV_SIZE,
+                 body_recv_size: int = BODY_RECV_SIZE,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.sock = sock
         self.origin = origin
@@ -126,6 +142,10 @@ class HTTPConnection:
         self.closed = False
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_bytes)
         self._recv_size = recv_size
+        self._body_recv_size = body_recv_size
+        # None: copy out of recv() instead (a socket-like object without recv_into)
+        self._recv_into: Callable[[memoryview, int], int] | None = getattr(
+            sock, "recv_into", None)
         self._clock = clock
         self._armed: object = _UNSET  # the timeout currently set on the socket
         self._read_timeout: float | None = None
@@ -135,6 +155,9 @@ class HTTPConnection:
         self._bytes_in = 0  # bytes received for the current exchange
         self.body_received = 0
         self.expected_length: int | None = None
+        self.body_done = False  # the current response's body arrived whole
+        self._raw_left = 0  # > 0: identity body bytes still on the socket, h11 bypassed
+        self._leftover: memoryview | None = None  # h11 body bytes readinto had no room for
         self.head_items: list[tuple[bytes, bytes]] = []
         self.interim: list[InterimResponse] = []  # the 1xx heads before the current head
         self.idle_since = 0.0  # clock() when the last exchange ended
@@ -150,6 +173,9 @@ class HTTPConnection:
         self._bytes_in = 0
         self.body_received = 0
         self.expected_length = None
+        self.body_done = False
+        self._raw_left = 0
+        self._leftover = None
         self.interim = []
 
     @property
@@ -230,6 +256,13 @@ class HTTPConnection:
 
     def read_body(self) -> bytes | None:
         """The next piece of body (may be a ``bytearray``), or None once the body is complete."""
+        if self._raw_left:
+            return self._raw_recv()
+        if self._leftover is not None:  # only after a readinto_body() with a small buffer
+            rest, self._leftover = self._leftover, None
+            return bytes(rest)
+        if self.body_done:
+            return None
         while True:
             event = self._next_event(in_body=True)
             if type(event) is h11.Data:
@@ -237,14 +270,45 @@ class HTTPConnection:
                 self.body_received += len(data)
                 return data
             if event is h11.NEED_DATA:
-                self._recv()
+                if self._enter_raw():
+                    return self._raw_recv()
+                self._recv(self._body_recv_size)
                 continue
             if type(event) is h11.EndOfMessage:
-                # Trailer fields (event.headers) are deliberately ignored: nothing we do
-                # depends on them and they must not override the head.
-                self._finish_exchange()
+                self._end_of_message()
                 return None
             raise ProtocolError(f"unexpected {type(event).__name__} in the response body")
+
+    def readinto_body(self, view: memoryview) -> int:
+        """Put the next body bytes into ``view`` (a non-empty, writable, byte-format view);
+        the number of bytes, 0 once the body is complete (see :attr:`body_done`)."""
+        if self._raw_left:
+            return self._raw_recv_into(view)
+        leftover = self._leftover
+        if leftover is None:
+            if self.body_done:
+                return 0
+            while True:
+                event = self._next_event(in_body=True)
+                if type(event) is h11.Data:
+                    if not event.data:
+                        continue  # 0 must only ever mean the end of the body
+                    self.body_received += len(event.data)
+                    leftover = memoryview(event.data)
+                    break
+                if event is h11.NEED_DATA:
+                    if self._enter_raw():
+                        return self._raw_recv_into(view)
+                    self._recv(self._body_recv_size)
+                    continue
+                if type(event) is h11.EndOfMessage:
+                    self._end_of_message()
+                    return 0
+                raise ProtocolError(f"unexpected {type(event).__name__} in the response body")
+        n = min(len(view), len(leftover))
+        view[:n] = leftover[:n]
+        self._leftover = leftover[n:] if n < len(leftover) else None
+        return n
 
     @property
     def reusable(self) -> bool:
@@ -259,6 +323,66 @@ class HTTPConnection:
                 self.sock.close()
 
     # -- internals --------------------------------------------------------------------------
+
+    def _end_of_message(self) -> None:
+        # Trailer fields (EndOfMessage.headers) are deliberately ignored: nothing we do
+        # depends on them and they must not override the head.
+        self.body_done = True
+        self._finish_exchange()
+
+    def _enter_raw(self) -> bool:
+        """On NEED_DATA in a Content-Length body: switch to reading the socket directly.
+
+        NEED_DATA while h11 reads a Content-Length body means its buffer is empty, so every
+        body byte still to come is on the socket.  HEAD, 204 and 304 responses never get
+        here (h11 ends them without data); a chunked or close-delimited body has no
+        ``expected_length`` and stays on h11.
+        """
+        if self.expected_length is None or self._h11.their_state is not h11.SEND_BODY:
+            return False
+        left = self.expected_length - self.body_received
+        if left <= 0:
+            return False
+        self._raw_left = left
+        return True
+
+    def _raw_recv(self) -> bytes:
+        data: bytes = self._receive(self.sock.recv, min(self._raw_left, self._body_recv_size))
+        self._raw_got(len(data))
+        return data
+
+    def _raw_recv_into(self, view: memoryview) -> int:
+        want = min(len(view), self._raw_left)
+        if self._recv_into is not None:
+            n: int = self._receive(self._recv_into, view, want)
+        else:
+            data = self._receive(self.sock.recv, want)
+            n = len(data)
+            view[:n] = data
+        self._raw_got(n)
+        return n
+
+    def _raw_got(self, n: int) -> None:
+        if not n:
+            self._eof = True
+            self._raw_left = 0
+            self.close()
+            raise IncompleteBody(self.body_received, self.expected_length)
+        self._bytes_in += n
+        self.body_received += n
+        self._raw_left -= n
+        if self._raw_left:
+            return
+        # The body is whole.  h11 did not see it: end the exchange the way h11 would.
+        if self._h11.our_state is h11.DONE:
+            # Our request was sent whole and neither side asked to close (h11 turns DONE
+            # into MUST_CLOSE for "Connection: close" or HTTP/1.0), so h11 would now go
+            # DONE/DONE -> start_next_cycle(): a new machine is that state.
+            self._h11 = h11.Connection(h11.CLIENT,
+                                       max_incomplete_event_size=self.max_header_bytes)
+        # else: the old machine stays with the server side in SEND_BODY, never IDLE, so
+        # the connection is not reusable and the pool closes it.
+        self._end_of_message()
 
     def _finish_exchange(self) -> None:
         self.requests_served += 1
@@ -315,7 +439,16 @@ class HTTPConnection:
         if length is not None:
             self.expected_length = int(length.split(b",")[0])
 
-    def _recv(self) -> None:
+    def _recv(self, size: int = 0) -> None:
+        data: bytes = self._receive(self.sock.recv, size or self._recv_size)
+        if not data:
+            self._eof = True
+        self._bytes_in += len(data)
+        self._h11.receive_data(data)
+
+    def _receive(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (a socket read) under the read timeout and the total deadline,
+        its failures turned into our typed errors."""
         timeout = self._read_timeout
         phase = "read"
         if self._deadline is not None:
@@ -329,7 +462,7 @@ class HTTPConnection:
             self.sock.settimeout(timeout)
             self._armed = timeout
         try:
-            data = self.sock.recv(self._recv_size)
+            return fn(*args)
         except TimeoutError:
             self.close()
             raise Timeout(phase, (self._total if phase == "total" else timeout) or 0.0) from None
@@ -341,10 +474,6 @@ class HTTPConnection:
         except VipernetError as exc:  # a TLS record error from vipernet.tls
             self.close()
             raise TLSError(f"TLS failure while receiving: {exc}") from None
-        if not data:
-            self._eof = True
-        self._bytes_in += len(data)
-        self._h11.receive_data(data)
 
     def _sendall(self, data: bytes) -> None:
         timeout = self._read_timeout
