@@ -1,4 +1,4 @@
-"""The applications over IPv6 through netd: ``vipernet fetch`` from nginx (http and https
+"""The applications over IPv6 through netd, names resolved through the RDNSS server: ``vipernet fetch`` from nginx (http and https
 to an IPv6 literal, and to a name with an AAAA record) and ``vipernet ssh`` / ``sftp`` to
 sshd on an IPv6 address, with the kernel's IPv6 on the test bed's TAP.
 
@@ -22,7 +22,7 @@ from tests.http.certs import make_ca_and_server
 from tests.http.peers import Nginx
 from tests.netd_rig import cli_env
 from tests.ssh.sshd import Sshd
-from tests.testbed import DNS_SERVER6, GATEWAY6, TestBed, require_binary, wait_for
+from tests.testbed import GATEWAY6, TestBed, require_binary, wait_for
 from vipernet.netclient import client as netclient
 
 pytestmark = pytest.mark.testbed
@@ -86,9 +86,10 @@ def app_bed() -> Iterator[AppBed]:
         env.pop("VIPERNET_TRANSPORT", None)
         env.pop("VIPER_KERNEL_ENABLE_NET", None)
         with (bed.workdir / "netd.err").open("wb") as err:
+            # No --dns: the default 10.0.2.3 has no server here (port unreachable), so
+            # names resolve through the RDNSS server the RAs announce (fd0a:2::3).
             proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
-                              f"tap:{bed.tap}", "--socket", path, "--dns", DNS_SERVER6],
-                             env=env, stderr=err)
+                              f"tap:{bed.tap}", "--socket", path], env=env, stderr=err)
         wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd socket")
         assert proc.poll() is None, (bed.workdir / "netd.err").read_text()
         bed.start_router_advertisements()  # SLAAC for netd, and example.test's AAAA

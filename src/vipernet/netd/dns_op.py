@@ -1,5 +1,8 @@
 """NET_DNS_RESOLVE: netd drives :class:`vipernet.dns.query.DnsQuery` over stack UDP sockets.
 
+The servers asked are the configured ones (``netd --dns``, a DHCP lease's) and then
+those the link announced in Router Advertisements (RDNSS, RFC 8106), IPv4 or IPv6.
+
 The resolver core is sans-IO; this handler is its I/O shell inside netd's loop.  Each
 attempt goes out from a fresh stack UDP socket bound to port 0 (random source port, as
 the core expects), the request stays parked while the query waits, and the waiter is
@@ -26,6 +29,7 @@ import contextlib
 import errno
 import ipaddress
 import random
+from collections.abc import Callable
 from typing import Any
 
 from vipernet.dns.cache import Answer, DnsCache
@@ -77,10 +81,17 @@ class DnsHandler:
     extensions: one per netd, the cache shared by every client."""
 
     def __init__(self, servers: list[str], *, rng: random.Random,
-                 cache: DnsCache | None = None) -> None:
-        self.servers = servers
+                 cache: DnsCache | None = None,
+                 learned: Callable[[float], list[str]] | None = None) -> None:
+        self.servers = servers  # configured (netd --dns, or a DHCP lease's)
         self.rng = rng
         self.cache = cache or DnsCache()
+        # Servers the link taught us (RDNSS, RFC 8106), asked after the configured ones.
+        self.learned = learned
+
+    def servers_now(self, now: float) -> list[str]:
+        learned = self.learned(now) if self.learned is not None else []
+        return self.servers + [s for s in learned if s not in self.servers]
 
     def __call__(self, service: NetService, session: Session, request: Message,
                  now: float) -> Message | None:
@@ -108,7 +119,8 @@ class DnsHandler:
                 service.count("dns.cache_hits")
                 outcomes[rdtype] = entry.answer or NameNotFound(f"{name}: name not found")
         missing = [t for t in rdtypes if t not in outcomes]
-        if missing and not self.servers:
+        servers = self.servers_now(now)
+        if missing and not servers:
             return p.error_reply(request, errno.EHOSTUNREACH, "no DNS server configured")
         timeout = p.timeout_from_ms(timeout_ms)
         lifetime = DEFAULT_LIFETIME if timeout is None or timeout <= 0 else timeout
@@ -117,7 +129,7 @@ class DnsHandler:
         for rdtype in missing:
             try:
                 # attempts=None: the lifetime bounds the whole query, not each try.
-                query = DnsQuery(name, rdtype=rdtype, servers=self.servers, now=now, rng=self.rng,
+                query = DnsQuery(name, rdtype=rdtype, servers=servers, now=now, rng=self.rng,
                                  timeout=min(ATTEMPT_TIMEOUT, lifetime), attempts=None,
                                  lifetime=lifetime, allow_tcp=True)
             except DnsError as exc:

@@ -193,7 +193,12 @@ def full_service(stack: Any, device: Any, *, link: str, dns: Sequence[object],
         dns_op = importlib.import_module("vipernet.netd.dns_op")
     except ImportError:  # the resolver is not in this build
         return service
-    handler = dns_op.DnsHandler([str(d) for d in dns], rng=stack.rng)
+    def learned(now: float) -> list[str]:
+        if getattr(stack, "ipv6", None) is None:
+            return []
+        return [str(server) for server in stack.nd.addrconf.dns_servers(now)]
+
+    handler = dns_op.DnsHandler([str(d) for d in dns], rng=stack.rng, learned=learned)
     service.extensions[p.Code.DNS_RESOLVE] = handler
     service.extensions[p.Code.DNS_RESOLVE_ALL] = handler.resolve_all
     return service
