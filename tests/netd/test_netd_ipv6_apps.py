@@ -1,6 +1,7 @@
-"""The applications over IPv6 through netd, names resolved through the RDNSS server: ``vipernet fetch`` from nginx (http and https
+"""The applications over IPv6 through netd: ``vipernet fetch`` from nginx (http and https
 to an IPv6 literal, and to a name with an AAAA record) and ``vipernet ssh`` / ``sftp`` to
-sshd on an IPv6 address, with the kernel's IPv6 on the test bed's TAP.
+sshd on an IPv6 address, with the kernel's IPv6 on the test bed's TAP; names resolve
+through the RDNSS server the Router Advertisements announce.
 
 Every byte crosses our IPv6 and TCP (netd <-> TAP <-> the namespace's kernel <-> the
 server); downloads and uploads are checked by sha256.
