@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -169,9 +168,8 @@ def test_a_reply_cut_short_is_reported_as_malformed_at_once(
     before = netd.dns_counters().get("dns.malformed", 0)
     result, exited = netd.dig("cut.test", "--timeout", "5")
     assert result.returncode == 1
-    assert re.fullmatch(
-        rf"vipernet dig: cut\.test: malformed reply from {re.escape(DNS_SERVER)}:53: \d+ "
-        r"bytes that do not parse as a DNS message \(cut short or corrupt\)\n", result.stderr)
+    assert result.stderr == (f"vipernet dig: cut.test: {DNS_SERVER} sent 3 malformed replies "
+                             "(cut short)\n")
     assert "timed out" not in result.stderr
     assert _time_since_first_query(server, exited) < 2.5  # no waiting for the deadline
     assert netd.dns_counters()["dns.malformed"] >= before + 1

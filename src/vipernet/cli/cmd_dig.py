@@ -9,7 +9,10 @@ could not be reached, the name is not a valid host name or the timeout is not po
 
 ``--timeout`` is the deadline of the whole lookup, every retry and server included (netd
 caps it at 60 s): a silent server makes dig fail after that long, not after a fixed
-number of tries.
+number of tries.  A server that only sends malformed replies fails the lookup at once,
+in one line that counts them and says why (exit 1)::
+
+    vipernet dig: x.test: 10.0.2.3 sent 3 malformed replies (compression pointer loop)
 """
 
 from __future__ import annotations

@@ -26,7 +26,13 @@ dropping such an answer turned a working server into a misleading timeout).  A r
 from the attempt's server that does not parse is remembered: if nothing better arrives,
 the query ends with :class:`MalformedReply` naming the server, never with a timeout; if
 its header carries the attempt's id, the server has answered that attempt, so the next
-try goes out at once (as after SERVFAIL).
+try goes out at once (as after SERVFAIL).  Why it does not parse is found by walking the
+message (:func:`vipernet.dns.malformed.diagnose`) and counted in ``malformed.KIND`` (see
+:data:`vipernet.dns.malformed.MALFORMED_KINDS`);
+the error of a query that got one such reply describes it ("malformed reply from
+10.0.2.3:53: 43 bytes that do not parse as a DNS message (RDLENGTH past the end)"), of
+one that got several, counts them per server ("10.0.2.3 sent 3 malformed replies
+(compression pointer loop)").
 
 Outcomes: NOERROR with addresses -> :class:`Answer`, following CNAMEs (inside one
 answer, or with a new query for the target) up to ``max_cnames`` hops with loop
@@ -51,7 +57,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import struct
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,6 +84,13 @@ from vipernet.dns.errors import (
     ServerFailure,
     Truncated,
 )
+from vipernet.dns.malformed import (
+    ADDRESS_RDLENGTH,
+    BadLength,
+    Malformation,
+    bad_address_length,
+    diagnose,
+)
 
 Server = tuple[str, int]
 A = int(dns.rdatatype.A)
@@ -91,10 +103,6 @@ MAX_NEGATIVE_TTL = 3600
 MAX_ATTEMPT_WAIT = 5.0
 MAX_ROUNDS = 32
 HEADER_SIZE = 12
-# RDLENGTH an address record must have (RFC 1035 3.4.1: A is 4 bytes; RFC 3596 2.2: AAAA 16).
-ADDRESS_RDLENGTH = {A: 4, AAAA: 16}
-_COUNTS = struct.Struct(">4H")  # QDCOUNT ANCOUNT NSCOUNT ARCOUNT, after id and flags
-_RR_FIXED = struct.Struct(">HHIH")  # TYPE CLASS TTL RDLENGTH, after the owner name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,6 +225,8 @@ class DnsQuery:
         self._result: Answer | None = None
         self._error: DnsError | None = None
         self._last_failure: DnsError | None = None
+        # Per server, in the order they first sent one: the reasons of its malformed replies.
+        self._malformed_from: dict[Server, list[str]] = {}
         self._outstanding: list[_Attempt] = []
         self._pending: SendQuery | None = None
         self._server_index = 0
@@ -286,7 +296,10 @@ class DnsQuery:
                 return False
         message, problem = self._parse(data)
         if message is None:
+            assert problem is not None
             self.counters["malformed"] += 1
+            kind = "address_length" if isinstance(problem, BadLength) else problem.kind
+            self.counters[f"malformed.{kind}"] += 1
             self._malformed(data, candidates, problem, now)
             return False
         attempt = next((a for a in candidates if a.ident == message.id), None)
@@ -306,22 +319,22 @@ class DnsQuery:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _parse(self, data: bytes) -> tuple[dns.message.Message | None, str | _BadLength]:
+    def _parse(self, data: bytes
+               ) -> tuple[dns.message.Message | None, Malformation | BadLength | None]:
         """The message, or None and why it does not parse."""
-        problem: str | _BadLength
         try:
-            return dns.message.from_wire(data), ""
+            return dns.message.from_wire(data), None
         except dns.message.TrailingJunk:
             self.counters["trailing_junk"] += 1
             try:  # the records the header announced are all there: use them
-                return dns.message.from_wire(data, ignore_trailing=True), ""
+                return dns.message.from_wire(data, ignore_trailing=True), None
             except Exception as exc:  # hostile input: any type
-                problem = _describe(exc, data)
+                failure = exc
         except Exception as exc:  # dnspython raises many types on hostile input
-            problem = _describe(exc, data)
+            failure = exc
         # Checked before the TC rescue below: a record that lies about its length is a
         # broken server, not a cut answer, and must not pass as a truncated one.
-        bad = _bad_address_length(data)
+        bad = bad_address_length(data)
         if bad is not None:
             self.counters["bad_rdlength"] += 1
             return None, bad
@@ -329,26 +342,33 @@ class DnsQuery:
         try:
             message = dns.message.from_wire(data, question_only=True)
         except Exception:
-            return None, problem
-        return (message, "") if message.flags & dns.flags.TC else (None, problem)
+            return None, diagnose(data, failure)
+        if message.flags & dns.flags.TC:
+            return message, None
+        return None, diagnose(data, failure)
 
-    def _malformed(self, data: bytes, candidates: list[_Attempt], problem: str | _BadLength,
-                   now: float) -> None:
+    def _malformed(self, data: bytes, candidates: list[_Attempt],
+                   problem: Malformation | BadLength, now: float) -> None:
         """An unparsable reply from an attempt's server (the source was checked already)."""
         if not candidates:
             return  # a stream message with no stream attempt out: nothing to blame
         attempt = candidates[-1]
-        server = f"{attempt.server[0]}:{attempt.server[1]}"
-        prefix = f"{self.name}: malformed reply from {server}: "
-        if isinstance(problem, _BadLength):
+        if isinstance(problem, BadLength):
             rdtype, rdlength = problem
             expected = ADDRESS_RDLENGTH[rdtype]
             type_name = dns.rdatatype.to_text(dns.rdatatype.RdataType(rdtype))
-            self._last_failure = BadRecordLength(
-                f"{prefix}{type_name} record with RDLENGTH {rdlength}, "
-                f"not {expected}", rdtype=rdtype, rdlength=rdlength, expected=expected)
+            reason = detail = f"{type_name} record with RDLENGTH {rdlength}, not {expected}"
         else:
-            self._last_failure = MalformedReply(prefix + problem)
+            reason = problem.reason
+            detail = (f"{len(data)} bytes, {reason}" if problem.kind == "short_header" else
+                      f"{len(data)} bytes that do not parse as a DNS message ({reason})")
+        self._malformed_from.setdefault(attempt.server, []).append(reason)
+        text = self._malformed_text(attempt.server, detail)
+        if isinstance(problem, BadLength):
+            self._last_failure = BadRecordLength(text, rdtype=rdtype, rdlength=rdlength,
+                                                 expected=expected)
+        else:
+            self._last_failure = MalformedReply(text)
         if len(data) < HEADER_SIZE or not data[2] & 0x80:
             return  # cannot tell which query it answers: keep waiting for a good one
         ident = int.from_bytes(data[:2], "big")
@@ -357,6 +377,20 @@ class DnsQuery:
             # would only turn its answer into a timeout.
             self._outstanding.clear()
             self._next_try(now)
+
+    def _malformed_text(self, server: Server, detail: str) -> str:
+        """The error text for the malformed replies so far; ``detail`` describes the
+        latest, from ``server``.  One reply is described; several are counted per
+        server with their reasons, as dig's "communications error ... malformed"."""
+        if sum(len(r) for r in self._malformed_from.values()) == 1:
+            return f"{self.name}: malformed reply from {server[0]}:{server[1]}: {detail}"
+        parts = []
+        for where, reasons in self._malformed_from.items():
+            n = len(reasons)
+            said = "; ".join(dict.fromkeys(reasons))  # each reason once, first seen first
+            replies = "reply" if n == 1 else "replies"
+            parts.append(f"{_server_text(where)} sent {n} malformed {replies} ({said})")
+        return f"{self.name}: " + ", ".join(parts)
 
     def _asks_our_question(self, message: dns.message.Message) -> bool:
         if len(message.question) != 1:
@@ -489,54 +523,6 @@ class DnsQuery:
         return DEFAULT_NEGATIVE_TTL
 
 
-class _BadLength(tuple[int, int]):
-    """(rdtype, rdlength) of an address record whose RDLENGTH is wrong for its type."""
-
-    __slots__ = ()
-
-
-def _bad_address_length(data: bytes) -> _BadLength | None:
-    """The first IN A/AAAA record whose RDLENGTH is not 4/16, found by walking the records.
-
-    dnspython rejects such a message with a generic FormError; this walk only names the
-    record.  It reads no further than the data and gives up (None) on anything odd, so a
-    reply cut short is never reported as a bad length.
-    """
-    if len(data) < HEADER_SIZE:
-        return None
-    qdcount, ancount, nscount, arcount = _COUNTS.unpack_from(data, 4)
-    pos = HEADER_SIZE
-    try:
-        for _ in range(qdcount):
-            pos = _skip_name(data, pos) + 4  # QTYPE, QCLASS
-        for _ in range(ancount + nscount + arcount):
-            pos = _skip_name(data, pos)
-            rtype, rclass, _ttl, rdlength = _RR_FIXED.unpack_from(data, pos)
-            pos += _RR_FIXED.size
-            expected = ADDRESS_RDLENGTH.get(rtype)
-            if expected is not None and rclass == dns.rdataclass.IN and rdlength != expected:
-                return _BadLength((rtype, rdlength))
-            pos += rdlength
-    except (struct.error, IndexError, ValueError):
-        return None
-    return None
-
-
-def _skip_name(data: bytes, pos: int) -> int:
-    """The offset just past the (possibly compressed) name at ``pos`` (RFC 1035 4.1.4)."""
-    while True:
-        length = data[pos]
-        if length & 0xC0 == 0xC0:  # a pointer ends the name in this place
-            if pos + 2 > len(data):
-                raise IndexError("name pointer cut short")
-            return pos + 2
-        if length & 0xC0:
-            raise ValueError("reserved label type")
-        if length == 0:
-            return pos + 1
-        pos += 1 + length
-
-
 def _round_wait(timeout: float, round_index: int) -> float:
     """How long each attempt of round ``round_index`` waits when ``attempts=None``."""
     grown: float = timeout * 2.0 ** min(round_index, MAX_ROUNDS)
@@ -553,16 +539,12 @@ def _rounds_within(lifetime: float, timeout: float, servers: int) -> int:
     return max(rounds, 1)
 
 
-def _describe(exc: Exception, data: bytes) -> str:
-    """Why a reply does not parse, in words (dnspython's texts name no sizes)."""
-    if isinstance(exc, dns.message.ShortHeader) or len(data) < HEADER_SIZE:
-        return f"{len(data)} bytes, shorter than a DNS header"
-    if isinstance(exc, dns.message.TrailingJunk):
-        return "bytes after the last record"
-    detail = str(exc).rstrip(".") or type(exc).__name__
-    if type(exc) is dns.exception.FormError:  # dnspython's catch-all "DNS message is malformed"
-        detail = "cut short or corrupt"
-    return f"{len(data)} bytes that do not parse as a DNS message ({detail})"
+def _server_text(server: Server) -> str:
+    """A server as the user configured it: the address, with the port only if not 53."""
+    host, port = server
+    if port == 53:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _sort_key(address: str) -> tuple[int, int]:

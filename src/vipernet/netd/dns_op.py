@@ -19,7 +19,8 @@ core): retries go round the servers with growing waits until it, and the last on
 out what is left, so ``vipernet dig --timeout 20`` against a silent server takes 20 s and
 ``--timeout 0.5`` half a second.  Each query's counters (see ``vipernet.dns.query``) are
 added to netd's counters as ``dns.NAME`` when it ends (``dns.trailing_junk``,
-``dns.malformed``, ``dns.attempt_timeouts``, ...), plus ``dns.cache_hits``; ``vipernet
+``dns.malformed``, ``dns.malformed.pointer_loop`` and the other reasons,
+``dns.attempt_timeouts``, ...), plus ``dns.cache_hits``; ``vipernet
 info --counters`` lists them.
 """
 
