@@ -264,11 +264,26 @@ class IpcServer:
             finally:
                 probe.close()
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Bound and listening under a temporary name, then renamed into place: a client
+        # that sees the path can connect at once (bind() alone makes the file appear while
+        # connects are still refused).  A path too long for the suffix is bound directly.
+        temporary = f"{path}.{os.getpid()}~"
         try:
-            listener.bind(path)
-            os.chmod(path, 0o666)  # like a kernel's socket API: every local user may use it
-            listener.listen(128)
-            listener.setblocking(False)
+            try:
+                listener.bind(temporary)
+            except OSError:
+                temporary = path
+                listener.bind(path)
+            try:
+                os.chmod(temporary, 0o666)  # like a kernel's socket API: every user may use it
+                listener.listen(128)
+                listener.setblocking(False)
+                if temporary != path:
+                    os.rename(temporary, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
         except BaseException:
             listener.close()
             raise
