@@ -1,4 +1,4 @@
-"""The blocking SFTP v3 client, driven by :meth:`SSHClient.pump`.
+"""The blocking SFTP v3 client, driven by its session's pump (:meth:`SSHClient.pump`).
 
 Requests get ids; replies are matched by id through a table of callbacks, so any number
 can be in flight.  :meth:`get` and :meth:`put` keep up to ``max_requests`` READs/WRITEs of
@@ -17,7 +17,7 @@ import posixpath
 import stat as statmod
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from vipernet.ssh.channel import Channel
 from vipernet.ssh.codec import SSHBuffer, SSHWriter
@@ -40,8 +40,27 @@ from vipernet.ssh.sftp.protocol import (
     status_error,
 )
 
-if TYPE_CHECKING:
-    from vipernet.ssh.client import SSHClient
+
+class _Forgetting(Protocol):
+    def forget(self, channel: Channel) -> None: ...
+
+
+class SessionHost(Protocol):
+    """What the SFTP client needs of the SSH session that carries it (an
+    :class:`vipernet.ssh.client.SSHClient`): a channel, a request on it, and a pump.  A
+    protocol rather than an import, so the session module may build SFTP clients without
+    the two importing each other."""
+
+    @property
+    def conn(self) -> _Forgetting: ...
+
+    def open_channel(self, timeout: float | None = 30.0, **kwargs: int) -> Channel: ...
+
+    def request(self, ch: Channel, send: Callable[[], int], name: str,
+                timeout: float | None = 30.0) -> None: ...
+
+    def pump(self, until: Callable[[], bool], *, timeout: float | None = None,
+             what: str = "the server") -> None: ...
 
 _READ = _HEADER = struct.Struct(">IBI")  # length, type, request id
 _U32 = struct.Struct(">I")
@@ -64,7 +83,7 @@ SFTP_WINDOW = 32 * 1024 * 1024
 
 
 class SFTPClient:
-    def __init__(self, ssh: SSHClient, channel: Channel) -> None:
+    def __init__(self, ssh: SessionHost, channel: Channel) -> None:
         self.ssh = ssh
         self.channel = channel
         self._framer = Framer()
@@ -80,7 +99,7 @@ class SFTPClient:
         channel.on_data = self._on_data
 
     @classmethod
-    def start(cls, ssh: SSHClient, timeout: float = 30.0) -> SFTPClient:
+    def start(cls, ssh: SessionHost, timeout: float = 30.0) -> SFTPClient:
         ch = ssh.open_channel(window=SFTP_WINDOW, max_packet=256 * 1024)
         client = cls(ssh, ch)  # takes the channel's data from now on
         ssh.request(ch, lambda: ch.subsystem("sftp"), "the sftp subsystem")
