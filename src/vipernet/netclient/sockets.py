@@ -43,6 +43,7 @@ from vipernet.netclient.client import NetClient, connect, socket_path
 from vipernet.netclient.default import default_client, kernel_mode
 from vipernet.netd import protocol as p
 from vipernet.stack.socket_api import Address, SocketKind
+from vipernet.stack.sockets_common import format_address6, ip6_text
 
 AF_INET = _std.AF_INET
 AF_INET6 = _std.AF_INET6
@@ -452,8 +453,7 @@ class socket:
             raise OSError(err, os.strerror(err))
         data = message[layout.size:]
         if six:
-            ip6 = ipaddress.IPv6Address(raw_ip)
-            return data, (p.ip6_text(ip6), port, 0, 1 if ip6.is_link_local else 0)
+            return data, format_address6(ipaddress.IPv6Address(raw_ip), port)
         return data, (str(ipaddress.IPv4Address(raw_ip)), port)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
@@ -641,7 +641,7 @@ def _resolve_host6(host: str, client: NetClient) -> str:
         return "::"
     bare = host.split("%", 1)[0]
     try:
-        return p.ip6_text(ipaddress.IPv6Address(bare))
+        return ip6_text(ipaddress.IPv6Address(bare))
     except ValueError:
         pass
     try:
@@ -760,7 +760,7 @@ def _literal_pairs(host: str, family: int) -> list[tuple[int, str]]:
     if family not in (AF_UNSPEC, fam):
         raise gaierror(_std.EAI_FAMILY if ip.version == 4 else _std.EAI_NONAME,
                        "Address family for hostname not supported")
-    return [(fam, p.ip6_text(ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip))]
+    return [(fam, ip6_text(ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip))]
 
 
 _GLOBAL_DEFAULT: Any = object()

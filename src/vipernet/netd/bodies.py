@@ -32,6 +32,7 @@ from vipernet.netd.framing import (
     SendFlags,
 )
 from vipernet.stack.socket_api import AF_INET, AF_INET6, Address, SocketKind
+from vipernet.stack.sockets_common import format_address6, ip6_text
 
 # --------------------------------------------------------------------------------------------
 # Field helpers
@@ -84,19 +85,11 @@ def push_address6(w: Writer, address: Address) -> None:
     w.push_uint16(port)
 
 
-def ip6_text(ip: ipaddress.IPv6Address) -> str:
-    """The text Linux's ``inet_ntop`` gives: an IPv4-mapped address keeps its dotted
-    quad (``::ffff:10.0.2.15``), which Python before 3.13 prints as hex groups."""
-    v4 = ip.ipv4_mapped
-    return f"::ffff:{v4}" if v4 is not None else str(ip)
-
-
 def pull_address6(b: Buffer) -> Address:
-    """``address6`` -> the 4-tuple Python's AF_INET6 sockets report.  A link-local
-    address gets scope 1 (the one interface), as the stack reports it."""
+    """``address6`` -> the 4-tuple Python's AF_INET6 sockets report, as the stack's
+    sockets report it (link-local with scope 1, mapped addresses dotted)."""
     ip = ipaddress.IPv6Address(b.pull_bytes(16, "address6"))
-    port = b.pull_uint16("port")
-    return (ip6_text(ip), port, 0, 1 if ip.is_link_local else 0)
+    return format_address6(ip, b.pull_uint16("port"))
 
 
 def pull_ip(b: Buffer) -> str:

@@ -47,7 +47,6 @@ from vipernet.netd.bodies import (
     SocketRef,
     WaitRequest,
     for_family,
-    ip6_text,
     pull_address,
     pull_address6,
     pull_ip,
@@ -82,6 +81,7 @@ from vipernet.netd.framing import (
     error_text,
     reply_to,
 )
+from vipernet.stack.sockets_common import ip6_text  # re-exported for clients
 
 __all__ = [
     "FOREVER",

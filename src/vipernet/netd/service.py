@@ -17,7 +17,6 @@ interface, so TCP needs no code here beyond what UDP uses.  A session that goes 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import os
 import time
@@ -793,9 +792,8 @@ def _address_or_none(getter: Callable[[], Address]) -> str | None:
     except OSError:
         return None
     host, port = address[0], address[1]
-    if len(address) != 4:
-        return f"{host}:{port}"
-    return f"[{p.ip6_text(ipaddress.IPv6Address(host))}]:{port}"
+    # An AF_INET6 socket's host is already inet_ntop's text (format_address6).
+    return f"[{host}]:{port}" if len(address) == 4 else f"{host}:{port}"
 
 
 # The StackSocket contract has no state or queue sizes; these read what the stack's

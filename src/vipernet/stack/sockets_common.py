@@ -72,16 +72,19 @@ def parse_address6(address: object, *,
                                      "(resolve names before calling the stack)") from None
 
 
+def ip6_text(ip: IPv6Address) -> str:
+    """The text Linux's ``inet_ntop`` gives: an IPv4-mapped address keeps its dotted quad
+    (``::ffff:10.0.2.15``; ``str()`` gives ``::ffff:a00:20f`` before Python 3.13)."""
+    v4 = ip.ipv4_mapped
+    return f"::ffff:{v4}" if v4 is not None else str(ip)
+
+
 def format_address6(ip: IPv6Address, port: int, scope_id: int = 0) -> Address:
     """The 4-tuple an ``AF_INET6`` socket reports; a link-local one carries scope 1 (our
     only interface), as Linux gives its interface index."""
     if scope_id == 0 and ip.is_link_local:
         scope_id = 1
-    v4 = ip.ipv4_mapped
-    # The dotted tail, as the kernel's inet_ntop writes it (str() gives ::ffff:a00:20f
-    # before Python 3.13).
-    host = f"::ffff:{v4}" if v4 is not None else str(ip)
-    return (host, port, 0, scope_id)
+    return (ip6_text(ip), port, 0, scope_id)
 
 
 def mapped(ip: IPv4Address) -> IPv6Address:
