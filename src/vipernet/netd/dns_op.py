@@ -152,13 +152,12 @@ class DnsHandler:
             addresses = self._ordered(service, [a for ans in answers for a in ans.addresses])
             return p.reply_to(request, p.ResolveAllReply(addresses=addresses).encode())
         errors = [o for o in outcomes.values() if isinstance(o, DnsError)]
-        for kind in (NameNotFound, NoRecords):
-            found = next((e for e in errors if isinstance(e, kind)), None)
-            if found is not None and all(isinstance(e, NameNotFound | NoRecords)
-                                         for e in errors):
-                return p.error_reply(request, _errno_for(found), str(found))
-        worst = next(e for e in errors if not isinstance(e, NameNotFound | NoRecords))
-        return p.error_reply(request, _errno_for(worst), str(worst))
+        # A failure to get an answer (timeout, server failure...) says more than "no such
+        # name/records" from the other query; between those two, NXDOMAIN wins.
+        failed = [e for e in errors if not isinstance(e, NameNotFound | NoRecords)]
+        chosen = failed[0] if failed else next(
+            (e for e in errors if isinstance(e, NameNotFound)), errors[0])
+        return p.error_reply(request, _errno_for(chosen), str(chosen))
 
     @staticmethod
     def _ordered(service: NetService, addresses: list[str]) -> tuple[str, ...]:
@@ -166,9 +165,9 @@ class DnsHandler:
         spirit: a family we cannot send from goes last), else IPv4 first."""
         v6 = [a for a in addresses if ":" in a]
         v4 = [a for a in addresses if ":" not in a]
-        nd = getattr(service.stack, "nd", None)
-        usable6 = bool(v6) and nd is not None and getattr(service.stack, "ipv6", None) and (
-            nd.source_for(ipaddress.IPv6Address(v6[0])) is not None)
+        stack: Any = service.stack  # the real Stack: its IPv6 parts, when it has them
+        usable6 = bool(v6) and getattr(stack, "ipv6", None) is not None and (
+            stack.nd.source_for(ipaddress.IPv6Address(v6[0])) is not None)
         return tuple(v6 + v4 if usable6 else v4 + v6)
 
 
