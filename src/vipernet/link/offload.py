@@ -51,13 +51,21 @@ def complete_checksum(frame: Frame) -> bytes:
         raise OffloadError(
             f"partial checksum outside the frame: csum_start={start} "
             f"csum_offset={off.csum_offset} frame_length={len(data)}")
-    view = memoryview(data)
-    value = internet_checksum(view[start:])
-    if value == 0 and off.csum_offset == UDP_CSUM_OFFSET:
+    return bytes(checksum_finished(data, start, off.csum_offset))
+
+
+def checksum_finished(data: bytes | bytearray | memoryview, start: int,
+                      csum_offset: int) -> bytearray:
+    """A copy of ``data`` whose L4 checksum at ``start + csum_offset`` is finished: what a
+    device does with a NEEDS_CSUM packet (the field holds the pseudo-header sum, so the
+    sum from ``start`` to the end is the final checksum).  For UDP a 0 becomes 0xFFFF."""
+    value = internet_checksum(memoryview(data)[start:])
+    if value == 0 and csum_offset == UDP_CSUM_OFFSET:
         value = 0xFFFF
     out = bytearray(data)
+    field = start + csum_offset
     out[field:field + 2] = value.to_bytes(2, "big")
-    return bytes(out)
+    return out
 
 
 def segment_gso(frame: Frame, mss: int | None = None) -> list[Frame]:

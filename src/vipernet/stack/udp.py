@@ -32,6 +32,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
 from vipernet.link.frame import Offload
+from vipernet.link.offload import checksum_finished
 from vipernet.stack.icmp_layer import IcmpErrorEvent
 from vipernet.stack.ports import PortAllocator
 from vipernet.stack.socket_api import AF_INET, AF_INET6, Address, SocketKind, StackSocket
@@ -46,12 +47,11 @@ from vipernet.stack.sockets_common import (
     parse_address,
     parse_address6,
 )
-from vipernet.wire.checksum import internet_checksum
 from vipernet.wire.errors import WireError
 from vipernet.wire.icmp import UnreachableCode
 from vipernet.wire.icmpv6 import Icmpv6Type, Icmpv6UnreachableCode
 from vipernet.wire.ipv4 import IpProto, IPv4Header
-from vipernet.wire.udp import build_udp, parse_udp
+from vipernet.wire.udp import CHECKSUM_OFFSET, build_udp, parse_udp
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,10 @@ class UdpLayer:
             count("udp.rx.no_socket")
             packet = stack.ipv6.current_packet
             if offload is not None and offload.needs_csum:
-                packet = _checksum_completed(packet, len(packet) - len(payload))
+                # A local sender's datagram holds only the pseudo-header sum: quoted so,
+                # our error would read as corrupt to its sender (and to tshark).
+                packet = memoryview(checksum_finished(packet, len(packet) - len(payload),
+                                                      CHECKSUM_OFFSET))
             # RFC 4443 3.1 code 4; send_error rate-limits and stays silent for multicast.
             stack.icmp6.send_error(Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT,
                                    packet, now)
@@ -196,20 +199,6 @@ class UdpLayer:
             self._stack.counters.inc("udp.rx.icmp_error_no_socket")
             return
         sock._on_icmp_error(event.quoted.dst, dport, event)
-
-
-def _checksum_completed(packet: memoryview, udp_offset: int) -> memoryview:
-    """``packet`` with its UDP checksum finished, as a device would have sent it.
-
-    A local sender's datagram arrives with only the pseudo-header sum in the checksum
-    field (virtio-net NEEDS_CSUM); quoted like that in an ICMPv6 error it would read as
-    corrupt to its sender and to tshark.  Summing the segment with that partial value in
-    place gives the final checksum, as the hardware would.
-    """
-    fixed = bytearray(packet)
-    final = internet_checksum(memoryview(fixed)[udp_offset:]) or 0xFFFF
-    fixed[udp_offset + 6:udp_offset + 8] = final.to_bytes(2, "big")
-    return memoryview(fixed)
 
 
 class UdpSocket(DatagramSocketStatus):
