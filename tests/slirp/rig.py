@@ -63,6 +63,23 @@ class Rig:
         self.until(lambda: sock.writable or sock.readable, timeout)
         return sock
 
+    def recv_errors(self, sock: Any) -> list[int]:
+        """Step until a guest datagram socket's recv raises; the errnos it raised."""
+        errors: list[int] = []
+
+        def raised() -> bool:
+            try:
+                sock.recv(100)
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                errors.append(exc.errno or 0)
+                return True
+            return False
+
+        self.until(raised)
+        return errors
+
     def close(self) -> None:
         self.device.close()
 
