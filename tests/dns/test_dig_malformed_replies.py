@@ -9,7 +9,6 @@ breaks it one way per mode, bytewise.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -18,9 +17,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.dns.test_dig_misbehaving_server import DnsServer, Netd
-from tests.netd_rig import cli_env
-from tests.testbed import DNS_SERVER, TestBed, stop_process, wait_for
+from tests.dns.test_dig_misbehaving_server import DnsServer, Netd, netd_on_a_bed
+from tests.testbed import DNS_SERVER, stop_process, wait_for
 
 pytestmark = pytest.mark.testbed
 
@@ -72,21 +70,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def netd() -> Iterator[Netd]:
-    bed = TestBed("dm")
-    try:
-        path = str(bed.workdir / "netd.sock")
-        env = cli_env(VIPERNET_SOCKET=path)
-        err = open(bed.workdir / "netd.err", "wb")  # noqa: SIM115 - closed with the bed
-        proc = bed.start([sys.executable, "-m", "vipernet.cli.main", "netd", "--link",
-                          f"tap:{bed.tap}", "--socket", path, "--dns", DNS_SERVER],
-                         env=env, stderr=err)
-        wait_for(lambda: os.path.exists(path) or proc.poll() is not None, what="netd socket")
-        if proc.poll() is not None:
-            pytest.fail(f"netd exited: {(bed.workdir / 'netd.err').read_text()}")
-        yield Netd(bed, env)
-        err.close()
-    finally:
-        bed.close()
+    yield from netd_on_a_bed("dm")
 
 
 @dataclass

@@ -88,7 +88,13 @@ class DnsServer:
 
 @pytest.fixture(scope="module")
 def netd() -> Iterator[Netd]:
-    bed = TestBed("dg")
+    yield from netd_on_a_bed("dg")
+
+
+def netd_on_a_bed(tag: str) -> Iterator[Netd]:
+    """netd on a fresh test bed's TAP, its resolver pointed at 10.0.2.3 (the scripted
+    servers bind there)."""
+    bed = TestBed(tag)
     try:
         path = str(bed.workdir / "netd.sock")
         env = cli_env(VIPERNET_SOCKET=path)
