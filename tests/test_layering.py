@@ -18,7 +18,7 @@ LAYERS: dict[str, int] = {
     "stack": 4,
     "runtime": 5, "dns": 5, "dhcp": 5,
     "netd": 6, "slirp": 6,
-    "netclient": 7,
+    "netclient": 7, "gateway": 7,
     "socket": 8,
     "runhook": 9, "http": 9,
     "cli": 10,

@@ -36,6 +36,8 @@ COMMANDS = (
     Command("ssh", "vipernet.cli.cmd_ssh", "SSH client: remote command or interactive shell"),
     Command("sftp", "vipernet.cli.cmd_sftp", "SFTP client (interactive or batch)"),
     Command("run", "vipernet.cli.cmd_run", "run a program over netd"),
+    Command("gateway", "vipernet.cli.cmd_gateway",
+            "user-mode networking for QEMU guests, TAPs and namespaces"),
     Command("demo", "vipernet.cli.cmd_demo", "run the stack end to end on its default network"),
 )
 

@@ -119,6 +119,38 @@ def encode_stream_frame(frame: bytes | bytearray | memoryview) -> bytes:
     return _LENGTH.pack(len(frame)) + bytes(frame)
 
 
+def listening_socket(address: Address, *, backlog: int) -> tuple[socket.socket, str | None]:
+    """A stream socket listening at ``address``, and the UNIX path it published (or None).
+
+    A UNIX path is bound under a private name and hard-linked into place once listening,
+    so a peer that connects as soon as the path appears is never refused, and an existing
+    file at the path is an error, never replaced or removed.  The caller unlinks the
+    published path when it stops listening.
+    """
+    listener = _socket_for(address, socket.SOCK_STREAM)
+    staging: str | None = None
+    try:
+        if isinstance(address, str):
+            staging = f"{address}.{os.getpid()}.tmp"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staging)
+            listener.bind(staging)
+            listener.listen(backlog)
+            os.link(staging, address)  # EEXIST if something is there already
+            return listener, address
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(backlog)
+        return listener, None
+    except OSError as exc:
+        listener.close()
+        raise LinkError(f"cannot listen at {address!r}: {exc.strerror or exc}") from None
+    finally:
+        if staging is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(staging)
+
+
 class StreamDevice:
     """The QEMU stream protocol over a connected stream socket."""
 
@@ -151,41 +183,23 @@ class StreamDevice:
                timeout: float | None = None) -> StreamDevice:
         """Listen at ``address`` and wait (up to ``timeout``) for one peer to connect.
 
-        A UNIX path is bound under a private name and hard-linked into place once
-        listening, so a peer that connects as soon as the path appears is never refused,
-        and an existing file at the path is an error, never replaced or removed.
+        The listener is :func:`listening_socket`'s, and is closed (its path removed) once
+        the peer is in.
         """
-        listener = _socket_for(address, socket.SOCK_STREAM)
-        staging: str | None = None
-        published = False
+        listener, published = listening_socket(address, backlog=1)
         try:
-            if isinstance(address, str):
-                staging = f"{address}.{os.getpid()}.tmp"
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(staging)
-                listener.bind(staging)
-                listener.listen(1)
-                os.link(staging, address)  # EEXIST if something is there already
-                published = True
-            else:
-                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                listener.bind(address)
-                listener.listen(1)
             listener.settimeout(timeout)
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
                 raise LinkError(f"no peer connected to {address!r} within {timeout}s") from None
-        except OSError as exc:
-            raise LinkError(f"cannot listen at {address!r}: {exc.strerror or exc}") from None
+            except OSError as exc:
+                raise LinkError(f"cannot listen at {address!r}: {exc.strerror or exc}") from None
         finally:
             listener.close()
-            if staging is not None:
+            if published is not None:
                 with contextlib.suppress(OSError):
-                    os.unlink(staging)
-            if published and isinstance(address, str):
-                with contextlib.suppress(OSError):
-                    os.unlink(address)
+                    os.unlink(published)
         return cls(conn, name=f"stream:{address}", mtu=mtu)
 
     def fileno(self) -> int | None:

@@ -4,7 +4,8 @@
 
 * ``restrict`` - only the gateway (host loopback) and the DNS server are reachable.
 * ``forward=tcp:HOSTPORT:GUESTPORT`` - a listener on host 127.0.0.1:HOSTPORT whose
-  connections are carried to the guest's GUESTPORT (repeatable).
+  connections are carried to the guest's GUESTPORT (repeatable); ``forward=udp:...`` the
+  same for datagrams (:mod:`.udp_forward`).
 * ``dns=IP[:PORT]`` - where DNS queries to 10.0.2.3 (and fec0::3) go (default: the
   first IPv4 ``nameserver`` of /etc/resolv.conf, else 127.0.0.1).
 * ``ipv6=off`` - no IPv6 on the link: no Router Advertisements, IPv6 frames dropped.
@@ -21,8 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
+from typing import Any
 
 from vipernet.errors import UsageError
 
@@ -47,6 +49,7 @@ class Forward:
     host_port: int
     guest_port: int
     host_address: str = "127.0.0.1"
+    protocol: str = "tcp"  # or "udp"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +113,18 @@ class SlirpConfig:
         return (str(dst), port)
 
     @classmethod
+    def for_network(cls, network: IPv4Network, **options: Any) -> SlirpConfig:
+        """The libslirp layout moved to another IPv4 prefix: the gateway is host 2, DNS
+        host 3, the guest host 15 (as QEMU's ``-netdev user,net=...`` places them)."""
+        if network.prefixlen > 28:
+            raise SlirpConfigError(f"network {network} is too small (the guest is host .15: "
+                                   "use a /28 or larger)")
+        base = int(network.network_address)
+        return cls(gateway=IPv4Address(base + 2), dns=IPv4Address(base + 3),
+                   network=IPv4Interface((base + 2, network.prefixlen)),
+                   guest=IPv4Interface((base + 15, network.prefixlen)), **options)
+
+    @classmethod
     def from_argument(cls, argument: str) -> SlirpConfig:
         """Parse ``restrict,forward=tcp:8080:80,dns=127.0.0.1:5353``."""
         restrict = False
@@ -149,15 +164,16 @@ def with_options(argument: str, *, restrict: bool = False, forwards: Sequence[st
 
 def _parse_forward(value: str) -> Forward:
     parts = value.split(":")
-    if len(parts) != 3 or parts[0] != "tcp":
-        raise SlirpConfigError(f"forward must be tcp:HOSTPORT:GUESTPORT, got {value!r}")
+    if len(parts) != 3 or parts[0] not in ("tcp", "udp"):
+        raise SlirpConfigError(
+            f"forward must be tcp:HOSTPORT:GUESTPORT or udp:HOSTPORT:GUESTPORT, got {value!r}")
     try:
         host, guest = int(parts[1]), int(parts[2])
     except ValueError:
         raise SlirpConfigError(f"forward ports must be numbers, got {value!r}") from None
     if not (0 <= host < 65536 and 0 < guest < 65536):
         raise SlirpConfigError(f"forward ports out of range in {value!r}")
-    return Forward(host_port=host, guest_port=guest)
+    return Forward(host_port=host, guest_port=guest, protocol=parts[0])
 
 
 def _parse_hostport(value: str, default_port: int) -> tuple[str, int]:

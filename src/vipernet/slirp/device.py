@@ -76,6 +76,7 @@ from vipernet.slirp.replies import (
     rst_for,
 )
 from vipernet.slirp.router_adv import Advertiser, advertisement
+from vipernet.slirp.udp_forward import UdpForward
 from vipernet.stack import Stack, StackConfig
 from vipernet.stack.socket_api import AF_INET6
 from vipernet.wire.arp import ArpOp, parse_arp
@@ -115,11 +116,15 @@ class SlirpDevice(HostSide):
     """
 
     def __init__(self, config: SlirpConfig | None = None, *, mtu: int = 1500, now: float = 0.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, offloads: bool = True) -> None:
+        """``offloads``: the guest takes (and sends) 64 KiB TSO frames with partial
+        checksums.  A guest on a wire that cannot carry them (QEMU's stream and datagram
+        backends) gets False, so the gateway stack itself cuts MSS-sized segments."""
         self.config = config or SlirpConfig()
         self.name = "user"
-        self.capabilities = DeviceCapabilities(mtu=mtu, tx_csum_offload=True, tso=True,
-                                               max_frame=MAX_GSO_FRAME)
+        self.capabilities = DeviceCapabilities(
+            mtu=mtu, tx_csum_offload=offloads, tso=offloads,
+            max_frame=MAX_GSO_FRAME if offloads else mtu + ETH)
         self.counters = SlirpCounters()
         cfg = self.config
         rng = rng or random.Random()
@@ -165,6 +170,7 @@ class SlirpDevice(HostSide):
         self._last_now = now
         self._next_sweep = now + SWEEP_INTERVAL
         self._forward_listeners: dict[int, tuple[socket.socket, Forward]] = {}
+        self._udp_forwards: dict[int, UdpForward] = {}
         self._closed = False
         try:
             for forward in cfg.forwards:
@@ -250,16 +256,20 @@ class SlirpDevice(HostSide):
         for sock, _ in self._forward_listeners.values():
             with contextlib.suppress(OSError):
                 sock.close()
+        for udp_forward in self._udp_forwards.values():
+            with contextlib.suppress(OSError):
+                udp_forward.close(self._last_now)
         self._relays.clear()
         self._by_fd.clear()
         self._epoll.close()
 
     def forward_address(self, forward: Forward) -> tuple[str, int]:
         """Where a forward listens (its port is chosen by the kernel when 0 was asked)."""
-        for sock, fwd in self._forward_listeners.values():
-            if fwd is forward:
-                host, port = sock.getsockname()[:2]
-                return (str(host), int(port))
+        listening = [sock for sock, fwd in self._forward_listeners.values() if fwd is forward]
+        listening += [f.host for f in self._udp_forwards.values() if f.forward is forward]
+        for sock in listening:
+            host, port = sock.getsockname()[:2]
+            return (str(host), int(port))
         raise KeyError(forward)
 
     # -- guest -> gateway --------------------------------------------------------------------
@@ -304,8 +314,8 @@ class SlirpDevice(HostSide):
             return
         if not packet.ipv6:
             self._guest_ip = packet.src
-        if packet.dst == self._gw_ip and packet.proto == TCP and packet.dport in self._local_ports:
-            self._to_gateway(frame, now)  # a forwarded connection's gateway-side end
+        if packet.dst == self._gw_ip and self._gateway_side_port(packet):
+            self._to_gateway(frame, now)  # a forward's own gateway-side end
             return
         flow = self.flows.find(packet)
         if flow is not None and flow.relay is None and packet.proto == TCP and (
@@ -326,6 +336,12 @@ class SlirpDevice(HostSide):
         if isinstance(relay, UdpRelay):
             relay.quote = bytes(data[ETH:packet.l4 + 8])
         self._translate_in(frame, packet, flow, now)
+
+    def _gateway_side_port(self, packet: Packet) -> bool:
+        """A port of the gateway's own end of a forward (TCP connection or UDP peer)."""
+        if packet.proto == TCP:
+            return packet.dport in self._local_ports
+        return any(packet.dport in f.gateway_ports() for f in self._udp_forwards.values())
 
     def _translate_in(self, frame: Frame, packet: Packet, flow: Flow, now: float) -> None:
         data = bytearray(frame.data)

@@ -35,6 +35,7 @@ from vipernet.slirp.config import Forward, SlirpConfig
 from vipernet.slirp.nat import TCP, UDP, Flow, FlowTable, Packet, inspect
 from vipernet.slirp.relay import TcpRelay, UdpRelay, splice
 from vipernet.slirp.replies import port_unreachable, port_unreachable6
+from vipernet.slirp.udp_forward import UdpForward
 from vipernet.stack import Stack
 
 log = logging.getLogger("vipernet.slirp.device")  # one logger for the whole gateway
@@ -63,6 +64,7 @@ class HostSide:
     _local_ports: set[int]
     _inbox: deque[Frame]
     _forward_listeners: dict[int, tuple[socket.socket, Forward]]
+    _udp_forwards: dict[int, UdpForward]  # by host socket fd
     _listener: Any  # the gateway's TCP relay listener
     _udp: Any  # the gateway's UDP relay socket
     _listener6: Any  # their IPv6 twins (None with ipv6=off)
@@ -130,6 +132,8 @@ class HostSide:
                 self._host_connected(owner, now)
         elif fd in self._forward_listeners:
             self._accept_forward(fd, now)
+        elif fd in self._udp_forwards and self._udp_forwards[fd].from_host(self._guest_ip, now):
+            self._dirty = True
 
     def _host_connected(self, relay: TcpRelay, now: float) -> None:
         err = relay.host.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -227,6 +231,8 @@ class HostSide:
     def _udp_from_gateway(self, now: float) -> None:
         for sock in _relay_sockets(self._udp, self._udp6):
             self._udp_from_relay(sock, now)
+        for forward in self._udp_forwards.values():
+            forward.from_guest(now)
 
     def _udp_from_relay(self, sock: Any, now: float) -> None:
         while True:
@@ -289,6 +295,8 @@ class HostSide:
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + SWEEP_INTERVAL
+        for forward in self._udp_forwards.values():
+            forward.sweep(now, self.config.udp_idle_timeout)
         for relay in list(self._relays):
             # Host connected and the SYN went in, but the guest never finished the handshake.
             if relay.gw is None and relay.flow is not None and not relay.connecting and \
@@ -316,6 +324,11 @@ class HostSide:
     # -- port forwarding ----------------------------------------------------------------------
 
     def _listen_forward(self, forward: Forward) -> None:
+        if forward.protocol == "udp":
+            udp = UdpForward(forward, self.gateway)
+            self._udp_forwards[udp.host.fileno()] = udp
+            self._epoll.register(udp.host.fileno(), _IN)
+            return
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,0 +1,111 @@
+"""One guest wire: a guest's network device joined to its own user-mode gateway.
+
+The guest end is any :class:`~vipernet.link.frame.Device` — a QEMU stream or datagram
+socket, a TAP, a vhost-user virtqueue pair.  What the guest sends is handed to a
+:class:`~vipernet.slirp.SlirpDevice` (the NAT, the gateway stack at 10.0.2.2, DHCP, DNS
+relay and host sockets) as if the guest were a stack in this process; what the gateway
+answers goes back out of the guest's device.  Every wire has a gateway of its own, so
+guests on different wires never see each other's frames, and each gets the libslirp
+layout (10.0.2.15 by DHCP) as it would from its own QEMU.
+
+A guest device that fails (the peer closed its socket, QEMU exited, a stream lost its
+framing) ends the wire: its gateway is closed, which closes every host socket of its
+flows, and the owner (:class:`~vipernet.gateway.server.Gateway`) forgets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+
+from vipernet.link.errors import LinkError
+from vipernet.link.frame import Device
+from vipernet.slirp import SlirpConfig, SlirpDevice
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 8  # guest <-> gateway exchanges per service() call before yielding
+
+
+class GuestWire:
+    """A guest's device and the gateway that serves it."""
+
+    def __init__(self, device: Device, config: SlirpConfig, *, now: float,
+                 rng: random.Random | None = None) -> None:
+        self.device = device
+        caps = device.capabilities
+        # The gateway stack sends what the guest's wire can carry: TSO frames only where
+        # the device takes them (a TAP or virtqueue with a virtio-net header).
+        self.slirp = SlirpDevice(config, mtu=caps.mtu, now=now, rng=rng,
+                                 offloads=caps.tso and caps.tx_csum_offload)
+        self.counters: Counter[str] = Counter()
+        self.closed = False
+        self.failure: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.device.name
+
+    def service(self, now: float) -> None:
+        """Move frames both ways until neither side has more (or ``MAX_ROUNDS``)."""
+        if self.closed:
+            return
+        device, slirp = self.device, self.slirp
+        try:
+            for _ in range(MAX_ROUNDS):
+                from_guest = device.receive(now)
+                for frame in from_guest:
+                    slirp.send(frame, now)
+                to_guest = slirp.receive(now)
+                for frame in to_guest:
+                    device.send(frame, now)
+                self.counters["frames_from_guest"] += len(from_guest)
+                self.counters["frames_to_guest"] += len(to_guest)
+                if not from_guest and not to_guest:
+                    return
+        except LinkError as exc:
+            self.fail(str(exc))
+        except OSError as exc:
+            self.fail(f"{device.name}: {exc.strerror or exc}")
+
+    def next_deadline(self) -> float | None:
+        if self.closed:
+            return None
+        due = [d for d in (self.device.next_deadline(), self.slirp.next_deadline())
+               if d is not None]
+        return min(due) if due else None
+
+    def fds(self) -> list[int]:
+        """The fds whose readiness means :meth:`service` has work."""
+        if self.closed:
+            return []
+        return [fd for fd in (self.device.fileno(), self.slirp.fileno()) if fd is not None]
+
+    def fail(self, reason: str) -> None:
+        """The guest is gone: free its flows and host sockets."""
+        if self.closed:
+            return
+        self.failure = reason
+        log.info("gateway: guest wire %s ended: %s", self.device.name, reason)
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.slirp.close()
+        finally:
+            self.device.close()
+
+    def snapshot(self) -> dict[str, int]:
+        """The wire's and its gateway's counters, prefixed by where they come from."""
+        out = {f"wire.{k}": v for k, v in self.counters.items()}
+        out.update({f"gateway.{k}": v for k, v in self.slirp.counters.items()})
+        link = getattr(self.device, "counters", None)
+        for field in ("rx_frames", "tx_frames", "rx_drops", "tx_drops", "rx_errors"):
+            value = getattr(link, field, None)
+            if isinstance(value, int):
+                out[f"link.{field}"] = value
+        return out
