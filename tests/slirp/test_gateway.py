@@ -251,7 +251,9 @@ def test_config_parses_link_options() -> None:
     assert config.forwards == (Forward(host_port=8080, guest_port=80),)
     from vipernet.slirp.config import SlirpConfigError
 
-    for bad in ("bogus", "forward=udp:1:2", "forward=tcp:x:2", "dns=nohost"):
+    udp = SlirpConfig.from_argument("forward=udp:5353:53").forwards
+    assert udp == (Forward(host_port=5353, guest_port=53, protocol="udp"),)
+    for bad in ("bogus", "forward=sctp:1:2", "forward=tcp:x:2", "dns=nohost"):
         with pytest.raises(SlirpConfigError):
             SlirpConfig.from_argument(bad)
 
