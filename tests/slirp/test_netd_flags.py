@@ -54,16 +54,16 @@ def test_restrict_on_another_link_kind_is_a_usage_error() -> None:
         cmd_netd._config(netd_args("--link", "tap:vt0", "--restrict"))
 
 
-@pytest.mark.parametrize("bad", ["udp:53:53", "tcp:x:80", "tcp:80", "tcp:80:0"])
+@pytest.mark.parametrize("bad", ["sctp:53:53", "tcp:x:80", "tcp:80", "tcp:80:0"])
 def test_a_malformed_forward_is_reported(bad: str) -> None:
     with pytest.raises(SlirpConfigError, match="forward"):
         cmd_netd._config(netd_args("--forward", bad))
 
 
 def test_netd_exits_with_one_line_for_a_bad_forward(tmp_path: Path) -> None:
-    result = cli("netd", "--forward", "udp:1:2", "--socket", str(tmp_path / "s"))
+    result = cli("netd", "--forward", "sctp:1:2", "--socket", str(tmp_path / "s"))
     assert result.returncode == 1
-    assert result.stderr.startswith("vipernet netd: forward must be tcp:HOSTPORT:GUESTPORT")
+    assert result.stderr.startswith("vipernet netd: forward must be tcp:HOSTPORT:GUESTPORT or udp:")
     assert "Traceback" not in result.stderr
 
 
