@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,49 +23,13 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.hostserver import HostHttpServer, free_port
-from tests.testbed import require_binary, require_root, stop_process, wait_for
+from tests.gateway.kernel_guest import KernelGuest
+from tests.testbed import require_binary, stop_process, wait_for
 
 pytestmark = pytest.mark.testbed
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 SIZE = 24 * 1024 * 1024
-
-
-class KernelGuest:
-    """A namespace whose kernel sits on a TAP at 10.0.2.15/24, default via 10.0.2.2."""
-
-    def __init__(self, tag: str) -> None:
-        require_root()
-        self.name = f"vg-{tag}-{os.getpid()}"
-        self.tap = f"gt{os.getpid() % 100000}"
-        self.etc = Path("/etc/netns") / self.name  # ip netns exec bind-mounts its files
-        subprocess.run(["ip", "netns", "add", self.name], check=True, capture_output=True)
-        try:
-            for argv in (["ip", "link", "set", "lo", "up"],
-                         ["ip", "tuntap", "add", "dev", self.tap, "mode", "tap", "vnet_hdr"],
-                         ["sysctl", "-qw", f"net.ipv6.conf.{self.tap}.disable_ipv6=1"],
-                         ["ip", "link", "set", self.tap, "address", "52:54:00:12:34:56"],
-                         ["ip", "addr", "add", "10.0.2.15/24", "dev", self.tap],
-                         ["ip", "link", "set", self.tap, "up"],
-                         ["ip", "route", "add", "default", "via", "10.0.2.2"]):
-                self.run(argv)
-            self.etc.mkdir(parents=True, exist_ok=True)
-            (self.etc / "resolv.conf").write_text("nameserver 10.0.2.3\n")
-        except BaseException:
-            self.close()
-            raise
-
-    def argv(self, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *argv]
-
-    def run(self, argv: list[str], *, timeout: float = 60, check: bool = True,
-            **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(self.argv(argv), check=check, capture_output=True,
-                              timeout=timeout, **kwargs)  # type: ignore[call-overload]
-
-    def close(self) -> None:
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
-        shutil.rmtree(self.etc, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +42,22 @@ def dns_upstream() -> Iterator[int]:
          "--pid-file=/dev/null", "--address=/guest.test/192.0.2.77", "--local=/#/"],
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        wait_for(lambda: _answers_dns(port), what="dnsmasq on host loopback")
         yield port
     finally:
         stop_process(proc)
+
+
+def _answers_dns(port: int) -> bool:
+    """True once a query for guest.test gets a reply (dnsmasq may still be starting)."""
+    query = bytes.fromhex("abcd01000001000000000000") + b"\x05guest\x04test\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.2)
+        try:
+            probe.sendto(query, ("127.0.0.1", port))
+            return probe.recv(512)[:2] == query[:2]
+        except OSError:
+            return False
 
 
 @pytest.fixture(scope="module")

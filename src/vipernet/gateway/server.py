@@ -19,7 +19,7 @@ import logging
 import random
 import selectors
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -31,6 +31,7 @@ from vipernet.slirp import SlirpConfig
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 0.2  # seconds: how often ``stop`` is looked at while nothing happens
+ENDED_KEPT = 64  # ended wires whose last counters are kept for ``vipernet`` to show
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +52,8 @@ class Gateway:
         self.wires: list[GuestWire] = []
         self.listeners: list[Listener] = []
         self.counters: Counter[str] = Counter()
+        # (name, why it ended, its last counters) of the most recent wires that ended.
+        self.ended: deque[tuple[str, str, dict[str, int]]] = deque(maxlen=ENDED_KEPT)
         self._selector = selectors.DefaultSelector()
         self._forwards_owner: GuestWire | None = None
         self._closed = False
@@ -121,6 +124,7 @@ class Gateway:
         for wire in dead:
             self._forget(wire)
             self.counters["guests_gone"] += 1
+            self.ended.append((wire.name, wire.failure or "closed", wire.snapshot()))
 
     def _forget(self, wire: GuestWire) -> None:
         self.wires.remove(wire)
