@@ -51,8 +51,8 @@ def test_a_bad_chunk_header_is_shown_readably_and_exits_56(tail: bytes, shown: s
     assert result.returncode == 56  # curl: (56) Illegal or missing hexadecimal sequence
     assert result.stdout == b"hello"
     assert result.stderr.splitlines() == [
-        f"vipernet fetch: {server.url('/c')}: illegal chunk header {shown}",
-        "vipernet fetch: partial download: 5 bytes received",
+        f"vipernet fetch: {server.url('/c')}: illegal chunk header {shown}; "
+        "partial download: 5 bytes received",
     ]
     assert "bytearray" not in result.stderr and "\x1b" not in result.stderr
 

@@ -8,7 +8,8 @@
 Connections go through netd unless ``VIPERNET_TRANSPORT=os``.  A download to ``-o FILE``
 is written to ``FILE.part`` and renamed only once the whole body has arrived, so a partial
 download never looks like a finished one: it keeps the ``.part`` name, says so on stderr
-and exits non-zero.
+and exits non-zero.  Every failure is one line on stderr: what happened, and where it
+helps what to do (start netd, --cacert / -k for a refused certificate).
 
 Exit codes (curl's numbers, so scripts can rely on them):
  0 success; 2 usage; 3 bad URL; 6 cannot resolve host; 7 cannot connect; 8 malformed
@@ -272,6 +273,21 @@ def _error_code(exc: HTTPError) -> int:
     return 1
 
 
+def _describe(exc: HTTPError) -> str:
+    """The error part of the one stderr line: no Python ``[Errno N]`` tags, netd's loss or
+    absence said as such (with what to do), and how to get past a refused certificate."""
+    from vipernet.cli.netd_common import plain
+    from vipernet.http import TLSError
+
+    text = plain(str(exc))
+    start = text.find("netd is not running")
+    if start > 0:
+        text = text[start:]  # "cannot connect to HOST:PORT: " adds nothing to it
+    if isinstance(exc, TLSError) and exc.certificate:
+        text += " (--cacert FILE trusts the server's CA; -k skips the check)"
+    return text
+
+
 def _fetch_one(client: Client, args: argparse.Namespace, url: str, output: str | None,
                say: Any) -> int:
     from vipernet.http import URL, HTTPError
@@ -313,8 +329,8 @@ def _fetch_one(client: Client, args: argparse.Namespace, url: str, output: str |
             expected = response.expected_length
             of = f" of {expected}" if expected is not None else ""
             kept = f"; partial data left in {where}" if where else ""
-            say(f"vipernet fetch: {url}: {exc}")
-            say(f"vipernet fetch: partial download: {received}{of} bytes received{kept}")
+            say(f"vipernet fetch: {url}: {_describe(exc)}; "
+                f"partial download: {received}{of} bytes received{kept}")
             code = _error_code(exc)
             return code if code != 1 else EXIT_PARTIAL
         finally:
@@ -365,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     status = _fetch_one(client, args, url, output, say)
                 except HTTPError as exc:
-                    say(f"vipernet fetch: {url}: {exc}")
+                    say(f"vipernet fetch: {url}: {_describe(exc)}")
                     status = _error_code(exc)
                 if status != EXIT_OK:
                     break

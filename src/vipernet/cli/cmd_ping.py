@@ -161,7 +161,9 @@ def _resolve(client: Any, host: str, family: int | None = None) -> str:
         if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ECONNRESET) \
                 and "netd" in (exc.strerror or ""):
             raise
-        raise LookupError(f"{host}: {exc.strerror or exc}") from None
+        # netd's texts start with the name ("x.test: name not found"): say it once.
+        reason = (exc.strerror or str(exc)).removeprefix(f"{host.rstrip('.').lower()}: ")
+        raise LookupError(f"{host}: {reason}") from None
     if not addresses:
         raise LookupError(f"{host}: Name or service not known")
     return str(addresses[0])

@@ -138,6 +138,7 @@ class Shell:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vipernet.cli.netd_common import plain
     from vipernet.ssh.errors import SSHError
     from vipernet.ssh.sftp.protocol import SFTPError
 
@@ -180,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
                 if source is not sys.stdin:
                     source.close()
         return 0
-    except SSHError as exc:
-        print(f"vipernet sftp: {exc}", file=sys.stderr)
+    except SSHError as exc:  # the connection (or netd) lost mid-session
+        print(f"vipernet sftp: {plain(str(exc))}", file=sys.stderr)
         return 255
     finally:
         client.close()

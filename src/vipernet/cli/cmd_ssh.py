@@ -71,16 +71,39 @@ def _ask(question: str) -> bool:
     return answer.strip().lower() in (b"yes", b"y")
 
 
+def destination(args: argparse.Namespace) -> tuple[str, str]:
+    """(user, host) of ``[user@]host``; the user defaults to ours, as OpenSSH's does."""
+    user, _, host = args.destination.rpartition("@")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [fd0a:2::2], as OpenSSH also takes an IPv6 address
+    return user or getpass.getuser(), host
+
+
+def connect_failure(host: str, port: int, exc: OSError) -> str:
+    """A connection that could not be made, in OpenSSH's words (``connect to host H port P:
+    Connection refused``, ``Could not resolve hostname H: ...``); netd's own failures (not
+    running, lost) as netd_common says them."""
+    import socket
+
+    from vipernet.cli.netd_common import plain
+
+    text = plain(exc.strerror or str(exc))
+    if "netd" in text:
+        return text
+    if isinstance(exc, socket.gaierror):
+        return f"Could not resolve hostname {host}: {text}"
+    if isinstance(exc, TimeoutError):
+        text = "Connection timed out"
+    return f"connect to host {host} port {port}: {text}"
+
+
 def open_client(args: argparse.Namespace) -> SSHClient:
     """Connect and authenticate as the options say; raises SSHError."""
     from vipernet.netclient.transport import connect as transport_connect
     from vipernet.ssh.client import SSHClient
     from vipernet.ssh.keys import PassphraseRequired, load_private_key
 
-    user, _, host = args.destination.rpartition("@")
-    user = user or getpass.getuser()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]  # [fd0a:2::2], as OpenSSH also takes an IPv6 address
+    user, host = destination(args)
     opts = parse_options(args.options)
     ssh_dir = os.path.expanduser("~/.ssh")
     known = opts.get("userknownhostsfile", os.path.join(ssh_dir, "known_hosts"))
@@ -189,16 +212,23 @@ def interact(client: SSHClient, command: str | None, want_pty: bool) -> int:
 
 def open_client_or_report(args: argparse.Namespace, command: str) -> SSHClient | None:
     """:func:`open_client`, or None after printing why it failed (exit status 255)."""
+    from vipernet.cli.netd_common import plain
     from vipernet.ssh.errors import SSHError
 
     try:
         return open_client(args)
-    except (SSHError, OSError, ValueError) as exc:
+    except SSHError as exc:  # before OSError: SSHTimeout is a TimeoutError too
+        print(f"vipernet {command}: {plain(str(exc))}", file=sys.stderr)
+    except OSError as exc:
+        print(f"vipernet {command}: {connect_failure(destination(args)[1], args.port, exc)}",
+              file=sys.stderr)
+    except ValueError as exc:
         print(f"vipernet {command}: {exc}", file=sys.stderr)
-        return None
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
+    from vipernet.cli.netd_common import plain
     from vipernet.ssh.errors import SSHError
 
     client = open_client_or_report(args, "ssh")
@@ -208,8 +238,8 @@ def run(args: argparse.Namespace) -> int:
         command = " ".join(args.command) if args.command else None
         want_pty = (command is None and sys.stdin.isatty()) or args.force_tty
         return interact(client, command, bool(want_pty))
-    except SSHError as exc:
-        print(f"vipernet ssh: {exc}", file=sys.stderr)
+    except (SSHError, OSError) as exc:  # the connection (or netd) lost mid-session
+        print(f"vipernet ssh: {plain(str(exc))}", file=sys.stderr)
         return 255
     finally:
         client.close()

@@ -2,7 +2,8 @@
 
 Every one of them takes ``--socket PATH`` (default ``$VIPERNET_SOCKET`` or
 ``/run/vipernet/netd.sock``) and turns the usual failures into one line on stderr:
-netd not running, permission denied, netd went away.
+netd not running, permission denied, netd went away.  :func:`plain` is the wording the
+other commands (fetch, ssh, sftp) use for those failures too.
 """
 
 from __future__ import annotations
@@ -10,11 +11,30 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
 EXIT_ERROR = 2  # iputils' status for "could not even try"
+
+# What the netd client says when netd's end of the IPC socket goes away mid-operation.
+_NETD_LOST_TEXTS = ("lost netd", "netd closed the channel")
+NETD_LOST = "lost the connection to netd (stopped or killed?); start it again with 'vipernet netd'"
+_ERRNO_TAG = re.compile(r"\[Errno -?\d+\] ")
+
+
+def netd_lost(text: str) -> bool:
+    return any(mark in text for mark in _NETD_LOST_TEXTS)
+
+
+def plain(text: str) -> str:
+    """``text`` for a person: without Python's ``[Errno N]`` tags (str() of an OSError, which
+    the layers below embed in their messages), and a lost netd said as such with what to do
+    rather than as the broken pipe or reset it showed up as."""
+    if netd_lost(text):
+        return NETD_LOST
+    return _ERRNO_TAG.sub("", text)
 
 
 def add_socket_option(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +59,8 @@ def describe(exc: BaseException) -> str:
         text = exc.strerror or str(exc)
         if exc.errno in (errno.ENOENT, errno.ECONNREFUSED) and "netd" not in text:
             text = f"netd is not running ({text})"
-        return text
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return plain(text)
+    return plain(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
 
 
 def fail(prog: str, exc: BaseException) -> int:

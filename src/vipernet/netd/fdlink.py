@@ -82,6 +82,7 @@ class FdLink(DescriptorLink):
 
     __slots__ = ("app_eof", "error", "fin_sent", "hung_up", "net_eof", "shut_app", "to_app",
                  "to_net")
+    plane: FdPlane  # all of it: the shared read buffer too, not just a base link's view
 
     def __init__(self, plane: FdPlane, entry: SocketEntry, end: socket.socket) -> None:
         super().__init__(plane, entry, end)

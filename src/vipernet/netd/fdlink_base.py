@@ -5,14 +5,32 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import selectors
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from vipernet.netd.fdlink import FdPlane
     from vipernet.netd.service import SocketEntry
 
 log = logging.getLogger("vipernet.netd")
+
+
+class LinkCounters(Protocol):
+    def count(self, name: str, n: int = 1) -> None: ...
+
+
+class LinkPlane(Protocol):
+    """What a link needs from the plane that owns it (``fdlink.FdPlane``, which creates the
+    links and so sits above this module and :mod:`.fdlink_dgram`)."""
+
+    selector: selectors.BaseSelector
+    clock: Callable[[], float]
+
+    @property
+    def service(self) -> LinkCounters: ...
+
+    def forget(self, link: DescriptorLink, now: float) -> None: ...
 
 
 class DescriptorLink:
@@ -20,7 +38,7 @@ class DescriptorLink:
 
     __slots__ = ("client_file", "closed", "end", "entry", "events", "plane")
 
-    def __init__(self, plane: FdPlane, entry: SocketEntry, end: socket.socket) -> None:
+    def __init__(self, plane: LinkPlane, entry: SocketEntry, end: socket.socket) -> None:
         self.plane = plane
         self.entry = entry
         self.end = end

@@ -31,11 +31,10 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING
 
-from vipernet.netd.fdlink_base import DescriptorLink
+from vipernet.netd.fdlink_base import DescriptorLink, LinkPlane
 from vipernet.stack.socket_api import AF_INET6, Address
 
 if TYPE_CHECKING:
-    from vipernet.netd.fdlink import FdPlane
     from vipernet.netd.service import SocketEntry
 
 log = logging.getLogger("vipernet.netd")
@@ -54,7 +53,7 @@ class DatagramLink(DescriptorLink):
 
     __slots__ = ("error", "header", "held", "ip_type", "none")
 
-    def __init__(self, plane: FdPlane, entry: SocketEntry, end: socket.socket) -> None:
+    def __init__(self, plane: LinkPlane, entry: SocketEntry, end: socket.socket) -> None:
         super().__init__(plane, entry, end)
         self.held: deque[bytes] = deque()  # messages for the program the fd had no room for
         # The socket's family fixes the header of every message (see the module text).

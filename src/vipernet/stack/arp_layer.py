@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from vipernet.link.frame import Frame
 from vipernet.stack.arp_cache import ArpCache, QueuedPacket
@@ -23,9 +23,21 @@ from vipernet.wire.ethernet import BROADCAST_MAC, EthernetHeader, EtherType, bui
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    from vipernet.stack.config import StackConfig
+    from vipernet.stack.counters import Counters
 
 ZERO_MAC = bytes(6)
+
+
+class ArpHost(Protocol):
+    """What the ARP layer needs from its stack: the configuration, the counters and the way
+    out for frames (and for the packets that waited for the answer)."""
+
+    config: StackConfig
+    counters: Counters
+
+    def _emit(self, frame: Frame) -> None: ...
+    def _send_queued(self, mac: bytes, packets: list[QueuedPacket]) -> None: ...
 
 
 class ArpLayer:
@@ -33,7 +45,7 @@ class ArpLayer:
 
     __slots__ = ("_stack", "cache")
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: ArpHost) -> None:
         self._stack = stack
         self.cache = ArpCache(stack.config, stack.counters)
 

@@ -15,19 +15,35 @@ from __future__ import annotations
 
 import struct
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from vipernet.link.frame import Offload
 from vipernet.wire.checksum import internet_checksum
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    from vipernet.stack.arp_layer import ArpLayer
+    from vipernet.stack.config import StackConfig
+    from vipernet.stack.counters import Counters
+    from vipernet.stack.ipv4_layer import Ipv4Layer
 
 _IP_HEADER = struct.Struct("!BBHHHBBH4s4s")
 _ECHO_TYPE_WORD_DELTA = ~0x0800 & 0xFFFF  # ~m for m = (type 8, code 0); m' = (0, 0)
 
 
-def answer_echo_fast(stack: Stack, ip: memoryview, offload: Offload | None,
+class FastPathHost(Protocol):
+    """What the echo fast path reads of the stack."""
+
+    config: StackConfig
+    counters: Counters
+    mtu: int
+    arp: ArpLayer
+    ipv4: Ipv4Layer
+
+    def _emit_ipv4(self, dst_mac: bytes, header: bytes, payload: bytes | memoryview,
+                   offload: Offload | None) -> None: ...
+
+
+def answer_echo_fast(stack: FastPathHost, ip: memoryview, offload: Offload | None,
                      our_ip: bytes, now: float) -> bool:
     """Answer ``ip`` (an IPv4 packet) if it is a plain echo request; False otherwise."""
     if len(ip) < 28 or ip[0] != 0x45 or ip[9] != 1 or ip[20] != 8 or ip[21] != 0:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from vipernet.link.frame import Offload
 from vipernet.stack.rate_limit import TokenBucket
@@ -39,7 +40,8 @@ from vipernet.wire.ipv4_options import echo_options
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    from vipernet.stack.config import StackConfig
+    from vipernet.stack.counters import Counters
 
 # RFC 1812 4.3.2.3: quote as much as fits in a 576-byte datagram.
 _MAX_QUOTE = 576 - 20 - 8
@@ -103,12 +105,42 @@ def error_errno(icmp_type: int, code: int) -> tuple[int, bool]:
     return errno.EHOSTUNREACH, False  # time exceeded: soft, as Linux
 
 
+class IcmpErrorSink(Protocol):
+    """A transport that hears of the ICMP errors about the packets it sent."""
+
+    def on_icmp_error(self, event: IcmpErrorEvent) -> None: ...
+
+
+class EchoReplySink(IcmpErrorSink, Protocol):
+    """The ping sockets: echo replies, and the errors about echo requests."""
+
+    def deliver_reply(self, ip_header: IPv4Header, echo: IcmpEcho, now: float) -> None: ...
+
+
+class IcmpHost(Protocol):
+    """What the ICMP layer needs from its stack.  UDP and ping sit above this module (they
+    import :class:`IcmpErrorEvent`), so they appear here as the callbacks ICMP makes."""
+
+    config: StackConfig
+    counters: Counters
+    icmp_error_listeners: list[Callable[[IcmpErrorEvent, float], None]]
+
+    @property
+    def udp(self) -> IcmpErrorSink: ...
+    @property
+    def pings(self) -> EchoReplySink: ...
+
+    def send_ip(self, dst: IPv4Address, proto: IpProto | int, payload: bytes, *,
+                offload_l4: Offload | None = None, now: float, ttl: int | None = None,
+                tos: int = 0, options: bytes = b"") -> None: ...
+
+
 class IcmpLayer:
     """The ICMP protocol handler registered with the IP layer."""
 
     __slots__ = ("_bucket", "_stack")
 
-    def __init__(self, stack: Stack, now: float) -> None:
+    def __init__(self, stack: IcmpHost, now: float) -> None:
         self._stack = stack
         self._bucket = TokenBucket(stack.config.icmp_error_rate, stack.config.icmp_error_burst,
                                    now)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vipernet.link.frame import Offload
 from vipernet.stack.rate_limit import TokenBucket
@@ -41,7 +42,8 @@ from vipernet.wire.ipv6_ext import walk_extension_headers
 from vipernet.wire.ndp import NDP_HOP_LIMIT
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    from vipernet.stack.config import StackConfig
+    from vipernet.stack.counters import Counters
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +87,43 @@ class Icmpv6ErrorEvent:
     local: bool = False  # synthesised here (neighbour resolution failed), not received
 
 
+class NeighborDiscovery(Protocol):
+    """The ND layer as ICMPv6 sees it (``ndp_layer`` sits above: it sends through ICMPv6)."""
+
+    def is_local(self, addr: IPv6Address) -> bool: ...
+    def source_for(self, dst: IPv6Address) -> IPv6Address | None: ...
+    def receive_icmpv6(self, header: IPv6Header, kind: int, payload: memoryview,
+                       now: float) -> None: ...
+
+
+class Echo6ReplySink(Protocol):
+    """The IPv6 ping sockets: echo replies, and the errors about echo requests."""
+
+    def deliver_reply(self, ip_header: IPv6Header, echo: Icmpv6Echo, now: float) -> None: ...
+    def on_icmp_error(self, event: Icmpv6ErrorEvent) -> None: ...
+
+
+class Icmpv6Host(Protocol):
+    """What ICMPv6 needs from its stack.  ND and IPv6 ping sit above this module, so they
+    appear here as the calls ICMPv6 makes."""
+
+    config: StackConfig
+    counters: Counters
+    ipv6: Any  # the IPv6 layer
+    icmp6_error_listeners: list[Callable[[Any, float], None]]  # (Icmpv6ErrorEvent, now)
+
+    @property
+    def nd(self) -> NeighborDiscovery: ...
+    @property
+    def pings6(self) -> Echo6ReplySink: ...
+
+
 class Icmpv6Layer:
     """The ICMPv6 handler registered with the IPv6 layer."""
 
     __slots__ = ("_bucket", "_stack")
 
-    def __init__(self, stack: Stack, now: float) -> None:
+    def __init__(self, stack: Icmpv6Host, now: float) -> None:
         self._stack = stack
         self._bucket = TokenBucket(stack.config.icmp_error_rate, stack.config.icmp_error_burst,
                                    now)

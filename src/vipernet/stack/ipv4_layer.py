@@ -41,7 +41,13 @@ from vipernet.wire.ipv4_options import SOURCE_ROUTES, BadOption, check_options
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    import random
+
+    from vipernet.link.frame import DeviceCapabilities
+    from vipernet.stack.arp_layer import ArpLayer
+    from vipernet.stack.config import StackConfig
+    from vipernet.stack.counters import Counters
+    from vipernet.stack.icmp_layer import IcmpLayer
 
 ETH_HEADER = 14
 _L4_SHIFT = ETH_HEADER + 20  # we never send IP options
@@ -58,12 +64,31 @@ class ProtocolHandler(Protocol):
                 now: float) -> None: ...
 
 
+class Ipv4Host(Protocol):
+    """What the IPv4 layer needs from its stack (ARP and ICMP, below it, are reached through
+    the stack too)."""
+
+    config: StackConfig
+    counters: Counters
+    rng: random.Random
+    mtu: int
+    capabilities: DeviceCapabilities
+    arp: ArpLayer
+    icmp: IcmpLayer
+    _our_ip: bytes
+    _our_ip_int: int
+    _our_bcast: bytes
+
+    def _emit_ipv4(self, dst_mac: bytes, header: bytes, payload: bytes | memoryview,
+                   offload: Offload | None) -> None: ...
+
+
 class Ipv4Layer:
     """IPv4 in both directions; owns the protocol handlers and the reassembler."""
 
     __slots__ = ("_ident", "_loopback", "_stack", "handlers", "reassembler")
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Ipv4Host) -> None:
         self._stack = stack
         self.handlers: dict[int, ProtocolHandler] = {}
         self.reassembler = Reassembler(stack.config, stack.counters)

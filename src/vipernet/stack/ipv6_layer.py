@@ -53,7 +53,12 @@ from vipernet.wire.ipv6 import (
 from vipernet.wire.ipv6_ext import ChainVerdict, build_fragment_header, walk_extension_headers
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    import random
+
+    from vipernet.stack.config import StackConfig
+    from vipernet.stack.counters import Counters
+    from vipernet.stack.icmpv6_layer import Icmpv6Layer
+    from vipernet.stack.ndp_layer import NdLayer
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +89,27 @@ class _FirstFragment:
     packet: bytes  # the first fragment itself, cut for an ICMPv6 quote
 
 
+class Ipv6Host(Protocol):
+    """What the IPv6 layer needs from its stack."""
+
+    config: StackConfig
+    counters: Counters
+    rng: random.Random
+    nd: NdLayer
+    icmp6: Icmpv6Layer
+
+    def _emit_ipv6(self, dst_mac: bytes, header: bytes, payload: bytes | memoryview,
+                   offload: Offload | None) -> None: ...
+    def ipv6_control_changed(self) -> None: ...
+
+
 class Ipv6Layer:
     """IPv6 in both directions; owns the upper-layer handlers, reassembly and path MTUs."""
 
     __slots__ = ("_ident", "_loopback", "_pmtu", "_stack", "current_packet", "handlers",
                  "tcp_fast", "trains")
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Ipv6Host) -> None:
         self._stack = stack
         self.handlers: dict[int, Ipv6ProtocolHandler] = {}
         self.trains: FragmentTrains[_FirstFragment] = FragmentTrains(

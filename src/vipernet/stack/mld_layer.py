@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vipernet.wire.errors import WireError
 from vipernet.wire.icmpv6 import PROTO_ICMPV6
@@ -37,7 +37,9 @@ from vipernet.wire.mld import (
 )
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    import random
+
+    from vipernet.stack.counters import Counters
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,29 @@ UNSPECIFIED = IPv6Address("::")
 _MAX_PENDING = 64  # state-change repeats waiting at once (bounded whatever the churn)
 
 
+class LinkLocalSource(Protocol):
+    """The ND layer as MLD sees it (``ndp_layer`` sits above: it joins groups through MLD)."""
+
+    def link_local_usable(self) -> IPv6Address | None: ...
+
+
+class MldHost(Protocol):
+    """What MLD needs from its stack."""
+
+    counters: Counters
+    rng: random.Random
+    ipv6: Any  # the IPv6 layer
+
+    @property
+    def nd(self) -> LinkLocalSource: ...
+
+
 class MldLayer:
     """Group membership of one interface, driven by the caller's clock."""
 
     __slots__ = ("_general_due", "_groups", "_repeats", "_specific_due", "_stack", "macs")
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: MldHost) -> None:
         self._stack = stack
         self._groups: Counter[IPv6Address] = Counter({ALL_NODES: 1})
         self._repeats: list[tuple[float, IPv6Address, RecordType]] = []

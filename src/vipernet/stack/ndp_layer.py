@@ -26,7 +26,7 @@ import errno
 import logging
 from collections.abc import Sequence
 from ipaddress import IPv6Address, IPv6Network
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vipernet.stack.arp_cache import QueuedPacket
 from vipernet.stack.ipv6_addrconf import AddrConf, PrefixInfo
@@ -70,7 +70,13 @@ from vipernet.wire.ndp_options import (
 )
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    import random
+
+    from vipernet.link.frame import Offload
+    from vipernet.stack.config import StackConfig
+    from vipernet.stack.counters import Counters
+    from vipernet.stack.icmpv6_layer import Icmpv6Layer
+    from vipernet.stack.mld_layer import MldLayer
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +89,27 @@ NdAction = (SendNeighborSolicitation | SendRouterSolicitation | SendQueued | Res
             | AddressRemoved | Ipv6Disabled | NdTimersChanged)
 
 
+class NdHost(Protocol):
+    """What neighbour discovery needs from its stack."""
+
+    config: StackConfig
+    counters: Counters
+    rng: random.Random
+    mtu: int
+    ipv6: Any  # the IPv6 layer
+    mld: MldLayer
+    icmp6: Icmpv6Layer
+
+    def _emit_ipv6(self, dst_mac: bytes, header: bytes, payload: bytes | memoryview,
+                   offload: Offload | None) -> None: ...
+
+
 class NdLayer:
     """One interface's IPv6 host state: addresses, neighbours, routers, redirects."""
 
     __slots__ = ("_redirects", "_stack", "addrconf", "neighbors")
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: NdHost) -> None:
         self._stack = stack
         config = stack.config
         self.neighbors = NeighborCache(config, stack.counters, stack.rng)

@@ -17,7 +17,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vipernet.stack.icmp_layer import IcmpErrorEvent
 from vipernet.stack.ports import PortAllocator
@@ -33,10 +33,33 @@ from vipernet.wire.icmp import IcmpEcho, IcmpType, build_icmp
 from vipernet.wire.ipv4 import IpProto, IPv4Header
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    import random
+
+    from vipernet.link.frame import Offload
+    from vipernet.stack.config import StackConfig
+    from vipernet.stack.counters import Counters
 
 _ECHO_HEADER = struct.Struct("!BBHHH")
 MAX_QUEUED_REPLIES = 64
+
+
+class EchoHost(Protocol):
+    """What an echo socket of either IP version needs from its stack."""
+
+    counters: Counters
+
+    def mark_changed(self, sock: object) -> None: ...
+
+
+class PingHost(EchoHost, Protocol):
+    """What IPv4 ping needs from its stack."""
+
+    config: StackConfig
+    rng: random.Random
+
+    def send_ip(self, dst: IPv4Address, proto: IpProto | int, payload: bytes, *,
+                offload_l4: Offload | None = None, now: float, ttl: int | None = None,
+                tos: int = 0, options: bytes = b"") -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,7 +77,7 @@ class PingLayer:
 
     __slots__ = ("_allocator", "_by_ident", "_stack")
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: PingHost) -> None:
         self._stack = stack
         self._by_ident: dict[int, PingSocket] = {}
         self._allocator = PortAllocator(stack.rng, 1, 0xFFFF)
@@ -97,7 +120,7 @@ class EchoReplies(DatagramSocketStatus):
 
     _queue_full_counter = "icmp.rx.ping_queue_full"
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: EchoHost) -> None:
         super().__init__()
         self._stack = stack
         self._replies: deque[Any] = deque()
@@ -141,8 +164,9 @@ class PingSocket(EchoReplies):
     """An ICMP echo endpoint (SocketKind.ICMP); see the module docstring."""
 
     kind = SocketKind.ICMP
+    _stack: PingHost  # an IPv4 ping socket sends through the stack too
 
-    def __init__(self, stack: Stack, layer: PingLayer) -> None:
+    def __init__(self, stack: PingHost, layer: PingLayer) -> None:
         super().__init__(stack)
         self._layer = layer
         self._ident = 0

@@ -11,19 +11,29 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vipernet.stack.icmpv6_layer import Icmpv6ErrorEvent
-from vipernet.stack.ping import EchoReplies
+from vipernet.stack.ping import EchoHost, EchoReplies
 from vipernet.stack.ports import PortAllocator
 from vipernet.stack.sockets_common import os_error
 from vipernet.wire.icmpv6 import PROTO_ICMPV6, Icmpv6Echo, Icmpv6Type, build_echo_request
 from vipernet.wire.ipv6 import IPv6Header
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    import random
+
+    from vipernet.stack.ndp_layer import NdLayer
 
 MAX_ECHO_PAYLOAD = 65535 - 8
+
+
+class Ping6Host(EchoHost, Protocol):
+    """What IPv6 ping needs from its stack."""
+
+    rng: random.Random
+    ipv6: Any  # the IPv6 layer; None while IPv6 is off
+    nd: NdLayer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,7 +51,7 @@ class Ping6Layer:
 
     __slots__ = ("_allocator", "_by_ident", "_stack")
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Ping6Host) -> None:
         self._stack = stack
         self._by_ident: dict[int, Ping6Socket] = {}
         self._allocator = PortAllocator(stack.rng, 1, 0xFFFF)
@@ -76,8 +86,9 @@ class Ping6Socket(EchoReplies):
     """An ICMPv6 echo endpoint; see the module docstring."""
 
     _queue_full_counter = "icmp6.rx.ping_queue_full"
+    _stack: Ping6Host  # an IPv6 ping socket sends through the stack too
 
-    def __init__(self, stack: Stack, layer: Ping6Layer, ident: int) -> None:
+    def __init__(self, stack: Ping6Host, layer: Ping6Layer, ident: int) -> None:
         super().__init__(stack)
         self._layer = layer
         self.ident = ident

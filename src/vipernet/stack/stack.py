@@ -29,7 +29,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vipernet.errors import UsageError
 from vipernet.link.frame import DeviceCapabilities, Frame, Offload
@@ -48,6 +48,12 @@ from vipernet.wire.ethernet import BROADCAST_MAC
 from vipernet.wire.icmp import IcmpType
 from vipernet.wire.ipv4 import IpProto
 
+if TYPE_CHECKING:  # loaded by _start_ipv6 only: a stack with IPv6 off never imports them
+    from vipernet.stack.icmpv6_layer import Icmpv6Layer
+    from vipernet.stack.mld_layer import MldLayer
+    from vipernet.stack.ndp_layer import NdLayer
+    from vipernet.stack.ping6 import Ping6Layer
+
 log = logging.getLogger(__name__)
 
 _ETHERTYPE_IPV4 = 0x0800
@@ -64,6 +70,14 @@ Icmpv6ErrorListener = Callable[[Any, float], None]  # (Icmpv6ErrorEvent, now)
 
 class Stack:
     """See the module docstring; the API is the one in docs/architecture.md."""
+
+    # The IPv6 layers, made by _start_ipv6 when IPv6 is on.  Declared here so mypy checks
+    # the stack against the host protocol each layer declares (typed only in _start_ipv6,
+    # they would still be unknown when the layers are constructed there).
+    icmp6: Icmpv6Layer
+    mld: MldLayer
+    nd: NdLayer
+    pings6: Ping6Layer
 
     def __init__(self, config: StackConfig, *, capabilities: DeviceCapabilities | None = None,
                  now: float, rng: random.Random) -> None:

@@ -29,11 +29,11 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vipernet.link.frame import Offload
 from vipernet.link.offload import checksum_finished
-from vipernet.stack.icmp_layer import IcmpErrorEvent
+from vipernet.stack.icmp_layer import IcmpErrorEvent, IcmpLayer
 from vipernet.stack.ports import PortAllocator
 from vipernet.stack.socket_api import AF_INET, AF_INET6, Address, SocketKind, StackSocket
 from vipernet.stack.sockets_common import (
@@ -56,7 +56,12 @@ from vipernet.wire.udp import CHECKSUM_OFFSET, build_udp, parse_udp
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from vipernet.stack.stack import Stack
+    import random
+
+    from vipernet.stack.config import StackConfig
+    from vipernet.stack.counters import Counters
+    from vipernet.stack.icmpv6_layer import Icmpv6Layer
+    from vipernet.stack.ndp_layer import NdLayer
 
 MAX_DATAGRAM = 65507  # 65535 - 20 (IP) - 8 (UDP)
 MAX_DATAGRAM6 = 65527  # 65535 (payload length, no jumbograms) - 8 (UDP)
@@ -64,6 +69,24 @@ PROTO_UDP = 17
 IpAddress = IPv4Address | IPv6Address
 # Per-datagram bookkeeping charged against SO_RCVBUF, so empty datagrams are bounded too.
 _OVERHEAD = 256
+
+
+class UdpHost(Protocol):
+    """What UDP needs from its stack, for both IP versions."""
+
+    config: StackConfig
+    counters: Counters
+    rng: random.Random
+    icmp: IcmpLayer
+    icmp6: Icmpv6Layer
+    nd: NdLayer
+    ipv6: Any  # the IPv6 layer; None while IPv6 is off
+
+    def mark_changed(self, sock: object) -> None: ...
+    def route(self, dst: IPv4Address) -> IPv4Address: ...
+    def send_ip(self, dst: IPv4Address, proto: IpProto | int, payload: bytes, *,
+                offload_l4: Offload | None = None, now: float, ttl: int | None = None,
+                tos: int = 0, options: bytes = b"") -> None: ...
 
 
 class _InAny:
@@ -88,7 +111,7 @@ class UdpLayer:
 
     __slots__ = ("_allocator", "_by_port", "_by_port6", "_stack")
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: UdpHost) -> None:
         self._stack = stack
         self._by_port: dict[int, UdpSocket] = {}
         self._by_port6: dict[int, UdpSocket] = {}
@@ -206,7 +229,7 @@ class UdpSocket(DatagramSocketStatus):
 
     kind = SocketKind.UDP
 
-    def __init__(self, stack: Stack, layer: UdpLayer, family: int = AF_INET) -> None:
+    def __init__(self, stack: UdpHost, layer: UdpLayer, family: int = AF_INET) -> None:
         self._stack = stack
         self._layer = layer
         super().__init__()

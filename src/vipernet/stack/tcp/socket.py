@@ -24,18 +24,50 @@ from __future__ import annotations
 
 import errno
 import functools
+from collections import Counter
 from ipaddress import AddressValueError, IPv4Address
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from vipernet.stack.socket_api import AF_INET, AF_INET6, Address, SocketKind
 from vipernet.stack.sockets_common import ANY6, format_address6, mapped, parse_address6
 from vipernet.stack.tcp.addresses import V4_MAX, V6, address_of
 from vipernet.stack.tcp.connection import Connection
 from vipernet.stack.tcp.listener import Listener
+from vipernet.stack.tcp.params import ConnectionParams
 from vipernet.stack.tcp.state import TcpState
 
-if TYPE_CHECKING:
-    from vipernet.stack.tcp.layer import TcpLayer
+
+class SocketStack(Protocol):
+    """The parts of the stack a socket reaches through its layer."""
+
+    nd: Any  # the IPv6 neighbour-discovery layer, present when IPv6 is on
+
+    def mark_changed(self, sock: object) -> None: ...
+
+
+class SocketHost(Protocol):
+    """What a socket needs from its layer (``layer.TcpLayer``, which creates sockets and so
+    sits above this module): ports, opening connections and listeners, the clock."""
+
+    local_ip: int
+    local_addr: str
+    defaults: ConnectionParams
+    port_refs: Counter[int]
+    now: float
+
+    @property
+    def stack(self) -> SocketStack: ...
+
+    def bind_port(self, port: int, reuse: bool, only: int = 0) -> int: ...
+    def release_port(self, port: int, only: int = 0) -> None: ...
+    def release_family(self, port: int, only: int) -> None: ...
+    def connect(self, sock: Any, params: ConnectionParams, remote_ip: int, remote_port: int,
+                local_port: int | None, now: float, local_ip: int | None = None
+                ) -> Connection: ...
+    def listen(self, sock: Any, port: int, backlog: int, params: ConnectionParams, *,
+               ipv4: bool = True, ipv6: bool = False) -> Listener: ...
+    def close_listener(self, lst: Listener, now: float) -> None: ...
+    def compact_time_wait(self, conn: Connection) -> None: ...
 
 SHUT_RD = 0
 SHUT_WR = 1
@@ -82,7 +114,7 @@ class TcpSocket:
         "_v6only",
     )
 
-    def __init__(self, layer: TcpLayer, conn: Connection | None = None, *,
+    def __init__(self, layer: SocketHost, conn: Connection | None = None, *,
                  family: int = AF_INET) -> None:
         self._layer = layer
         self._family = family

@@ -12,16 +12,50 @@ the layer's business (TIME_WAIT reuse).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from vipernet.stack.tcp.segment import ACK, FIN, RST, SYN, Segment, build_segment, data_options
 from vipernet.stack.tcp.seq import MASK, unwrap
 from vipernet.stack.tcp.state import TcpState
 
-if TYPE_CHECKING:
-    from vipernet.stack.tcp.connection import Connection, ConnectionHost
-
 log = logging.getLogger("vipernet.tcp")
+
+
+class TimeWaitHost(Protocol):
+    """What a TIME_WAIT record needs from its layer: a part of ``tcb.ConnectionHost``, so
+    this module stays below the connection modules (which name :class:`TimeWait`)."""
+
+    msl: float
+
+    def transmit(self, conn: TimeWait, segment: bytearray, payload_len: int,
+                 now: float) -> None: ...
+    def arm(self, conn: TimeWait, deadline: float) -> None: ...
+    def state_changed(self, conn: TimeWait, old: TcpState, new: TcpState,
+                      now: float) -> None: ...
+    def count(self, name: str) -> None: ...
+
+
+class EndedConnection(Protocol):
+    """The fields of the connection (a ``tcb.Tcb``) a record is made from."""
+
+    @property
+    def host(self) -> TimeWaitHost: ...
+
+    local_ip: int
+    local_port: int
+    remote_ip: int
+    remote_port: int
+    iss: int
+    snd_max: int
+    irs: int
+    rcv_nxt: int
+    rcv_adv: int
+    rcv_wscale: int
+    ts_enabled: bool
+    ts_offset: int
+    ts_ms: int
+    ts_recent: int
+    t_wait: float | None
 
 
 class TimeWait:
@@ -35,8 +69,8 @@ class TimeWait:
     socket = None
     smss = 536
 
-    def __init__(self, conn: Connection) -> None:
-        self.host: ConnectionHost = conn.host
+    def __init__(self, conn: EndedConnection) -> None:
+        self.host = conn.host
         self.state = TcpState.TIME_WAIT
         self.local_ip = conn.local_ip
         self.local_port = conn.local_port
