@@ -16,6 +16,8 @@ DEBIAN_PACKAGES=(
     tmux                                       # driving interactive sessions
     gcc libc6-dev                              # builds the LD_PRELOAD library (below)
     curl wget netcat-openbsd git               # non-Python programs under `vipernet run`
+    qemu-system-x86 busybox-static             # the Linux guest (tests/vm): QEMU, its initramfs
+    slirp4netns uidmap                         # user-mode networking peers for unprivileged runs
 )
 
 missing=()
@@ -29,7 +31,38 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q -o DPkg::Lock::Timeout=600
-    apt-get install -y -q -o DPkg::Lock::Timeout=600 "${missing[@]}"
+    apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}"
+fi
+
+# The guest kernel for tests/vm: Debian's own, the versioned image package that
+# linux-image-amd64 points at, unpacked into build/vm/ (never installed on this machine, so
+# the host's boot is untouched).  Skipped once build/vm/vmlinuz is there; `rm -rf build/vm`
+# fetches the current one again.
+kernel_package() {
+    apt-cache depends linux-image-amd64 2>/dev/null \
+        | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ {print $2; exit}' || true
+}
+if [ ! -e build/vm/vmlinuz ]; then
+    kernel_pkg=$(kernel_package)
+    if [ -z "$kernel_pkg" ] && [ "$(id -u)" -eq 0 ]; then
+        apt-get update -q -o DPkg::Lock::Timeout=600
+        kernel_pkg=$(kernel_package)
+    fi
+    if [ -z "$kernel_pkg" ]; then
+        echo "setup: cannot tell which kernel package linux-image-amd64 depends on" >&2
+        exit 1
+    fi
+    mkdir -p build
+    download=$(mktemp -d build/vm-download.XXXXXX)
+    trap 'rm -rf "$download"' EXIT
+    (cd "$download" && apt-get download -q "$kernel_pkg")
+    dpkg-deb -x "$download/$kernel_pkg"_*.deb "$download/root"
+    ln -s "boot/vmlinuz-${kernel_pkg#linux-image-}" "$download/root/vmlinuz"
+    echo "$kernel_pkg" >"$download/root/PACKAGE"
+    rm -rf build/vm
+    mv "$download/root" build/vm
+    rm -rf "$download"
+    trap - EXIT
 fi
 
 "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test,bench]'
