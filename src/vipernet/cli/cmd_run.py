@@ -19,6 +19,17 @@ Not covered: static binaries and Go programs (no libc calls to interpose: a warn
 printed), raw and ping sockets, setuid/setcap programs (the loader ignores LD_PRELOAD for
 them).  The exit status is the program's (127 if it cannot be
 started, 1 if the library is not built).
+
+``--netns`` is another mode, with no netd and no hooks (:mod:`vipernet.gateway.netns_run`):
+
+    vipernet run --netns [--dns IP[:PORT]] [--mtu N] -- COMMAND ARGS...
+    vipernet run --netns PID|PATH [--dns IP[:PORT]] [--mtu N]
+
+The first runs COMMAND in new user, network and mount namespaces (no root needed) whose
+only interface is a TAP served by vipernet's user-mode gateway, so static binaries, Go
+programs and container runtimes get a network too; its exit status is COMMAND's.  The
+second gives an existing namespace (a process's, or a path such as /proc/PID/ns/net or an
+``ip netns`` name) that TAP, served until the namespace goes away, and runs nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from typing import Any
 
 PRELOAD_NAME = "libvipernet_preload.so"
 PRELOAD_ENV = "VIPERNET_PRELOAD"  # another copy of the library (an installed vipernet)
+NEW_NAMESPACE = ""  # --netns without a value: make a new namespace for COMMAND
 
 
 def register(subparsers: Any) -> None:
@@ -40,6 +52,16 @@ def register(subparsers: Any) -> None:
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--socket", dest="socket_path", default=None,
                         help="netd's IPC socket ($VIPERNET_SOCKET or /run/vipernet/netd.sock)")
+    parser.add_argument("--netns", nargs="?", const=NEW_NAMESPACE, default=None,
+                        metavar="PID|PATH",
+                        help="no netd: run COMMAND in a new rootless network namespace "
+                             "served by the user-mode gateway; with PID|PATH, serve that "
+                             "existing namespace instead (and run nothing)")
+    parser.add_argument("--dns", default=None, metavar="IP[:PORT]",
+                        help="with --netns: where 10.0.2.3's DNS queries go "
+                             "(default: the host's resolv.conf)")
+    parser.add_argument("--mtu", type=int, default=None,
+                        help="with --netns: the MTU of the namespace's TAP (default 1500)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     parser.set_defaults(func=run)
 
@@ -118,6 +140,12 @@ def run(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
+    if args.netns is not None:
+        return run_netns(args.netns, command, dns=args.dns, mtu=args.mtu,
+                         socket_path=args.socket_path)
+    if args.dns is not None or args.mtu is not None:
+        print("vipernet run: --dns and --mtu only go with --netns", file=sys.stderr)
+        return 2
     if not command:
         print("vipernet run: nothing to run (vipernet run -- curl http://10.0.2.2/)",
               file=sys.stderr)
@@ -139,3 +167,41 @@ def run(args: argparse.Namespace) -> int:
         print(f"vipernet run: {command[0]}: {exc.strerror or exc}", file=sys.stderr)
         return 127
     return 0  # not reached: exec replaced us
+
+
+def run_netns(target: str, command: list[str], *, dns: str | None, mtu: int | None,
+              socket_path: str | None) -> int:
+    """``--netns``: COMMAND in a new namespace, or (``target`` given) serve that one."""
+    def usage(text: str) -> int:
+        print(f"vipernet run: {text}", file=sys.stderr)
+        return 2
+
+    if socket_path is not None:
+        return usage("--socket is for netd; --netns needs no netd")
+    if target and command:
+        return usage(f"--netns {target} serves an existing namespace and runs nothing; to "
+                     "run a command in a new one: vipernet run --netns -- COMMAND")
+    if not target and not command:
+        return usage("nothing to run (vipernet run --netns -- curl http://10.0.2.2/)")
+    if mtu is not None and not 576 <= mtu <= 65521:
+        return usage(f"--mtu {mtu}: want 576..65521")
+
+    from vipernet.errors import VipernetError
+    from vipernet.gateway.netns_run import NetnsOptions, attach, run_in_new_namespace
+    from vipernet.slirp.config import SlirpConfig
+
+    def say(text: str) -> None:
+        print(f"vipernet run: {text}", file=sys.stderr, flush=True)
+
+    try:
+        upstream = SlirpConfig.from_argument(f"dns={dns}").dns_upstream if dns else None
+    except VipernetError as exc:
+        return usage(f"--dns: {exc}")
+    options = NetnsOptions(mtu=mtu or 1500, dns_upstream=upstream)
+    try:
+        if target:
+            return attach(target, options, say)
+        return run_in_new_namespace(command, options, lambda text: say(f"warning: {text}"))
+    except VipernetError as exc:
+        say(str(exc))
+        return 1

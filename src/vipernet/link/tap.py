@@ -82,7 +82,7 @@ MAX_GSO_FRAME = 65535 + ETH_HEADER_LEN  # an IPv4 packet cannot be longer than 6
 READ_BUFFER = 65536 + 4096  # > any frame + header: a read that fills it was truncated
 OFFLOAD_CACHE = 256  # distinct virtio headers remembered (gso_size/hdr_len vary little)
 MAX_BATCH = 1024  # frames per receive(): the fd stays readable, so the caller comes back
-_IFREQ = struct.Struct(f"{IFNAMSIZ}sH22x")  # struct ifreq is 40 bytes
+IFREQ = struct.Struct(f"{IFNAMSIZ}sH22x")  # struct ifreq is 40 bytes
 
 
 class TapDevice:
@@ -125,7 +125,7 @@ class TapDevice:
             probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
-            _ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags), name, where)
+            _ioctl(fd, TUNSETIFF, IFREQ.pack(name.encode(), flags), name, where)
             if _ifindex(probe, name) != ifindex:
                 # The TAP vanished between our check and TUNSETIFF, which then made a new
                 # one; closing our fd deletes that (non-persistent) stray again.
@@ -137,7 +137,7 @@ class TapDevice:
                 offloads = 0  # undo what a previous vnet reader left on a persistent TAP
             fcntl.ioctl(fd, TUNSETOFFLOAD, offloads)
             os.set_blocking(fd, False)
-            _wait_running(probe, name, RUNNING_TIMEOUT)
+            wait_running(probe, name, RUNNING_TIMEOUT)
         except BaseException:
             os.close(fd)
             raise
@@ -264,13 +264,13 @@ class TapDevice:
 
 def _ifindex(probe: socket.socket, name: str) -> int:
     try:
-        raw = fcntl.ioctl(probe.fileno(), SIOCGIFINDEX, _IFREQ.pack(name.encode(), 0))
+        raw = fcntl.ioctl(probe.fileno(), SIOCGIFINDEX, IFREQ.pack(name.encode(), 0))
     except OSError:
         return -1
     return int.from_bytes(raw[IFNAMSIZ:IFNAMSIZ + 4], sys.byteorder, signed=True)
 
 
-def _wait_running(probe: socket.socket, name: str, timeout: float) -> None:
+def wait_running(probe: socket.socket, name: str, timeout: float) -> None:
     """Wait (bounded) until the kernel has brought an up TAP's carrier on.
 
     Attaching turns the carrier on, but the kernel only activates the TAP's transmit queue
@@ -280,10 +280,10 @@ def _wait_running(probe: socket.socket, name: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            raw = fcntl.ioctl(probe.fileno(), SIOCGIFFLAGS, _IFREQ.pack(name.encode(), 0))
+            raw = fcntl.ioctl(probe.fileno(), SIOCGIFFLAGS, IFREQ.pack(name.encode(), 0))
         except OSError:
             return
-        flags = _IFREQ.unpack(raw[:_IFREQ.size])[1]
+        flags = IFREQ.unpack(raw[:IFREQ.size])[1]
         if not flags & IFF_UP or flags & IFF_RUNNING or time.monotonic() >= deadline:
             return
         time.sleep(0.005)
