@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.hostserver import HostHttpServer
 from tests.gateway.kernel_guest import KernelGuest
 from tests.testbed import wait_for
+from tests.vm.hostserver import PayloadHttpServer, payload_sha256
 from vipernet.gateway import Gateway, GatewayConfig
 from vipernet.gateway.ports import StreamListener
 from vipernet.link.frame import Frame
@@ -52,7 +52,7 @@ class Served:
 
     def __init__(self, tmp: Path) -> None:
         self.kernel = KernelGuest("hostile")
-        self.http = HostHttpServer(SIZE)
+        self.http = PayloadHttpServer()
         self.path = str(tmp / "guests.sock")
         self.gateway = Gateway(GatewayConfig(slirp=SlirpConfig(ipv6=False, max_flows=MAX_FLOWS)))
         self.gateway.add_listener(StreamListener(self.path, mtu=1500))
@@ -63,9 +63,9 @@ class Served:
         self._thread.start()
 
     def kernel_downloads(self) -> None:
-        out = self.kernel.run(["sh", "-c", f"curl -sf http://10.0.2.2:{self.http.port}/file"
-                               " | sha256sum"], timeout=120)
-        assert out.stdout.split()[0].decode() == self.http.sha256
+        out = self.kernel.run(["sh", "-c", f"curl -sf '{self.http.url(SIZE)}' | sha256sum"],
+                              timeout=120)
+        assert out.stdout.split()[0].decode() == payload_sha256(SIZE)
 
     def stream_guest(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -181,7 +181,7 @@ def test_a_guest_that_vanishes_mid_download_frees_its_host_socket(served: Served
     with contextlib.suppress(BlockingIOError):
         conn.connect((str(GATEWAY), served.http.port), now)
     received = 0
-    request = b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = f"GET /data/{SIZE} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
     deadline = time.monotonic() + 30
     while received < SIZE // 4:
         assert time.monotonic() < deadline, f"only {received} bytes arrived"

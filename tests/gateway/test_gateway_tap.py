@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.hostserver import HostHttpServer, free_port
 from tests.gateway.kernel_guest import KernelGuest
 from tests.testbed import require_binary, stop_process, wait_for
+from tests.vm.hostserver import LoopbackDns, PayloadHttpServer, free_port, payload_sha256
 
 pytestmark = pytest.mark.testbed
 
@@ -33,43 +33,23 @@ SIZE = 24 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def dns_upstream() -> Iterator[int]:
-    dnsmasq = require_binary("dnsmasq")
-    port = free_port(socket.SOCK_DGRAM)
-    proc = subprocess.Popen(
-        [dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-         "--listen-address=127.0.0.1", f"--port={port}", "--bind-interfaces", "--user=root",
-         "--pid-file=/dev/null", "--address=/guest.test/192.0.2.77", "--local=/#/"],
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: _answers_dns(port), what="dnsmasq on host loopback")
-        yield port
-    finally:
-        stop_process(proc)
-
-
-def _answers_dns(port: int) -> bool:
-    """True once a query for guest.test gets a reply (dnsmasq may still be starting)."""
-    query = bytes.fromhex("abcd01000001000000000000") + b"\x05guest\x04test\x00\x00\x01\x00\x01"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.settimeout(0.2)
-        try:
-            probe.sendto(query, ("127.0.0.1", port))
-            return probe.recv(512)[:2] == query[:2]
-        except OSError:
-            return False
+def dns_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """dnsmasq on a loopback address of its own, knowing guest.test: the 10.0.2.3 upstream."""
+    with LoopbackDns(tmp_path_factory.mktemp("dns"), {"guest.test": "192.0.2.77"},
+                     address="127.83.0.54") as dns:
+        yield dns.address
 
 
 @pytest.fixture(scope="module")
-def served(dns_upstream: int) -> Iterator[tuple[KernelGuest, HostHttpServer, dict[str, int]]]:
+def served(dns_upstream: str) -> Iterator[tuple[KernelGuest, PayloadHttpServer, dict[str, int]]]:
     """The kernel guest, behind a gateway with one TCP and one UDP forward."""
     guest = KernelGuest("tap")
-    http = HostHttpServer(SIZE)
-    forwards = {"tcp": free_port(), "udp": free_port(socket.SOCK_DGRAM)}
+    http = PayloadHttpServer()
+    forwards = {"tcp": free_port(), "udp": free_port(kind=socket.SOCK_DGRAM)}
     gateway = subprocess.Popen(
         [sys.executable, "-m", "vipernet.cli.main", "gateway", "--tap", f"{guest.tap}@{guest.name}",
          "--forward", f"tcp:{forwards['tcp']}:8080", "--forward", f"udp:{forwards['udp']}:9090",
-         "--dns-upstream", f"127.0.0.1:{dns_upstream}", "--ipv6", "off"],
+         "--dns-upstream", f"{dns_upstream}:53", "--ipv6", "off"],
         env={**os.environ, "PYTHONPATH": SRC}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -88,7 +68,7 @@ def _tcp_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_the_guest_pings_the_gateway(served: tuple[KernelGuest, HostHttpServer, dict[str, int]]
+def test_the_guest_pings_the_gateway(served: tuple[KernelGuest, PayloadHttpServer, dict[str, int]]
                                      ) -> None:
     guest, _, _ = served
     out = guest.run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"], check=False)
@@ -97,25 +77,24 @@ def test_the_guest_pings_the_gateway(served: tuple[KernelGuest, HostHttpServer, 
 
 
 def test_download_and_upload_through_host_loopback(
-        served: tuple[KernelGuest, HostHttpServer, dict[str, int]]) -> None:
+        served: tuple[KernelGuest, PayloadHttpServer, dict[str, int]]) -> None:
     guest, http, _ = served
-    url = f"http://10.0.2.2:{http.port}"
-    got = guest.run(["sh", "-c", f"curl -sf {url}/file | sha256sum"], timeout=120)
-    assert got.stdout.split()[0].decode() == http.sha256
-    up = guest.run(["sh", "-c", f"curl -sf {url}/file | curl -sf -T - {url}/upload"],
-                   timeout=120)
-    assert up.stdout.decode().strip() == f"{SIZE} {http.sha256}"
+    got = guest.run(["sh", "-c", f"curl -sf '{http.url(SIZE)}' | sha256sum"], timeout=120)
+    assert got.stdout.split()[0].decode() == payload_sha256(SIZE)
+    up = guest.run(["sh", "-c", f"curl -sf '{http.url(SIZE)}' | "
+                    f"curl -sf --data-binary @- {http.upload_url()}"], timeout=120)
+    assert up.stdout.decode().strip() == f"{SIZE} {payload_sha256(SIZE)}"
 
 
 def test_a_name_resolves_through_the_dns_address(
-        served: tuple[KernelGuest, HostHttpServer, dict[str, int]]) -> None:
+        served: tuple[KernelGuest, PayloadHttpServer, dict[str, int]]) -> None:
     guest, _, _ = served
     out = guest.run(["getent", "ahostsv4", "guest.test"], check=False)
     assert out.stdout.split()[:1] == [b"192.0.2.77"], out
 
 
 def test_tcp_forward_reaches_a_server_in_the_guest(
-        served: tuple[KernelGuest, HostHttpServer, dict[str, int]]) -> None:
+        served: tuple[KernelGuest, PayloadHttpServer, dict[str, int]]) -> None:
     guest, _, forwards = served
     payload = os.urandom(300_000)
     server = subprocess.Popen(guest.argv([sys.executable, "-c", _SERVE_ONCE, "8080"]),
@@ -136,7 +115,7 @@ def test_tcp_forward_reaches_a_server_in_the_guest(
 
 
 def test_udp_forward_reaches_a_server_in_the_guest(
-        served: tuple[KernelGuest, HostHttpServer, dict[str, int]]) -> None:
+        served: tuple[KernelGuest, PayloadHttpServer, dict[str, int]]) -> None:
     guest, _, forwards = served
     server = subprocess.Popen(guest.argv([sys.executable, "-c", _ECHO_UDP, "9090"]),
                               stdout=subprocess.PIPE)
@@ -161,7 +140,7 @@ def test_udp_forward_reaches_a_server_in_the_guest(
 
 
 def test_dhcp_hands_out_the_guest_address(
-        served: tuple[KernelGuest, HostHttpServer, dict[str, int]], tmp_path: Path) -> None:
+        served: tuple[KernelGuest, PayloadHttpServer, dict[str, int]], tmp_path: Path) -> None:
     guest, _, _ = served
     script = tmp_path / "lease.sh"
     script.write_text('#!/bin/sh\n[ "$1" = bound ] && echo "lease $ip $subnet $router $dns"\n')

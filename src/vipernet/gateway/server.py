@@ -56,6 +56,7 @@ class Gateway:
         self.ended: deque[tuple[str, str, dict[str, int]]] = deque(maxlen=ENDED_KEPT)
         self._selector = selectors.DefaultSelector()
         self._forwards_owner: GuestWire | None = None
+        self._writing: set[GuestWire] = set()  # wires whose device fd is watched for writes
         self._closed = False
 
     # -- what is served -----------------------------------------------------------------------
@@ -93,6 +94,7 @@ class Gateway:
             self.run_once(MAX_WAIT)
 
     def run_once(self, timeout: float = MAX_WAIT) -> None:
+        self._watch_writes()
         now = self.clock()
         due = [d for d in (w.next_deadline() for w in self.wires) if d is not None]
         if due:
@@ -111,6 +113,22 @@ class Gateway:
                 wire.service(now)
         self._drop_dead()
 
+    def _watch_writes(self) -> None:
+        """Wake for writability of exactly the guest devices holding unwritten output."""
+        for wire in self.wires:
+            wants = wire.wants_write
+            if wants == (wire in self._writing):
+                continue
+            fd = wire.device.fileno()
+            if fd is None:
+                continue
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if wants else 0)
+            self._selector.modify(fd, events, wire)
+            if wants:
+                self._writing.add(wire)
+            else:
+                self._writing.discard(wire)
+
     def _accept(self, listener: Listener) -> None:
         for device in listener.accept():
             try:
@@ -128,6 +146,7 @@ class Gateway:
 
     def _forget(self, wire: GuestWire) -> None:
         self.wires.remove(wire)
+        self._writing.discard(wire)
         for key in list(self._selector.get_map().values()):
             if key.data is wire:
                 self._selector.unregister(key.fd)

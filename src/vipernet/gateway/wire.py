@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 
 from vipernet.link.errors import LinkError
 from vipernet.link.frame import Device
@@ -40,6 +41,9 @@ class GuestWire:
         self.slirp = SlirpDevice(config, mtu=caps.mtu, now=now, rng=rng,
                                  offloads=caps.tso and caps.tx_csum_offload)
         self.counters: Counter[str] = Counter()
+        # A device that batches its writes (a stream with autoflush off) is flushed once
+        # per round, so a burst of segments costs a system call, not one per frame.
+        self._flush: Callable[[float], None] | None = getattr(device, "flush", None)
         self.closed = False
         self.failure: str | None = None
 
@@ -60,6 +64,8 @@ class GuestWire:
                 to_guest = slirp.receive(now)
                 for frame in to_guest:
                     device.send(frame, now)
+                if self._flush is not None:
+                    self._flush(now)
                 self.counters["frames_from_guest"] += len(from_guest)
                 self.counters["frames_to_guest"] += len(to_guest)
                 if not from_guest and not to_guest:
@@ -75,6 +81,11 @@ class GuestWire:
         due = [d for d in (self.device.next_deadline(), self.slirp.next_deadline())
                if d is not None]
         return min(due) if due else None
+
+    @property
+    def wants_write(self) -> bool:
+        """True while the guest's device holds output its socket would not take yet."""
+        return not self.closed and bool(getattr(self.device, "wants_write", False))
 
     def fds(self) -> list[int]:
         """The fds whose readiness means :meth:`service` has work."""

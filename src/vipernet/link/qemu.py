@@ -154,9 +154,13 @@ def listening_socket(address: Address, *, backlog: int) -> tuple[socket.socket, 
 class StreamDevice:
     """The QEMU stream protocol over a connected stream socket."""
 
-    def __init__(self, sock: socket.socket, *, name: str = "stream", mtu: int = 1500) -> None:
+    def __init__(self, sock: socket.socket, *, name: str = "stream", mtu: int = 1500,
+                 autoflush: bool = True) -> None:
+        """``autoflush=False``: :meth:`send` only queues, and the caller's :meth:`flush`
+        after a batch writes it all in as few system calls as the socket allows."""
         sock.setblocking(False)
         self._sock = sock
+        self.autoflush = autoflush
         self.name = name
         self.capabilities = _capabilities(mtu)
         self.counters = LinkCounters()
@@ -256,7 +260,8 @@ class StreamDevice:
             self._out += _LENGTH.pack(length)
             self._out += out.data
             self.counters.count_tx(length)
-        self._flush()
+        if self.autoflush:
+            self._flush()
 
     def flush(self, now: float) -> None:
         """Write what the socket will take of the pending output (e.g. when it is writable)."""
@@ -278,7 +283,8 @@ class StreamDevice:
             del self._out[:sent]
 
     def next_deadline(self) -> float | None:
-        if self._out and self._failure is None and not self._closed:
+        # A batching caller waits for writability (``wants_write``) instead of a timer.
+        if self.autoflush and self._out and self._failure is None and not self._closed:
             return self._last_now + RETRY_INTERVAL
         return None
 

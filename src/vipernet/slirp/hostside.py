@@ -195,6 +195,11 @@ class HostSide:
         if finished:
             self._drop_relay(relay, now)
             return
+        if not relay.guest_eof and len(relay.to_host) < limit and relay.gw.readable:
+            # The host took everything and the guest's socket holds more: nothing else
+            # would wake us for it (the gateway stack's readiness is polled, not
+            # signalled), so ask to be called again at once.
+            self._dirty = True
         want = 0
         if not relay.host_eof and len(relay.to_guest) < limit:
             want |= _IN
