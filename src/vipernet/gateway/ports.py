@@ -97,7 +97,8 @@ def _grow_buffers(sock: socket.socket) -> None:
 
 
 class VhostUserListener:
-    """vhost-user front ends (QEMU) connecting to a UNIX socket: one device each."""
+    """vhost-user front ends (QEMU's ``-chardev socket,server=off``) connecting to a UNIX
+    socket: a device and a wire for each connection."""
 
     def __init__(self, path: str, *, mtu: int) -> None:
         if not isinstance(path, str) or not path:
@@ -126,8 +127,11 @@ class VhostUserListener:
             except OSError:
                 return devices
             self.accepted += 1
+            # One device per front-end connection, no reconnecting: when that QEMU goes
+            # away its wire ends and its flows are freed; the next QEMU (or the same one
+            # after a reboot of its process) gets a fresh wire from this listener.
             devices.append(self._module.VhostUserDevice(
-                conn, name=f"{self.name}#{self.accepted}", mtu=self.mtu))
+                name=f"{self.name}#{self.accepted}", conn=conn, reconnect=False, mtu=self.mtu))
 
     def close(self) -> None:
         self._sock.close()
