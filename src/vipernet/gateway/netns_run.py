@@ -225,9 +225,15 @@ def _gateway(fd: int, options: NetnsOptions) -> Gateway:
 def _serve_until_exit(gateway: Gateway, pid: int) -> int:
     """Serve until the child ``pid`` exits, then drain; its exit status, shell-style."""
     status: int | None = None
-    while status is None:
-        gateway.run_once(MAX_WAIT)
-        status = _exit_status(pid, block=False)
+    exited = os.pidfd_open(pid)  # readable once the child exits: no polling delay
+    gateway.add_waker(exited)
+    try:
+        while status is None:
+            gateway.run_once(MAX_WAIT)
+            status = _exit_status(pid, block=False)
+    finally:
+        gateway.remove_waker(exited)
+        os.close(exited)
     deadline = time.monotonic() + DRAIN_LIMIT
     seen = _activity(gateway)
     while time.monotonic() < deadline:

@@ -31,6 +31,7 @@ from vipernet.slirp import SlirpConfig
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 0.2  # seconds: how often ``stop`` is looked at while nothing happens
+_WAKER = object()  # selector data of a caller's wake-up fd
 ENDED_KEPT = 64  # ended wires whose last counters are kept for ``vipernet`` to show
 
 
@@ -64,6 +65,14 @@ class Gateway:
     def add_listener(self, listener: Listener) -> None:
         self.listeners.append(listener)
         self._selector.register(listener.fileno(), selectors.EVENT_READ, listener)
+
+    def add_waker(self, fd: int) -> None:
+        """Return from :meth:`run_once` as soon as ``fd`` is readable (e.g. a pidfd, so a
+        caller notices its child's exit at once); the caller owns and reads the fd."""
+        self._selector.register(fd, selectors.EVENT_READ, _WAKER)
+
+    def remove_waker(self, fd: int) -> None:
+        self._selector.unregister(fd)
 
     def add_device(self, device: Device) -> GuestWire:
         """Serve one guest's device from now on; returns its wire."""
@@ -104,7 +113,7 @@ class Gateway:
             owner = key.data
             if isinstance(owner, GuestWire):
                 ready.add(owner)
-            else:
+            elif owner is not _WAKER:
                 self._accept(owner)
         now = self.clock()
         for wire in self.wires:
@@ -170,6 +179,8 @@ class Gateway:
         for listener in self.listeners:
             self._selector.unregister(listener.fileno())
             listener.close()
+        for key in list(self._selector.get_map().values()):
+            self._selector.unregister(key.fd)  # wakers: the caller closes them
         self._selector.close()
 
 

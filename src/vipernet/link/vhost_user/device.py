@@ -50,6 +50,7 @@ from vipernet.link.counters import LinkCounters
 from vipernet.link.errors import DeviceClosed, LinkError, LinkProtocolError, NoSuchInterface
 from vipernet.link.frame import DeviceCapabilities, Frame, GsoType
 from vipernet.link.offload import ETH_HEADER_LEN, OffloadError, check_frame_size, resolve_offloads
+from vipernet.link.qemu import listening_socket
 from vipernet.link.vhost_user.features import OFFERED, Feature, feature_names
 from vipernet.link.vhost_user.net import OffloadDecoder, RxVerdict, TxVerdict, put_frame, take_frame
 from vipernet.link.vhost_user.protocol import (
@@ -139,14 +140,10 @@ class VhostUserDevice:
     def listen(cls, path: str, *, reconnect: bool = True, mtu: int = 1500) -> VhostUserDevice:
         """Listen at ``path`` for QEMU (which connects with ``server=off``).  Returns at once;
         an existing file at ``path`` is an error, never replaced."""
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Published only once listening, so a QEMU started as soon as the path exists
+        # is never refused (LinkError if the path is taken).
+        listener, _published = listening_socket(path, backlog=1)
         try:
-            listener.bind(path)
-        except OSError as exc:
-            listener.close()
-            raise LinkError(f"cannot listen at {path!r}: {exc.strerror or exc}") from None
-        try:
-            listener.listen(1)
             return cls(name=f"vhost-user:{path}", listener=listener, path=path,
                        reconnect=reconnect, mtu=mtu)
         except BaseException:
