@@ -138,7 +138,7 @@ class Shell:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vipernet.cli.netd_common import plain
+    from vipernet.cli.netd_common import NETD_LOST, netd_gone, plain
     from vipernet.ssh.errors import SSHError
     from vipernet.ssh.sftp.protocol import SFTPError
 
@@ -182,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
                     source.close()
         return 0
     except SSHError as exc:  # the connection (or netd) lost mid-session
-        print(f"vipernet sftp: {plain(str(exc))}", file=sys.stderr)
+        print(f"vipernet sftp: {NETD_LOST if netd_gone() else plain(str(exc))}",
+              file=sys.stderr)
         return 255
     finally:
         client.close()

@@ -228,7 +228,7 @@ def open_client_or_report(args: argparse.Namespace, command: str) -> SSHClient |
 
 
 def run(args: argparse.Namespace) -> int:
-    from vipernet.cli.netd_common import plain
+    from vipernet.cli.netd_common import NETD_LOST, netd_gone, plain
     from vipernet.ssh.errors import SSHError
 
     client = open_client_or_report(args, "ssh")
@@ -239,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
         want_pty = (command is None and sys.stdin.isatty()) or args.force_tty
         return interact(client, command, bool(want_pty))
     except (SSHError, OSError) as exc:  # the connection (or netd) lost mid-session
-        print(f"vipernet ssh: {plain(str(exc))}", file=sys.stderr)
+        print(f"vipernet ssh: {NETD_LOST if netd_gone() else plain(str(exc))}",
+              file=sys.stderr)
         return 255
     finally:
         client.close()

@@ -37,6 +37,27 @@ def plain(text: str) -> str:
     return _ERRNO_TAG.sub("", text)
 
 
+def netd_gone(socket_path: str | None = None) -> bool:
+    """True when the netd the command used no longer answers on its socket.
+
+    A connection over netd's fd data plane ends in a plain EOF whether the server closed
+    it or netd died; asking netd's socket tells the two apart, so the user hears that
+    netd is gone rather than that the server hung up."""
+    import os
+
+    from vipernet.netclient import client, default
+
+    if os.environ.get("VIPERNET_TRANSPORT", "netd") == "os" or (
+            socket_path is None and default.kernel_mode()):
+        return False
+    try:
+        probe = client.connect(socket_path)
+    except OSError:
+        return True
+    probe.close_channel()
+    return False
+
+
 def add_socket_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--socket", dest="socket_path", default=None,
                         help="netd's IPC socket ($VIPERNET_SOCKET or /run/vipernet/netd.sock)")
