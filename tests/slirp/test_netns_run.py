@@ -255,6 +255,34 @@ def test_the_exit_status_is_the_commands(world: World, command: list[str], statu
     run.assert_clean()
 
 
+def test_a_forward_carries_a_host_port_to_a_server_in_the_namespace(world: World) -> None:
+    run = Run(world)
+    host_port = free_port()
+    body = b"".join(payload_chunks(SMALL, seed=9))
+    server = subprocess.Popen(
+        run.argv("--netns", "--forward", f"tcp:{host_port}:8080", "--", "busybox", "nc",
+                 "-l", "-p", "8080", "-e", "busybox", "sha256sum"),
+        cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        reply = b""
+        deadline = time.monotonic() + 30
+        while not reply:  # until nc listens inside, the gateway's connect is refused
+            assert time.monotonic() < deadline, "the forward never reached nc"
+            with contextlib.suppress(OSError), \
+                    socket.create_connection(("127.0.0.1", host_port), timeout=10) as conn:
+                conn.sendall(body)
+                conn.shutdown(socket.SHUT_WR)
+                reply = b"".join(iter(lambda: conn.recv(4096), b""))
+            time.sleep(0.1)
+        assert reply.split()[0].decode() == payload_sha256(SMALL, seed=9)
+        assert server.wait(timeout=20) == 0  # nc served its one connection and exited
+    finally:
+        stop_process(server)
+        if server.stderr is not None:
+            server.stderr.close()
+    run.assert_clean()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_a_signal_to_vipernet_reaches_the_command(world: World, signum: int) -> None:
     # No terminal here, so SIGINT came from kill(1), not a keyboard: it is passed on too.

@@ -22,7 +22,8 @@ started, 1 if the library is not built).
 
 ``--netns`` is another mode, with no netd and no hooks (:mod:`vipernet.gateway.netns_run`):
 
-    vipernet run --netns [--dns IP[:PORT]] [--mtu N] -- COMMAND ARGS...
+    vipernet run --netns [--dns IP[:PORT]] [--mtu N] [--forward tcp|udp:HOST:PORT]
+                 -- COMMAND ARGS...
     vipernet run --netns PID|PATH [--dns IP[:PORT]] [--mtu N]
 
 The first runs COMMAND in new user, network and mount namespaces (no root needed) whose
@@ -62,6 +63,10 @@ def register(subparsers: Any) -> None:
                              "(default: the host's resolv.conf)")
     parser.add_argument("--mtu", type=int, default=None,
                         help="with --netns: the MTU of the namespace's TAP (default 1500)")
+    parser.add_argument("--forward", action="append", default=[],
+                        metavar="tcp|udp:HOSTPORT:PORT",
+                        help="with --netns: carry host 127.0.0.1:HOSTPORT to PORT inside the "
+                             "namespace (repeatable)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     parser.set_defaults(func=run)
 
@@ -142,9 +147,9 @@ def run(args: argparse.Namespace) -> int:
         command = command[1:]
     if args.netns is not None:
         return run_netns(args.netns, command, dns=args.dns, mtu=args.mtu,
-                         socket_path=args.socket_path)
-    if args.dns is not None or args.mtu is not None:
-        print("vipernet run: --dns and --mtu only go with --netns", file=sys.stderr)
+                         socket_path=args.socket_path, forwards=args.forward)
+    if args.dns is not None or args.mtu is not None or args.forward:
+        print("vipernet run: --dns, --mtu and --forward only go with --netns", file=sys.stderr)
         return 2
     if not command:
         print("vipernet run: nothing to run (vipernet run -- curl http://10.0.2.2/)",
@@ -170,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_netns(target: str, command: list[str], *, dns: str | None, mtu: int | None,
-              socket_path: str | None) -> int:
+              socket_path: str | None, forwards: list[str] | None = None) -> int:
     """``--netns``: COMMAND in a new namespace, or (``target`` given) serve that one."""
     def usage(text: str) -> int:
         print(f"vipernet run: {text}", file=sys.stderr)
@@ -197,7 +202,11 @@ def run_netns(target: str, command: list[str], *, dns: str | None, mtu: int | No
         upstream = SlirpConfig.from_argument(f"dns={dns}").dns_upstream if dns else None
     except VipernetError as exc:
         return usage(f"--dns: {exc}")
-    options = NetnsOptions(mtu=mtu or 1500, dns_upstream=upstream)
+    try:
+        parsed = SlirpConfig.from_argument(",".join(f"forward={f}" for f in forwards or ()))
+    except VipernetError as exc:
+        return usage(f"--forward: {exc}")
+    options = NetnsOptions(mtu=mtu or 1500, dns_upstream=upstream, forwards=parsed.forwards)
     try:
         if target:
             return attach(target, options, say)

@@ -55,7 +55,7 @@ from vipernet.gateway.userns import (
 )
 from vipernet.link.tap import TapDevice
 from vipernet.link.virtio import VNET_HDR_LEN
-from vipernet.slirp.config import DNS, GATEWAY, GUEST, SlirpConfig
+from vipernet.slirp.config import DNS, GATEWAY, GUEST, Forward, SlirpConfig
 
 DRAIN_QUIET = 0.05  # seconds without a frame or a host-socket event: the wire is done
 DRAIN_LIMIT = 3.0  # seconds served at most after CMD exits
@@ -72,6 +72,7 @@ class NetnsOptions:
     mtu: int = 1500
     dns_upstream: tuple[str, int] | None = None  # None: the host's resolv.conf
     ipv6: bool = True
+    forwards: tuple[Forward, ...] = ()  # host ports carried into the namespace
 
 
 def run_in_new_namespace(command: Sequence[str], options: NetnsOptions,
@@ -212,7 +213,8 @@ def _gateway(fd: int, options: NetnsOptions) -> Gateway:
     except BaseException:
         os.close(fd)
         raise
-    slirp = SlirpConfig(dns_upstream=options.dns_upstream, ipv6=options.ipv6)
+    slirp = SlirpConfig(dns_upstream=options.dns_upstream, ipv6=options.ipv6,
+                        forwards=options.forwards)
     gateway = Gateway(GatewayConfig(slirp=slirp, mtu=options.mtu))
     try:
         gateway.add_device(device)  # closes the device if it fails
