@@ -16,7 +16,7 @@ LAYERS: dict[str, int] = {
     "wire": 2, "tls": 2, "ssh": 2,
     "link": 3,
     "stack": 4,
-    "runtime": 5, "dns": 5, "dhcp": 5,
+    "runtime": 5, "dns": 5, "dhcp": 5, "vhosts": 5,
     "netd": 6, "slirp": 6,
     "netclient": 7, "gateway": 7,
     "socket": 8,

@@ -53,6 +53,10 @@ def register(subparsers: Any) -> None:
                         help="IPC socket path ($VIPERNET_SOCKET or /run/vipernet/netd.sock)")
     parser.add_argument("--pcap", help="write every frame in and out to this pcap file")
     parser.add_argument("--seed", type=int, help="seed the stack's random source (tests)")
+    parser.add_argument("--hosts", metavar="N[@FIRST[/PREFIX]]|FIRST-LAST[/PREFIX]",
+                        help="also run N virtual hosts on the link, each with its own IP "
+                             "and MAC (from 10.0.2.100, in --ip's network unless /PREFIX "
+                             "says otherwise); see docs/vhosts.md")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.set_defaults(func=run)
 
@@ -87,7 +91,18 @@ def _config(args: argparse.Namespace) -> Any:
                       socket_path=args.socket_path,
                       ip=ip,
                       gateway=gateway, dns=dns, mac=mac, mtu=args.mtu, pcap=args.pcap,
-                      seed=args.seed, ip6=ip6, ip6_address=ip6_address)
+                      seed=args.seed, ip6=ip6, ip6_address=ip6_address,
+                      hosts=_hosts(args.hosts, ip))
+
+
+def _hosts(value: str | None, ip: IPv4Interface) -> Any:
+    """``--hosts``: the virtual hosts' range (None without the option)."""
+    if value is None:
+        return None
+    from vipernet.vhosts.ranges import parse_host_range
+
+    spec = f"{value}@10.0.2.100" if value.strip().isdigit() else value
+    return parse_host_range(spec, default_prefixlen=ip.network.prefixlen)
 
 
 def _ip6(value: str) -> tuple[str, IPv6Interface | None]:

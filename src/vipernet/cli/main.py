@@ -39,6 +39,7 @@ COMMANDS = (
     Command("gateway", "vipernet.cli.cmd_gateway",
             "user-mode networking for QEMU guests, TAPs and namespaces"),
     Command("demo", "vipernet.cli.cmd_demo", "run the stack end to end on its default network"),
+    Command("load", "vipernet.cli.cmd_load", "open many TCP connections from virtual hosts"),
 )
 
 

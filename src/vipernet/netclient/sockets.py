@@ -108,7 +108,8 @@ class socket:
     in the vipernet stack.  AF_INET6 sockets are dual-stack, as Linux's by default."""
 
     def __init__(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
-                 *, client: NetClient | None = None, _sock_id: int | None = None) -> None:
+                 *, client: NetClient | None = None, _sock_id: int | None = None,
+                 host: str | None = None) -> None:
         if family not in (AF_INET, AF_INET6):
             raise OSError(errno.EAFNOSUPPORT, f"address family {family} is not supported "
                                               "(AF_INET and AF_INET6 are)")
@@ -128,7 +129,14 @@ class socket:
         self._kind = kind
         self._netd = client or default_client()
         self._pid = os.getpid()  # the process whose channel self._netd is
-        self._id = self._netd.create(kind, family) if _sock_id is None else _sock_id
+        if _sock_id is not None:
+            self._id = _sock_id
+        elif host is not None:  # a virtual host's socket (netd --hosts, docs/vhosts.md)
+            from vipernet.netclient.vhosts import create_on_host
+
+            self._id = create_on_host(self._netd, kind, family, host)
+        else:
+            self._id = self._netd.create(kind, family)
         self._timeout: float | None = _default_timeout
         self._closed = False
         self._io_refs = 0

@@ -33,8 +33,10 @@ from vipernet.netd.extensions import full_service
 from vipernet.netd.fdlink import FdPlane
 from vipernet.netd.links import LinkSpec, open_link
 from vipernet.netd.server import IpcServer
+from vipernet.netd.vhosts import attach_virtual_hosts
 from vipernet.runtime import Runtime
 from vipernet.stack import Stack, StackConfig
+from vipernet.vhosts.ranges import HostRange
 
 log = logging.getLogger("vipernet.netd")
 
@@ -61,6 +63,7 @@ class NetdConfig:
     seed: int | None = None
     ip6: str = "auto"  # off | auto (link-local + SLAAC from RAs) | static (ip6_address)
     ip6_address: IPv6Interface | None = None
+    hosts: HostRange | None = None  # --hosts: virtual hosts on the same wire (netd.vhosts)
 
 
 class Netd:
@@ -88,6 +91,9 @@ class Netd:
                                rng=random.Random(config.seed))
             self.service = full_service(self.stack, self.device, link=str(config.link),
                                         dns=config.dns)
+            if config.hosts is not None:
+                self.device = attach_virtual_hosts(self.stack, self.device, self.service,
+                                                   config.hosts, now)
             self.runtime = Runtime(self.stack, self.device, clock=clock)
             # After every turn: retry waiters whose sockets changed, expire the overdue.
             self.runtime.add_hook(self.service.turn)
