@@ -121,9 +121,14 @@ class NetClient:
     def shutdown(self, sock: int, how: int) -> None:
         self._call(Code.SOCKET_SHUTDOWN, p.ShutdownRequest(sock=sock, how=how))
 
-    def setsockopt(self, sock: int, option: p.SockOpt, value: int) -> None:
-        self._call(Code.SOCKET_SETSOCKOPT, p.SetSockOptRequest(sock=sock, option=option,
-                                                               value=value))
+    def setsockopt(self, sock: int, option: p.SockOpt, value: int | bytes) -> None:
+        """``value``: an int, or for the struct options (``p.STRUCT_OPTIONS``) the struct's
+        bytes as Linux's setsockopt(2) takes them."""
+        if isinstance(value, bytes):
+            body = p.SetSockOptRequest(sock=sock, option=option, data=value)
+        else:
+            body = p.SetSockOptRequest(sock=sock, option=option, value=value)
+        self._call(Code.SOCKET_SETSOCKOPT, body)
 
     def attach_fd(self, sock: int) -> int:
         """A descriptor for the socket's byte stream (NET_SOCKET_ATTACH_FD); the caller

@@ -67,6 +67,25 @@ SHUT_RD = _std.SHUT_RD
 SHUT_WR = _std.SHUT_WR
 SHUT_RDWR = _std.SHUT_RDWR
 AI_PASSIVE = _std.AI_PASSIVE
+# Broadcast and multicast options: Linux's values (<linux/in.h>, <linux/in6.h>); the stdlib
+# lacks the source-filter ones.
+IPPROTO_IP = _std.IPPROTO_IP
+IP_MULTICAST_IF = 32
+IP_MULTICAST_TTL = 33
+IP_MULTICAST_LOOP = 34
+IP_ADD_MEMBERSHIP = 35
+IP_DROP_MEMBERSHIP = 36
+IP_UNBLOCK_SOURCE = 37
+IP_BLOCK_SOURCE = 38
+IP_ADD_SOURCE_MEMBERSHIP = 39
+IP_DROP_SOURCE_MEMBERSHIP = 40
+IP_MULTICAST_ALL = 49
+IPV6_MULTICAST_IF = 17
+IPV6_MULTICAST_HOPS = 18
+IPV6_MULTICAST_LOOP = 19
+IPV6_JOIN_GROUP = 20
+IPV6_LEAVE_GROUP = 21
+INADDR_ANY = 0
 timeout = TimeoutError
 error = OSError
 gaierror = _std.gaierror
@@ -79,9 +98,24 @@ _OPTIONS: dict[tuple[int, int], p.SockOpt] = {
     (SOL_SOCKET, SO_SNDBUF): p.SockOpt.SO_SNDBUF,
     (SOL_SOCKET, SO_BROADCAST): p.SockOpt.SO_BROADCAST,
     (IPPROTO_IPV6, IPV6_V6ONLY): p.SockOpt.IPV6_V6ONLY,
+    (IPPROTO_IP, IP_MULTICAST_TTL): p.SockOpt.IP_MULTICAST_TTL,
+    (IPPROTO_IP, IP_MULTICAST_LOOP): p.SockOpt.IP_MULTICAST_LOOP,
+    (IPPROTO_IP, IP_MULTICAST_ALL): p.SockOpt.IP_MULTICAST_ALL,
+    (IPPROTO_IP, IP_MULTICAST_IF): p.SockOpt.IP_MULTICAST_IF,
+    (IPPROTO_IP, IP_ADD_MEMBERSHIP): p.SockOpt.IP_ADD_MEMBERSHIP,
+    (IPPROTO_IP, IP_DROP_MEMBERSHIP): p.SockOpt.IP_DROP_MEMBERSHIP,
+    (IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP): p.SockOpt.IP_ADD_SOURCE_MEMBERSHIP,
+    (IPPROTO_IP, IP_DROP_SOURCE_MEMBERSHIP): p.SockOpt.IP_DROP_SOURCE_MEMBERSHIP,
+    (IPPROTO_IP, IP_BLOCK_SOURCE): p.SockOpt.IP_BLOCK_SOURCE,
+    (IPPROTO_IP, IP_UNBLOCK_SOURCE): p.SockOpt.IP_UNBLOCK_SOURCE,
+    (IPPROTO_IPV6, IPV6_JOIN_GROUP): p.SockOpt.IPV6_JOIN_GROUP,
+    (IPPROTO_IPV6, IPV6_LEAVE_GROUP): p.SockOpt.IPV6_LEAVE_GROUP,
+    (IPPROTO_IPV6, IPV6_MULTICAST_HOPS): p.SockOpt.IPV6_MULTICAST_HOPS,
+    (IPPROTO_IPV6, IPV6_MULTICAST_LOOP): p.SockOpt.IPV6_MULTICAST_LOOP,
 }
 
 _POLLOUT = 4
+_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 _DGRAM_ADDRESS = struct.Struct("!4sH")  # in front of each datagram on a UDP descriptor
 _DGRAM_ADDRESS6 = struct.Struct("!16sH")  # the same for an AF_INET6 socket
 MAX_UDP_PAYLOAD = 65507
@@ -145,6 +179,7 @@ class socket:
         self._listening = False
         self._connecting = False  # a non-blocking connect is under way
         self._connected = False
+        self._broadcast = False  # SO_BROADCAST, mirrored: see _datagram_out
         if kind != SocketKind.ICMP:
             _live.add(self)  # given its descriptor before a fork (_attach_before_fork)
 
@@ -359,7 +394,17 @@ class socket:
         option = _OPTIONS.get((level, optname))
         if option is None:
             raise OSError(errno.ENOPROTOOPT, f"option ({level}, {optname}) is not supported")
-        number = int.from_bytes(value, "little") if isinstance(value, bytes) else int(value)
+        if option == p.SockOpt.SO_BROADCAST:
+            self._broadcast = bool(int.from_bytes(value, "little") if isinstance(
+                value, (bytes, bytearray, memoryview)) else value)
+        if option in p.STRUCT_OPTIONS:
+            # The struct goes as given (an int is the 4 bytes the kernel would read).
+            raw = (bytes(value) if isinstance(value, (bytes, bytearray, memoryview))
+                   else int(value).to_bytes(4, "little", signed=True))
+            self._client.setsockopt(self._check(), option, raw)
+            return
+        number = (int.from_bytes(value, "little", signed=len(value) == 4)
+                  if isinstance(value, (bytes, bytearray, memoryview)) else int(value))
         self._client.setsockopt(self._check(), option, number)
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int:
@@ -439,6 +484,10 @@ class socket:
         else:
             ip = (ipaddress.IPv6Address(str(address[0]).split("%", 1)[0]) if six
                   else ipaddress.IPv4Address(address[0]))
+            if ip == _LIMITED_BROADCAST and not self._broadcast:
+                # Refused here, at once, as Linux's sendto; the stack refuses a directed
+                # broadcast too, but over the descriptor that error comes one call later.
+                raise OSError(errno.EACCES, "Permission denied (set SO_BROADCAST)")
             header = layout.pack(ip.packed, address[1])
         stream = self._descriptor()
         assert stream is not None

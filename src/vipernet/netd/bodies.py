@@ -25,9 +25,11 @@ from vipernet.netd.framing import (
     MAX_ADDRESSES,
     MAX_DATA,
     MAX_NAME,
+    MAX_OPTION_STRUCT,
     MAX_PING6_PAYLOAD,
     MAX_PING_PAYLOAD,
     MAX_POLL_ENTRIES,
+    STRUCT_OPTIONS,
     MalformedMessage,
     SendFlags,
 )
@@ -462,13 +464,35 @@ class ShutdownRequest(Body):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SetSockOptRequest(Body):
-    """SOCKET_SETSOCKOPT: sock u32, option u16 (SockOpt), value i32."""
+    """SOCKET_SETSOCKOPT: sock u32, option u16 (SockOpt), value i32 — or, for the options
+    in STRUCT_OPTIONS, the option's struct (1..64 bytes, the rest of the body) as ``data``."""
 
     name: ClassVar[str] = "SOCKET_SETSOCKOPT"
     layout: ClassVar[tuple[Field, ...]] = (SOCK, u16("option"), i32("value"))
     sock: int
     option: int
-    value: int
+    value: int = 0
+    data: bytes | None = None
+
+    def _push(self, w: Writer) -> None:
+        w.push_uint32(self.sock)
+        w.push_uint16(self.option)
+        if self.option in STRUCT_OPTIONS:
+            w.push_bytes(self.data or b"")
+        else:
+            w.push_uint32(self.value & 0xFFFFFFFF)
+
+    @classmethod
+    def _pull(cls, b: Buffer) -> SetSockOptRequest:
+        sock = b.pull_uint32("sock")
+        option = b.pull_uint16("option")
+        if option not in STRUCT_OPTIONS:
+            return cls(sock=sock, option=option, value=cls.layout[2].pull(b))
+        data = b.pull_rest()
+        if not 1 <= len(data) <= MAX_OPTION_STRUCT:
+            raise MalformedMessage(f"SOCKET_SETSOCKOPT: a {len(data)}-byte option value "
+                                   f"(1..{MAX_OPTION_STRUCT})")
+        return cls(sock=sock, option=option, data=data)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

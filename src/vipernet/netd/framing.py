@@ -89,6 +89,28 @@ class SockOpt(enum.IntEnum):
     SO_SNDBUF = 5
     SO_BROADCAST = 6
     IPV6_V6ONLY = 7  # AF_INET6 sockets only, before bind/connect
+    # Broadcast and multicast (extensions).  8-10 and 20-21 carry an i32 as the others;
+    # 11-19 carry the option's struct instead (STRUCT_OPTIONS).
+    IP_MULTICAST_TTL = 8
+    IP_MULTICAST_LOOP = 9
+    IP_MULTICAST_ALL = 10
+    IP_MULTICAST_IF = 11
+    IP_ADD_MEMBERSHIP = 12
+    IP_DROP_MEMBERSHIP = 13
+    IP_ADD_SOURCE_MEMBERSHIP = 14
+    IP_DROP_SOURCE_MEMBERSHIP = 15
+    IP_BLOCK_SOURCE = 16
+    IP_UNBLOCK_SOURCE = 17
+    IPV6_JOIN_GROUP = 18
+    IPV6_LEAVE_GROUP = 19
+    IPV6_MULTICAST_HOPS = 20
+    IPV6_MULTICAST_LOOP = 21
+
+
+# Options whose SETSOCKOPT value is the struct Linux's setsockopt(2) takes (ip_mreq,
+# ip_mreqn, ip_mreq_source, in_addr, ipv6_mreq: 1..MAX_OPTION_STRUCT bytes), not an i32.
+STRUCT_OPTIONS = frozenset(range(SockOpt.IP_MULTICAST_IF, SockOpt.IPV6_LEAVE_GROUP + 1))
+MAX_OPTION_STRUCT = 64
 
 
 class IpcError(ProtocolError):

@@ -688,7 +688,15 @@ class NetService:
         if option == p.SockOpt.IPV6_V6ONLY and entry.family != AF_INET6:
             # Linux's answer for an IPPROTO_IPV6 option on an AF_INET socket.
             raise OSError(errno.ENOPROTOOPT, "IPV6_V6ONLY is for AF_INET6 sockets")
-        entry.sock.setsockopt(option.name, body.value)
+        if body.data is None:
+            entry.sock.setsockopt(option.name, body.value)
+            return p.reply_to(request)
+        setter = getattr(entry.sock, "set_group_option", None)
+        if setter is None:
+            # Linux: EPROTO for a membership on a TCP socket; ping sockets take none here.
+            raise OSError(errno.EPROTO if entry.sock.kind == SocketKind.TCP
+                          else errno.ENOPROTOOPT, f"{option.name} is for UDP sockets")
+        setter(option.name, body.data, now)
         return p.reply_to(request)
 
     def _get_error(self, session: Session, request: Message, now: float) -> Message:

@@ -1,8 +1,10 @@
 """IPv4 (RFC 791, RFC 1122): validation, local delivery, routing, fragmentation.
 
 Receive: the header is checked by :func:`vipernet.wire.parse_ipv4` (the header checksum
-always: it is cheap and no device offloads it to us); only packets for our address or a
-broadcast address are accepted; fragments go through :class:`Reassembler`; the payload is
+always: it is cheap and no device offloads it to us); only packets for our address, a
+broadcast address, or a group the IGMP layer says we listen to (from that source: its
+filter) are accepted — IGMP messages to a group we are in pass whatever the filter, as
+queries for it must; fragments go through :class:`Reassembler`; the payload is
 dispatched by protocol number to the registered handler, and an unknown protocol earns an
 ICMP protocol unreachable.  Every branch is counted under ``ipv4.rx.*``.  An entirely
 ordinary TCP packet takes a fast path to the handler's ``receive_segment`` (addresses as
@@ -13,7 +15,11 @@ gateway (no gateway: ENETUNREACH); TTL 64; datagrams larger than the MTU are fra
 except when the L4 layer asked for an offload (a TCP segment is sized by MSS or handed to
 the device's TSO whole, never fragmented).  The offload's offsets arrive relative to the
 L4 header and are shifted here by the Ethernet and IP header lengths.  TCP packets carry
-DF (path MTU discovery).  Packets to our own address loop back through the receive path on
+DF (path MTU discovery).  Multicast goes straight to the group's Ethernet address (no
+gateway, no ARP), broadcast to ff:ff:ff:ff:ff:ff; a copy of a broadcast, and of a
+multicast when the sender asked (``multicast_loop``) and we listen to the group, loops back
+as on Linux (``ip_mc_output``); a multicast with TTL 0 only loops.  Packets to our own
+address loop back through the receive path on
 the next ``transmit()``/``poll()``.  The send path is on every TCP segment's way out, so it
 builds the 20-byte header with one ``struct.pack`` and copies the payload exactly once
 (into the Ethernet frame): ~7 µs for a 64 KiB TSO segment.
@@ -35,6 +41,7 @@ from vipernet.wire.checksum import internet_checksum
 from vipernet.wire.errors import WireError
 from vipernet.wire.ethernet import BROADCAST_MAC
 from vipernet.wire.icmp import UnreachableCode
+from vipernet.wire.igmp import multicast_mac
 from vipernet.wire.ipv4 import MAX_PACKET_LENGTH, IpProto, IPv4Header, parse_ipv4
 from vipernet.wire.ipv4_options import SOURCE_ROUTES, BadOption, check_options
 
@@ -48,6 +55,7 @@ if TYPE_CHECKING:
     from vipernet.stack.config import StackConfig
     from vipernet.stack.counters import Counters
     from vipernet.stack.icmp_layer import IcmpLayer
+    from vipernet.stack.igmp_layer import IgmpLayer
 
 ETH_HEADER = 14
 _L4_SHIFT = ETH_HEADER + 20  # we never send IP options
@@ -55,6 +63,8 @@ _HEADER = struct.Struct("!BBHHHBBH4s4s")
 _DF = 0x4000
 _MF = 0x2000
 _LOCAL_OFFLOAD = Offload(data_valid=True)
+_PROTO_IGMP = 2
+_ALL_SYSTEMS = IPv4Address("224.0.0.1")
 
 
 class ProtocolHandler(Protocol):
@@ -75,6 +85,7 @@ class Ipv4Host(Protocol):
     capabilities: DeviceCapabilities
     arp: ArpLayer
     icmp: IcmpLayer
+    igmp: IgmpLayer
     _our_ip: bytes
     _our_ip_int: int
     _our_bcast: bytes
@@ -127,8 +138,17 @@ class Ipv4Layer:
         our = stack.config.ip
         dst = header.dst
         if dst != our.ip and dst != LIMITED_BROADCAST and dst != our.network.broadcast_address:
-            count("ipv4.rx.not_for_us")
-            return
+            if not dst.is_multicast:
+                count("ipv4.rx.not_for_us")
+                return
+            igmp = stack.igmp
+            if header.proto == _PROTO_IGMP:
+                if dst != _ALL_SYSTEMS and not igmp.listening(dst):
+                    count("ipv4.rx.multicast_not_joined")
+                    return
+            elif not igmp.accepts(dst, header.src):
+                count("ipv4.rx.multicast_filtered")
+                return
         src = header.src
         # Martians (RFC 1812 5.3.7): a group or broadcast source, our own address coming
         # back from the wire, or "this host" (0.0.0.0) talking to our unicast address.
@@ -185,7 +205,7 @@ class Ipv4Layer:
     def route(self, dst: IPv4Address) -> IPv4Address:
         """The next hop for ``dst``; ENETUNREACH when it is off-link and there is no gateway."""
         config = self._stack.config
-        if dst in config.ip.network or dst == LIMITED_BROADCAST:
+        if dst in config.ip.network or dst == LIMITED_BROADCAST or dst.is_multicast:
             return dst
         if config.gateway is None:
             raise os_error(errno.ENETUNREACH, f"no route to {dst} (no gateway)")
@@ -204,11 +224,15 @@ class Ipv4Layer:
 
     def send(self, dst: IPv4Address, proto: IpProto | int, payload: bytes,
              offload_l4: Offload | None, now: float, *, ttl: int | None = None,
-             tos: int = 0, options: bytes = b"") -> None:
+             tos: int = 0, options: bytes = b"", multicast_loop: bool = False) -> None:
         stack = self._stack
         config = stack.config
-        ttl = ttl or config.ttl
+        ttl = config.ttl if ttl is None else ttl
         proto = int(proto)
+        if (int(dst) >> 28 == 14 or dst == LIMITED_BROADCAST
+                or dst == config.ip.network.broadcast_address) and not self._loop_group_copy(
+                    dst, proto, payload, ttl, tos, multicast_loop):
+            return
         if options:
             self._send_with_options(dst, proto, payload, ttl, tos, options, now)
             return
@@ -241,6 +265,19 @@ class Ipv4Layer:
         else:
             self._fragment(next_hop, dst.packed, proto, ttl, tos, payload, now)
         stack.counters.inc("ipv4.tx.packets")
+
+    def _loop_group_copy(self, dst: IPv4Address, proto: int, payload: bytes, ttl: int,
+                         tos: int, multicast_loop: bool) -> bool:
+        """Loop back our copy of a broadcast or multicast; False: it goes no further."""
+        stack = self._stack
+        multicast = dst.is_multicast
+        if not multicast or (multicast_loop and stack.igmp.listening(dst)):
+            size = 20 + len(payload)
+            if size <= MAX_PACKET_LENGTH:
+                self._loopback.append(self._header(dst.packed, proto, size, max(ttl, 1), tos, 0)
+                                      + payload)
+                stack.counters.inc("ipv4.tx.loopback")
+        return not multicast or ttl > 0
 
     def _send_with_options(self, dst: IPv4Address, proto: int, payload: bytes, ttl: int,
                            tos: int, options: bytes, now: float) -> None:
@@ -282,6 +319,9 @@ class Ipv4Layer:
         stack = self._stack
         if next_hop == LIMITED_BROADCAST or next_hop == stack.config.ip.network.broadcast_address:
             stack._emit_ipv4(BROADCAST_MAC, header, payload, offload)
+            return
+        if int(next_hop) >> 28 == 14:  # 224.0.0.0/4: the group's own MAC, no ARP
+            stack._emit_ipv4(multicast_mac(next_hop), header, payload, offload)
             return
         arp = stack.arp
         mac = arp.resolve(next_hop, now)

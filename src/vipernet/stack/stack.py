@@ -9,7 +9,7 @@ nothing a frame contains can make :meth:`receive` raise.
 
 The layers hang off the stack, each in its own module:
 ``arp_layer`` (+ ``arp_cache``), ``ipv4_layer`` (+ ``reassembly``), ``icmp_layer``,
-``udp``, ``ping``, and ``tcp/`` (loaded lazily: the stack runs without it).
+``igmp_layer``, ``udp``, ``ping``, and ``tcp/`` (loaded lazily: the stack runs without it).
 
 Hooks for a transport layer (what ``stack/tcp`` uses):
 ``register_protocol(proto, handler)`` where ``handler.receive(ip_header, payload,
@@ -39,6 +39,7 @@ from vipernet.stack.config import StackConfig
 from vipernet.stack.counters import Counters
 from vipernet.stack.fastpath import answer_echo_fast
 from vipernet.stack.icmp_layer import IcmpErrorEvent, IcmpLayer
+from vipernet.stack.igmp_layer import IgmpLayer
 from vipernet.stack.ipv4_layer import Ipv4Layer, ProtocolHandler
 from vipernet.stack.ping import PingLayer, PingSocket
 from vipernet.stack.socket_api import AF_INET, AF_INET6
@@ -46,6 +47,7 @@ from vipernet.stack.sockets_common import os_error
 from vipernet.stack.udp import UdpLayer, UdpSocket
 from vipernet.wire.ethernet import BROADCAST_MAC
 from vipernet.wire.icmp import IcmpType
+from vipernet.wire.igmp import PROTO_IGMP
 from vipernet.wire.ipv4 import IpProto
 
 if TYPE_CHECKING:  # loaded by _start_ipv6 only: a stack with IPv6 off never imports them
@@ -97,9 +99,11 @@ class Stack:
         self.arp = ArpLayer(self)
         self.ipv4 = Ipv4Layer(self)
         self.icmp = IcmpLayer(self, now)
+        self.igmp = IgmpLayer(self)
         self.udp = UdpLayer(self)
         self.pings = PingLayer(self)
         self.register_protocol(IpProto.ICMP, self.icmp)
+        self.register_protocol(PROTO_IGMP, self.igmp)
         self.register_protocol(IpProto.UDP, self.udp)
         self._tcp: Any = None
         self._tcp_loaded = False
@@ -152,7 +156,9 @@ class Stack:
                 return
             view = memoryview(data)
             dst = bytes(view[0:6])
-            if dst != self.config.mac and dst != BROADCAST_MAC and (
+            # Multicast MACs only for groups we joined (and 224.0.0.1 / ff02::1): a busy
+            # LAN's other groups stop here, not in the IP layer.
+            if dst != self.config.mac and dst != BROADCAST_MAC and dst not in self.igmp.macs and (
                     self.ipv6 is None or dst not in self.mld.macs):
                 count("eth.rx.not_for_us")
                 return
@@ -213,6 +219,9 @@ class Stack:
             for expired in self.ipv4.reassembler.poll(now):
                 if expired.header is not None:
                     self.icmp.send_reassembly_timeout(expired.header, expired.head, now)
+            igmp_due = self.igmp.next_deadline()
+            if igmp_due is not None and igmp_due <= now:
+                self.igmp.poll(now)
             if self.ipv6 is not None and self._ipv6_control_due(now):
                 self.ipv6.poll(now)
                 self.nd.poll(now)
@@ -230,7 +239,8 @@ class Stack:
         """When :meth:`poll` must next run (None: only when a frame arrives)."""
         if self.has_local:
             return 0.0
-        candidates = [self.arp.cache.next_deadline(), self.ipv4.reassembler.next_deadline()]
+        candidates = [self.arp.cache.next_deadline(), self.ipv4.reassembler.next_deadline(),
+                      self.igmp.next_deadline()]
         if self.ipv6 is not None:
             candidates.append(self._ipv6_control_deadline())
         deadlines = [d for d in candidates if d is not None]
@@ -360,8 +370,11 @@ class Stack:
 
     def send_ip(self, dst: IPv4Address, proto: IpProto | int, payload: bytes, *,
                 offload_l4: Offload | None = None, now: float, ttl: int | None = None,
-                tos: int = 0, options: bytes = b"") -> None:
+                tos: int = 0, options: bytes = b"", multicast_loop: bool = False) -> None:
         """Send one transport payload to ``dst`` (routing, ARP, fragmentation inside).
+
+        A broadcast is also delivered to ourselves, and so is a multicast when
+        ``multicast_loop`` and we listen to the group (IP_MULTICAST_LOOP).
 
         Raises OSError ENETUNREACH (off-link without a gateway) or EMSGSIZE (an offloaded
         segment larger than the device takes).  A packet waiting for ARP is queued; if ARP
@@ -369,7 +382,7 @@ class Stack:
         """
         self._last_now = now
         self.ipv4.send(dst, proto, payload, offload_l4, now, ttl=ttl, tos=tos,
-                       options=options)
+                       options=options, multicast_loop=multicast_loop)
 
     def route(self, dst: IPv4Address) -> IPv4Address:
         return self.ipv4.route(dst)
