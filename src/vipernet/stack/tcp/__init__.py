@@ -7,12 +7,17 @@ Files, one concept each:
 * ``state``        the eleven states and the engine's errors
 * ``segment``      the engine's fast segment codec and checksum (plus the flag/option enums)
 * ``rto``          RFC 6298 retransmission timeout
-* ``congestion``   NewReno (RFC 5681, RFC 6582; the default) and CUBIC (RFC 9438)
+* ``congestion``   the congestion-control interface and the algorithms by name
+* ``newreno``      NewReno (RFC 5681, RFC 6582; the default)
+* ``cubic``        CUBIC (RFC 9438)
+* ``hystart``      HyStart++ (RFC 9406) slow-start exit
+* ``rack``         RACK (RFC 8985): per-segment transmit records, time-based loss marks
+* ``prr``          PRR (RFC 6937): the sending budget in fast recovery
 * ``send_buffer``  the send queue (bytearray with a moving head)
 * ``recv_buffer``  in-order chunks + out-of-order reassembly with bounded memory, SACK blocks
 * ``params``       per-connection parameters and the engine's tunables
 * ``tcb``          a connection's state and the transition choke point ``_set_state``
-* ``sender``       output, retransmission timer, tail-loss probe, SACK-driven recovery
+* ``sender``       output, retransmission timer, tail-loss probe, RACK/PRR recovery, undo
 * ``receiver``     segment arrival: RFC 9293 3.10.7, RFC 5961, PAWS, ACKs, data, FIN
 * ``connection``   ``Connection``: opening, timers, the application's calls
 * ``timewait``     the compact record an orphaned connection becomes in TIME_WAIT

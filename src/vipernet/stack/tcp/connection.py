@@ -145,18 +145,22 @@ class Connection(Receiver):
         if self.rtx_count == 1 and not self.in_recovery:
             self._remember_undo(self.snd_una, now)
         else:
-            self.undo_tsval = None
+            self.undo_tsval = None  # a timeout on a timeout or in recovery: the cut stands
+            self.undo_retrans = -1
         self.cc.on_timeout(flight)
         self.rto.on_timeout()
         self.in_recovery = False
         self.dupacks = 0
         self.recover = self.snd_max
         self.rtt_seq = None
+        # everything outstanding is resent from SND.UNA now (go-back-N over the holes)
+        self.rack.clear_lost()
         if self.rtx_count >= 2:
             # A second timeout without progress: perhaps the receiver reneged on what it
             # SACKed (RFC 2018 8), so resend everything.  After the first, trust the SACK
             # scoreboard and resend only the holes (RFC 6675 5.1).
             self.sacked.clear()
+            self.rack.forget_sacks()
         self.snd_nxt = self.snd_una
         self.t_rtx = now + self.rto.current()
         if self.snd_wnd == 0:

@@ -226,8 +226,12 @@ class Receiver(Sender):
     def _process_ack(self, seg: Segment, seq: int, ack: int, plen: int, now: float) -> None:
         snd_una = self.snd_una
         new_sack = False
-        if self.want_sack and seg.sack_blocks and self.snd_max > ack:
-            new_sack = self._update_sacked(seg.sack_blocks, ack)
+        rack_mode = self.want_sack  # RACK-TLP + PRR; NewReno's duplicate ACKs without SACK
+        sacked_before = self._sacked_bytes() if rack_mode and self.sacked else 0
+        if rack_mode and seg.sack_blocks and self.undo_ranges:
+            self._check_dsack(seg.sack_blocks, ack)
+        if rack_mode and seg.sack_blocks and self.snd_max > ack:
+            new_sack = self._update_sacked(seg.sack_blocks, ack, now)
         # window update (RFC 9293 3.10.7.4, SND.WL1/WL2)
         wnd = seg.window << self.snd_wscale
         window_changed = False
@@ -250,12 +254,16 @@ class Receiver(Sender):
             if self.rtt_seq is not None and ack >= self.rtt_seq:
                 self.rto.sample(now - self.rtt_time)
                 self.rtt_seq = None
+                if self.cc.cwnd < self.cc.ssthresh:
+                    self.cc.on_rtt(now - self.rtt_time, ack, self.snd_max)
             self.sb.ack_to(ack)
             self.snd_una = ack
             if self.snd_nxt < ack:
                 self.snd_nxt = ack
             if self.sacked:
                 self._prune_sacked(ack)
+            if rack_mode:
+                self.rack.on_cumulative_ack(ack, now, self.rto.min_rtt)
             self.rtx_count = 0
             self.dupacks = 0
             # New data got through: the path works again, so drop the exponential backoff
@@ -268,7 +276,7 @@ class Receiver(Sender):
                 if ack >= self.recover:
                     self.in_recovery = False
                     self.cc.exit_recovery(self.snd_max - ack)
-                else:
+                elif not rack_mode:
                     self.cc.on_partial_ack(acked)
                     self._recover_holes(now)
             else:
@@ -286,7 +294,9 @@ class Receiver(Sender):
             # RFC 6675 2: with SACK, a duplicate ACK is one that SACKs new data, even
             # when it carries data of its own (both directions busy)
             self.dupacks += 1
-            if self.in_recovery:
+            if rack_mode:
+                pass  # RACK below looks at what the SACK blocks delivered
+            elif self.in_recovery:
                 self.cc.on_dupack_in_recovery()
                 mark = self.rtx_una_mark
                 if (mark is not None and self.sacked and self.sacked[-1][1] > mark
@@ -298,6 +308,8 @@ class Receiver(Sender):
                 self._recover_holes(now)
             elif self._loss_indicated(ack, new_sack):
                 self._suspect_loss(ack, now)
+        if rack_mode and self.snd_max > self.snd_una:
+            self._rack_on_ack(ack - snd_una if ack > snd_una else 0, sacked_before, now)
 
     def _process_data(self, seg: Segment, seq: int, payload: memoryview | bytes,
                       now: float) -> bool:

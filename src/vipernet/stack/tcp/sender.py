@@ -184,6 +184,16 @@ class Sender(Tcb):
         self.t_delack = None
         self.last_ack_sent = self.rcv_nxt
         self.host.transmit(self, seg, length, now)
+        if space and self.want_sack:
+            if start < self.snd_max and self.undo_retrans >= 0:
+                if len(self.undo_ranges) < 256:
+                    self.undo_ranges.append((start, start + space))
+                    self.undo_retrans += 1
+                else:
+                    self.undo_retrans = -1  # too many to track: this episode stays cut
+            self.rack.on_transmit(start, start + space, now)
+            if self.in_recovery:
+                self.prr.on_sent(space)
         return space
 
     def _output(self, now: float) -> None:
@@ -210,9 +220,9 @@ class Sender(Tcb):
                 cwnd += self.dupacks * self.smss  # limited transmit (RFC 3042)
             wnd = self.snd_wnd if self.snd_wnd < cwnd else cwnd
             usable = self.snd_una + wnd - nxt
-            if self.in_recovery and self.sacked and nxt >= self.snd_max:
-                # SACK recovery (RFC 6675): new data as far as the pipe allows
-                usable = min(self.snd_una + self.snd_wnd - nxt, self.cc.ssthresh - self._pipe())
+            if self.in_recovery and self.want_sack and nxt >= self.snd_max:
+                # SACK recovery: new data as far as PRR's cwnd over the pipe allows
+                usable = min(self.snd_una + self.snd_wnd - nxt, self.cc.cwnd - self._pipe())
             avail = data_end - nxt
             if avail <= 0:
                 # only the FIN is left; it needs no window space of its own
@@ -273,8 +283,35 @@ class Sender(Tcb):
                 return s
         return None
 
+    def _retransmit_lost(self, now: float, budget: int) -> bool:
+        """SACK recovery: resend (the un-SACKed part of) the lowest segment RACK marked lost,
+        at most ``budget`` bytes rounded up to a whole MSS."""
+        rec = self.rack.first_lost()
+        if rec is None:
+            return False
+        off = self._skip_sacked(max(rec.start, self.snd_una))
+        end = min(rec.end, self.sb.end)
+        edge = self._next_sacked_start(off)
+        if edge is not None and edge < end:
+            end = edge
+        limit = self.smss
+        if self.p.max_payload > 2 * limit:  # TSO: whole MSS multiples up to ~64 KiB
+            limit = self.p.max_payload - self.p.max_payload % limit
+        n = min(end - off, limit, max(self.smss, budget - budget % self.smss))
+        if off >= rec.end or (n <= 0 and not (self.fin_queued and off == self.sb.end)):
+            # nothing of it is left to send (SACKed, or beyond the data): not lost any more
+            self.rack.unmark(rec)
+            return True
+        self._send_data(off, max(n, 0), now)
+        if off == self.snd_una:
+            self.una_rtx_time = now
+        self.host.count("tcp_fast_retransmit")
+        if self.rtt_seq is not None and off < self.rtt_seq:
+            self.rtt_seq = None  # Karn: never time a retransmitted segment
+        return True
+
     def _retransmit_hole(self, now: float) -> bool:
-        """Fast recovery: resend the next un-SACKed segment at or after ``rtx_next``."""
+        """NewReno fast recovery (no SACK): resend the next segment at or after ``rtx_next``."""
         off = max(self.rtx_next, self.snd_una)
         off = self._skip_sacked(off)
         high = self.sacked[-1][1] if self.sacked else self.snd_una + 1
@@ -299,9 +336,14 @@ class Sender(Tcb):
 
     def _reo_wnd(self) -> float:
         """RACK's reordering window (RFC 8985 6.2.4): a quarter of the minimum RTT per step,
-        one more step per spurious retransmission detected, at most SRTT."""
+        one more step per spurious retransmission detected, at most SRTT.  Zero while no
+        reordering has been seen and the loss is plain (in recovery, or DupThresh segments
+        SACKed above it): then waiting only delays the retransmission."""
         rto = self.rto
         if rto.min_rtt is None or rto.srtt is None:
+            return 0.0
+        if self.want_sack and not self.rack.reordering_seen and (
+                self.in_recovery or self._sacked_bytes() >= 3 * self.smss):
             return 0.0
         # at least 1 ms, the timer granularity of RFC 6298 (and of Linux's RACK)
         return max(min(self.reo_steps * rto.min_rtt / 4, rto.srtt), _MIN_REO_WND)
@@ -347,7 +389,83 @@ class Sender(Tcb):
             self.t_rtx = deadline
         self.host.count("tcp_reorder_wait")
 
+    # -- RACK-TLP and PRR (with SACK) ---------------------------------------------------
+
+    def _rack_on_ack(self, acked: int, sacked_before: int, now: float) -> None:
+        """After an ACK's scoreboard updates: RACK's loss detection, recovery entry, PRR's
+        budget, and the retransmissions and new data it allows (RFC 8985 6.2, RFC 6937)."""
+        if not self.sacked and not self.in_recovery:
+            return  # nothing outstanding below delivered data: nothing to detect
+        delivered = acked + self._sacked_bytes() - sacked_before
+        timeout = self._rack_detect(now)
+        if self.in_recovery:
+            self._prr_step(max(delivered, 0))
+            self._recover_holes(now)
+        if timeout is not None:
+            self._arm_reorder(now + timeout)
+
+    def _rack_detect(self, now: float) -> float | None:
+        """Mark what RACK finds lost; start fast recovery on the first loss."""
+        if not self.sacked:
+            return None
+        rack = self.rack
+        before = rack.lost_count
+        relost = rack.relost_count
+        timeout = rack.detect_loss(now, self._reo_wnd(), self.sacked)
+        if rack.relost_count != relost:
+            self.host.count("tcp_lost_retransmit")
+        if rack.lost_count != before and not self.in_recovery and self.state in _SENDING:
+            self._enter_rack_recovery(now)
+        return timeout
+
+    def _enter_rack_recovery(self, now: float) -> None:
+        """RACK found a loss: cut the window once for this episode and let PRR pace the
+        sending down to the new ``ssthresh``."""
+        self.host.count("tcp_fast_recovery")
+        self._remember_undo(self.snd_una, now)
+        self.in_recovery = True
+        self.recover = self.snd_max
+        self.rtx_una_mark = None
+        flight = self.snd_max - self.snd_una
+        self.cc.enter_recovery(flight)
+        self.prr.start(self.cc.ssthresh, flight)
+        # RFC 8985 6.2.4: shrink the window back after 16 recoveries with no spurious one
+        self.reo_calm += 1
+        if self.reo_calm >= 16:
+            self.reo_calm = 0
+            self.reo_steps = 1
+
+    def _prr_step(self, delivered: int) -> None:
+        pipe = self._pipe()
+        sndcnt = self.prr.on_ack(delivered, pipe, self.smss)
+        if self.prr.out == 0 and sndcnt < self.smss:
+            sndcnt = self.smss  # the fast retransmit itself always goes out
+        self.cc.cwnd = pipe + sndcnt
+
+    def _arm_reorder(self, deadline: float) -> None:
+        """A suspect segment is still inside its reordering window: look again then."""
+        if self.t_rtx is None or deadline < self.t_rtx or self.tlp_armed:
+            self.rack_armed = True
+            self.tlp_armed = False
+            self.t_rtx = deadline
+            self.host.count("tcp_reorder_wait")
+
     def _on_reorder_timeout(self, now: float) -> None:
+        if self.want_sack:
+            self.rack_armed = False
+            if self.state not in _SENDING or self.snd_max <= self.snd_una:
+                self._arm_rtx(now)
+                return
+            timeout = self._rack_detect(now)
+            if self.in_recovery:
+                if self.prr.out == 0:
+                    self._prr_step(0)
+                self._recover_holes(now)
+                self._output(now)
+            self._arm_rtx(now)
+            if timeout is not None:
+                self._arm_reorder(now + timeout)
+            return
         self.rack_armed = False
         if (self.state in _SENDING and self.snd_max > self.snd_una and not self.in_recovery
                 and self.dupacks > 0):
@@ -387,11 +505,17 @@ class Sender(Tcb):
     def _arm_rtx(self, now: float) -> None:
         """Arm the retransmission timer, or first a tail-loss probe (RFC 8985 7): a loss at
         the end of a flight produces no duplicate ACKs, and a 200 ms RTO is dozens of RTTs
-        on a LAN; a probe after ~2 SRTT turns it into a SACK-driven fast recovery."""
+        on a LAN; a probe after ~2 SRTT turns it into a SACK-driven fast recovery.
+
+        With SACK the probe is armed in fast recovery too (RFC 8985 7.2 does not): when a
+        retransmission is lost and nothing sent after it is left to be SACKed, RACK has
+        nothing to compare it with and only the RTO -- hundreds of RTTs on a LAN -- would
+        find it; through 5% loss that was most of our timeouts."""
         self.rack_armed = False
         rto = self.rto.current()
         srtt = self.rto.srtt
-        if (srtt is not None and not self.tlp_done and not self.in_recovery
+        if (srtt is not None and not self.tlp_done
+                and (not self.in_recovery or self.want_sack)
                 and self.rtx_count == 0 and self.state in _SENDING):
             pto = max(2 * srtt, 0.01)
             if self.snd_max - self.snd_una <= self.smss:
@@ -401,7 +525,19 @@ class Sender(Tcb):
                 self.t_rtx = now + pto
                 return
         self.tlp_armed = False
+        if self.want_sack and self.rtx_count == 0 and self.rack.segs:
+            rto -= self._rto_restart_credit(now)
         self.t_rtx = now + rto
+
+    def _rto_restart_credit(self, now: float) -> float:
+        """RTO restart (RFC 7765): with fewer than four segments outstanding and nothing new
+        to send (no more ACKs will come to clock the flight out), time the RTO from the
+        earliest outstanding transmission rather than from this ACK, so a tail loss costs
+        one RTO, not an RTO plus the time since that segment left."""
+        if self.sb.end > self.snd_max or self.snd_max - self.snd_una >= 4 * self.smss:
+            return 0.0
+        earliest = min(rec.xmit for rec in self.rack.segs)
+        return max(0.0, min(now - earliest, self.rto.current() - self.rto.min_rto))
 
     def _tail_loss_probe(self, now: float) -> None:
         """Resend the last segment of the flight (or send one new one) once."""
@@ -416,6 +552,11 @@ class Sender(Tcb):
             n = min(self.smss, data_end - self.snd_max, usable)
             used = self._send_data(self.snd_max, n, now, new_fin=True)
             self.snd_nxt = self.snd_max = self.snd_max + used
+        elif self.in_recovery and self.sacked:
+            # in recovery the last segment is SACKed already: probe the first hole instead
+            start = self.snd_una
+            end = min(start + self.smss, data_end, self.sacked[0][0])
+            self._send_data(start, max(end - start, 0), now)
         else:
             end = min(self.snd_max, data_end)
             start = max(self.snd_una, end - self.smss)
@@ -429,9 +570,11 @@ class Sender(Tcb):
 
     def _pipe(self) -> int:
         """RFC 6675's estimate of bytes in the network: outstanding, minus SACKed, minus
-        the holes below the highest SACK that we count as lost and have not resent."""
+        the holes we count as lost and have not resent (with SACK: what RACK marked)."""
         una = self.snd_una
         outstanding = self.snd_max - una
+        if self.want_sack:
+            return outstanding - self._sacked_bytes() - self.rack.lost_bytes
         if not self.sacked:
             return outstanding
         sacked = 0
@@ -446,7 +589,13 @@ class Sender(Tcb):
         return outstanding - sacked - pending
 
     def _recover_holes(self, now: float) -> None:
-        """Resend lost holes while the pipe has room (at least one per call)."""
+        """Resend lost holes while the pipe has room (NewReno: at least one per call)."""
+        if self.want_sack:
+            while self.rack.lost_bytes > 0:
+                budget = self.cc.cwnd - self._pipe()
+                if budget <= 0 or not self._retransmit_lost(now, budget):
+                    break
+            return
         sent = self._retransmit_hole(now)
         while sent and self.sacked and self._pipe() < self.cc.ssthresh:
             sent = self._retransmit_hole(now)
@@ -462,12 +611,57 @@ class Sender(Tcb):
         return max(1, oseg - 1)
 
     def _remember_undo(self, una: int, now: float) -> None:
-        """Before cutting cwnd for a loss, note what to restore if it proves spurious."""
+        """Before cutting cwnd for a loss, note what to restore if it proves spurious:
+        by timestamps (Eifel) or, with SACK, by D-SACKs for every retransmission."""
+        self.undo_cwnd = self.cc.cwnd
+        self.undo_ssthresh = self.cc.ssthresh
+        self.undo_seq = una
         if self.ts_enabled:
-            self.undo_cwnd = self.cc.cwnd
-            self.undo_ssthresh = self.cc.ssthresh
-            self.undo_seq = una
             self.undo_tsval = self._tsval(now)
+        self.undo_ranges = []
+        self.undo_retrans = 0 if self.want_sack else -1
+
+    def _on_dsack(self, s: int, e: int) -> None:
+        """A D-SACK (RFC 2883) for [s, e): if it is one of our retransmissions, that one
+        was spurious.  One step more of RACK's reordering window per round trip (RFC 8985
+        6.2.4); and once every retransmission of the episode is proved spurious, undo
+        its window cut.  D-SACKs for ranges we never resent are network duplicates (the
+        fault injector makes 1% of them) and move nothing."""
+        ranges = self.undo_ranges
+        hit = next((i for i, (rs, re) in enumerate(ranges) if rs <= s and e <= re), None)
+        if hit is None:
+            return
+        del ranges[hit]
+        self.host.count("tcp_dsack_spurious")
+        if self.snd_una >= self.dsack_round_end:
+            self.dsack_round_end = self.snd_max
+            self.reo_steps = min(self.reo_steps + 1, MAX_REO_STEPS)
+            self.reo_calm = 0
+        if self.undo_retrans > 0:
+            self.undo_retrans -= 1
+            if self.undo_retrans == 0:
+                self._undo_cut("tcp_dsack_undo")
+
+    def _check_dsack(self, blocks: tuple[tuple[int, int], ...], ack: int) -> None:
+        """D-SACK (RFC 2883): a first block below the cumulative ACK, or inside the second
+        block, reports a duplicate rather than new data."""
+        iss = self.iss
+        ds = unwrap(blocks[0][0], iss, ack)
+        de = unwrap(blocks[0][1], iss, ack)
+        if de <= ack or (len(blocks) > 1 and unwrap(blocks[1][0], iss, ack) <= ds
+                         and de <= unwrap(blocks[1][1], iss, ack)):
+            self._on_dsack(ds, de)
+
+    def _undo_cut(self, counter: str) -> None:
+        """The episode's window cut was for nothing: restore what it was before."""
+        self.host.count(counter)
+        self.undo_retrans = -1
+        self.undo_tsval = None
+        self.cc.undo(self.undo_cwnd, self.undo_ssthresh)
+        if self.in_recovery:
+            self.in_recovery = False
+            self.recover = self.snd_una
+        self.rtx_una_mark = None
 
     def _check_spurious(self, seg: Segment, ack: int) -> bool:
         """Eifel detection (RFC 3522): the first ACK covering our retransmission echoes a
@@ -488,16 +682,16 @@ class Sender(Tcb):
             self.host.count("tcp_spurious_retransmit")
             return False
         self.host.count("tcp_spurious_retransmit_undone")
-        self.cc.cwnd = max(self.cc.cwnd, self.undo_cwnd)
-        self.cc.ssthresh = max(self.cc.ssthresh, self.undo_ssthresh)
+        self.cc.undo(self.undo_cwnd, self.undo_ssthresh)
         self.in_recovery = False
         self.recover = ack  # lets a real loss right after this start fast recovery
         self.rtx_una_mark = None
         return True
 
-    def _update_sacked(self, blocks: tuple[tuple[int, int], ...], ack: int) -> bool:
+    def _update_sacked(self, blocks: tuple[tuple[int, int], ...], ack: int,
+                       now: float) -> bool:
         iss = self.iss
-        changed = False
+        changed: list[tuple[int, int]] = []
         # an old (reordered) ACK may lie below SND.UNA: SACK information below SND.UNA is
         # meaningless, and kept it would count as delivered data that is not outstanding
         if ack < self.snd_una:
@@ -512,8 +706,10 @@ class Sender(Tcb):
             if e <= s:
                 continue  # D-SACK or bogus: ignore
             if self._add_sacked(s, e):
-                changed = True
-        return changed
+                changed.append((s, e))
+        if changed:
+            self.rack.on_sacked(changed, now, self.rto.min_rtt, self.sacked)
+        return bool(changed)
 
     def _add_sacked(self, s: int, e: int) -> bool:
         sacked = self.sacked

@@ -10,7 +10,8 @@ which case Linux and we send a RST).
 
 Socket options (``setsockopt(name, value)``): ``TCP_NODELAY``, ``SO_KEEPALIVE``,
 ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT``, ``SO_REUSEADDR``, ``SO_RCVBUF``,
-``SO_SNDBUF``, ``TCP_CUBIC`` (CUBIC instead of NewReno, before connect/listen),
+``SO_SNDBUF``, ``TCP_CONGESTION`` (``"newreno"``, the default, or ``"cubic"``; before
+connect/listen), ``TCP_CUBIC`` (1: CUBIC, 0: NewReno),
 ``IPV6_V6ONLY`` (an ``AF_INET6`` socket, before bind/connect/listen).
 
 Families: an ``AF_INET6`` socket takes and reports ``(host, port, flowinfo, scope_id)``
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 from vipernet.stack.socket_api import AF_INET, AF_INET6, Address, SocketKind
 from vipernet.stack.sockets_common import ANY6, format_address6, mapped, parse_address6
 from vipernet.stack.tcp.addresses import V4_MAX, V6, address_of
+from vipernet.stack.tcp.congestion import ALGORITHMS
 from vipernet.stack.tcp.connection import Connection
 from vipernet.stack.tcp.listener import Listener
 from vipernet.stack.tcp.params import ConnectionParams
@@ -369,7 +371,7 @@ class TcpSocket:
         elif self._port:
             self._layer.release_port(self._port, self._only)
 
-    def setsockopt(self, option: str, value: int) -> None:
+    def setsockopt(self, option: str, value: int | str | bytes) -> None:
         p = self._params
         name = option.upper()
         if name == "TCP_NODELAY":
@@ -394,6 +396,12 @@ class TcpSocket:
         elif name == "TCP_CUBIC":
             if self._conn is None:  # chosen before connect/listen
                 p.congestion = "cubic" if value else "newreno"
+        elif name == "TCP_CONGESTION":  # by name, as Linux's option
+            algo = value.decode() if isinstance(value, bytes) else str(value)
+            if algo not in ALGORITHMS:
+                raise OSError(errno.ENOENT, f"no congestion control {algo!r}")
+            if self._conn is None:
+                p.congestion = algo
         elif name == "SO_REUSEADDR":
             self._reuse = bool(value)
         elif name == "SO_RCVBUF":

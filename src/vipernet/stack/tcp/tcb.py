@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from vipernet.stack.tcp.congestion import Cubic, NewReno
+from vipernet.stack.tcp.congestion import CongestionControl, make_congestion
 from vipernet.stack.tcp.params import DEFAULT_MSS, QUICKACKS, ConnectionParams, wscale_for
+from vipernet.stack.tcp.prr import Prr
+from vipernet.stack.tcp.rack import RackScoreboard
 from vipernet.stack.tcp.recv_buffer import RecvBuffer
 from vipernet.stack.tcp.rto import RtoEstimator
 from vipernet.stack.tcp.segment import Segment
@@ -63,6 +65,7 @@ class Tcb:
         "cc",
         "delack_segs",
         "dsack",
+        "dsack_round_end",
         "dupacks",
         "error",
         "fin_queued",
@@ -83,7 +86,9 @@ class Tcb:
         "passive",
         "persist_backoff",
         "port_ref",
+        "prr",
         "quickacks",
+        "rack",
         "rack_armed",
         "rb",
         "rcv_adv",
@@ -131,6 +136,8 @@ class Tcb:
         "ts_recent",
         "una_rtx_time",
         "undo_cwnd",
+        "undo_ranges",
+        "undo_retrans",
         "undo_seq",
         "undo_ssthresh",
         "undo_tsval",
@@ -192,7 +199,7 @@ class Tcb:
         self.smss = min(params.mtu_mss, DEFAULT_MSS)
         # reliability
         self.rto = RtoEstimator()
-        self.cc = Cubic(self.smss) if params.congestion == "cubic" else NewReno(self.smss)
+        self.cc: CongestionControl = make_congestion(params.congestion, self.smss)
         self.rtt_seq: int | None = None
         self.rtt_time = 0.0
         self.rtx_count = 0
@@ -202,6 +209,10 @@ class Tcb:
         self.rtx_next = 0
         self.rtx_una_mark: int | None = None  # SND.MAX when SND.UNA's segment was resent
         self.sacked: list[list[int]] = []
+        # with SACK: per-segment transmit records and RACK's loss detection (RFC 8985),
+        # and PRR's sending budget during fast recovery (RFC 6937)
+        self.rack = RackScoreboard()
+        self.prr = Prr()
         self.dsack: tuple[int, int] | None = None  # a duplicate range to report (RFC 2883)
         # reordering tolerance (duplicate-ACK threshold), raised by detected spurious
         # retransmissions, and what to restore when one is detected (Eifel, RFC 3522)
@@ -210,6 +221,11 @@ class Tcb:
         self.undo_ssthresh = 0
         self.undo_seq = 0
         self.undo_tsval: int | None = None
+        # D-SACK undo (RFC 3708's idea, as Linux): the ranges resent in this loss episode
+        # and how many of them no D-SACK has yet proved spurious (-1: undo impossible)
+        self.undo_ranges: list[tuple[int, int]] = []
+        self.undo_retrans = -1
+        self.dsack_round_end = 0  # one reordering-window step per round trip of D-SACKs
         self.persist_backoff = 0
         self.keep_probes = 0
         self.last_rx = 0.0
@@ -260,6 +276,7 @@ class Tcb:
         if not len(self.sb):
             self.sb = SendBuffer(self.sb.end)
         self.sacked = []
+        self.rack.segs = []
 
     def _negotiate(self, seg: Segment, now: float) -> None:
         """Options from the peer's SYN (our own SYN offered, or will offer, the ``want_*``)."""
