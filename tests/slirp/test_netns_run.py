@@ -24,7 +24,6 @@ import pty
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import threading
@@ -36,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from tests.netns_user import as_nobody, tun_open_to_everyone, user_namespace_refusal
 from tests.slirp.test_user_netd import python_for_nobody, readable_libraries
 from tests.testbed import require_binary, require_root, stop_process, unavailable, wait_for
 from tests.vm.hostserver import PayloadHttpServer, free_port, payload_chunks, payload_sha256
@@ -44,7 +44,6 @@ pytestmark = pytest.mark.testbed
 
 BIG = 100 * 1024 * 1024
 SMALL = 4 * 1024 * 1024
-TUN = "/dev/net/tun"
 
 
 class World:
@@ -57,10 +56,9 @@ class World:
         self.libs = libs
         self.http = http  # serves BIG and SMALL payloads, hashes uploads
         self.dns_port = dns_port
-        self.setpriv = require_binary("setpriv")
 
     def nobody(self, *argv: str) -> list[str]:
-        return [self.setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+        return as_nobody(*argv)
 
     def vipernet(self, *args: str, tmpdir: Path, mark: str) -> list[str]:
         return self.nobody("env", f"PYTHONPATH={self.libs}", f"TMPDIR={tmpdir}",
@@ -111,13 +109,8 @@ def tun_for_everyone() -> Iterator[None]:
     """/dev/net/tun open to unprivileged users, as udev makes it (0666) on a distribution;
     a bare VM's devtmpfs may leave it 0600.  The old mode is put back afterwards."""
     require_root()
-    mode = stat.S_IMODE(os.stat(TUN).st_mode)
-    if mode & 0o666 != 0o666:
-        os.chmod(TUN, mode | 0o666)
-    try:
+    with tun_open_to_everyone():
         yield
-    finally:
-        os.chmod(TUN, mode)
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +123,9 @@ def world(tun_for_everyone: None) -> Iterator[World]:
     started: list[subprocess.Popen[bytes]] = []
     servers: list[PayloadHttpServer] = []
     try:
-        probe = subprocess.run([require_binary("setpriv"), "--reuid=65534", "--regid=65534",
-                                "--clear-groups", "unshare", "--user", "--net",
-                                "--map-root-user", "true"], capture_output=True, text=True)
-        if probe.returncode != 0:
-            unavailable(f"no unprivileged user namespaces here: {probe.stderr.strip()}")
+        refusal = user_namespace_refusal()
+        if refusal is not None:
+            unavailable(refusal)
         (workdir / "libs").mkdir()
         libs = readable_libraries(workdir / "libs")
         python = python_for_nobody(require_binary("runuser"), libs)
