@@ -105,7 +105,7 @@ class Gateway:
     def run_once(self, timeout: float = MAX_WAIT) -> None:
         self._watch_writes()
         now = self.clock()
-        due = [d for d in (w.next_deadline() for w in self.wires) if d is not None]
+        due = [w.due for w in self.wires if w.due is not None]
         if due:
             timeout = max(0.0, min(timeout, min(due) - now))
         ready: set[GuestWire] = set()
@@ -117,8 +117,7 @@ class Gateway:
                 self._accept(owner)
         now = self.clock()
         for wire in self.wires:
-            deadline = wire.next_deadline()
-            if wire in ready or (deadline is not None and deadline <= now):
+            if wire in ready or (wire.due is not None and wire.due <= now):
                 wire.service(now)
         self._drop_dead()
 
