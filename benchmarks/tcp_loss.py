@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
+from benchmarks.tcp_bulk import SINK  # noqa: E402 - kernel side: count to EOF
 from tests.testbed import TestBed, require_binary  # noqa: E402
 
 # Kernel-side sender: connect, send until the deadline, half-close, wait for the close.
@@ -67,28 +68,6 @@ while time.monotonic() < end:
     s.sendall(buf)
 s.shutdown(socket.SHUT_WR)
 s.recv(1)
-"""
-
-# Kernel-side sink: accept one connection, count to EOF, print "bytes seconds".
-SINK = r"""
-import socket, sys, time
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], 0))
-srv.listen(4)
-print(srv.getsockname()[1], flush=True)
-c, _ = srv.accept()
-buf = bytearray(1 << 20)
-total = 0
-t0 = time.perf_counter()
-while True:
-    n = c.recv_into(buf)
-    if not n:
-        break
-    total += n
-elapsed = time.perf_counter() - t0
-c.close()
-print(total, elapsed, flush=True)
 """
 
 # The kernel pair's delay/reorder path: two TAPs, one per namespace, joined frame by frame

@@ -49,8 +49,10 @@ def parse_address(text: str) -> Address:
     return (host, int(port))
 
 
-class StreamListener:
-    """QEMU stream guests connecting to us, any number of them, each its own wire."""
+class _GuestListener:
+    """A UNIX (or TCP) listener whose every connection is one guest's device."""
+
+    kind = ""
 
     def __init__(self, address: Address, *, mtu: int) -> None:
         self.address = address
@@ -61,7 +63,7 @@ class StreamListener:
 
     @property
     def name(self) -> str:
-        return f"qemu-stream:{self.address}"
+        return f"{self.kind}:{self.address}"
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -76,9 +78,10 @@ class StreamListener:
             except OSError:
                 return devices  # e.g. EMFILE: the next readiness tries again
             self.accepted += 1
-            _grow_buffers(conn)
-            devices.append(StreamDevice(conn, name=f"{self.name}#{self.accepted}",
-                                        mtu=self.mtu, autoflush=False))
+            devices.append(self._device(conn, f"{self.name}#{self.accepted}"))
+
+    def _device(self, conn: socket.socket, name: str) -> Device:
+        raise NotImplementedError
 
     def close(self) -> None:
         self._sock.close()
@@ -86,6 +89,16 @@ class StreamListener:
             with contextlib.suppress(OSError):
                 os.unlink(self._published)
             self._published = None
+
+
+class StreamListener(_GuestListener):
+    """QEMU stream guests connecting to us, any number of them, each its own wire."""
+
+    kind = "qemu-stream"
+
+    def _device(self, conn: socket.socket, name: str) -> Device:
+        _grow_buffers(conn)
+        return StreamDevice(conn, name=name, mtu=self.mtu, autoflush=False)
 
 
 def _grow_buffers(sock: socket.socket) -> None:
@@ -96,49 +109,25 @@ def _grow_buffers(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, option, STREAM_BUFFER)
 
 
-class VhostUserListener:
+class VhostUserListener(_GuestListener):
     """vhost-user front ends (QEMU's ``-chardev socket,server=off``) connecting to a UNIX
     socket: a device and a wire for each connection."""
+
+    kind = "vhost-user"
 
     def __init__(self, path: str, *, mtu: int) -> None:
         if not isinstance(path, str) or not path:
             raise PortSpecError("--vhost-user needs a UNIX socket path")
-        self.path = path
-        self.mtu = mtu
         self._module: Any = importlib.import_module("vipernet.link.vhost_user")
-        self._sock, self._published = listening_socket(path, backlog=16)
-        self._sock.setblocking(False)
-        self.accepted = 0
+        super().__init__(path, mtu=mtu)
 
-    @property
-    def name(self) -> str:
-        return f"vhost-user:{self.path}"
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def accept(self) -> list[Device]:
-        devices: list[Device] = []
-        while True:
-            try:
-                conn, _peer = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return devices
-            except OSError:
-                return devices
-            self.accepted += 1
-            # One device per front-end connection, no reconnecting: when that QEMU goes
-            # away its wire ends and its flows are freed; the next QEMU (or the same one
-            # after a reboot of its process) gets a fresh wire from this listener.
-            devices.append(self._module.VhostUserDevice(
-                name=f"{self.name}#{self.accepted}", conn=conn, reconnect=False, mtu=self.mtu))
-
-    def close(self) -> None:
-        self._sock.close()
-        if self._published is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._published)
-            self._published = None
+    def _device(self, conn: socket.socket, name: str) -> Device:
+        # One device per front-end connection, no reconnecting: when that QEMU goes
+        # away its wire ends and its flows are freed; the next QEMU (or the same one
+        # after a reboot of its process) gets a fresh wire from this listener.
+        device: Device = self._module.VhostUserDevice(name=name, conn=conn, reconnect=False,
+                                                      mtu=self.mtu)
+        return device
 
 
 Listener = StreamListener | VhostUserListener
