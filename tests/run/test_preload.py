@@ -734,6 +734,61 @@ def _prefork_answers(rig: Rig, port: int, count: int) -> list[tuple[int, str]]:
     return answers
 
 
+MULTICAST_MEMBER = """
+import errno, socket, struct, sys
+group, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", port))
+mreq = socket.inet_aton(group) + bytes(4)
+try:
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, mreq)
+except OSError as exc:
+    print("drop before join:", errno.errorcode[exc.errno], flush=True)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 2)
+print("ready", flush=True)
+s.settimeout(20)
+data, (ip, _) = s.recvfrom(2000)
+print("got", ip, data.decode(), flush=True)
+"""
+
+MULTICAST_SENDER = """
+import socket, sys, time
+group, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("10.0.2.2"))
+for i in range(40):
+    s.sendto(b"to the group", (group, port))
+    time.sleep(0.25)
+"""
+
+
+def test_a_program_joins_a_multicast_group_through_the_library(rig: Rig) -> None:
+    """libc's setsockopt(IP_ADD_MEMBERSHIP) (Python's socket module under plain LD_PRELOAD,
+    as a C program calls it) reaches netd's IGMP: the kernel's multicast to the group
+    arrives, and netd's own errors come back as the program's errno."""
+    group, port = "239.7.7.7", 6300
+    member = subprocess.Popen([sys.executable, "-c", MULTICAST_MEMBER, group, str(port)],
+                              env=rig.env(LD_PRELOAD=rig.library), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    sender = None
+    try:
+        assert member.stdout is not None
+        assert member.stdout.readline().strip() == "drop before join: EADDRNOTAVAIL"
+        assert member.stdout.readline().strip() == "ready"
+        sender = rig.bed.start([sys.executable, "-c", MULTICAST_SENDER, group, str(port)])
+        out, err = member.communicate(timeout=30)
+        assert member.returncode == 0, err
+        assert out.strip() == "got 10.0.2.2 to the group"
+    finally:
+        if member.poll() is None:
+            member.kill()
+            member.communicate()
+        if sender is not None:
+            sender.kill()
+            sender.wait()
+
+
 def test_a_c_pre_fork_server_s_children_accept_on_the_inherited_listener(rig: Rig) -> None:
     server_bin = rig.compile("prefork")
     before = rig.counters().get("adopt.ok", 0)

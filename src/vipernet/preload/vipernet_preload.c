@@ -1547,6 +1547,77 @@ static int on_descriptor(int level, int name)
     return name == SO_RCVTIMEO || name == SO_SNDTIMEO || name == SO_RCVLOWAT;
 }
 
+/*
+ * Broadcast and multicast options of a UDP socket, as netd's SETSOCKOPT extensions 8-21
+ * take them (docs/netd-protocol.md, "Multicast socket options"): the int ones (TTL,
+ * LOOP, ALL, the IPv6 hops and loop) as an i32, which Linux also accepts as one byte for
+ * IP_MULTICAST_TTL/LOOP; the struct ones (ip_mreq, ip_mreqn, ip_mreq_source, ipv6_mreq,
+ * the IP_MULTICAST_IF address) byte for byte, for netd to read as Linux would.  Netd's
+ * answer is the errno, so a C program hears what a Python one does.
+ */
+#define NOT_MULTICAST (-2)
+
+struct multicast_rule {
+    int level, name;
+    int netd;
+    int is_struct;
+};
+
+static const struct multicast_rule MULTICAST_RULES[] = {
+    {IPPROTO_IP, IP_MULTICAST_TTL, 8, 0},
+    {IPPROTO_IP, IP_MULTICAST_LOOP, 9, 0},
+    {IPPROTO_IP, IP_MULTICAST_ALL, 10, 0},
+    {IPPROTO_IP, IP_MULTICAST_IF, 11, 1},
+    {IPPROTO_IP, IP_ADD_MEMBERSHIP, 12, 1},
+    {IPPROTO_IP, IP_DROP_MEMBERSHIP, 13, 1},
+    {IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, 14, 1},
+    {IPPROTO_IP, IP_DROP_SOURCE_MEMBERSHIP, 15, 1},
+    {IPPROTO_IP, IP_BLOCK_SOURCE, 16, 1},
+    {IPPROTO_IP, IP_UNBLOCK_SOURCE, 17, 1},
+    {IPPROTO_IPV6, IPV6_JOIN_GROUP, 18, 1},
+    {IPPROTO_IPV6, IPV6_LEAVE_GROUP, 19, 1},
+    {IPPROTO_IPV6, IPV6_MULTICAST_HOPS, 20, 0},
+    {IPPROTO_IPV6, IPV6_MULTICAST_LOOP, 21, 0},
+};
+
+static int multicast_setsockopt(int fd, struct vsock *s, int level, int name,
+                                const void *value, socklen_t len)
+{
+    const struct multicast_rule *rule = NULL;
+    for (size_t i = 0; i < sizeof MULTICAST_RULES / sizeof MULTICAST_RULES[0]; i++)
+        if (MULTICAST_RULES[i].level == level && MULTICAST_RULES[i].name == name)
+            rule = &MULTICAST_RULES[i];
+    if (rule == NULL)
+        return NOT_MULTICAST;
+    if (level == IPPROTO_IPV6 && !s->six)
+        return fail(ENOPROTOOPT);
+    unsigned char body[2 + 64];
+    size_t size;
+    put16(body, (uint16_t)rule->netd);
+    if (rule->is_struct) {
+        if (len == 0 || len > 64)
+            return fail(EINVAL);
+        memcpy(body + 2, value, len);
+        size = 2 + (size_t)len;
+    } else {
+        int v;
+        if (len >= sizeof(int))
+            memcpy(&v, value, sizeof v);
+        else if (len == 1 && level == IPPROTO_IP)
+            v = *(const unsigned char *)value;
+        else
+            return fail(EINVAL);
+        put32(body + 2, (uint32_t)v);
+        size = 6;
+    }
+    int err = ensure_own(fd, s);
+    if (err)
+        return fail(err);
+    struct reply w;
+    err = sock_call(C_SOCKET_SETSOCKOPT, s->id, s->gen, body, size, &w);
+    return err ? fail(err) : 0;
+}
+
 EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
 {
     need_real();
@@ -1566,6 +1637,11 @@ EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t 
                            e->opt[OPT_LINGER_SECS] = lg.l_linger,
                            e->opt_set[OPT_LINGER_ON] = 1));
         return 0;
+    }
+    if (s.dgram) {
+        int handled = multicast_setsockopt(fd, &s, level, name, value, len);
+        if (handled != NOT_MULTICAST)
+            return handled;
     }
     const struct option_rule *rule = rule_for(level, name);
     if (rule == NULL || (s.dgram && level == IPPROTO_TCP) ||
