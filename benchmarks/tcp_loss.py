@@ -128,6 +128,25 @@ VERBOSE = False
 KERNEL_CC: str | None = None
 
 
+ALLOWED_CC = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+
+
+@contextlib.contextmanager
+def cc_allowed_in_namespaces(name: str | None) -> Iterator[None]:
+    """A namespace may only pick a congestion control the root namespace allows
+    (``tcp_allowed_congestion_control``, "reno bbr" on these machines): allow ``name``
+    for the run, then put the list back."""
+    before = ALLOWED_CC.read_text().strip()
+    if not name or name in before.split():
+        yield
+        return
+    ALLOWED_CC.write_text(f"{before} {name}\n")
+    try:
+        yield
+    finally:
+        ALLOWED_CC.write_text(before + "\n")
+
+
 def kernel_cc(ns: str) -> None:
     """Give namespace ``ns`` the kernel congestion control asked for (if any)."""
     if KERNEL_CC:
@@ -328,7 +347,13 @@ def main() -> None:
     default_cc = Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
     print(f"TCP under loss, {seconds:g} s per transfer, load average {load0:.2f}; kernel "
           f"congestion control {args.kernel_cc or default_cc}")
-    cap = 0.0 if args.skip_kernel else relay_cap(seconds)
+    with cc_allowed_in_namespaces(KERNEL_CC):
+        run_cases(cases, seconds, skip_kernel=args.skip_kernel, load0=load0)
+
+
+def run_cases(cases: list[Case], seconds: float, *, skip_kernel: bool, load0: float) -> None:
+    """The table: every case for vipernet, then the kernel pair."""
+    cap = 0.0 if skip_kernel else relay_cap(seconds)
     print(f"  relay cap (kernel pair through the Python relay, no impairment): {cap:.1f} MB/s")
     head = (f"  {'case':30} {'vn down':>8} {'kern':>8} {'ratio':>6}   "
             f"{'vn up':>8} {'kern':>8} {'ratio':>6}")
@@ -336,7 +361,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for case in cases:
         down, up = vipernet_case(case, seconds)
-        k_down, k_up = (0.0, 0.0) if args.skip_kernel else kernel_case(case, seconds)
+        k_down, k_up = (0.0, 0.0) if skip_kernel else kernel_case(case, seconds)
         rows.append({"case": case.name, "down": down, "kernel": k_down, "up": up,
                      "kernel_up": k_up})
         print(f"  {case.name:30} {down:8.2f} {k_down:8.2f} {down / max(k_down, 1e-9):6.2f}   "
