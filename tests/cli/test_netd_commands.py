@@ -93,6 +93,23 @@ def test_stat_renders_a_table_row_per_socket() -> None:
     assert lines[-1] == "1 sockets, 1 clients"
 
 
+def test_stat_i_adds_an_ss_ti_line_under_each_tcp_connection() -> None:
+    tcp = {"snd_una": 1000, "snd_nxt": 5000, "snd_wnd": 65535, "cwnd": 14600,
+           "ssthresh": 29200, "rcv_wnd": 131072, "out_of_order": 0, "unread": 10,
+           "srtt_ms": 0.42, "rto_ms": 200.0, "backoff": 0, "retransmits": 3,
+           "in_recovery": True}
+    report = {"sockets": [{"id": 4, "kind": "tcp", "state": "ESTAB", "tcp": tcp},
+                          {"id": 5, "kind": "udp", "state": "UNCONN"}],
+              "clients": []}
+    lines = cmd_stat.render(report, info=True).splitlines()
+    assert lines[2].split() == ["srtt:0.42ms", "rto:200.0ms", "backoff:0", "cwnd:14600",
+                                "ssthresh:29200", "retrans:3", "unacked:4000",
+                                "snd_wnd:65535", "rcv_wnd:131072", "ooo:0", "unread:10",
+                                "recovery"]
+    assert len(lines) == 5  # header, tcp row + its line, udp row (no line), summary
+    assert "srtt" not in cmd_stat.render(report)
+
+
 def test_stat_shows_how_long_a_connection_has_stalled() -> None:
     report = {"sockets": [{"id": 4, "client": 1, "pid": 42, "kind": "tcp",
                            "local": "10.0.2.15:40000", "remote": "10.0.2.2:80",

@@ -299,3 +299,38 @@ def test_the_capture_is_clean(rig: Rig) -> None:
                   " || igmp.checksum.status == 0")
     assert bad == ""
     assert "igmp" in _tshark(rig, "-Y", "igmp", "-T", "fields", "-e", "frame.protocols")
+
+
+KERNEL_TCP_SINK = """
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.0.2.2", 6400)); s.listen(1)
+print("ready", flush=True)
+c, _ = s.accept()
+while c.recv(65536):
+    pass
+"""
+
+
+def test_stat_i_shows_a_live_connection_s_tcp_internals(rig: Rig) -> None:
+    # Not multicast: this module's netd and kernel are a convenient live pair.  After a
+    # few hundred KB to the kernel, the connection's line under `stat -i` carries a
+    # measured RTT and the congestion window, and a clean link retransmitted nothing.
+    sink = _kernel(rig, KERNEL_TCP_SINK)
+    _ready(sink)
+    conn = vsocket.create_connection((GATEWAY, 6400), timeout=10)
+    try:
+        conn.sendall(os.urandom(300_000))
+        time.sleep(0.3)
+        result = vipernet_cli("stat", "-i", env=rig.env)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        row = next(i for i, line in enumerate(lines) if f"{GATEWAY}:6400" in line)
+        info = dict(part.split(":", 1) for part in lines[row + 1].split())
+        assert float(info["srtt"].removesuffix("ms")) > 0
+        assert int(info["cwnd"]) > 0 and info["retrans"] == "0"
+        assert int(info["unacked"]) >= 0 and int(info["snd_wnd"]) > 0
+        plain = vipernet_cli("stat", env=rig.env).stdout
+        assert "srtt:" not in plain
+    finally:
+        conn.close()
