@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.stack_calls import StackCalls
 from tests.testbed import require_root
 from tests.vm import guest_scripts as steps
 from tests.vm.guest import Guest, accelerator, require_guest
@@ -52,7 +53,7 @@ def initramfs() -> Iterator[Path]:
         yield build_initramfs(Path(workdir), kernel)
 
 
-class StackSide:
+class StackSide(StackCalls):
     """The stack at 10.0.2.2 on the device, with blocking helpers for server threads."""
 
     def __init__(self, device: VhostUserDevice) -> None:
@@ -65,12 +66,6 @@ class StackSide:
         self.errors: list[BaseException] = []
         self.threads: list[threading.Thread] = []
 
-    def call(self, fn: Callable[[], Any]) -> Any:
-        return self.runtime.call(fn)
-
-    def now(self) -> float:
-        return self.runtime.clock()
-
     def listen(self, port: int) -> Any:
         def make() -> Any:
             sock = self.stack.tcp_socket()
@@ -78,38 +73,6 @@ class StackSide:
             sock.listen(4)
             return sock
         return self.call(make)
-
-    def accept(self, listener: Any, timeout: float) -> Any:
-        if not self.runtime.wait_until(lambda: listener.readable, timeout):
-            raise TimeoutError("no connection")
-        return self.call(listener.accept)
-
-    def recv(self, sock: Any, timeout: float) -> bytes:
-        def step() -> bytes | None:
-            try:
-                return bytes(sock.recv(4 << 20))
-            except BlockingIOError:
-                return None
-        while True:
-            got = self.call(step)
-            if got is not None:
-                return got
-            if not self.runtime.wait_until(lambda: sock.readable, timeout):
-                raise TimeoutError("recv timed out")
-
-    def sendall(self, sock: Any, data: bytes, timeout: float) -> None:
-        view = memoryview(data)
-        offset = 0
-        while offset < len(view):
-            def step(offset: int = offset) -> int:
-                try:
-                    return int(sock.send(view[offset:offset + (1 << 20)], self.now()))
-                except BlockingIOError:
-                    return 0
-            sent = self.call(step)
-            offset += sent
-            if not sent and not self.runtime.wait_until(lambda: sock.writable, timeout):
-                raise TimeoutError(f"send stalled at {offset}/{len(view)}")
 
     def serve(self, target: Callable[[], None]) -> None:
         def run() -> None:
@@ -129,7 +92,7 @@ class StackSide:
             conn = self.accept(listener, timeout)
             request = b""
             while b"\r\n\r\n" not in request:
-                chunk = self.recv(conn, timeout)
+                chunk = self.recv_some(conn, timeout)
                 assert chunk, "the client closed before its request ended"
                 request += chunk
             assert request.startswith(b"GET /"), request[:80]
@@ -146,7 +109,7 @@ class StackSide:
         def run() -> None:
             conn = self.accept(listener, timeout)
             digest, count = hashlib.sha256(), 0
-            while chunk := self.recv(conn, timeout):
+            while chunk := self.recv_some(conn, timeout):
                 digest.update(chunk)
                 count += len(chunk)
             received.append((count, digest.hexdigest()))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Interface
 from typing import Any
 
+from tests.stack_calls import StackCalls
 from tests.testbed import GATEWAY, GATEWAY6, STACK_IP, TestBed, wait_for
 from vipernet.runtime import Runtime
 from vipernet.stack import Stack, StackConfig
@@ -93,7 +94,7 @@ def pseudo_random_sha256(size: int, seed: int) -> str:
 
 
 @dataclass
-class Rig:
+class Rig(StackCalls):
     bed: TestBed
     stack: Stack
     runtime: Runtime
@@ -111,12 +112,6 @@ class Rig:
     def client_env(self) -> dict[str, str]:
         """For the kernel-side CLIENT script: the stack address it dials."""
         return {**os.environ, "RIG_HOST": self.stack_host}
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        return self.runtime.call(fn)
-
-    def now(self) -> float:
-        return self.runtime.clock()
 
     def start_server(self, *args: str) -> int:
         env = {**os.environ, "RIG_HOST": self.kernel_host}
@@ -140,35 +135,6 @@ class Rig:
             raise OSError(err, errno.errorcode.get(err, str(err)))
         return sock
 
-    def sendall(self, sock: Any, data: bytes | memoryview, timeout: float = 120.0) -> None:
-        view = memoryview(data)
-        off = 0
-        deadline = time.monotonic() + timeout
-        while off < len(view):
-            def step(off: int = off) -> int:
-                try:
-                    return int(sock.send(view[off:off + (4 << 20)], self.now()))
-                except BlockingIOError:
-                    return 0
-            n = self.call(step)
-            off += n
-            if not n and not self.runtime.wait_until(lambda: sock.writable,
-                                                     deadline - time.monotonic()):
-                raise TimeoutError(f"sendall stalled at {off}/{len(view)}")
-
-    def recv_some(self, sock: Any, timeout: float = 60.0) -> bytes:
-        def step() -> bytes | None:
-            try:
-                return bytes(sock.recv(8 << 20))
-            except BlockingIOError:
-                return None
-        while True:
-            got = self.call(step)
-            if got is not None:
-                return got
-            if not self.runtime.wait_until(lambda: sock.readable, timeout):
-                raise TimeoutError("recv timed out")
-
     def recv_all(self, sock: Any, sink: Callable[[bytes], None], timeout: float = 60.0) -> int:
         total = 0
         while True:
@@ -177,11 +143,6 @@ class Rig:
                 return total
             total += len(chunk)
             sink(chunk)
-
-    def accept(self, lst: Any, timeout: float = 30.0) -> Any:
-        if not self.runtime.wait_until(lambda: lst.readable, timeout):
-            raise TimeoutError("accept timed out")
-        return self.call(lst.accept)
 
     def close(self, sock: Any) -> None:
         self.call(lambda: sock.close(self.now()))
